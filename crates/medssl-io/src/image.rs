@@ -1,0 +1,142 @@
+//! `Image`: a decoded file before it becomes a `Volume` — stored samples, their scaling,
+//! shape and geometry — and the entry points that read any supported path.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array4, ShapeBuilder};
+
+use crate::error::{IoError, Result};
+use crate::geometry::Affine;
+use crate::samples::{SampleType, Samples, Scaling, Stats};
+use crate::volume::Volume;
+use crate::{dicom, nifti};
+
+/// The container a file was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Nifti1,
+    Nifti2,
+    /// One DICOM file (single- or multi-frame).
+    Dicom,
+    /// A directory of DICOM files forming one series.
+    DicomSeries,
+}
+
+impl Format {
+    /// The name `medssl info --json` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Nifti1 => "nifti1",
+            Format::Nifti2 => "nifti2",
+            Format::Dicom => "dicom",
+            Format::DicomSeries => "dicom-series",
+        }
+    }
+}
+
+/// A decoded image file: samples in their stored type and file order (first index
+/// fastest), the scaling to physical values, and the geometry.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub path: PathBuf,
+    pub format: Format,
+    /// Array shape, first index fastest in `samples`: NIfTI `(i, j, k[, t, ...])`,
+    /// DICOM `[columns, rows, frames or slices]`.
+    pub shape: Vec<usize>,
+    /// The sample type on disk. `samples` may hold a wider type when slices of a series
+    /// had different rescale values and were scaled while stacking.
+    pub stored_type: SampleType,
+    pub samples: Samples,
+    pub scaling: Scaling,
+    /// Voxel index to RAS+ mm, or `None` when the file carries no geometry.
+    pub affine: Option<Affine>,
+    /// Format-specific header facts for people (`medssl info` without `--json`).
+    pub details: Vec<(String, String)>,
+}
+
+impl Image {
+    /// Statistics of the scaled values, in f64.
+    pub fn stats(&self) -> Stats {
+        Stats::of(&self.samples, self.scaling)
+    }
+
+    /// Converts to a channel-first f32 volume. Dimensions beyond the third become
+    /// channels (a 4-D NIfTI's volumes); missing ones have size 1.
+    pub fn to_volume(&self) -> Result<Volume> {
+        let affine = self.affine.ok_or_else(|| {
+            IoError::invalid(
+                &self.path,
+                "the file carries no geometry (no position/orientation/spacing), so it cannot \
+                 become a volume",
+            )
+        })?;
+        let dim = |a: usize| self.shape.get(a).copied().unwrap_or(1);
+        let channels: usize = self.shape.iter().skip(3).product();
+        let shape = (dim(0), dim(1), dim(2), channels.max(1));
+        let values = self.samples.to_f32_scaled(self.scaling);
+        let data = Array4::from_shape_vec(shape.f(), values).map_err(|e| {
+            IoError::invalid(
+                &self.path,
+                format!("sample count does not match shape: {e}"),
+            )
+        })?;
+        Ok(Volume::new(data.permuted_axes([3, 0, 1, 2]), affine))
+    }
+}
+
+/// Choices for reading DICOM directories.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// SeriesInstanceUID to read from a directory holding several series.
+    pub series: Option<String>,
+}
+
+/// Reads a NIfTI file (`.nii`, `.nii.gz`, NIfTI-1 or -2), a DICOM file or a directory
+/// holding a DICOM series. The format is recognised from the content, not the name.
+pub fn read_image(path: &Path, options: &ReadOptions) -> Result<Image> {
+    let meta = std::fs::metadata(path).map_err(|e| IoError::os(path, e))?;
+    if meta.is_dir() {
+        return dicom::read_series(path, options.series.as_deref());
+    }
+    match sniff(path)? {
+        Sniffed::Nifti => nifti::read(path),
+        Sniffed::Dicom => dicom::read_file(path),
+        Sniffed::Unknown => Err(IoError::invalid(
+            path,
+            "not a NIfTI file (no NIfTI header size 348/540) and not a DICOM file (no 'DICM' \
+             marker at byte 128)",
+        )),
+    }
+}
+
+/// Reads any supported path straight to a `Volume`.
+pub fn read_volume(path: &Path, options: &ReadOptions) -> Result<Volume> {
+    read_image(path, options)?.to_volume()
+}
+
+enum Sniffed {
+    Nifti,
+    Dicom,
+    Unknown,
+}
+
+/// Looks at the first bytes (decompressed when gzip) to tell NIfTI from DICOM.
+fn sniff(path: &Path) -> Result<Sniffed> {
+    let mut head = Vec::with_capacity(132);
+    let file = File::open(path).map_err(|e| IoError::os(path, e))?;
+    file.take(132)
+        .read_to_end(&mut head)
+        .map_err(|e| IoError::os(path, e))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Sniffed::Nifti);
+    }
+    if head.len() >= 132 && &head[128..132] == b"DICM" {
+        return Ok(Sniffed::Dicom);
+    }
+    if head.len() >= 4 && nifti::header_size(head[..4].try_into().expect("4 bytes")).is_some() {
+        return Ok(Sniffed::Nifti);
+    }
+    Ok(Sniffed::Unknown)
+}

@@ -1,0 +1,31 @@
+//! Reading and writing the medical images researchers actually have.
+//!
+//! - NIfTI-1 and NIfTI-2 (`.nii`, `.nii.gz`, `.hdr`/`.img`), any byte order, the common
+//!   datatypes, `scl_slope`/`scl_inter` with nibabel's rule, the affine from sform, qform
+//!   or pixdim as nibabel chooses it;
+//! - DICOM files (multi-frame too) and directories holding series, sorted along the slice
+//!   normal, with the modality LUT applied and the RAS affine built from the patient
+//!   position and orientation;
+//! - reorientation to the closest canonical RAS orientation;
+//! - writing NIfTI (float32, int16, uint8) atomically with sform and qform set.
+//!
+//! Everything is read first into an [`Image`] (stored samples, scaling, geometry), which
+//! [`Image::to_volume`] turns into the f32 [`Volume`] the rest of medssl works on. This
+//! crate never depends on Burn.
+
+pub mod dicom;
+mod error;
+pub mod geometry;
+mod image;
+pub mod nifti;
+mod samples;
+pub mod testing;
+mod volume;
+
+pub use error::{IoError, Result};
+pub use geometry::Affine;
+pub use image::{Format, Image, ReadOptions, read_image, read_volume};
+pub use nalgebra;
+pub use ndarray;
+pub use samples::{ByteOrder, SampleType, Samples, Scaling, Stats};
+pub use volume::Volume;

@@ -1,0 +1,310 @@
+//! Every entry of `$MEDSSL_FIXTURES/io/expected.json` (nibabel / pydicom / SimpleITK
+//! reference values) must be reproduced: shape, stored type, affine, spacing, scaling,
+//! value statistics, probe voxels and the sha256 of all scaled values.
+
+use medssl_io::geometry::spacing;
+use medssl_io::nalgebra;
+use medssl_io::nifti::read_header;
+use medssl_io::testing::fixtures_dir;
+use medssl_io::{Affine, Format, Image, ReadOptions, read_image};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn expected() -> Value {
+    let path = fixtures_dir().join("io/expected.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("expected.json is JSON")
+}
+
+fn num(v: &Value) -> f64 {
+    match v {
+        Value::String(s) if s == "nan" => f64::NAN,
+        Value::String(s) if s == "inf" => f64::INFINITY,
+        Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
+        _ => v.as_f64().unwrap_or_else(|| panic!("not a number: {v}")),
+    }
+}
+
+fn nums(v: &Value) -> Vec<f64> {
+    v.as_array().expect("array").iter().map(num).collect()
+}
+
+fn usizes(v: &Value) -> Vec<usize> {
+    nums(v).into_iter().map(|x| x as usize).collect()
+}
+
+fn assert_affine(case: &str, what: &str, got: &Affine, want: &Value, tol: f64) {
+    let rows = want.as_array().expect("4 rows");
+    for (r, row) in rows.iter().enumerate() {
+        for (c, w) in nums(row).into_iter().enumerate() {
+            let g = got[(r, c)];
+            assert!(
+                (g - w).abs() <= tol,
+                "{case}: {what}[{r}][{c}] = {g}, expected {w}"
+            );
+        }
+    }
+}
+
+fn assert_close(case: &str, what: &str, got: f64, want: f64, rel: f64) {
+    let tol = rel * want.abs().max(1.0);
+    assert!(
+        (got - want).abs() <= tol,
+        "{case}: {what} = {got}, expected {want}"
+    );
+}
+
+fn sha256_of_scaled(image: &Image) -> String {
+    let mut hasher = Sha256::new();
+    image
+        .samples
+        .for_each_scaled(image.scaling, |v| hasher.update(v.to_le_bytes()));
+    format!("{:x}", hasher.finalize())
+}
+
+/// Value at a multi-index given in `order` (first index fastest in storage when
+/// `first_fastest`, else last index fastest).
+fn probe(image: &Image, index: &[usize], shape: &[usize], first_fastest: bool) -> f64 {
+    let mut linear = 0;
+    if first_fastest {
+        for a in (0..index.len()).rev() {
+            linear = linear * shape[a] + index[a];
+        }
+    } else {
+        for a in 0..index.len() {
+            linear = linear * shape[a] + index[a];
+        }
+    }
+    let mut value = f64::NAN;
+    let mut i = 0;
+    image.samples.for_each_scaled(image.scaling, |v| {
+        if i == linear {
+            value = v;
+        }
+        i += 1;
+    });
+    value
+}
+
+fn check_values(case: &str, image: &Image, values: &Value, sha_key: &str) {
+    let stats = image.stats();
+    assert_eq!(
+        stats.count,
+        values["count"].as_u64().unwrap() as usize,
+        "{case}: count"
+    );
+    assert_close(case, "sum", stats.sum, num(&values["sum"]), 1e-12);
+    assert_close(case, "min", stats.min, num(&values["min"]), 1e-12);
+    assert_close(case, "max", stats.max, num(&values["max"]), 1e-12);
+    assert_eq!(
+        sha256_of_scaled(image),
+        values[sha_key].as_str().unwrap(),
+        "{case}: sha256 of the scaled values"
+    );
+}
+
+#[test]
+fn fixture_nifti_files_match_nibabel() {
+    let expected = expected();
+    let dir = fixtures_dir().join("io");
+    let cases = expected["nifti"].as_array().expect("nifti list");
+    assert!(!cases.is_empty());
+    for e in cases {
+        let case = e["file"].as_str().unwrap();
+        let path = dir.join(case);
+        let image = read_image(&path, &ReadOptions::default())
+            .unwrap_or_else(|err| panic!("{case}: {err}"));
+        let nifti2 = e["format"].as_str().unwrap().starts_with("NIfTI-2");
+        assert_eq!(
+            image.format,
+            if nifti2 {
+                Format::Nifti2
+            } else {
+                Format::Nifti1
+            },
+            "{case}"
+        );
+        assert_eq!(image.shape, usizes(&e["shape"]), "{case}: shape");
+        assert_eq!(
+            image.stored_type.name(),
+            e["on_disk_dtype_name"].as_str().unwrap(),
+            "{case}: dtype"
+        );
+        let affine = image.affine.expect("NIfTI always has an affine");
+        assert_affine(case, "affine", &affine, &e["affine"], 1e-5);
+        let header = read_header(&path).unwrap();
+        assert_affine(
+            case,
+            "qform",
+            &header.qform_affine().unwrap(),
+            &e["qform_affine"],
+            1e-5,
+        );
+        assert_affine(
+            case,
+            "sform",
+            &header.sform_affine(),
+            &e["sform_affine"],
+            1e-5,
+        );
+        assert_eq!(
+            header.best_affine().unwrap().1,
+            e["affine_source"].as_str().unwrap(),
+            "{case}: affine source"
+        );
+        let pixdim = nums(&e["voxel_spacing_pixdim"]);
+        assert_eq!(
+            &header.pixdim[1..=pixdim.len()],
+            pixdim.as_slice(),
+            "{case}: pixdim"
+        );
+        for (a, (g, w)) in spacing(&affine)
+            .iter()
+            .zip(nums(&e["voxel_spacing_from_affine_columns"]))
+            .enumerate()
+        {
+            assert_close(case, &format!("spacing[{a}]"), *g, w, 1e-7);
+        }
+        let scaling = &e["scaling"];
+        assert_eq!(
+            image.scaling.slope,
+            num(&scaling["applied_slope"]),
+            "{case}: slope"
+        );
+        assert_eq!(
+            image.scaling.inter,
+            num(&scaling["applied_inter"]),
+            "{case}: inter"
+        );
+
+        let values = &e["values_after_scaling_f64"];
+        check_values(case, &image, values, "sha256_f64le_first_index_fastest");
+        let volume = image.to_volume().unwrap();
+        for p in values["probes"].as_array().unwrap() {
+            let index = usizes(&p["index"]);
+            let want = num(&p["value"]);
+            assert_close(
+                case,
+                "probe",
+                probe(&image, &index, &image.shape, true),
+                want,
+                1e-12,
+            );
+            let c = index.get(3).copied().unwrap_or(0);
+            let got = volume.data()[[c, index[0], index[1], index[2]]];
+            assert_eq!(got, want as f32, "{case}: volume voxel {index:?}");
+            let world = affine
+                * nalgebra::Vector4::new(index[0] as f64, index[1] as f64, index[2] as f64, 1.0);
+            for (a, w) in nums(&p["world_mm_from_affine"]).into_iter().enumerate() {
+                assert_close(case, "probe world mm", world[a], w, 1e-6);
+            }
+        }
+    }
+}
+
+fn dicom_spacing_matches(case: &str, image: &Image, e: &Value) {
+    let affine = image.affine.expect("these files carry geometry");
+    let ps = nums(&e["pixel_spacing"]);
+    let slice = e["spacing_between_slices"]
+        .as_f64()
+        .or(e["slice_thickness"].as_f64())
+        .unwrap();
+    let got = spacing(&affine);
+    for (a, want) in [ps[1], ps[0], slice].into_iter().enumerate() {
+        assert_close(case, &format!("spacing[{a}]"), got[a], want, 1e-9);
+    }
+    let ipp = nums(&e["image_position_patient"]);
+    let ras = [-ipp[0], -ipp[1], ipp[2]];
+    for (a, want) in ras.into_iter().enumerate() {
+        assert_close(case, "origin", affine[(a, 3)], want, 1e-9);
+    }
+}
+
+#[test]
+fn fixture_dicom_files_match_pydicom() {
+    let expected = expected();
+    let dir = fixtures_dir().join("io");
+    let cases = expected["dicom"].as_array().expect("dicom list");
+    assert!(!cases.is_empty());
+    for e in cases {
+        let case = e["file"].as_str().unwrap();
+        let image = read_image(&dir.join(case), &ReadOptions::default())
+            .unwrap_or_else(|err| panic!("{case}: {err}"));
+        assert_eq!(image.format, Format::Dicom, "{case}");
+        let frc = usizes(&e["shape"]);
+        assert_eq!(image.shape, vec![frc[2], frc[1], frc[0]], "{case}: shape");
+        assert_eq!(
+            image.stored_type.name(),
+            e["stored_dtype"].as_str().unwrap(),
+            "{case}: dtype"
+        );
+        if e["modality_lut_applied"].as_bool().unwrap() {
+            assert_eq!(image.scaling.slope, num(&e["rescale_slope"]), "{case}");
+            assert_eq!(image.scaling.inter, num(&e["rescale_intercept"]), "{case}");
+        } else {
+            assert!(image.scaling.is_identity(), "{case}: no rescale tags");
+        }
+        dicom_spacing_matches(case, &image, e);
+        let values = &e["values_after_modality_lut_f64"];
+        check_values(case, &image, values, "sha256_f64le_frame_row_col");
+        for p in values["probes"].as_array().unwrap() {
+            let index = usizes(&p["index_frame_row_col"]);
+            assert_close(
+                case,
+                "probe",
+                probe(&image, &index, &frc, false),
+                num(&p["value"]),
+                0.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn fixture_dicom_series_match_pydicom_and_itk() {
+    let expected = expected();
+    let dir = fixtures_dir().join("io");
+    let cases = expected["dicom_series"].as_array().expect("series list");
+    assert!(!cases.is_empty());
+    for e in cases {
+        let case = e["dir"].as_str().unwrap();
+        let image = read_image(&dir.join(case), &ReadOptions::default())
+            .unwrap_or_else(|err| panic!("{case}: {err}"));
+        assert_eq!(image.format, Format::DicomSeries, "{case}");
+        let src = usizes(&e["shape_slice_row_col"]);
+        assert_eq!(image.shape, vec![src[2], src[1], src[0]], "{case}: shape");
+        assert_eq!(
+            image.shape,
+            usizes(&e["ras_geometry"]["nifti_shape"]),
+            "{case}"
+        );
+        assert_eq!(image.scaling.slope, num(&e["rescale_slope"]), "{case}");
+        assert_eq!(image.scaling.inter, num(&e["rescale_intercept"]), "{case}");
+        let affine = image.affine.unwrap();
+        assert_affine(
+            case,
+            "affine",
+            &affine,
+            &e["ras_geometry"]["affine_ras"],
+            1e-5,
+        );
+        let values = &e["values_after_modality_lut_f64"];
+        check_values(case, &image, values, "sha256_f64le_slice_row_col");
+        for p in values["probes"].as_array().unwrap() {
+            let index = usizes(&p["index_slice_row_col"]);
+            assert_close(
+                case,
+                "probe",
+                probe(&image, &index, &src, false),
+                num(&p["value"]),
+                0.0,
+            );
+            let world = affine
+                * nalgebra::Vector4::new(index[2] as f64, index[1] as f64, index[0] as f64, 1.0);
+            for (a, w) in nums(&p["ras_mm"]).into_iter().enumerate() {
+                assert_close(case, "probe RAS mm", world[a], w, 1e-6);
+            }
+        }
+    }
+}
