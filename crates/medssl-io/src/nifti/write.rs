@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{ArrayViewD, Axis, Dimension};
+use ndarray::{ArrayD, ArrayViewD, Axis, Dimension, IxDyn, ShapeBuilder, Zip};
 use nifti::writer::WriterOptions;
 use nifti::{NiftiHeader as CrateHeader, XForm};
 
@@ -71,17 +71,28 @@ pub fn write_volume(path: &Path, volume: &Volume, ty: OutputType) -> Result<()> 
 
 fn temp_path(path: &Path) -> Result<PathBuf> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let ext = if name.ends_with(".nii.gz") {
-        ".nii.gz"
-    } else if name.ends_with(".nii") {
-        ".nii"
+    let (stem, ext) = if let Some(stem) = name.strip_suffix(".nii.gz") {
+        (stem, ".nii.gz")
+    } else if let Some(stem) = name.strip_suffix(".nii") {
+        (stem, ".nii")
     } else {
         return Err(IoError::invalid(
             path,
             "output name must end in .nii or .nii.gz",
         ));
     };
-    Ok(path.with_file_name(format!(".{name}.{}.tmp{ext}", std::process::id())))
+    // The `nifti` crate rewrites everything after the stem's last dot, so the stem of the
+    // temporary name must have no dots.
+    let stem = stem.replace('.', "_");
+    Ok(path.with_file_name(format!(".tmp-{}-{stem}{ext}", std::process::id())))
+}
+
+/// The voxels converted by `f` into an array laid out in NIfTI storage order (first
+/// index fastest), the layout the `nifti` crate's writer needs to stream slices.
+fn storage_order<T: Copy + Default>(data: &ArrayViewD<f32>, f: impl Fn(f32) -> T) -> ArrayD<T> {
+    let mut out = ArrayD::from_elem(IxDyn(data.shape()).f(), T::default());
+    Zip::from(&mut out).and(data).for_each(|o, &v| *o = f(v));
+    out
 }
 
 fn write_to(tmp: &Path, target: &Path, volume: &Volume, ty: OutputType) -> Result<()> {
@@ -110,9 +121,9 @@ fn write_to(tmp: &Path, target: &Path, volume: &Volume, ty: OutputType) -> Resul
     }
     let options = WriterOptions::new(tmp).reference_header(&header);
     let result = match ty {
-        OutputType::Float32 => options.write_nifti(&data),
-        OutputType::Int16 => options.write_nifti(&data.mapv(|v| v as i16)),
-        OutputType::UInt8 => options.write_nifti(&data.mapv(|v| v as u8)),
+        OutputType::Float32 => options.write_nifti(&storage_order(&data, |v| v)),
+        OutputType::Int16 => options.write_nifti(&storage_order(&data, |v| v as i16)),
+        OutputType::UInt8 => options.write_nifti(&storage_order(&data, |v| v as u8)),
     };
     result.map_err(|e| match e {
         nifti::NiftiError::Io(io) => IoError::os(target, io),
