@@ -70,6 +70,22 @@ fn truncated_nifti_header_and_data() {
 }
 
 #[test]
+fn huge_claimed_dimensions_are_an_error_not_an_allocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(nifti("nan_slope.nii")).unwrap();
+    for axis in 1..=3 {
+        let at = 40 + 2 * axis;
+        bytes[at..at + 2].copy_from_slice(&30000i16.to_le_bytes());
+    }
+    let path = write_bytes(tmp.path(), "huge.nii", &bytes);
+    assert_mentions(
+        &error_of(&path, None),
+        &path,
+        &["data shorter than the header says", "[30000, 30000, 30000]"],
+    );
+}
+
+#[test]
 fn wrong_magic() {
     let tmp = tempfile::tempdir().unwrap();
     let mut bytes = std::fs::read(nifti("nan_slope.nii")).unwrap();

@@ -137,3 +137,21 @@ fn integer_output_refuses_values_it_cannot_hold() {
     assert_eq!(OutputType::smallest_exact(&large), OutputType::Int16);
     assert_eq!(OutputType::smallest_exact(&fractional), OutputType::Float32);
 }
+
+#[test]
+fn header_image_pair_reads_like_the_single_file() {
+    let single = medssl_io::testing::fixtures_dir().join("io/nifti/anatomical.nii");
+    let bytes = std::fs::read(&single).unwrap();
+    let mut header = bytes[..348].to_vec();
+    header[344..348].copy_from_slice(b"ni1\0");
+    header[108..112].copy_from_slice(&0f32.to_be_bytes()); // vox_offset, big-endian file
+    let tmp = tempfile::tempdir().unwrap();
+    let hdr = tmp.path().join("anat.hdr");
+    std::fs::write(&hdr, &header).unwrap();
+    let err = medssl_io::read_image(&hdr, &ReadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains(".img file beside it is missing"), "{err}");
+    std::fs::write(tmp.path().join("anat.img"), &bytes[352..]).unwrap();
+    let pair = read_volume(&hdr, &ReadOptions::default()).unwrap();
+    let reference = read_volume(&single, &ReadOptions::default()).unwrap();
+    assert_eq!(pair, reference);
+}

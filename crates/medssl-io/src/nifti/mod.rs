@@ -16,48 +16,65 @@ use crate::error::{IoError, Result, chain};
 use crate::image::{Format, Image};
 use crate::samples::{ByteOrder, Samples, Scaling};
 
-/// Reads a whole file, decompressing it when it starts with the gzip magic bytes.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let file = File::open(path).map_err(|e| IoError::os(path, e))?;
-    let size_hint = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let gz = reader
-        .fill_buf()
-        .map_err(|e| IoError::os(path, e))?
-        .starts_with(&[0x1f, 0x8b]);
-    let mut bytes = Vec::new();
-    if gz {
-        bytes.reserve(size_hint.saturating_mul(3));
-        MultiGzDecoder::new(reader)
-            .read_to_end(&mut bytes)
-            .map_err(|e| IoError::invalid(path, format!("corrupt gzip stream: {}", chain(&e))))?;
-    } else {
-        bytes.reserve(size_hint);
-        reader
-            .read_to_end(&mut bytes)
-            .map_err(|e| IoError::os(path, e))?;
+/// The largest expansion deflate can achieve; bounds what a header may make us allocate.
+const MAX_GZIP_RATIO: u64 = 1032;
+
+/// A NIfTI file opened for reading, decompressed on the fly when it starts with the
+/// gzip magic bytes (whatever its name).
+struct Stream {
+    path: PathBuf,
+    reader: Box<dyn Read>,
+    gz: bool,
+    /// The most bytes the file can yield: its size, times the deflate limit when gzip.
+    max_len: u64,
+}
+
+impl Stream {
+    fn open(path: &Path) -> Result<Stream> {
+        let file = File::open(path).map_err(|e| IoError::os(path, e))?;
+        let size = file.metadata().map_err(|e| IoError::os(path, e))?.len();
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let gz = reader
+            .fill_buf()
+            .map_err(|e| IoError::os(path, e))?
+            .starts_with(&[0x1f, 0x8b]);
+        let (reader, max_len): (Box<dyn Read>, u64) = if gz {
+            (
+                Box::new(MultiGzDecoder::new(reader)),
+                size.saturating_mul(MAX_GZIP_RATIO),
+            )
+        } else {
+            (Box::new(reader), size)
+        };
+        Ok(Stream {
+            path: path.to_path_buf(),
+            reader,
+            gz,
+            max_len,
+        })
     }
-    Ok(bytes)
+
+    /// Appends up to `n` more bytes to `buf`; fewer only at the end of the file.
+    /// Memory is reserved for at most what the file can really hold, so a header that
+    /// claims a huge volume cannot make us allocate it.
+    fn read_into(&mut self, buf: &mut Vec<u8>, n: usize) -> Result<()> {
+        let room = self.max_len.saturating_sub(buf.len() as u64);
+        buf.reserve_exact((n as u64).min(room) as usize);
+        let result = (&mut self.reader).take(n as u64).read_to_end(buf);
+        result.map(|_| ()).map_err(|e| {
+            if self.gz {
+                IoError::invalid(&self.path, format!("corrupt gzip stream: {}", chain(&e)))
+            } else {
+                IoError::os(&self.path, e)
+            }
+        })
+    }
 }
 
 /// Reads only the header of a NIfTI file (gzip or not).
 pub fn read_header(path: &Path) -> Result<NiftiHeader> {
-    let file = File::open(path).map_err(|e| IoError::os(path, e))?;
-    let mut reader = BufReader::new(file);
-    let gz = reader
-        .fill_buf()
-        .map_err(|e| IoError::os(path, e))?
-        .starts_with(&[0x1f, 0x8b]);
-    let mut head = Vec::with_capacity(header::NIFTI2_SIZE);
-    let limit = header::NIFTI2_SIZE as u64;
-    let read = if gz {
-        MultiGzDecoder::new(reader)
-            .take(limit)
-            .read_to_end(&mut head)
-    } else {
-        reader.take(limit).read_to_end(&mut head)
-    };
-    read.map_err(|e| IoError::invalid(path, format!("cannot read header: {}", chain(&e))))?;
+    let mut head = Vec::new();
+    Stream::open(path)?.read_into(&mut head, header::NIFTI2_SIZE)?;
     NiftiHeader::parse(&head).map_err(|p| IoError::invalid(path, p))
 }
 
@@ -76,32 +93,26 @@ fn image_file_of_pair(path: &Path) -> Option<PathBuf> {
 /// Reads a NIfTI-1 or NIfTI-2 file into an [`Image`]; 4-D and higher files keep their
 /// shape (they become channels in [`Image::to_volume`]).
 pub fn read(path: &Path) -> Result<Image> {
-    let bytes = read_maybe_gz(path)?;
+    let mut stream = Stream::open(path)?;
+    let mut bytes = Vec::new();
+    stream.read_into(&mut bytes, header::NIFTI2_SIZE)?;
     let header = NiftiHeader::parse(&bytes).map_err(|p| IoError::invalid(path, p))?;
     let ty = header
         .sample_type()
         .map_err(|what| IoError::unsupported(path, what))?;
     let shape = header.shape();
-    let count = shape
+    let nbytes = shape
         .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .and_then(|n| n.checked_mul(ty.size()).map(|b| (n, b)));
-    let Some((count, nbytes)) = count else {
-        return Err(IoError::invalid(
-            path,
-            format!("dimensions {shape:?} overflow"),
-        ));
-    };
+        .try_fold(ty.size(), |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| IoError::invalid(path, format!("dimensions {shape:?} overflow")))?;
 
     // Single files carry the data after the header and extensions; a pair keeps it in
     // the .img file. nifti_clib treats a single-file offset inside the header as 352/544.
-    let (data_bytes, data_path, offset) = if header.single_file {
-        let min = header.size() + 4;
-        (
-            None,
-            path.to_path_buf(),
-            (header.vox_offset as usize).max(min),
-        )
+    let (offset, data_path, pair_data) = if header.single_file {
+        let offset = (header.vox_offset as usize).max(header.size() + 4);
+        let wanted = offset.saturating_add(nbytes).saturating_sub(bytes.len());
+        stream.read_into(&mut bytes, wanted)?;
+        (offset, path.to_path_buf(), None)
     } else {
         let img = image_file_of_pair(path).ok_or_else(|| {
             IoError::invalid(
@@ -109,10 +120,13 @@ pub fn read(path: &Path) -> Result<Image> {
                 "header of a .hdr/.img pair, but the .img file beside it is missing",
             )
         })?;
-        let data = read_maybe_gz(&img)?;
-        (Some(data), img, header.vox_offset as usize)
+        stream.read_into(&mut bytes, usize::MAX)?;
+        let offset = header.vox_offset as usize;
+        let mut data = Vec::new();
+        Stream::open(&img)?.read_into(&mut data, offset.saturating_add(nbytes))?;
+        (offset, img, Some(data))
     };
-    let data = data_bytes.as_deref().unwrap_or(&bytes);
+    let data = pair_data.as_deref().unwrap_or(&bytes);
     let available = data.len().saturating_sub(offset);
     if available < nbytes {
         return Err(IoError::invalid(
@@ -125,16 +139,16 @@ pub fn read(path: &Path) -> Result<Image> {
         ));
     }
     let samples = Samples::from_bytes(ty, &data[offset..offset + nbytes], header.byte_order);
-    debug_assert_eq!(samples.len(), count);
 
     let (affine, source) = header
         .best_affine()
         .map_err(|p| IoError::invalid(path, p))?;
-    let exts = if header.single_file {
-        extensions(&bytes, &header, offset)
+    let extensions_end = if pair_data.is_some() {
+        bytes.len()
     } else {
-        extensions(&bytes, &header, bytes.len())
+        offset.min(bytes.len())
     };
+    let exts = extensions(&bytes, &header, extensions_end);
     let details = describe(&header, source, offset, &exts);
     Ok(Image {
         path: path.to_path_buf(),
