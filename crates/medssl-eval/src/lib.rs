@@ -1,5 +1,8 @@
 //! Evaluation of segmentation models.
 //!
-//! This crate will own the segmentation metrics (Dice, HD95, ASSD, NSD with MONAI's
-//! definitions), sliding-window inference, and centered kernel alignment (CKA) for
-//! feature-reuse analysis.
+//! Sliding-window inference ([`sliding_window`]) works on plain arrays with any
+//! predictor, so this crate stays free of the deep-learning framework. Segmentation
+//! metrics (Dice, HD95, ASSD, NSD with MONAI's definitions) and centered kernel
+//! alignment (CKA) will live here too.
+
+pub mod sliding_window;

@@ -149,7 +149,10 @@ fn header_image_pair_reads_like_the_single_file() {
     let hdr = tmp.path().join("anat.hdr");
     std::fs::write(&hdr, &header).unwrap();
     let err = medssl_io::read_image(&hdr, &ReadOptions::default()).unwrap_err();
-    assert!(err.to_string().contains(".img file beside it is missing"), "{err}");
+    assert!(
+        err.to_string().contains(".img file beside it is missing"),
+        "{err}"
+    );
     std::fs::write(tmp.path().join("anat.img"), &bytes[352..]).unwrap();
     let pair = read_volume(&hdr, &ReadOptions::default()).unwrap();
     let reference = read_volume(&single, &ReadOptions::default()).unwrap();

@@ -1,5 +1,18 @@
-//! The networks, written once for every Burn device.
+//! The networks of medssl, written once for every Burn device.
 //!
-//! This crate will own the 3-D Swin Transformer encoder and the SwinUNETR network with
-//! MONAI's semantics, the SSL heads, and weight import/export under MONAI state-dict key
-//! names (safetensors), so checkpoints move freely between medssl and MONAI.
+//! [`SwinUnetr`] reproduces MONAI's `SwinUNETR` (v1 semantics, optional `use_v2`) to
+//! float32 precision, including MONAI's edge behaviour for windows larger than the
+//! feature map, and loads MONAI state dicts stored as safetensors ([`weights`]).
+//! The encoder alone ([`swin::SwinTransformer`]) returns its five stage outputs for SSL
+//! heads, global tokens and CKA.
+
+pub mod checkpoint;
+pub mod config;
+mod regularization;
+pub mod swin;
+mod swin_unetr;
+pub mod unetr;
+pub mod weights;
+
+pub use config::{ConfigError, SwinUnetrConfig};
+pub use swin_unetr::{SwinUnetr, SwinUnetrOutput};

@@ -1,6 +1,8 @@
 //! The `medssl` command-line program.
 
 mod image_commands;
+mod speed_command;
+mod weights_commands;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,11 @@ enum Command {
     Info(image_commands::InfoArgs),
     /// Convert a DICOM file/series or NIfTI file to NIfTI.
     Convert(image_commands::ConvertArgs),
+    /// Time SwinUNETR forward, training step and sliding-window inference here.
+    Speed(speed_command::SpeedArgs),
+    /// Import, inspect and export SwinUNETR weights.
+    #[command(subcommand)]
+    Weights(weights_commands::WeightsCommand),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +35,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => image_commands::info(&args),
         Command::Convert(args) => image_commands::convert(&args),
+        Command::Weights(command) => weights_commands::run(&command),
+        Command::Speed(args) => speed_command::speed(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

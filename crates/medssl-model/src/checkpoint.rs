@@ -1,0 +1,399 @@
+//! Checkpoint files as other tools write them: key-name normalisation (wrapper
+//! prefixes, encoder-only checkpoints) and the SwinUNETR architecture read off tensor
+//! names and shapes, so `medssl weights import` can say what a file holds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::store::pytorch_reader::{self, PytorchReader};
+use safetensors::Dtype;
+
+use crate::config::SwinUnetrConfig;
+use crate::weights::write_atomically;
+
+/// Why a checkpoint could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct CheckpointError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+fn error(path: &Path, problem: impl Into<String>) -> CheckpointError {
+    CheckpointError {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// One tensor of a checkpoint: type, shape and little-endian bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTensor {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+/// Tensors with the names a file gave them.
+type NamedTensors = Vec<(String, RawTensor)>;
+
+/// The tensors of a checkpoint file under MONAI SwinUNETR key names.
+#[derive(Debug, Clone, Default)]
+pub struct Checkpoint {
+    /// SwinUNETR tensors (`swinViT.*`, `encoder*`, `decoder*`, `out.*`).
+    pub tensors: BTreeMap<String, RawTensor>,
+    /// Keys of other modules (SSL heads, optimiser state) that were left out.
+    pub dropped: Vec<String>,
+    /// The wrapper the state dict was found in (`state_dict`, `model`, `student`, ...).
+    pub wrapper: Option<String>,
+}
+
+/// Top-level entries under which checkpoints commonly keep the state dict.
+const WRAPPERS: [&str; 5] = [
+    "state_dict",
+    "model",
+    "student",
+    "teacher",
+    "network_weights",
+];
+
+/// True for keys that belong to a SwinUNETR.
+fn is_swin_unetr_key(key: &str) -> bool {
+    ["swinViT.", "encoder", "decoder", "out."]
+        .iter()
+        .any(|p| key.starts_with(p))
+}
+
+impl Checkpoint {
+    /// Reads a MONAI / SMIT / Tang et al. checkpoint: safetensors, or a PyTorch `.pt` /
+    /// `.pth` (zip or legacy pickle) holding a state dict directly or under one of the
+    /// usual wrapper entries.
+    pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|e| error(path, e.to_string()))?;
+        // safetensors: an 8-byte header length, then the JSON header.
+        let safetensors = bytes.get(8) == Some(&b'{');
+        let pickle =
+            !safetensors && (bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80));
+        let (named, wrapper) = if pickle {
+            read_pytorch(path)?
+        } else {
+            (read_safetensors(path, &bytes)?, None)
+        };
+        let mut checkpoint = Checkpoint {
+            wrapper,
+            ..Checkpoint::default()
+        };
+        for (key, tensor) in named {
+            let name = monai_key(&key);
+            if !is_swin_unetr_key(&name) {
+                checkpoint.dropped.push(key);
+            } else if checkpoint.tensors.insert(name.clone(), tensor).is_some() {
+                return Err(error(path, format!("two tensors map to {name}")));
+            }
+        }
+        if checkpoint.tensors.is_empty() {
+            return Err(error(
+                path,
+                "no SwinUNETR tensors (swinViT.*, encoder*, decoder*, out.*) in this file",
+            ));
+        }
+        checkpoint.dropped.sort();
+        Ok(checkpoint)
+    }
+
+    /// Tensor shapes by name, for [`infer_architecture`].
+    pub fn shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        self.tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shape.clone()))
+            .collect()
+    }
+
+    /// Writes the tensors as safetensors with MONAI key names, atomically.
+    pub fn write(&self, path: &Path) -> Result<(), CheckpointError> {
+        let views = self
+            .tensors
+            .iter()
+            .map(|(k, t)| {
+                safetensors::tensor::TensorView::new(t.dtype, t.shape.clone(), &t.data)
+                    .map(|v| (k.clone(), v))
+                    .map_err(|e| error(path, format!("{k}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let bytes = safetensors::serialize(views, None)
+            .map_err(|e| error(path, format!("cannot serialise: {e}")))?;
+        write_atomically(path, &bytes).map_err(|e| error(path, e.to_string()))
+    }
+}
+
+fn read_safetensors(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<(String, RawTensor)>, CheckpointError> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        error(
+            path,
+            format!("not a readable safetensors or PyTorch checkpoint: {e}"),
+        )
+    })?;
+    Ok(st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let tensor = RawTensor {
+                dtype: view.dtype(),
+                shape: view.shape().to_vec(),
+                data: view.data().to_vec(),
+            };
+            (name, tensor)
+        })
+        .collect())
+}
+
+fn pytorch_dtype(d: pytorch_reader::DType) -> Dtype {
+    use pytorch_reader::DType as P;
+    match d {
+        P::F64 => Dtype::F64,
+        P::F32 => Dtype::F32,
+        P::F16 => Dtype::F16,
+        P::BF16 => Dtype::BF16,
+        P::I64 => Dtype::I64,
+        P::I32 => Dtype::I32,
+        P::I16 => Dtype::I16,
+        P::I8 => Dtype::I8,
+        P::U64 => Dtype::U64,
+        P::U32 => Dtype::U32,
+        P::U16 => Dtype::U16,
+        P::U8 => Dtype::U8,
+        P::Bool => Dtype::BOOL,
+    }
+}
+
+/// Reads a PyTorch pickle, looking for the state dict at the top level and then under
+/// the usual wrapper entries.
+fn read_pytorch(path: &Path) -> Result<(NamedTensors, Option<String>), CheckpointError> {
+    let looks_like_swin = |r: &PytorchReader| r.keys().iter().any(|k| k.contains("patch_embed"));
+    let mut found = None;
+    let mut first_error = None;
+    match PytorchReader::new(path) {
+        Ok(r) if looks_like_swin(&r) => found = Some((r, None)),
+        Ok(_) => {}
+        Err(e) => first_error = Some(e.to_string()),
+    }
+    if found.is_none() {
+        for key in WRAPPERS {
+            if let Ok(r) = PytorchReader::with_top_level_key(path, key)
+                && looks_like_swin(&r)
+            {
+                found = Some((r, Some(key.to_string())));
+                break;
+            }
+        }
+    }
+    let Some((reader, wrapper)) = found else {
+        return Err(error(
+            path,
+            match first_error {
+                Some(e) => format!("not a PyTorch state dict: {e}"),
+                None => format!(
+                    "a PyTorch file without Swin tensors (no *patch_embed* key at the top level \
+                     or under {WRAPPERS:?})"
+                ),
+            },
+        ));
+    };
+    let mut out = Vec::new();
+    for (name, tensor) in reader.into_tensors() {
+        let dtype = pytorch_dtype(tensor.dtype());
+        let shape = tensor.shape().to_vec();
+        let data = tensor
+            .read()
+            .map_err(|e| error(path, format!("{name}: {e}")))?;
+        out.push((name, RawTensor { dtype, shape, data }));
+    }
+    Ok((out, wrapper))
+}
+
+/// Prefixes that training wrappers put before MONAI's names (DataParallel, SSL
+/// frameworks' `backbone`), removed in this order.
+const WRAPPER_PREFIXES: [&str; 4] = ["module.", "backbone.", "student.", "model."];
+
+/// The MONAI SwinUNETR name of a checkpoint key: wrapper prefixes removed, `swin_vit.`
+/// spelled `swinViT.`, and encoder-only keys (`patch_embed.*`, `layersN*`, as in Tang et
+/// al.'s `model_swinvit.pt`) placed under `swinViT.`.
+pub fn monai_key(key: &str) -> String {
+    let mut k = key;
+    while let Some(rest) = WRAPPER_PREFIXES.iter().find_map(|p| k.strip_prefix(p)) {
+        k = rest;
+    }
+    if let Some(rest) = k.strip_prefix("swin_vit.") {
+        return format!("swinViT.{rest}");
+    }
+    if k.starts_with("patch_embed.") || (k.starts_with("layers") && !k.starts_with("layers.")) {
+        return format!("swinViT.{k}");
+    }
+    k.to_string()
+}
+
+/// The architecture found in a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Architecture {
+    pub in_channels: usize,
+    /// `None` for an encoder-only checkpoint.
+    pub out_channels: Option<usize>,
+    pub feature_size: usize,
+    pub depths: [usize; 4],
+    pub num_heads: [usize; 4],
+    pub window_size: usize,
+    pub patch_size: usize,
+    pub use_v2: bool,
+}
+
+impl Architecture {
+    /// The network configuration (out channels default to 1 for encoder-only files).
+    pub fn config(&self) -> SwinUnetrConfig {
+        let mut c = SwinUnetrConfig::new(self.in_channels, self.out_channels.unwrap_or(1));
+        c.feature_size = self.feature_size;
+        c.depths = self.depths;
+        c.num_heads = self.num_heads;
+        c.window_size = [self.window_size; 3];
+        c.patch_size = self.patch_size;
+        c.use_v2 = self.use_v2;
+        c
+    }
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SwinUNETR in_channels={} out_channels={} feature_size={} depths={:?} num_heads={:?} \
+             window_size={} patch_size={} use_v2={}",
+            self.in_channels,
+            self.out_channels
+                .map_or("(encoder only)".to_string(), |c| c.to_string()),
+            self.feature_size,
+            self.depths,
+            self.num_heads,
+            self.window_size,
+            self.patch_size,
+            self.use_v2
+        )
+    }
+}
+
+/// Reads the architecture off MONAI-named tensor shapes; the error says which tensor
+/// is missing or odd.
+pub fn infer_architecture(shapes: &BTreeMap<String, Vec<usize>>) -> Result<Architecture, String> {
+    let get = |name: &str| -> Result<&Vec<usize>, String> {
+        shapes
+            .get(name)
+            .ok_or_else(|| format!("no tensor {name}: not a SwinUNETR / Swin encoder checkpoint"))
+    };
+    let embed = get("swinViT.patch_embed.proj.weight")?;
+    if embed.len() != 5 {
+        return Err(format!(
+            "swinViT.patch_embed.proj.weight has shape {embed:?}, expected 5-D"
+        ));
+    }
+    let (feature_size, in_channels, patch_size) = (embed[0], embed[1], embed[2]);
+    let mut depths = [0; 4];
+    let mut num_heads = [0; 4];
+    let mut window_size = 0;
+    for stage in 0..4 {
+        let prefix = format!("swinViT.layers{}.0.blocks.", stage + 1);
+        depths[stage] = shapes
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |m| m + 1);
+        if depths[stage] == 0 {
+            return Err(format!("no Swin blocks under {prefix}*"));
+        }
+        let table = get(&format!("{prefix}0.attn.relative_position_bias_table"))?;
+        num_heads[stage] = table[1];
+        let side = (table[0] as f64).cbrt().round() as usize;
+        if side * side * side != table[0] || side % 2 == 0 {
+            return Err(format!(
+                "{prefix}0.attn.relative_position_bias_table has {} rows, not (2w-1)^3",
+                table[0]
+            ));
+        }
+        window_size = side.div_ceil(2);
+    }
+    let out_channels = shapes.get("out.conv.conv.weight").map(|s| s[0]);
+    Ok(Architecture {
+        in_channels,
+        out_channels,
+        feature_size,
+        depths,
+        num_heads,
+        window_size,
+        patch_size,
+        use_v2: shapes.keys().any(|k| k.starts_with("swinViT.layers1c.")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapper_prefixes_and_encoder_only_keys_map_to_monai_names() {
+        assert_eq!(
+            monai_key("module.swinViT.patch_embed.proj.weight"),
+            "swinViT.patch_embed.proj.weight"
+        );
+        assert_eq!(
+            monai_key("module.backbone.encoder1.layer.conv1.conv.weight"),
+            "encoder1.layer.conv1.conv.weight"
+        );
+        assert_eq!(
+            monai_key("module.layers1.0.blocks.0.norm1.weight"),
+            "swinViT.layers1.0.blocks.0.norm1.weight"
+        );
+        assert_eq!(
+            monai_key("student.swin_vit.layers2c.0.layer.conv1.conv.weight"),
+            "swinViT.layers2c.0.layer.conv1.conv.weight"
+        );
+        assert_eq!(
+            monai_key("module.rotation_head.weight"),
+            "rotation_head.weight"
+        );
+        assert_eq!(monai_key("out.conv.conv.bias"), "out.conv.conv.bias");
+    }
+
+    #[test]
+    fn architecture_is_read_off_shapes() {
+        let mut shapes = BTreeMap::new();
+        shapes.insert(
+            "swinViT.patch_embed.proj.weight".to_string(),
+            vec![48, 4, 2, 2, 2],
+        );
+        for (stage, heads) in [3usize, 6, 12, 24].iter().enumerate() {
+            for block in 0..2 {
+                shapes.insert(
+                    format!(
+                        "swinViT.layers{}.0.blocks.{block}.attn.relative_position_bias_table",
+                        stage + 1
+                    ),
+                    vec![2197, *heads],
+                );
+            }
+        }
+        let arch = infer_architecture(&shapes).unwrap();
+        assert_eq!(arch.feature_size, 48);
+        assert_eq!(arch.in_channels, 4);
+        assert_eq!(arch.depths, [2; 4]);
+        assert_eq!(arch.num_heads, [3, 6, 12, 24]);
+        assert_eq!(arch.window_size, 7);
+        assert_eq!(arch.out_channels, None);
+        shapes.remove("swinViT.patch_embed.proj.weight");
+        assert!(
+            infer_architecture(&shapes)
+                .unwrap_err()
+                .contains("patch_embed")
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! The convolutional blocks of SwinUNETR (MONAI's `UnetResBlock`, `UnetrBasicBlock`,
+//! `UnetrUpBlock`, `UnetOutBlock`): bias-free 3x3x3 convolutions, InstanceNorm without
+//! affine parameters, LeakyReLU(0.01).
+
+use burn::module::Module;
+use burn::nn::PaddingConfig3d;
+use burn::nn::conv::{Conv3d, Conv3dConfig, ConvTranspose3d, ConvTranspose3dConfig};
+use burn::nn::{InstanceNorm, InstanceNormConfig};
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{Device, Tensor};
+
+const SLOPE: f64 = 0.01;
+
+/// A convolution as MONAI nests it (`...conv1.conv.weight`).
+#[derive(Module, Debug)]
+pub struct ConvLayer {
+    pub conv: Conv3d,
+}
+
+impl ConvLayer {
+    fn new(cin: usize, cout: usize, kernel: usize, bias: bool, device: &Device) -> ConvLayer {
+        let pad = kernel / 2;
+        ConvLayer {
+            conv: Conv3dConfig::new([cin, cout], [kernel; 3])
+                .with_padding(PaddingConfig3d::Explicit(pad, pad, pad))
+                .with_bias(bias)
+                .init(device),
+        }
+    }
+}
+
+fn instance_norm(channels: usize, device: &Device) -> InstanceNorm {
+    InstanceNormConfig::new(channels)
+        .with_affine(false)
+        .init(device)
+}
+
+/// Two 3x3x3 conv-norm steps with a residual (1x1x1 conv-norm when channels change).
+#[derive(Module, Debug)]
+pub struct UnetResBlock {
+    pub conv1: ConvLayer,
+    pub conv2: ConvLayer,
+    pub conv3: Option<ConvLayer>,
+    norm1: InstanceNorm,
+    norm2: InstanceNorm,
+    norm3: Option<InstanceNorm>,
+}
+
+impl UnetResBlock {
+    /// A block from `cin` to `cout` channels.
+    pub fn new(cin: usize, cout: usize, device: &Device) -> UnetResBlock {
+        let downsample = cin != cout;
+        UnetResBlock {
+            conv1: ConvLayer::new(cin, cout, 3, false, device),
+            conv2: ConvLayer::new(cout, cout, 3, false, device),
+            conv3: downsample.then(|| ConvLayer::new(cin, cout, 1, false, device)),
+            norm1: instance_norm(cout, device),
+            norm2: instance_norm(cout, device),
+            norm3: downsample.then(|| instance_norm(cout, device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let out = leaky_relu(
+            self.norm1.forward(self.conv1.conv.forward(x.clone())),
+            SLOPE,
+        );
+        let out = self.norm2.forward(self.conv2.conv.forward(out));
+        let residual = match (&self.conv3, &self.norm3) {
+            (Some(conv), Some(norm)) => norm.forward(conv.conv.forward(x)),
+            _ => x,
+        };
+        leaky_relu(out + residual, SLOPE)
+    }
+}
+
+/// MONAI's `UnetrBasicBlock` with `res_block=True` (keys `...layer.conv1...`).
+#[derive(Module, Debug)]
+pub struct UnetrBasicBlock {
+    pub layer: UnetResBlock,
+}
+
+impl UnetrBasicBlock {
+    pub fn new(cin: usize, cout: usize, device: &Device) -> UnetrBasicBlock {
+        UnetrBasicBlock {
+            layer: UnetResBlock::new(cin, cout, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        self.layer.forward(x)
+    }
+}
+
+/// The transposed convolution of an up block (`...transp_conv.conv.weight`).
+#[derive(Module, Debug)]
+pub struct TransposedConv {
+    pub conv: ConvTranspose3d,
+}
+
+/// MONAI's `UnetrUpBlock`: upsample x2 by a bias-free transposed conv, concatenate the
+/// skip connection, residual block.
+#[derive(Module, Debug)]
+pub struct UnetrUpBlock {
+    pub transp_conv: TransposedConv,
+    pub conv_block: UnetResBlock,
+}
+
+impl UnetrUpBlock {
+    pub fn new(cin: usize, cout: usize, device: &Device) -> UnetrUpBlock {
+        UnetrUpBlock {
+            transp_conv: TransposedConv {
+                conv: ConvTranspose3dConfig::new([cin, cout], [2; 3])
+                    .with_stride([2; 3])
+                    .with_bias(false)
+                    .init(device),
+            },
+            conv_block: UnetResBlock::new(2 * cout, cout, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<5>, skip: Tensor<5>) -> Tensor<5> {
+        let up = self.transp_conv.conv.forward(x);
+        self.conv_block.forward(Tensor::cat(vec![up, skip], 1))
+    }
+}
+
+/// MONAI's `UnetOutBlock`: a 1x1x1 convolution with bias to the class logits.
+#[derive(Module, Debug)]
+pub struct OutBlock {
+    pub conv: ConvLayer,
+}
+
+impl OutBlock {
+    pub fn new(cin: usize, cout: usize, device: &Device) -> OutBlock {
+        OutBlock {
+            conv: ConvLayer::new(cin, cout, 1, true, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        self.conv.conv.forward(x)
+    }
+}
