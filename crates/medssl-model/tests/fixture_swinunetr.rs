@@ -118,11 +118,13 @@ fn fixture_swinunetr_matches_monai() {
             let (shape, want) = read_f32(&st, &format!("__hidden_{i}__"));
             assert_eq!(hidden.dims().to_vec(), shape, "{name}: hidden {i} shape");
             let diff = max_abs_diff(hidden, &want);
+            eprintln!("{name}: hidden {i} max |diff| {diff:.2e}");
             assert!(diff <= 1e-4, "{name}: hidden {i} differs by {diff}");
         }
         let (shape, want) = read_f32(&st, "__output__");
         assert_eq!(out.logits.dims().to_vec(), shape, "{name}: logits shape");
         let diff = max_abs_diff(out.logits, &want);
+        eprintln!("{name}: logits max |diff| {diff:.2e}");
         assert!(diff <= 1e-4, "{name}: logits differ by {diff}");
     }
 }

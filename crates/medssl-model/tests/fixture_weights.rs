@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use medssl_io::testing::fixtures_dir;
+use medssl_model::SwinUnetr;
 use medssl_model::checkpoint::{Checkpoint, infer_architecture};
 use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
-use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use serde_json::Value;
 
 /// (weights file, its JSON) of every network case.
@@ -90,7 +90,8 @@ fn fixture_export_has_monai_key_set_and_round_trips() {
         }
         let index = &exported.tensors["swinViT.layers1.0.blocks.0.attn.relative_position_index"];
         assert_eq!(index.dtype, safetensors::Dtype::I64);
-        assert_eq!(index.shape, vec![343, 343]);
+        let tokens = arch.window_size.pow(3);
+        assert_eq!(index.shape, vec![tokens, tokens]);
 
         // Re-import of the export loads exactly (index buffers are derived, not unexpected).
         let mut again = SwinUnetr::new(&arch.config(), &device).unwrap();
@@ -113,8 +114,10 @@ fn broken_or_foreign_checkpoints_are_clear_errors() {
         "{err}"
     );
     let device = Device::flex();
-    let mut model =
-        SwinUnetr::new(&SwinUnetrConfig::new(1, 3).with_feature_size(12), &device).unwrap();
+    let config = infer_architecture(&Checkpoint::read(&path).unwrap().shapes())
+        .unwrap()
+        .config();
+    let mut model = SwinUnetr::new(&config, &device).unwrap();
     let err = load_monai_safetensors(&mut model, &truncated)
         .unwrap_err()
         .to_string();
@@ -126,18 +129,18 @@ fn broken_or_foreign_checkpoints_are_clear_errors() {
     let err = Checkpoint::read(&list).unwrap_err().to_string();
     assert!(err.contains("list.pt") && err.contains("PyTorch"), "{err}");
 
-    // Another architecture: feature size 24 against a feature-size-12 checkpoint.
-    let mut wider = SwinUnetr::new(&SwinUnetrConfig::new(1, 3), &device).unwrap();
+    // Another architecture: 12 more features than the checkpoint has.
+    let wider_config = config.clone().with_feature_size(config.feature_size + 12);
+    let mut wider = SwinUnetr::new(&wider_config, &device).unwrap();
     let report = load_monai_safetensors(&mut wider, &path).unwrap();
-    assert!(
-        !report.mismatched.is_empty(),
-        "shape mismatches are reported"
-    );
+    let found = format!("[{}, {}", config.feature_size, config.in_channels);
     assert!(
         report
             .mismatched
             .iter()
-            .any(|(k, why)| k == "swinViT.patch_embed.proj.weight" && why.contains("12"))
+            .any(|(k, why)| k == "swinViT.patch_embed.proj.weight" && why.contains(&found)),
+        "shape mismatches are reported: {:?}",
+        report.mismatched
     );
 }
 
@@ -145,18 +148,37 @@ fn broken_or_foreign_checkpoints_are_clear_errors() {
 fn encoder_only_checkpoint_loads_into_the_encoder() {
     let tmp = tempfile::tempdir().unwrap();
     let (path, _) = cases().remove(0);
-    let mut checkpoint = Checkpoint::read(&path).unwrap();
-    // Tang et al.'s layout: encoder keys without the swinViT prefix, under `module.`.
-    checkpoint.tensors.retain(|k, _| k.starts_with("swinViT."));
-    let encoder_keys = checkpoint.tensors.len();
-    let encoder_only = tmp.path().join("encoder.safetensors");
-    checkpoint.write(&encoder_only).unwrap();
-    let mut model = SwinUnetr::new(
-        &SwinUnetrConfig::new(1, 3).with_feature_size(12),
-        &Device::flex(),
-    )
-    .unwrap();
-    let report = load_monai_safetensors(&mut model, &encoder_only).unwrap();
+    let full = Checkpoint::read(&path).unwrap();
+    let config = infer_architecture(&full.shapes()).unwrap().config();
+    // Tang et al.'s layout: encoder keys without the swinViT prefix, under `module.`,
+    // next to SSL heads that SwinUNETR does not have.
+    let mut tang = Checkpoint::default();
+    for (key, tensor) in &full.tensors {
+        if let Some(rest) = key.strip_prefix("swinViT.") {
+            tang.tensors
+                .insert(format!("module.{rest}"), tensor.clone());
+        }
+    }
+    let head = full.tensors["out.conv.conv.bias"].clone();
+    tang.tensors
+        .insert("module.rotation_head.bias".into(), head);
+    let encoder_keys = tang.tensors.len() - 1;
+    let tang_path = tmp.path().join("model_swinvit.safetensors");
+    tang.write(&tang_path).unwrap();
+
+    let imported = Checkpoint::read(&tang_path).unwrap();
+    assert_eq!(
+        imported.dropped,
+        vec!["module.rotation_head.bias".to_string()]
+    );
+    assert!(imported.tensors.keys().all(|k| k.starts_with("swinViT.")));
+    let arch = infer_architecture(&imported.shapes()).unwrap();
+    assert_eq!(arch.out_channels, None, "encoder only");
+    let normalised = tmp.path().join("encoder.safetensors");
+    imported.write(&normalised).unwrap();
+
+    let mut model = SwinUnetr::new(&config, &Device::flex()).unwrap();
+    let report = load_monai_safetensors(&mut model, &normalised).unwrap();
     assert_eq!(report.loaded.len(), encoder_keys);
     assert!(report.missing.iter().all(|k| !k.starts_with("swinViT.")));
     assert!(report.missing.iter().any(|k| k.starts_with("decoder1.")));

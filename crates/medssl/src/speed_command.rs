@@ -23,12 +23,7 @@ pub struct SpeedArgs {
     #[arg(long, default_value_t = 64)]
     pub roi: usize,
     /// Volume for sliding-window inference, D,H,W.
-    #[arg(
-        long,
-        default_value = "128,128,96",
-        value_delimiter = ',',
-        num_args = 3
-    )]
+    #[arg(long, default_value = "128,128,96", value_delimiter = ',')]
     pub volume: Vec<usize>,
     /// Timed repetitions of each measurement (after one warm-up).
     #[arg(long, default_value_t = 5)]
