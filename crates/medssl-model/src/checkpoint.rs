@@ -169,39 +169,33 @@ fn pytorch_dtype(d: pytorch_reader::DType) -> Dtype {
     }
 }
 
-/// Reads a PyTorch pickle, looking for the state dict at the top level and then under
-/// the usual wrapper entries.
+/// Reads a PyTorch pickle. Nested dictionaries come back with dotted keys
+/// (`state_dict.module.swinViT...`); when the Swin tensors sit under one of the usual
+/// wrapper entries, that entry alone is read (so SMIT's `student` wins over `teacher`).
 fn read_pytorch(path: &Path) -> Result<(NamedTensors, Option<String>), CheckpointError> {
-    let looks_like_swin = |r: &PytorchReader| r.keys().iter().any(|k| k.contains("patch_embed"));
-    let mut found = None;
-    let mut first_error = None;
-    match PytorchReader::new(path) {
-        Ok(r) if looks_like_swin(&r) => found = Some((r, None)),
-        Ok(_) => {}
-        Err(e) => first_error = Some(e.to_string()),
-    }
-    if found.is_none() {
-        for key in WRAPPERS {
-            if let Ok(r) = PytorchReader::with_top_level_key(path, key)
-                && looks_like_swin(&r)
-            {
-                found = Some((r, Some(key.to_string())));
-                break;
-            }
-        }
-    }
-    let Some((reader, wrapper)) = found else {
-        return Err(error(
-            path,
-            match first_error {
-                Some(e) => format!("not a PyTorch state dict: {e}"),
-                None => format!(
-                    "a PyTorch file without Swin tensors (no *patch_embed* key at the top level \
-                     or under {WRAPPERS:?})"
+    let top = PytorchReader::new(path)
+        .map_err(|e| error(path, format!("not a PyTorch state dict: {e}")))?;
+    let keys = top.keys();
+    let wrapper = WRAPPERS.iter().find(|w| {
+        let prefix = format!("{w}.");
+        keys.iter()
+            .any(|k| k.starts_with(&prefix) && k.contains("patch_embed"))
+    });
+    let reader = match wrapper {
+        Some(w) => PytorchReader::with_top_level_key(path, w)
+            .map_err(|e| error(path, format!("cannot read the '{w}' entry: {e}")))?,
+        None if keys.iter().any(|k| k.contains("patch_embed")) => top,
+        None => {
+            return Err(error(
+                path,
+                format!(
+                    "a PyTorch file without Swin tensors (no *patch_embed* key at the top \
+                     level or under {WRAPPERS:?})"
                 ),
-            },
-        ));
+            ));
+        }
     };
+    let wrapper = wrapper.map(|w| w.to_string());
     let mut out = Vec::new();
     for (name, tensor) in reader.into_tensors() {
         let dtype = pytorch_dtype(tensor.dtype());
