@@ -1,7 +1,7 @@
 //! Every sliding-window case in `$MEDSSL_FIXTURES/swinunetr/` (MONAI's
 //! `sliding_window_inference` over a SwinUNETR) is reproduced to 1e-4.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use medssl_eval::sliding_window::{Blend, SlidingWindow};
 use medssl_io::testing::fixtures_dir;
 use medssl_model::weights::load_monai_safetensors;
@@ -88,18 +88,7 @@ fn fixture_sliding_window_matches_monai() {
         let got = sw
             .run(input.view(), |batch| {
                 calls += batch.shape()[0];
-                let shape = batch.shape().to_vec();
-                let x = Tensor::<5>::from_data(
-                    TensorData::new(batch.into_raw_vec_and_offset().0, shape),
-                    &device,
-                );
-                let y = model.forward(x).map_err(|e| e.to_string())?;
-                let dims = y.dims();
-                let values: Vec<f32> = y
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| format!("{e:?}"))?;
-                Array5::from_shape_vec(dims, values).map_err(|e| e.to_string())
+                model.predict_array(batch, &device)
             })
             .unwrap();
         assert_eq!(

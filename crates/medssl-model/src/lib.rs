@@ -6,6 +6,7 @@
 //! The encoder alone ([`swin::SwinTransformer`]) returns its five stage outputs for SSL
 //! heads, global tokens and CKA.
 
+pub mod arrays;
 pub mod checkpoint;
 pub mod config;
 mod regularization;

@@ -154,20 +154,7 @@ pub fn speed(args: &SpeedArgs) -> Result<()> {
         cval: 0.0,
     };
     let sliding_window_ms = time_ms(&device, args.iters, || {
-        window.run(volume.view(), |batch| {
-            let shape = batch.shape().to_vec();
-            let x = Tensor::<5>::from_data(
-                TensorData::new(batch.into_raw_vec_and_offset().0, shape),
-                &device,
-            );
-            let y = model.forward(x).map_err(|e| e.to_string())?;
-            let dims = y.dims();
-            let values: Vec<f32> = y
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?;
-            Array5::from_shape_vec(dims, values).map_err(|e| e.to_string())
-        })?;
+        window.run(volume.view(), |batch| model.predict_array(batch, &device))?;
         Ok(())
     })?;
 
