@@ -1,29 +1,15 @@
 //! The `medssl info` and `medssl convert` commands on every file listed in
 //! `$MEDSSL_FIXTURES/io/expected.json`.
 
+mod common;
+
+use common::{medssl, stdout_ok};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use medssl_io::testing::fixtures_dir;
 use medssl_io::{ReadOptions, Volume, read_volume};
 use serde_json::Value;
-
-fn medssl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medssl"))
-        .args(args)
-        .output()
-        .expect("run medssl")
-}
-
-fn ok_stdout(args: &[&str]) -> String {
-    let out = medssl(args);
-    assert!(
-        out.status.success(),
-        "medssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
 
 fn expected() -> Value {
     let text = std::fs::read_to_string(fixtures_dir().join("io/expected.json")).unwrap();
@@ -81,7 +67,7 @@ fn entries() -> Vec<(PathBuf, Vec<u64>, &'static str, Value)> {
 #[test]
 fn fixture_info_json_reports_every_file() {
     for (path, shape, format, values) in entries() {
-        let text = ok_stdout(&["info", "--json", path.to_str().unwrap()]);
+        let text = stdout_ok(&["info", "--json", path.to_str().unwrap()]);
         let v: Value = serde_json::from_str(text.trim())
             .unwrap_or_else(|e| panic!("{}: not one JSON object ({e}): {text}", path.display()));
         let case = path.display();
@@ -116,7 +102,7 @@ fn fixture_info_json_reports_every_file() {
         assert_eq!(v["spacing"].as_array().unwrap().len(), 3, "{case}");
         assert!(v["dtype"].is_string(), "{case}");
         // The plain form names the file and the same shape.
-        let plain = ok_stdout(&["info", path.to_str().unwrap()]);
+        let plain = stdout_ok(&["info", path.to_str().unwrap()]);
         assert!(plain.contains(&format!("{shape:?}")), "{case}: {plain}");
     }
 }
@@ -146,7 +132,7 @@ fn convert_and_compare(input: &Path, out_dir: &Path, canonical: bool) {
     if canonical {
         args.push("--canonical");
     }
-    ok_stdout(&args);
+    stdout_ok(&args);
     let back = read_volume(&output, &ReadOptions::default()).unwrap();
     let case = input.display();
     assert_eq!(back.channels(), source.channels(), "{case}");

@@ -1,26 +1,11 @@
 //! `medssl weights` and `medssl speed` from the command line.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{medssl, stdout_ok};
 
 use medssl_io::testing::fixtures_dir;
 use serde_json::Value;
-
-fn medssl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medssl"))
-        .args(args)
-        .output()
-        .expect("run medssl")
-}
-
-fn stdout_ok(args: &[&str]) -> String {
-    let out = medssl(args);
-    assert!(
-        out.status.success(),
-        "medssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// The weights file of every network case in the fixture directory.
 fn network_cases() -> Vec<(String, Value)> {
