@@ -109,8 +109,9 @@ impl Checkpoint {
             .collect()
     }
 
-    /// Writes the tensors as safetensors with MONAI key names, atomically.
-    pub fn write(&self, path: &Path) -> Result<(), CheckpointError> {
+    /// The tensors serialised as safetensors with MONAI key names; `path` names the
+    /// checkpoint in errors.
+    pub fn to_safetensors(&self, path: &Path) -> Result<Vec<u8>, CheckpointError> {
         let views = self
             .tensors
             .iter()
@@ -120,8 +121,13 @@ impl Checkpoint {
                     .map_err(|e| error(path, format!("{k}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let bytes = safetensors::serialize(views, None)
-            .map_err(|e| error(path, format!("cannot serialise: {e}")))?;
+        safetensors::serialize(views, None)
+            .map_err(|e| error(path, format!("cannot serialise: {e}")))
+    }
+
+    /// Writes the tensors as safetensors with MONAI key names, atomically.
+    pub fn write(&self, path: &Path) -> Result<(), CheckpointError> {
+        let bytes = self.to_safetensors(path)?;
         write_atomically(path, &bytes).map_err(|e| error(path, e.to_string()))
     }
 }

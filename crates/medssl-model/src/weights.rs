@@ -61,7 +61,25 @@ pub fn load_monai_safetensors(
     model: &mut SwinUnetr,
     path: &Path,
 ) -> Result<LoadReport, WeightsError> {
-    let mut store = SafetensorsStore::from_file(path)
+    load_from_store(model, SafetensorsStore::from_file(path), path)
+}
+
+/// [`load_monai_safetensors`] for safetensors bytes already in memory (a checkpoint
+/// converted from another format); `origin` names them in errors.
+pub fn load_monai_safetensors_bytes(
+    model: &mut SwinUnetr,
+    bytes: Vec<u8>,
+    origin: &Path,
+) -> Result<LoadReport, WeightsError> {
+    load_from_store(model, SafetensorsStore::from_bytes(Some(bytes)), origin)
+}
+
+fn load_from_store(
+    model: &mut SwinUnetr,
+    store: SafetensorsStore,
+    path: &Path,
+) -> Result<LoadReport, WeightsError> {
+    let mut store = store
         .with_from_adapter(PyTorchToBurnAdapter)
         .with_key_remapping(r"^swinViT\.", "swin_vit.")
         .allow_partial(true)

@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use medssl_model::SwinUnetr;
 use medssl_model::checkpoint::{Architecture, Checkpoint, infer_architecture};
-use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
+use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors_bytes};
 
 /// `medssl weights` subcommands.
 #[derive(Debug, Subcommand)]
@@ -97,14 +97,10 @@ fn export(args: &ImportArgs) -> Result<()> {
             args.input.display()
         );
     }
-    // Normalise names first, so wrapped or .pt inputs load like our own files.
-    let staged = args.output.with_extension("import.tmp");
-    checkpoint.write(&staged)?;
-    let device = Device::flex();
-    let mut model = SwinUnetr::new(&arch.config(), &device)?;
-    let report = load_monai_safetensors(&mut model, &staged);
-    let _ = std::fs::remove_file(&staged);
-    let report = report?;
+    // Load the name-normalised tensors, so wrapped or .pt inputs load like our own files.
+    let bytes = checkpoint.to_safetensors(&args.input)?;
+    let mut model = SwinUnetr::new(&arch.config(), &Device::flex())?;
+    let report = load_monai_safetensors_bytes(&mut model, bytes, &args.input)?;
     if !report.is_exact() {
         bail!(
             "{}: weights do not fill the network: missing {:?}, mismatched {:?}, unexpected {:?}",
