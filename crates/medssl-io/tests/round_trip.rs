@@ -4,7 +4,7 @@
 
 use medssl_io::nalgebra::{Matrix4, UnitQuaternion, Vector3, Vector4};
 use medssl_io::ndarray::Array4;
-use medssl_io::nifti::{OutputType, read_header, write_volume};
+use medssl_io::nifti::{NiftiHeader, OutputType, read_header, write_volume};
 use medssl_io::{Affine, ReadOptions, Volume, read_volume};
 use proptest::prelude::*;
 
@@ -59,6 +59,34 @@ fn assert_affine_close(a: &Affine, b: &Affine) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The qform can only hold a rotation to the precision its float32 quaternion allows.
+/// The real part `a = sqrt(1 - b² - c² - d²)` is recovered from the stored (b, c, d);
+/// rounding them (relative 2^-24 each, plus the float32 sum nibabel also uses) moves a²
+/// by up to about 4·2^-23. For most rotations that moves `a` by ~1e-6, but near a
+/// 180-degree turn (a ≈ 0) by up to sqrt(4·2^-23) ≈ 7e-4, and each rotation entry (terms
+/// 2·a·b etc.) by twice that, times the column's zoom. nibabel's own qform of such an
+/// affine is off by the same amount.
+fn assert_qform_close(header: &NiftiHeader, affine: &Affine) -> Result<(), TestCaseError> {
+    let qform = header.qform_affine().unwrap();
+    let [b, c, d] = header.quatern;
+    let a2 = (1.0 - (b * b + c * c + d * d)).max(0.0);
+    let da2 = 4.0 * f64::from(f32::EPSILON);
+    let da = ((a2 + da2).sqrt() - a2.sqrt()).max(a2.sqrt() - (a2 - da2).max(0.0).sqrt());
+    for col in 0..4 {
+        let zoom = if col < 3 {
+            affine.fixed_view::<3, 1>(0, col).norm()
+        } else {
+            0.0
+        };
+        for row in 0..4 {
+            let (x, y) = (qform[(row, col)], affine[(row, col)]);
+            let tolerance = 2e-4 * y.abs().max(1.0) + 2.0 * da * zoom;
+            prop_assert!((x - y).abs() <= tolerance, "{qform} vs {affine}");
+        }
+    }
+    Ok(())
+}
+
 fn world(affine: &Affine, idx: [usize; 3]) -> Vector4<f64> {
     affine * Vector4::new(idx[0] as f64, idx[1] as f64, idx[2] as f64, 1.0)
 }
@@ -75,7 +103,7 @@ proptest! {
         prop_assert_eq!(back.data(), volume.data());
         assert_affine_close(back.affine(), volume.affine())?;
         let header = read_header(&path).unwrap();
-        assert_affine_close(&header.qform_affine().unwrap(), volume.affine())?;
+        assert_qform_close(&header, volume.affine())?;
     }
 
     #[test]
@@ -111,6 +139,54 @@ proptest! {
             prop_assert_eq!(back.data()[[c, a as usize, b as usize, d as usize]], *v);
         }
     }
+}
+
+/// A near-half-turn rotation (quaternion real part ≈ 0), found by the property test
+/// above: its qform is as far from the sform as nibabel's is. nibabel 5 on the same
+/// affine (`set_qform(A, 1)`, then `get_qform()`) stores (b, c, d) = (0.18202418,
+/// -0.5920768, 0.7850556) and its largest deviation from A is 7.0615e-4, at (1, 0).
+#[test]
+fn near_half_turn_qform_matches_nibabel() {
+    let affine = medssl_io::geometry::affine_from_rows([
+        [
+            -3.1299089746132602,
+            -0.3020202395171845,
+            -0.21153965045980952,
+            -186.75540536699282,
+        ],
+        [
+            -0.7218065490371649,
+            -0.41839491817943986,
+            0.6885016915102211,
+            23.030949488959333,
+        ],
+        [
+            0.9585377097957061,
+            -1.3012488058203864,
+            -0.1722778549220165,
+            -72.97635375414895,
+        ],
+        [0.0, 0.0, 0.0, 1.0],
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("turn.nii");
+    let volume = Volume::new(Array4::zeros((1, 1, 1, 1)), affine);
+    write_volume(&path, &volume, OutputType::Float32).unwrap();
+    let header = read_header(&path).unwrap();
+    for (ours, nibabel) in header
+        .quatern
+        .iter()
+        .zip([0.18202418, -0.5920768, 0.7850556])
+    {
+        assert!((ours - nibabel).abs() < 1e-7, "{:?}", header.quatern);
+    }
+    let deviation = header.qform_affine().unwrap() - affine;
+    assert!(
+        (deviation[(1, 0)].abs() - 7.0615e-4).abs() < 1e-7,
+        "{deviation}"
+    );
+    assert!(deviation.amax() <= deviation[(1, 0)].abs(), "{deviation}");
+    assert_qform_close(&header, &affine).unwrap();
 }
 
 #[test]
