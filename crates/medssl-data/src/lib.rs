@@ -1,7 +1,22 @@
 //! Everything between files on disk and the arrays a training step consumes.
 //!
-//! This crate will own the MONAI-style transforms (orientation, spacing, intensity,
-//! crops, augmentation), the dataset formats (MSD / nnU-Net `dataset.json`, folders,
-//! list files), few-shot splits, SSL view and mask generation, the synthetic CT/MRI
-//! phantoms and the background loader. It never depends on Burn: its output is plain
-//! `ndarray` arrays.
+//! MONAI-style transforms (orientation, spacing, intensity, crops, augmentation) built
+//! from TOML into a [`Pipeline`], the dataset formats (MSD / nnU-Net `dataset.json`,
+//! folders, list files), few-shot splits, SSL view and mask generation, the synthetic
+//! CT/MRI phantoms and the background loader. It never depends on Burn: its output is
+//! plain `ndarray` arrays.
+//!
+//! All randomness comes from [`rng::stream`]s derived from the run seed, so results do
+//! not depend on thread count or timing.
+
+pub mod error;
+pub mod intensity;
+pub mod rng;
+pub mod sample;
+pub mod spatial;
+pub mod transform;
+
+pub use error::{DataError, Result};
+pub use rng::Rng;
+pub use sample::Sample;
+pub use transform::{Pipeline, Transform, TransformSpec};

@@ -1,0 +1,86 @@
+//! `Sample`: what flows through a pipeline — an image, its optional label map, and the
+//! case id every error message names.
+
+use medssl_io::Volume;
+
+use crate::error::{DataError, Result};
+
+/// One training or pretraining example. Image and label share the spatial grid (same
+/// `[I, J, K]` shape and affine); every spatial transform moves both together, applying
+/// linear interpolation to the image and nearest-neighbour to the label, as MONAI's
+/// dictionary transforms do with `mode=("bilinear", "nearest")`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Case identifier (file stem or dataset.json entry), used in error messages.
+    pub id: String,
+    /// Image, `[C, I, J, K]`.
+    pub image: Volume,
+    /// Label map, `[1, I, J, K]` with integer class indices, when the case has one.
+    pub label: Option<Volume>,
+}
+
+impl Sample {
+    /// An unlabelled sample.
+    pub fn unlabelled(id: impl Into<String>, image: Volume) -> Sample {
+        Sample {
+            id: id.into(),
+            image,
+            label: None,
+        }
+    }
+
+    /// A labelled sample; fails when the label does not lie on the image's grid.
+    pub fn labelled(id: impl Into<String>, image: Volume, label: Volume) -> Result<Sample> {
+        let sample = Sample {
+            id: id.into(),
+            image,
+            label: Some(label),
+        };
+        sample.check_label_grid()?;
+        Ok(sample)
+    }
+
+    /// `[I, J, K]` of the image.
+    pub fn spatial_shape(&self) -> [usize; 3] {
+        self.image.spatial_shape()
+    }
+
+    /// The error for this sample's case.
+    pub fn error(&self, message: impl Into<String>) -> DataError {
+        DataError::case(&self.id, message)
+    }
+
+    /// Checks that the label has one channel and the image's shape and affine (within
+    /// 1e-3 mm / 1e-4 relative, the tolerance MONAI's and nnU-Net's checks allow for
+    /// float32 headers).
+    pub fn check_label_grid(&self) -> Result<()> {
+        let Some(label) = &self.label else {
+            return Ok(());
+        };
+        if label.channels() != 1 {
+            return Err(self.error(format!(
+                "label has {} channels, expected 1",
+                label.channels()
+            )));
+        }
+        if label.spatial_shape() != self.image.spatial_shape() {
+            return Err(self.error(format!(
+                "label shape {:?} differs from image shape {:?}",
+                label.spatial_shape(),
+                self.image.spatial_shape()
+            )));
+        }
+        let (a, b) = (self.image.affine(), label.affine());
+        let worst = a
+            .iter()
+            .zip(b.iter())
+            .map(|(x, y)| (x - y).abs() / x.abs().max(y.abs()).max(10.0))
+            .fold(0.0f64, f64::max);
+        if worst > 1e-4 {
+            return Err(self.error(format!(
+                "label affine differs from image affine (image {a}, label {b})"
+            )));
+        }
+        Ok(())
+    }
+}

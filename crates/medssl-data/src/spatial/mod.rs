@@ -1,0 +1,8 @@
+//! Spatial transforms: orientation, resampling, crops, pads, flips, rotations, affine.
+
+use crate::transform::TransformSpec;
+
+/// The spatial transforms a configuration may name.
+pub fn catalogue() -> Vec<TransformSpec> {
+    Vec::new()
+}

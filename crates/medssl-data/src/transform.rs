@@ -1,0 +1,141 @@
+//! The `Transform` trait, the `Pipeline` of steps built from TOML, and the catalogue of
+//! transform names a configuration may use.
+//!
+//! A configuration lists steps as tables with a `name` and the step's parameters, in
+//! the order they run, as a MONAI `Compose` does:
+//!
+//! ```toml
+//! [[data.transforms]]
+//! name = "scale_intensity_range"
+//! a_min = -175.0
+//! a_max = 250.0
+//! b_min = 0.0
+//! b_max = 1.0
+//! clip = true
+//! ```
+//!
+//! Unknown names and unknown or ill-typed parameters are errors that list what is valid.
+
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{DataError, Result};
+use crate::rng::Rng;
+use crate::sample::Sample;
+use crate::{intensity, spatial};
+
+/// One step of a pipeline. Implementations are plain data (their parameters) so a
+/// pipeline can be shared by loader threads.
+pub trait Transform: Debug + Send + Sync {
+    /// The configuration name, e.g. `"rand_flip"`.
+    fn name(&self) -> &'static str;
+
+    /// Whether the output depends on the random stream. Steps before the first random
+    /// one form the deterministic prefix that the preprocessing cache stores.
+    fn is_random(&self) -> bool;
+
+    /// Transforms one sample. Most steps return exactly one; random crops with several
+    /// samples per volume (`num_samples`) return that many, which later steps each
+    /// transform in turn.
+    fn apply(&self, sample: Sample, rng: &mut Rng) -> Result<Vec<Sample>>;
+}
+
+/// A configurable transform: its name, the MONAI transform it matches, and how to build
+/// it from its parameter table (without the `name` key).
+pub struct TransformSpec {
+    /// Configuration name.
+    pub name: &'static str,
+    /// The MONAI dictionary transform with the same semantics, for the docs.
+    pub monai: &'static str,
+    /// Builds the step; errors name the transform and the bad parameter.
+    pub build: fn(toml::Table) -> Result<Box<dyn Transform>>,
+}
+
+/// Every transform a configuration may name.
+pub fn catalogue() -> Vec<TransformSpec> {
+    let mut specs = spatial::catalogue();
+    specs.extend(intensity::catalogue());
+    specs
+}
+
+/// Deserialises a step's parameters, rejecting unknown keys (the parameter structs use
+/// `#[serde(deny_unknown_fields)]`, whose message lists the valid ones).
+pub fn parse_params<T: DeserializeOwned>(transform: &str, params: toml::Table) -> Result<T> {
+    toml::Value::Table(params)
+        .try_into()
+        .map_err(|e| DataError::Config(format!("transform `{transform}`: {e}")))
+}
+
+/// Transforms applied in order; a sample can fan out into several (random crops).
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    steps: Vec<Box<dyn Transform>>,
+}
+
+impl Pipeline {
+    /// A pipeline of the given steps.
+    pub fn new(steps: Vec<Box<dyn Transform>>) -> Pipeline {
+        Pipeline { steps }
+    }
+
+    /// Builds the steps listed in a configuration (each a table with `name`).
+    pub fn from_config(tables: &[toml::Table]) -> Result<Pipeline> {
+        let specs = catalogue();
+        let steps = tables
+            .iter()
+            .enumerate()
+            .map(|(i, table)| {
+                let mut params = table.clone();
+                let name = match params.remove("name") {
+                    Some(toml::Value::String(name)) => name,
+                    _ => {
+                        return Err(DataError::Config(format!(
+                            "transform {} has no `name` (a string)",
+                            i + 1
+                        )));
+                    }
+                };
+                let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| {
+                    let valid: Vec<_> = specs.iter().map(|s| s.name).collect();
+                    DataError::Config(format!(
+                        "unknown transform `{name}`; valid transforms: {}",
+                        valid.join(", ")
+                    ))
+                })?;
+                (spec.build)(params)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Pipeline { steps })
+    }
+
+    /// The steps, in order.
+    pub fn steps(&self) -> &[Box<dyn Transform>] {
+        &self.steps
+    }
+
+    /// Splits into the deterministic prefix (everything before the first random step)
+    /// and the rest.
+    pub fn split_deterministic(self) -> (Pipeline, Pipeline) {
+        let mut steps = self.steps;
+        let first_random = steps
+            .iter()
+            .position(|s| s.is_random())
+            .unwrap_or(steps.len());
+        let rest = steps.split_off(first_random);
+        (Pipeline { steps }, Pipeline { steps: rest })
+    }
+
+    /// Runs every step on `sample`, drawing randomness from `rng`.
+    pub fn run(&self, sample: Sample, rng: &mut Rng) -> Result<Vec<Sample>> {
+        let mut samples = vec![sample];
+        for step in &self.steps {
+            let mut next = Vec::with_capacity(samples.len());
+            for s in samples {
+                next.extend(step.apply(s, rng)?);
+            }
+            samples = next;
+        }
+        Ok(samples)
+    }
+}
