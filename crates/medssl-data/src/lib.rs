@@ -9,12 +9,20 @@
 //! All randomness comes from [`rng::stream`]s derived from the run seed, so results do
 //! not depend on thread count or timing.
 
+pub mod cache;
+pub mod dataset;
 pub mod error;
 pub mod intensity;
+pub mod loader;
+pub mod manifest;
+pub mod masks;
 pub mod rng;
 pub mod sample;
 pub mod spatial;
+pub mod splits;
+pub mod synth;
 pub mod transform;
+pub mod views;
 
 pub use error::{DataError, Result};
 pub use rng::Rng;

@@ -1,0 +1,1 @@
+//! Block-wise random masking on the token grid (SimMIM/SMIT/iBOT), as token and voxel masks.

@@ -1,0 +1,1 @@
+//! Seeded train/validation/test splits, k folds, and nested few-shot subsets.
