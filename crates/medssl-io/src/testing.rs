@@ -4,10 +4,22 @@ use std::path::PathBuf;
 
 /// The reference fixture directory: `$MEDSSL_FIXTURES`, else `../shared/fixtures`
 /// beside the repository root (relative values are taken from the repository root).
+///
+/// The root is found at run time from the `CARGO_MANIFEST_DIR` cargo sets for the test
+/// being run (a crate directory two levels below the root), not baked in at compile
+/// time: a build cache shared between checkouts at different paths would otherwise
+/// point every test at the checkout that happened to compile this crate.
 pub fn fixtures_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = test_crate_dir().join("../..");
     match std::env::var_os("MEDSSL_FIXTURES") {
         Some(dir) => root.join(dir),
         None => root.join("../shared/fixtures"),
     }
+}
+
+/// The directory of the crate whose tests are running, from the `CARGO_MANIFEST_DIR`
+/// cargo sets at run time (see [`fixtures_dir`] for why not at compile time).
+pub fn test_crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }

@@ -4,12 +4,11 @@
 
 use std::path::PathBuf;
 
+use medssl_io::testing::test_crate_dir;
 use medssl_model::checkpoint::{Checkpoint, infer_architecture};
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
+    test_crate_dir().join("tests/data").join(name)
 }
 
 #[test]
