@@ -13,6 +13,7 @@
 //! [`Image::to_volume`] turns into the f32 [`Volume`] the rest of medssl works on. This
 //! crate never depends on Burn.
 
+pub mod atomic;
 pub mod dicom;
 mod error;
 pub mod geometry;

@@ -9,7 +9,7 @@ use burn::store::pytorch_reader::{self, PytorchReader};
 use safetensors::Dtype;
 
 use crate::config::SwinUnetrConfig;
-use crate::weights::write_atomically;
+use medssl_io::atomic::write_atomically;
 
 /// Why a checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]

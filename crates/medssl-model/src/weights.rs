@@ -7,6 +7,8 @@ use burn::store::{
     ApplyError, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 
+use medssl_io::atomic::write_atomically;
+
 use crate::swin::geometry::relative_position_index;
 
 use crate::swin_unetr::SwinUnetr;
@@ -179,22 +181,10 @@ pub fn export_monai_safetensors(model: &SwinUnetr, path: &Path) -> Result<(), We
         }
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let metadata = std::collections::HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        ("producer".to_string(), "medssl".to_string()),
-    ]);
+    // One metadata entry: the map is a HashMap, so with several the header (and the
+    // file's bytes) would change from run to run.
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     let out = safetensors::serialize(tensors, Some(metadata))
         .map_err(|e| fail(format!("cannot serialise: {e}")))?;
     write_atomically(path, &out).map_err(|e| fail(e.to_string()))
-}
-
-/// Writes `bytes` to a temporary sibling of `path` and renames it into place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
