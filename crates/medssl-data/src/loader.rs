@@ -1,1 +1,131 @@
-//! Background loading: worker threads fill a bounded queue of ready batches whose order and content depend only on the seed.
+//! Background loading, as PyTorch's `DataLoader` with `num_workers` and
+//! `prefetch_factor` does it: worker threads load and transform cases while the model
+//! trains, and a bounded queue holds the batches ready for the next steps.
+//!
+//! Unlike a `DataLoader`, the result depends only on the seed and the epoch, not on the
+//! number of workers or on timing: the epoch's order is a seeded permutation, each case
+//! draws from its own stream `rng::stream(seed, &[epoch, index])`, and batches are cut
+//! from the samples in that order (a reorder buffer holds cases that finish early). A
+//! run interrupted mid-epoch resumes with [`Loader::epoch`]`(epoch, start_batch)` and
+//! sees exactly the batches it would have seen.
+
+mod batch;
+mod epoch;
+mod order;
+mod source;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use batch::Batch;
+pub use epoch::Epoch;
+pub use source::{SampleSource, file_fingerprint};
+
+use crate::error::{DataError, Result};
+use crate::transform::Pipeline;
+
+/// The loader's settings (`[data.loader]` in a configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Visit the cases in a seeded random order that changes every epoch (training);
+    /// off, they come in index order (validation).
+    pub shuffle: bool,
+    /// Leave out the last batch of an epoch when it is short.
+    pub drop_last: bool,
+    /// Threads that load and transform cases.
+    pub num_workers: usize,
+    /// Ready batches queued ahead of the consumer (0: each batch is handed over as
+    /// it is made).
+    pub prefetch_batches: usize,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> LoaderConfig {
+        LoaderConfig {
+            batch_size: 2,
+            shuffle: true,
+            drop_last: false,
+            num_workers: 4,
+            prefetch_batches: 2,
+        }
+    }
+}
+
+/// Batches of a source run through a pipeline, epoch after epoch.
+pub struct Loader {
+    source: Arc<dyn SampleSource>,
+    pipeline: Arc<Pipeline>,
+    config: LoaderConfig,
+    seed: u64,
+}
+
+impl Loader {
+    /// A loader of `source` through `pipeline` (usually the random part of a pipeline
+    /// whose deterministic prefix a [`crate::cache::PreprocessCache`] serves), with the
+    /// run's seed.
+    pub fn new(
+        source: Arc<dyn SampleSource>,
+        pipeline: Pipeline,
+        config: LoaderConfig,
+        seed: u64,
+    ) -> Result<Loader> {
+        if config.batch_size == 0 {
+            return Err(DataError::Config(
+                "loader: batch_size must be at least 1".into(),
+            ));
+        }
+        if config.num_workers == 0 {
+            return Err(DataError::Config(
+                "loader: num_workers must be at least 1 (cases are always loaded beside \
+                 the training thread)"
+                    .into(),
+            ));
+        }
+        Ok(Loader {
+            source,
+            pipeline: Arc::new(pipeline),
+            config,
+            seed,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// The source indices in the order `epoch` visits them.
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let len = self.source.len();
+        if self.config.shuffle {
+            order::shuffled(len, self.seed, epoch)
+        } else {
+            (0..len).collect()
+        }
+    }
+
+    /// Starts loading `epoch`, from its batch `start_batch` on (0 for a whole epoch; k
+    /// to resume after k batches were consumed). Iterate the result for the batches;
+    /// drop it to stop.
+    pub fn epoch(&self, epoch: u64, start_batch: usize) -> Epoch {
+        let job = epoch::Job {
+            source: Arc::clone(&self.source),
+            pipeline: Arc::clone(&self.pipeline),
+            order: self.order(epoch),
+            seed: self.seed,
+            epoch,
+        };
+        let plan = epoch::Plan {
+            batch_size: self.config.batch_size,
+            drop_last: self.config.drop_last,
+            start_batch,
+            workers: self.config.num_workers,
+            prefetch_batches: self.config.prefetch_batches,
+        };
+        Epoch::start(job, plan)
+    }
+}
