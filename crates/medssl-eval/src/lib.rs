@@ -5,4 +5,6 @@
 //! metrics (Dice, HD95, ASSD, NSD with MONAI's definitions) and centered kernel
 //! alignment (CKA) will live here too.
 
+pub mod cka;
+pub mod metrics;
 pub mod sliding_window;
