@@ -4,6 +4,16 @@
 //! loops, AdamW with warm-up + cosine schedules, the EMA teacher, atomic checkpoints
 //! with resume, and the metrics log of a run directory.
 
+pub mod checkpoint;
+pub mod convergence;
+pub mod error;
+pub mod finetune;
 pub mod loss;
+pub mod optimizer;
+pub mod param_ids;
+pub mod run_dir;
+pub mod schedule;
 
 pub use loss::{DiceCeLoss, DiceLoss, Reduction};
+pub use optimizer::{OptimizerConfig, SegmentationOptimizer};
+pub use schedule::WarmupCosine;

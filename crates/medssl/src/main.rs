@@ -1,7 +1,10 @@
 //! The `medssl` command-line program.
 
+mod evaluate_commands;
+mod finetune_command;
 mod image_commands;
 mod speed_command;
+mod synth_command;
 mod weights_commands;
 
 use std::process::ExitCode;
@@ -32,6 +35,14 @@ enum Command {
     Convert(image_commands::ConvertArgs),
     /// Time SwinUNETR forward, training step and sliding-window inference here.
     Speed(speed_command::SpeedArgs),
+    /// Fine-tune a SwinUNETR on a labelled task (from scratch or pretrained weights).
+    Finetune(finetune_command::FinetuneArgs),
+    /// Score a fine-tuned run on its validation or test cases (Dice, HD95, ASD, NSD).
+    Evaluate(evaluate_commands::EvaluateArgs),
+    /// Segment an image with a fine-tuned run, written on the input's grid.
+    Predict(evaluate_commands::PredictArgs),
+    /// Write synthetic CT/MRI phantoms as an MSD task or a pretraining collection.
+    Synth(synth_command::SynthArgs),
     /// Import, inspect and export SwinUNETR weights.
     #[command(subcommand)]
     Weights(weights_commands::WeightsCommand),
@@ -49,6 +60,10 @@ fn main() -> ExitCode {
         Command::Convert(args) => image_commands::convert(&args),
         Command::Weights(command) => weights_commands::run(&command),
         Command::Speed(args) => speed_command::speed(&args),
+        Command::Synth(args) => synth_command::synth(&args),
+        Command::Finetune(args) => finetune_command::finetune(&args),
+        Command::Evaluate(args) => evaluate_commands::evaluate_command(&args),
+        Command::Predict(args) => evaluate_commands::predict_command(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

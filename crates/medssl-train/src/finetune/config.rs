@@ -1,0 +1,345 @@
+//! The configuration of a fine-tuning run: every setting with its default written in
+//! code, two presets, TOML files and `key=value` overrides.
+//!
+//! `tiny` runs in CPU minutes (feature size 12, 32³ crops); `paper` is the study's GPU
+//! setting (feature size 48, 96³ crops, 4 positive/negative samples per volume, AdamW
+//! 1e-4 with weight decay 1e-5, linear warm-up then cosine), the recipe of the
+//! SwinUNETR and SMIT fine-tuning papers.
+
+use medssl_data::loader::LoaderConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+use crate::loss::DiceCeLoss;
+use crate::optimizer::OptimizerConfig;
+
+/// Which preset the defaults come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// CPU minutes on a laptop.
+    Tiny,
+    /// The study's GPU setting.
+    Paper,
+}
+
+/// The network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// SwinUNETR feature size (12, 24, 48).
+    pub feature_size: usize,
+    /// MONAI's `use_v2` (a residual conv block before each Swin stage).
+    pub use_v2: bool,
+    /// Training crop and sliding-window size `[D, H, W]`, multiples of 32.
+    pub roi: [usize; 3],
+}
+
+/// Data preparation: deterministic preprocessing (cached) then random augmentation,
+/// each a list of transform tables (see `medssl_data::transform`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
+    /// Deterministic steps applied once per case and cached; also applied before
+    /// validation and prediction. Empty: chosen from the task's modality (CT: window
+    /// -175..250 HU to 0..1; anything else: z-score over non-zero voxels), after
+    /// orientation to RAS and resampling to `spacing`.
+    pub preprocess: Vec<toml::Table>,
+    /// Target voxel spacing in mm for the default preprocessing (none: keep).
+    pub spacing: Option<[f64; 3]>,
+    /// Random steps applied to every training sample. Empty: positive/negative crops of
+    /// `roi` (`samples_per_volume`, pos 1, neg 1), flips along each axis (p 0.1),
+    /// 90-degree rotations (p 0.1), intensity scale and shift (p 0.1), as in the
+    /// SwinUNETR BTCV recipe.
+    pub augment: Vec<toml::Table>,
+    /// Crops drawn per volume by the default augmentation.
+    pub samples_per_volume: usize,
+    /// Batching and worker threads. Preprocessed cases are cached under
+    /// `RUN/../.medssl-cache/TASK` (shared by the runs of one study), so epochs only
+    /// crop and augment.
+    pub loader: LoaderConfig,
+}
+
+/// The split of the labelled cases and the label budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSettings {
+    /// Fraction of the cases held out for validation.
+    pub validation: f64,
+    /// Fraction held out for testing (when the task has no labelled test cases).
+    pub test: f64,
+}
+
+/// Optimisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    /// Epochs (passes over the training cases).
+    pub epochs: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Learning rate at the start of warm-up.
+    pub warmup_start_lr: f64,
+    /// Floor of the cosine schedule.
+    pub min_lr: f64,
+    /// Epochs of linear warm-up.
+    pub warmup_epochs: u64,
+    /// Batches whose gradients are summed before one optimiser step.
+    pub accumulate: usize,
+    /// AdamW, clipping, frozen encoder, layer-wise decay.
+    pub optimizer: OptimizerConfig,
+    /// The Dice + cross-entropy loss.
+    pub loss: DiceCeLoss,
+}
+
+/// Validation during training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationSettings {
+    /// Validate after every `every` epochs (and after the last).
+    pub every: u64,
+    /// Sliding-window overlap.
+    pub overlap: f64,
+    /// Windows per forward pass.
+    pub sw_batch_size: usize,
+}
+
+/// A whole fine-tuning configuration (`config.toml` of a run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// The preset the defaults came from.
+    pub preset: Preset,
+    /// Seed of every random choice (split, init, crops, augmentation).
+    pub seed: u64,
+    pub model: ModelSettings,
+    pub data: DataSettings,
+    pub split: SplitSettings,
+    pub train: TrainSettings,
+    pub validation: ValidationSettings,
+}
+
+impl FinetuneConfig {
+    /// The defaults of `preset`.
+    pub fn preset(preset: Preset) -> FinetuneConfig {
+        let tiny = preset == Preset::Tiny;
+        FinetuneConfig {
+            preset,
+            seed: 0,
+            model: ModelSettings {
+                feature_size: if tiny { 12 } else { 48 },
+                use_v2: false,
+                roi: if tiny { [32; 3] } else { [96; 3] },
+            },
+            data: DataSettings {
+                preprocess: Vec::new(),
+                spacing: if tiny { None } else { Some([1.5, 1.5, 2.0]) },
+                augment: Vec::new(),
+                samples_per_volume: if tiny { 2 } else { 4 },
+                loader: LoaderConfig {
+                    batch_size: if tiny { 2 } else { 1 },
+                    shuffle: true,
+                    drop_last: false,
+                    num_workers: if tiny { 1 } else { 4 },
+                    prefetch_batches: 2,
+                },
+            },
+            split: SplitSettings {
+                validation: 0.2,
+                test: 0.2,
+            },
+            train: TrainSettings {
+                epochs: if tiny { 60 } else { 500 },
+                lr: if tiny { 1e-3 } else { 1e-4 },
+                warmup_start_lr: 0.0,
+                min_lr: if tiny { 1e-5 } else { 1e-6 },
+                warmup_epochs: if tiny { 3 } else { 50 },
+                accumulate: 1,
+                optimizer: OptimizerConfig::default(),
+                loss: DiceCeLoss::default(),
+            },
+            validation: ValidationSettings {
+                every: if tiny { 5 } else { 10 },
+                overlap: if tiny { 0.25 } else { 0.5 },
+                sw_batch_size: if tiny { 2 } else { 4 },
+            },
+        }
+    }
+
+    /// The configuration from the preset, then a TOML file's settings, then `--set
+    /// key=value` overrides, in that order. Unknown keys are errors naming the key.
+    pub fn load(
+        preset: Preset,
+        file: Option<&str>,
+        overrides: &[String],
+    ) -> Result<FinetuneConfig> {
+        let defaults = FinetuneConfig::preset(preset);
+        let mut table = toml::Table::try_from(&defaults)
+            .map_err(|e| TrainError::Invalid(format!("cannot serialise the defaults: {e}")))?;
+        if let Some(text) = file {
+            let overlay: toml::Table = text
+                .parse()
+                .map_err(|e| TrainError::Invalid(format!("configuration file: {e}")))?;
+            merge(&mut table, overlay, "")?;
+        }
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| TrainError::Invalid(format!("--set {item}: expected key=value")))?;
+            set_key(&mut table, key.trim(), value.trim())?;
+        }
+        let config: FinetuneConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| TrainError::Invalid(format!("configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML, every setting written out.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self)
+            .map_err(|e| TrainError::Invalid(format!("cannot write the configuration: {e}")))
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(TrainError::Invalid(m));
+        if let Some(axis) = self.model.roi.iter().find(|&&r| r == 0 || r % 32 != 0) {
+            return bad(format!(
+                "model.roi {:?}: every size must be a positive multiple of 32 (found {axis})",
+                self.model.roi
+            ));
+        }
+        if self.train.epochs == 0 || self.validation.every == 0 || self.train.accumulate == 0 {
+            return bad(
+                "train.epochs, train.accumulate and validation.every must be at least 1".into(),
+            );
+        }
+        if !(self.train.lr > 0.0 && self.train.lr.is_finite()) {
+            return bad(format!("train.lr must be positive, got {}", self.train.lr));
+        }
+        if !(0.0..1.0).contains(&self.validation.overlap) {
+            return bad(format!(
+                "validation.overlap must be in [0, 1), got {}",
+                self.validation.overlap
+            ));
+        }
+        let held_out = self.split.validation + self.split.test;
+        if !(self.split.validation > 0.0 && self.split.test >= 0.0 && held_out < 1.0) {
+            return bad(format!(
+                "split.validation must be > 0 and split.validation + split.test < 1, got {} and {}",
+                self.split.validation, self.split.test
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Merges `overlay` into `base`; keys must exist in `base` (so a typo is an error that
+/// names it), except inside free-form tables (transform lists).
+fn merge(base: &mut toml::Table, overlay: toml::Table, prefix: &str) -> Result<()> {
+    for (key, value) in overlay {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => {
+                merge(inner, value, &path)?
+            }
+            (Some(slot), value) => *slot = value,
+            (None, value) if OPTIONAL_KEYS.contains(&path.as_str()) => {
+                base.insert(key, value);
+            }
+            (None, _) => {
+                let valid: Vec<&String> = base.keys().collect();
+                return Err(TrainError::Invalid(format!(
+                    "unknown setting `{path}`; valid keys here: {}",
+                    valid
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Settings whose default is "none", so they are absent from the defaults table.
+const OPTIONAL_KEYS: [&str; 2] = ["data.spacing", "train.optimizer.grad_clip_norm"];
+
+/// `--set a.b.c=value`: the value is parsed as TOML (numbers, booleans, arrays,
+/// quoted strings), or taken as a bare string.
+fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<()> {
+    let parsed: toml::Value = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut overlay = toml::Table::new();
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut cursor = &mut overlay;
+    for part in &parts[..parts.len() - 1] {
+        cursor = cursor
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("just inserted a table");
+    }
+    cursor.insert(parts[parts.len() - 1].to_string(), parsed);
+    merge(table, overlay, "").map_err(|e| TrainError::Invalid(format!("--set {key}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_round_trip_through_toml() {
+        for preset in [Preset::Tiny, Preset::Paper] {
+            let config = FinetuneConfig::preset(preset);
+            config.validate().unwrap();
+            let text = config.to_toml().unwrap();
+            let back: FinetuneConfig = toml::from_str(&text).unwrap();
+            assert_eq!(back, config);
+        }
+    }
+
+    #[test]
+    fn file_and_overrides_apply_in_order() {
+        let file = "seed = 3\n[train]\nlr = 0.01\nepochs = 7\n[data]\nspacing = [1.0, 1.0, 2.0]\n";
+        let overrides = vec![
+            "train.lr=0.002".to_string(),
+            "model.roi=[64, 64, 32]".to_string(),
+            "train.optimizer.freeze_encoder=true".to_string(),
+        ];
+        let config = FinetuneConfig::load(Preset::Tiny, Some(file), &overrides).unwrap();
+        assert_eq!(config.seed, 3);
+        assert_eq!(config.train.epochs, 7);
+        assert_eq!(config.train.lr, 0.002);
+        assert_eq!(config.model.roi, [64, 64, 32]);
+        assert_eq!(config.data.spacing, Some([1.0, 1.0, 2.0]));
+        assert!(config.train.optimizer.freeze_encoder);
+        assert_eq!(config.model.feature_size, 12, "untouched defaults stay");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = FinetuneConfig::load(Preset::Tiny, None, &["train.lrr=1".into()]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("train.lrr") && text.contains("lr, "),
+            "{text}"
+        );
+        let err = FinetuneConfig::load(Preset::Tiny, Some("[modle]\nx = 1\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("`modle`"), "{err}");
+        let err = FinetuneConfig::load(Preset::Tiny, None, &["model.roi=[48, 48, 48]".into()])
+            .unwrap_err();
+        assert!(err.to_string().contains("multiple of 32"), "{err}");
+        let err = FinetuneConfig::load(Preset::Tiny, None, &["train.lr=fast".into()]).unwrap_err();
+        assert!(err.to_string().contains("lr"), "{err}");
+    }
+}

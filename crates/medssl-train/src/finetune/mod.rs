@@ -1,0 +1,12 @@
+//! Fine-tuning a SwinUNETR on a labelled task: configuration, default pipelines, the
+//! training loop and validation.
+
+pub mod config;
+pub mod evaluate;
+pub mod inference;
+pub mod pipelines;
+pub mod trainer;
+pub mod validate;
+
+pub use config::{FinetuneConfig, Preset};
+pub use trainer::{Event, Finetune, Init};

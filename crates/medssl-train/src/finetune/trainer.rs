@@ -1,0 +1,524 @@
+//! The fine-tuning loop: epochs of Dice-CE steps on augmented crops, validation on
+//! whole volumes with sliding-window inference, checkpoints that resume exactly.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use medssl_data::Pipeline;
+use medssl_data::cache::PreprocessCache;
+use medssl_data::dataset::{Task, TaskSource};
+use medssl_data::loader::{Batch, Loader, SampleSource};
+use medssl_data::splits::{Budget, Method, Split};
+use medssl_model::arrays::to_tensor;
+use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
+use medssl_model::{SwinUnetr, SwinUnetrConfig};
+use serde::{Deserialize, Serialize};
+
+use super::config::FinetuneConfig;
+use super::pipelines::{default_augment, default_preprocess};
+use super::validate::validate;
+use crate::checkpoint::{self, TrainState};
+use crate::convergence::{Convergence, ValidationPoint};
+use crate::error::{Result, TrainError};
+use crate::optimizer::SegmentationOptimizer;
+use crate::run_dir::RunDir;
+use crate::schedule::WarmupCosine;
+
+/// Where the network's weights start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Init {
+    /// Random initialisation from the run seed.
+    Scratch,
+    /// A safetensors file with MONAI key names: an SSL encoder or a whole SwinUNETR.
+    Weights(PathBuf),
+}
+
+/// What the loop reports as it goes (for progress bars and logs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An epoch begins with this many batches.
+    EpochStart { epoch: u64, batches: usize },
+    /// One batch was trained on.
+    Batch { loss: f64 },
+    /// An epoch ended.
+    EpochEnd {
+        epoch: u64,
+        mean_loss: f64,
+        seconds: f64,
+    },
+    /// A validation finished.
+    Validation { epoch: u64, dice: f64, best: f64 },
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum MetricsLine {
+    Train {
+        epoch: u64,
+        iteration: u64,
+        loss: f64,
+        lr: f64,
+        seconds: f64,
+    },
+    Validation {
+        epoch: u64,
+        dice: f64,
+        per_case: Vec<(String, f64)>,
+    },
+}
+
+/// `run.json`: what a run was made from, so `--resume`, `evaluate` and `predict` need
+/// only the run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The task directory, absolute.
+    pub task: PathBuf,
+    /// The initial weights (`None`: from scratch).
+    pub init: Option<PathBuf>,
+    /// Image channels of the task.
+    pub channels: usize,
+    /// Classes including background.
+    pub classes: usize,
+}
+
+/// `result.json`.
+#[derive(Debug, Serialize)]
+struct RunResult<'a> {
+    task: &'a str,
+    init: String,
+    train_cases: usize,
+    validation_cases: usize,
+    epochs: u64,
+    iterations: u64,
+    #[serde(flatten)]
+    convergence: Option<Convergence>,
+    curve: &'a [ValidationPoint],
+}
+
+/// A prepared fine-tuning run: data, network and optimiser ready, state restored when
+/// resuming.
+pub struct Finetune {
+    run: RunDir,
+    config: FinetuneConfig,
+    task: Arc<Task>,
+    split: Split,
+    init: Init,
+    device: Device,
+    model: SwinUnetr,
+    optimizer: SegmentationOptimizer,
+    state: TrainState,
+    loader: Loader,
+    validation: Arc<dyn SampleSource>,
+    batches_per_epoch: usize,
+}
+
+impl Finetune {
+    /// Prepares a new run in `run_dir` (which must not hold one already), checking the
+    /// task, the label budget and the initial weights before anything trains.
+    pub fn start(
+        task_dir: &Path,
+        run_dir: &Path,
+        config: FinetuneConfig,
+        init: Init,
+        budget: Option<Budget>,
+        device: Device,
+    ) -> Result<Finetune> {
+        let run = RunDir::create(run_dir)?;
+        if run.path("checkpoint/state.json").exists() {
+            return Err(TrainError::Invalid(format!(
+                "{} already holds a run; continue it with --resume, or choose another --out",
+                run_dir.display()
+            )));
+        }
+        config.validate()?;
+        let task = Task::open(task_dir).map_err(data)?;
+        let method = Method::Holdout {
+            validation: config.split.validation,
+            test: config.split.test,
+        };
+        let mut split = Split::new(&task.training_ids(), config.seed, method).map_err(data)?;
+        if let Some(budget) = budget {
+            split = split.few_shot(budget).map_err(data)?;
+        }
+        split.save(&run.path("split.json")).map_err(data)?;
+        let mut config = config;
+        if config.data.preprocess.is_empty() {
+            config.data.preprocess = default_preprocess(&config, &task);
+        }
+        if config.data.augment.is_empty() {
+            config.data.augment = default_augment(&config);
+        }
+        run.write("config.toml", config.to_toml()?.as_bytes())?;
+        let task_dir = std::fs::canonicalize(task_dir).map_err(|e| TrainError::os(task_dir, e))?;
+        run.write_json(
+            "run.json",
+            &RunInfo {
+                task: task_dir,
+                init: match &init {
+                    Init::Scratch => None,
+                    Init::Weights(path) => Some(path.clone()),
+                },
+                channels: task.channels.len(),
+                classes: task.labels.len(),
+            },
+        )?;
+        run.truncate_metrics(0)?;
+        Finetune::build(run, config, task, split, init, device, false)
+    }
+
+    /// Re-opens the run in `run_dir` with its stored configuration, split and task
+    /// (`task_dir` overrides the stored task path, e.g. after moving the data),
+    /// restoring the last checkpoint (or starting over when none was written yet).
+    pub fn resume(run_dir: &Path, task_dir: Option<&Path>, device: Device) -> Result<Finetune> {
+        let run = RunDir::create(run_dir)?;
+        let config_path = run.path("config.toml");
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| TrainError::os(&config_path, e))?;
+        let config: FinetuneConfig =
+            toml::from_str(&text).map_err(|e| TrainError::file(&config_path, e.to_string()))?;
+        let split = Split::load(&run.path("split.json")).map_err(data)?;
+        let info: RunInfo = run.read_json("run.json")?;
+        let init = match info.init {
+            Some(path) => Init::Weights(path),
+            None => Init::Scratch,
+        };
+        let task = Task::open(task_dir.unwrap_or(&info.task)).map_err(data)?;
+        Finetune::build(run, config, task, split, init, device, true)
+    }
+
+    fn build(
+        run: RunDir,
+        config: FinetuneConfig,
+        task: Task,
+        split: Split,
+        init: Init,
+        device: Device,
+        resume: bool,
+    ) -> Result<Finetune> {
+        let task = Arc::new(task);
+        let classes = task.labels.len();
+        if classes < 2 {
+            return Err(TrainError::Invalid(format!(
+                "task {} declares {classes} label(s); segmentation needs background and at least one class",
+                task.name
+            )));
+        }
+        let train_device = device.clone().autodiff();
+        train_device.seed(config.seed);
+        let network = SwinUnetrConfig::new(task.channels.len(), classes)
+            .with_feature_size(config.model.feature_size);
+        let mut model = SwinUnetr::new(&network, &train_device)
+            .map_err(|e| TrainError::Invalid(format!("model: {e}")))?;
+        if let Init::Weights(path) = &init {
+            let report = load_monai_safetensors(&mut model, path)
+                .map_err(|e| TrainError::file(path, e.to_string()))?;
+            if !report.mismatched.is_empty() {
+                let (name, why) = &report.mismatched[0];
+                return Err(TrainError::Invalid(format!(
+                    "{}: {} tensors do not fit the network (first: {name}: {why}); the task has \
+                     {} channel(s) and {classes} classes — set model.feature_size or pick weights \
+                     of the same architecture",
+                    path.display(),
+                    report.mismatched.len(),
+                    task.channels.len()
+                )));
+            }
+            if report.loaded.is_empty() {
+                return Err(TrainError::Invalid(format!(
+                    "{}: no tensor of the file matches a SwinUNETR tensor name",
+                    path.display()
+                )));
+            }
+            run.write_json(
+                "init_report.json",
+                &serde_json::json!({
+                    "weights": path,
+                    "loaded": report.loaded,
+                    "missing": report.missing,
+                    "unexpected": report.unexpected,
+                }),
+            )?;
+        }
+        let mut optimizer = SegmentationOptimizer::new(config.train.optimizer);
+        let mut state = TrainState::default();
+        if resume {
+            // Loads into a copy so that, with no checkpoint yet, the initial weights stay.
+            if let Some(restored) = checkpoint::load(&run, model.clone(), optimizer.clone())? {
+                (state, model, optimizer) = restored;
+            }
+        }
+        run.truncate_metrics(state.metrics_lines)?;
+
+        let preprocess_tables = &config.data.preprocess;
+        let augment_tables = &config.data.augment;
+        // The cache key covers every parameter of the preprocessing steps.
+        let mut steps = toml::Table::new();
+        steps.insert(
+            "preprocess".into(),
+            toml::Value::Array(
+                preprocess_tables
+                    .iter()
+                    .cloned()
+                    .map(toml::Value::Table)
+                    .collect(),
+            ),
+        );
+        let fingerprint =
+            toml::to_string(&steps).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let cache_dir = run
+            .root()
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(".medssl-cache")
+            .join(&task.name);
+        let cached = |ids: &[String]| -> Result<Arc<dyn SampleSource>> {
+            let source: Arc<dyn SampleSource> =
+                Arc::new(TaskSource::new(task.clone(), ids).map_err(data)?);
+            let preprocess = Pipeline::from_config(preprocess_tables).map_err(data)?;
+            Ok(Arc::new(
+                PreprocessCache::new(&cache_dir, source, preprocess, fingerprint.clone())
+                    .map_err(data)?,
+            ))
+        };
+        let train_source = cached(&split.train)?;
+        let validation = cached(&split.validation)?;
+        let augment = Pipeline::from_config(augment_tables).map_err(data)?;
+        let samples = split.train.len() * fan_out(augment_tables);
+        let batch = config.data.loader.batch_size;
+        let batches_per_epoch = if config.data.loader.drop_last {
+            samples / batch
+        } else {
+            samples.div_ceil(batch)
+        };
+        let loader = Loader::new(
+            train_source,
+            augment,
+            config.data.loader.clone(),
+            config.seed,
+        )
+        .map_err(data)?;
+        Ok(Finetune {
+            run,
+            config,
+            task,
+            split,
+            init,
+            device,
+            model,
+            optimizer,
+            state,
+            loader,
+            validation,
+            batches_per_epoch,
+        })
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run
+    }
+
+    /// Completed epochs.
+    pub fn epochs_done(&self) -> u64 {
+        self.state.epoch
+    }
+
+    /// The network being trained.
+    pub fn model(&self) -> &SwinUnetr {
+        &self.model
+    }
+
+    fn schedule(&self) -> WarmupCosine {
+        let steps_per_epoch = self
+            .batches_per_epoch
+            .div_ceil(self.config.train.accumulate) as u64;
+        let t = &self.config.train;
+        WarmupCosine {
+            lr: t.lr,
+            warmup_start_lr: t.warmup_start_lr,
+            min_lr: t.min_lr,
+            warmup_iters: t.warmup_epochs * steps_per_epoch,
+            total_iters: t.epochs * steps_per_epoch,
+        }
+    }
+
+    /// Trains until `until_epoch` epochs are complete (at most the configured number),
+    /// validating and checkpointing on schedule; `observe` sees every event.
+    pub fn train(&mut self, until_epoch: u64, observe: &mut dyn FnMut(Event)) -> Result<()> {
+        let until = until_epoch.min(self.config.train.epochs);
+        let schedule = self.schedule();
+        let accumulate = self.config.train.accumulate;
+        while self.state.epoch < until {
+            let epoch = self.state.epoch;
+            let started = Instant::now();
+            observe(Event::EpochStart {
+                epoch: epoch + 1,
+                batches: self.batches_per_epoch,
+            });
+            let (mut loss_sum, mut batches) = (0.0, 0usize);
+            let mut pending = GradientsAccumulator::<SwinUnetr>::new();
+            let mut in_step = 0;
+            let mut lr = schedule.at(self.state.iteration);
+            for batch in self.loader.epoch(epoch, 0) {
+                let batch = batch.map_err(data)?;
+                let (loss, grads) = self.loss_and_grads(&batch)?;
+                if !loss.is_finite() {
+                    return Err(TrainError::NonFiniteLoss {
+                        loss,
+                        epoch: epoch + 1,
+                        iteration: self.state.iteration,
+                    });
+                }
+                pending.accumulate(&self.model, grads);
+                in_step += 1;
+                loss_sum += loss;
+                batches += 1;
+                observe(Event::Batch { loss });
+                if in_step == accumulate {
+                    lr = schedule.at(self.state.iteration);
+                    self.apply(pending.grads(), lr);
+                    in_step = 0;
+                }
+            }
+            if in_step > 0 {
+                lr = schedule.at(self.state.iteration);
+                self.apply(pending.grads(), lr);
+            }
+            if batches == 0 {
+                return Err(TrainError::Invalid(format!(
+                    "epoch {} produced no batch: the training split has {} case(s)",
+                    epoch + 1,
+                    self.split.train.len()
+                )));
+            }
+            let mean_loss = loss_sum / batches as f64;
+            let seconds = started.elapsed().as_secs_f64();
+            self.state.epoch += 1;
+            self.run.log_metrics(&MetricsLine::Train {
+                epoch: self.state.epoch,
+                iteration: self.state.iteration,
+                loss: mean_loss,
+                lr,
+                seconds,
+            })?;
+            observe(Event::EpochEnd {
+                epoch: self.state.epoch,
+                mean_loss,
+                seconds,
+            });
+            let last = self.state.epoch == self.config.train.epochs;
+            if self.state.epoch % self.config.validation.every == 0 || last {
+                self.validate_and_keep_best(observe)?;
+                self.state.metrics_lines = self.run.metrics_lines()?;
+                checkpoint::save(&self.run, &mut self.state, &self.model, &self.optimizer)?;
+            }
+        }
+        if self.state.epoch == self.config.train.epochs {
+            self.write_result()?;
+        }
+        Ok(())
+    }
+
+    fn loss_and_grads(&self, batch: &Batch) -> Result<(f64, GradientsParams)> {
+        let device = self
+            .model
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.device.clone().autodiff());
+        let label = batch.label.as_ref().ok_or_else(|| {
+            TrainError::Invalid(format!("case {} has no label map", batch.ids.join(", ")))
+        })?;
+        let image = to_tensor(batch.image.clone(), &device);
+        let classes: Vec<i64> = label.iter().map(|&v| v as i64).collect();
+        let labels =
+            Tensor::<5, Int>::from_data(TensorData::new(classes, label.shape().to_vec()), &device);
+        let logits = self
+            .model
+            .forward(image)
+            .map_err(|e| TrainError::Invalid(format!("cases {}: {e}", batch.ids.join(", "))))?;
+        let loss = self.config.train.loss.forward(logits, labels);
+        let value = f64::from(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        Ok((value, grads))
+    }
+
+    fn apply(&mut self, grads: GradientsParams, lr: f64) {
+        let model = self.model.clone();
+        let (model, _norm) = self.optimizer.step(lr, model, grads);
+        self.model = model;
+        self.state.iteration += 1;
+    }
+
+    fn validate_and_keep_best(&mut self, observe: &mut dyn FnMut(Event)) -> Result<()> {
+        let network = self.model.valid();
+        let outcome = validate(
+            &network,
+            self.validation.as_ref(),
+            &self.config,
+            &self.device.clone().inner(),
+            self.task.labels.len(),
+        )?;
+        let point = ValidationPoint {
+            epoch: self.state.epoch,
+            dice: outcome.mean_dice,
+        };
+        self.state.curve.push(point);
+        let improved =
+            point.dice.is_finite() && self.state.best.is_none_or(|best| point.dice > best.dice);
+        if improved {
+            export_monai_safetensors(&network, &self.run.path("best.safetensors"))
+                .map_err(|e| TrainError::file(self.run.path("best.safetensors"), e.to_string()))?;
+            self.state.best = Some(point);
+        }
+        self.run.log_metrics(&MetricsLine::Validation {
+            epoch: self.state.epoch,
+            dice: outcome.mean_dice,
+            per_case: outcome.per_case,
+        })?;
+        observe(Event::Validation {
+            epoch: self.state.epoch,
+            dice: point.dice,
+            best: self.state.best.map_or(f64::NAN, |b| b.dice),
+        });
+        Ok(())
+    }
+
+    fn write_result(&self) -> Result<()> {
+        self.run.write_json(
+            "result.json",
+            &RunResult {
+                task: &self.task.name,
+                init: match &self.init {
+                    Init::Scratch => "scratch".into(),
+                    Init::Weights(path) => path.display().to_string(),
+                },
+                train_cases: self.split.train.len(),
+                validation_cases: self.split.validation.len(),
+                epochs: self.state.epoch,
+                iterations: self.state.iteration,
+                convergence: Convergence::of(&self.state.curve),
+                curve: &self.state.curve,
+            },
+        )
+    }
+}
+
+/// Samples a training case yields per epoch: the product of the `num_samples` of the
+/// augmentation's fan-out steps.
+fn fan_out(tables: &[toml::Table]) -> usize {
+    tables
+        .iter()
+        .filter_map(|t| t.get("num_samples").and_then(|v| v.as_integer()))
+        .map(|n| n.max(1) as usize)
+        .product()
+}
+
+fn data(e: medssl_data::DataError) -> TrainError {
+    TrainError::Invalid(e.to_string())
+}

@@ -1,0 +1,212 @@
+//! A tiny fine-tuning run interrupted after its first epoch and resumed ends with
+//! exactly the weights, optimiser state and metrics of the same run left alone.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use medssl_io::Volume;
+use medssl_io::nalgebra::{Matrix4, Vector4};
+use medssl_io::ndarray::Array4;
+use medssl_io::nifti::{OutputType, write_volume};
+use medssl_train::finetune::{Finetune, FinetuneConfig, Init, Preset};
+
+/// A 4-case MSD task: a bright sphere (label 1) at a case-dependent place in noise-free
+/// soft tissue.
+fn write_task(dir: &Path) {
+    std::fs::create_dir_all(dir.join("imagesTr")).unwrap();
+    std::fs::create_dir_all(dir.join("labelsTr")).unwrap();
+    let affine = Matrix4::from_diagonal(&Vector4::new(1.5, 1.5, 2.0, 1.0));
+    let mut training = Vec::new();
+    for case in 0..5usize {
+        let centre = [12.0 + case as f64 * 2.0, 16.0, 14.0 + case as f64];
+        let inside = |i: usize, j: usize, k: usize| {
+            let d = [
+                i as f64 - centre[0],
+                j as f64 - centre[1],
+                k as f64 - centre[2],
+            ];
+            d.iter().map(|x| x * x).sum::<f64>() < 36.0
+        };
+        let image = Array4::from_shape_fn((1, 32, 32, 32), |(_, i, j, k)| {
+            if inside(i, j, k) {
+                150.0
+            } else {
+                40.0 + ((i * 7 + j * 3 + k) % 5) as f32
+            }
+        });
+        let label = Array4::from_shape_fn((1, 32, 32, 32), |(_, i, j, k)| {
+            f32::from(u8::from(inside(i, j, k)))
+        });
+        let name = format!("case_{case}.nii.gz");
+        write_volume(
+            &dir.join("imagesTr").join(&name),
+            &Volume::new(image, affine),
+            OutputType::Int16,
+        )
+        .unwrap();
+        write_volume(
+            &dir.join("labelsTr").join(&name),
+            &Volume::new(label, affine),
+            OutputType::UInt8,
+        )
+        .unwrap();
+        training.push(serde_json::json!({
+            "image": format!("./imagesTr/{name}"),
+            "label": format!("./labelsTr/{name}"),
+        }));
+    }
+    let dataset = serde_json::json!({
+        "name": "spheres",
+        "modality": {"0": "CT"},
+        "labels": {"0": "background", "1": "sphere"},
+        "numTraining": training.len(),
+        "training": training,
+        "test": [],
+    });
+    std::fs::write(dir.join("dataset.json"), dataset.to_string()).unwrap();
+}
+
+fn config() -> FinetuneConfig {
+    let overrides: Vec<String> = [
+        "train.epochs=2",
+        "train.warmup_epochs=1",
+        "validation.every=1",
+        "data.loader.num_workers=2",
+        "seed=11",
+    ]
+    .map(String::from)
+    .to_vec();
+    FinetuneConfig::load(Preset::Tiny, None, &overrides).unwrap()
+}
+
+/// Every tensor of a safetensors file: name, shape and raw little-endian bytes.
+fn tensors(path: &Path) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let bytes = read(path);
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut all: Vec<_> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Parallel float reductions (Burn's CPU kernels split work by rayon's work stealing)
+/// may sum in a different order from run to run; exact equality is a property of the
+/// training state, so the comparison runs the network on one thread.
+#[test]
+fn interrupted_and_resumed_run_equals_uninterrupted_run() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(compare_interrupted_with_uninterrupted);
+}
+
+fn compare_interrupted_with_uninterrupted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let task = tmp.path().join("task");
+    write_task(&task);
+    let device = Device::flex();
+
+    let straight = tmp.path().join("straight");
+    let mut run = Finetune::start(
+        &task,
+        &straight,
+        config(),
+        Init::Scratch,
+        None,
+        device.clone(),
+    )
+    .unwrap();
+    run.train(u64::MAX, &mut |_| {}).unwrap();
+    drop(run);
+
+    let resumed = tmp.path().join("resumed");
+    let mut run = Finetune::start(
+        &task,
+        &resumed,
+        config(),
+        Init::Scratch,
+        None,
+        device.clone(),
+    )
+    .unwrap();
+    run.train(1, &mut |_| {}).unwrap();
+    assert_eq!(run.epochs_done(), 1);
+    drop(run); // the interruption
+    let mut run = Finetune::resume(&resumed, None, device).unwrap();
+    assert_eq!(run.epochs_done(), 1, "resumes after the checkpointed epoch");
+    run.train(u64::MAX, &mut |_| {}).unwrap();
+
+    // Weights are compared tensor by tensor (the safetensors header may list them in
+    // another order); the optimiser state is not compared directly (Burn writes its
+    // entries in hash-map order): equal weights after a resumed epoch of Adam steps
+    // show its moments were restored.
+    for file in ["checkpoint/weights-2.safetensors", "best.safetensors"] {
+        assert_eq!(
+            tensors(&straight.join(file)),
+            tensors(&resumed.join(file)),
+            "{file} differs"
+        );
+    }
+    assert_eq!(
+        read(&straight.join("split.json")),
+        read(&resumed.join("split.json"))
+    );
+    let metrics = |dir: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("seconds");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(metrics(&straight), metrics(&resumed));
+    assert_eq!(
+        metrics(&straight).len(),
+        4,
+        "two train and two validation lines"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("result.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["epochs"], 2);
+    assert!(result["best_dice"].as_f64().unwrap().is_finite());
+    assert!(
+        !straight.join("checkpoint/weights-1.safetensors").exists(),
+        "old generations are removed"
+    );
+}
+
+#[test]
+fn a_second_start_in_the_same_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let task = tmp.path().join("task");
+    write_task(&task);
+    let out = tmp.path().join("run");
+    let mut config = config();
+    config.train.epochs = 1;
+    let mut run = Finetune::start(
+        &task,
+        &out,
+        config.clone(),
+        Init::Scratch,
+        None,
+        Device::flex(),
+    )
+    .unwrap();
+    run.train(u64::MAX, &mut |_| {}).unwrap();
+    let err = Finetune::start(&task, &out, config, Init::Scratch, None, Device::flex())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("--resume"), "{err}");
+}

@@ -1,0 +1,142 @@
+//! `medssl finetune`: train a SwinUNETR on a labelled task from scratch or from
+//! pretrained weights, with a label budget, into a resumable run directory.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use medssl_data::splits::Budget;
+use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init, Preset};
+
+use crate::speed_command::parse_device;
+
+/// Arguments of `medssl finetune`.
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// Task directory (MSD / nnU-Net layout with dataset.json); with --resume, only
+    /// to override the task path stored in the run.
+    #[arg(long, required_unless_present = "resume")]
+    task: Option<PathBuf>,
+    /// Run directory to create.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// `scratch`, or a safetensors file with MONAI key names (SSL encoder or SwinUNETR).
+    #[arg(long, default_value = "scratch")]
+    init: String,
+    /// Train on this many labelled cases (a nested, seeded subset).
+    #[arg(long, conflicts_with = "fraction")]
+    shots: Option<usize>,
+    /// Train on this fraction of the training cases (nested, seeded, rounded up).
+    #[arg(long)]
+    fraction: Option<f64>,
+    /// Defaults to start from: tiny (CPU minutes) or paper (the study's GPU setting).
+    #[arg(long, value_enum, default_value = "tiny")]
+    preset: PresetArg,
+    /// TOML file with settings that replace the preset's.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A setting `key=value` (e.g. `train.lr=3e-4`), applied after --config.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Continue the run in this directory from its last checkpoint, with its stored
+    /// settings.
+    #[arg(long, value_name = "RUN")]
+    resume: Option<PathBuf>,
+    /// Device: cpu, or cuda[:N] in a build with the cuda feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// No progress bar; only the per-epoch log lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PresetArg {
+    Tiny,
+    Paper,
+}
+
+/// `medssl finetune`.
+pub fn finetune(args: &FinetuneArgs) -> Result<()> {
+    let device = parse_device(&args.device)?;
+    let mut run = if let Some(run_dir) = &args.resume {
+        if args.config.is_some()
+            || !args.set.is_empty()
+            || args.shots.is_some()
+            || args.fraction.is_some()
+        {
+            bail!(
+                "--resume continues with the run's stored settings: drop --config, --set, --shots and --fraction"
+            );
+        }
+        Finetune::resume(run_dir, args.task.as_deref(), device)?
+    } else {
+        let text = match &args.config {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let preset = match args.preset {
+            PresetArg::Tiny => Preset::Tiny,
+            PresetArg::Paper => Preset::Paper,
+        };
+        let config = FinetuneConfig::load(preset, text.as_deref(), &args.set)?;
+        let init = match args.init.as_str() {
+            "scratch" => Init::Scratch,
+            path => Init::Weights(PathBuf::from(path)),
+        };
+        let budget = match (args.shots, args.fraction) {
+            (Some(n), _) => Some(Budget::Shots(n)),
+            (_, Some(f)) => Some(Budget::Fraction(f)),
+            _ => None,
+        };
+        let (Some(task), Some(out)) = (args.task.as_deref(), args.out.as_deref()) else {
+            bail!("--task and --out are required for a new run");
+        };
+        Finetune::start(task, out, config, init, budget, device)?
+    };
+    let show_bar = !args.quiet && std::io::stderr().is_terminal();
+    let mut bar: Option<ProgressBar> = None;
+    let mut observe = |event: Event| match event {
+        Event::EpochStart { epoch, batches } => {
+            if show_bar {
+                let b = ProgressBar::new(batches as u64);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "epoch {prefix} {bar:30} {pos}/{len} loss {msg} {per_sec} eta {eta}",
+                    )
+                    .expect("a valid template"),
+                );
+                b.set_prefix(epoch.to_string());
+                bar = Some(b);
+            }
+        }
+        Event::Batch { loss } => {
+            if let Some(b) = &bar {
+                b.set_message(format!("{loss:.4}"));
+                b.inc(1);
+            }
+        }
+        Event::EpochEnd {
+            epoch,
+            mean_loss,
+            seconds,
+        } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            eprintln!("epoch {epoch}: loss {mean_loss:.4} ({seconds:.1} s)");
+        }
+        Event::Validation { epoch, dice, best } => {
+            eprintln!("epoch {epoch}: validation Dice {dice:.4} (best {best:.4})");
+        }
+    };
+    let epochs = u64::MAX;
+    run.train(epochs, &mut observe)?;
+    eprintln!("done: {}", run.run_dir().path("result.json").display());
+    Ok(())
+}
