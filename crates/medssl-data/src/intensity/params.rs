@@ -116,17 +116,8 @@ pub fn check_finite(transform: &str, name: &str, values: &[f64]) -> Result<()> {
     }
 }
 
-/// Fails unless `prob` lies in [0, 1].
-pub fn check_prob(transform: &str, prob: f64) -> Result<()> {
-    if (0.0..=1.0).contains(&prob) {
-        Ok(())
-    } else {
-        Err(invalid(
-            transform,
-            format!("`prob` must be in [0, 1], got {prob}"),
-        ))
-    }
-}
+/// The spatial transforms' probability check (same message).
+pub use crate::spatial::params::check_prob;
 
 /// Fails unless `value` (a percentile) lies in [0, 100].
 pub fn check_percentile(transform: &str, name: &str, value: f64) -> Result<()> {

@@ -158,13 +158,8 @@ pub fn write_task(task: &Task, out: &Path) -> Result<Written> {
     }
     let path = out.join("dataset.json");
     let text = serde_json::to_string_pretty(&task.dataset_json()).expect("JSON values serialise");
-    let tmp = out.join(format!(".dataset.json.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, text + "\n")
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            DataError::os(&path, e)
-        })?;
+    medssl_io::atomic::write_atomically(&path, (text + "\n").as_bytes())
+        .map_err(|e| DataError::os(&path, e))?;
     Ok(Written {
         images: total,
         labels: total,
