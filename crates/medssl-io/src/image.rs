@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array4, ShapeBuilder};
+use ndarray::Array4;
 
 use crate::error::{IoError, Result};
 use crate::geometry::Affine;
@@ -74,15 +74,25 @@ impl Image {
         })?;
         let dim = |a: usize| self.shape.get(a).copied().unwrap_or(1);
         let channels: usize = self.shape.iter().skip(3).product();
-        let shape = (dim(0), dim(1), dim(2), channels.max(1));
-        let values = self.samples.to_f32_scaled(self.scaling);
-        let data = Array4::from_shape_vec(shape.f(), values).map_err(|e| {
-            IoError::invalid(
+        let dims = [dim(0), dim(1), dim(2)];
+        let channels = channels.max(1);
+        let expected = dims.iter().product::<usize>() * channels;
+        if self.samples.len() != expected {
+            return Err(IoError::invalid(
                 &self.path,
-                format!("sample count does not match shape: {e}"),
-            )
-        })?;
-        Ok(Volume::new(data.permuted_axes([3, 0, 1, 2]), affine))
+                format!(
+                    "{} samples for shape {:?}, which needs {expected}",
+                    self.samples.len(),
+                    self.shape
+                ),
+            ));
+        }
+        let values = self
+            .samples
+            .to_f32_channel_first(self.scaling, dims, channels);
+        let data = Array4::from_shape_vec((channels, dims[0], dims[1], dims[2]), values)
+            .expect("the sample count was checked against the shape");
+        Ok(Volume::new(data, affine))
     }
 }
 

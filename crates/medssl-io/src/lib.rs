@@ -18,6 +18,7 @@ pub mod dicom;
 mod error;
 pub mod geometry;
 mod image;
+mod layout;
 pub mod nifti;
 mod samples;
 pub mod testing;

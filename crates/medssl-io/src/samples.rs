@@ -5,6 +5,8 @@
 //! f64 exactly as nibabel and pydicom compute them, and lets a volume be built in f32
 //! only when a model needs it.
 
+use crate::layout;
+
 /// The stored sample type of an image file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SampleType {
@@ -168,10 +170,20 @@ impl Samples {
         each_samples!(self, v => v.iter().for_each(|&x| f(scaling.apply(x as f64))))
     }
 
-    /// The scaled values rounded to f32, in file order.
+    /// The scaled values (computed in f64, then rounded to f32) rearranged from file order
+    /// `(i, j, k, c)` into the `[C, I, J, K]` standard order of a `Volume`.
+    ///
+    /// `dims` and `channels` must describe exactly `self.len()` samples.
     #[allow(clippy::unnecessary_cast)]
-    pub fn to_f32_scaled(&self, scaling: Scaling) -> Vec<f32> {
-        each_samples!(self, v => v.iter().map(|&x| scaling.apply(x as f64) as f32).collect())
+    pub fn to_f32_channel_first(
+        &self,
+        scaling: Scaling,
+        dims: [usize; 3],
+        channels: usize,
+    ) -> Vec<f32> {
+        each_samples!(self, v => layout::file_order_to_channel_first(v, dims, channels, |x| {
+            scaling.apply(x as f64) as f32
+        }))
     }
 
     /// Appends `other` (same stored type) to these samples; used to stack DICOM slices.

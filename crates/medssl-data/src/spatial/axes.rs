@@ -4,7 +4,8 @@
 
 use medssl_io::nalgebra::Matrix4;
 use medssl_io::{Affine, Volume};
-use ndarray::Axis;
+use ndarray::Array4;
+use rayon::prelude::*;
 
 use crate::sample::Sample;
 
@@ -88,26 +89,43 @@ impl AxisMove {
         m
     }
 
-    /// Applies the move to a volume.
+    /// Applies the move to a volume. Output rows are filled in parallel; when the last
+    /// axis stays in place (reorienting LPS to RAS, most flips) each row is a contiguous
+    /// run of the input, copied forwards or backwards.
     pub fn apply(&self, volume: &Volume) -> Volume {
         if self.is_identity() {
             return volume.clone();
         }
-        let mut view = volume.data().view().permuted_axes([
-            0,
-            self.source[0] + 1,
-            self.source[1] + 1,
-            self.source[2] + 1,
-        ]);
-        for (o, &rev) in self.reverse.iter().enumerate() {
-            if rev {
-                view.invert_axis(Axis(o + 1));
-            }
+        let input = volume.data();
+        let values = input.as_slice().expect("a Volume is in standard layout");
+        let in_shape = volume.spatial_shape();
+        let in_strides: Vec<isize> = input.strides()[1..].to_vec();
+        let channel_stride = input.strides()[0];
+        // Per output axis: the input stride it walks, and where index 0 starts.
+        let step: [isize; 3] = std::array::from_fn(|o| {
+            let s = in_strides[self.source[o]];
+            if self.reverse[o] { -s } else { s }
+        });
+        let origin: isize = (0..3)
+            .filter(|&o| self.reverse[o])
+            .map(|o| (in_shape[self.source[o]] as isize - 1) * in_strides[self.source[o]])
+            .sum();
+        let [n0, n1, n2] = self.shape(in_shape);
+        let mut out = Array4::zeros((volume.channels(), n0, n1, n2));
+        if n2 > 0 {
+            let rows = out
+                .as_slice_mut()
+                .expect("a new array is in standard layout");
+            rows.par_chunks_mut(n2).enumerate().for_each(|(r, row)| {
+                let (c, rest) = (r / (n0 * n1), r % (n0 * n1));
+                let start = c as isize * channel_stride
+                    + origin
+                    + (rest / n1) as isize * step[0]
+                    + (rest % n1) as isize * step[1];
+                copy_row(values, start, step[2], row);
+            });
         }
-        Volume::new(
-            view.as_standard_layout().into_owned(),
-            volume.affine() * self.index_map(volume.spatial_shape()),
-        )
+        Volume::new(out, volume.affine() * self.index_map(in_shape))
     }
 
     /// Applies the move to a sample's image and label.
@@ -123,10 +141,28 @@ impl AxisMove {
     }
 }
 
+/// Fills `row` with `values[start + x * step]` for each `x`; unit steps copy slices.
+fn copy_row(values: &[f32], start: isize, step: isize, row: &mut [f32]) {
+    let n = row.len() as isize;
+    match step {
+        1 => row.copy_from_slice(&values[start as usize..(start + n) as usize]),
+        -1 => {
+            let source = &values[(start - n + 1) as usize..=start as usize];
+            row.iter_mut()
+                .zip(source.iter().rev())
+                .for_each(|(o, &v)| *o = v);
+        }
+        _ => {
+            for (x, o) in row.iter_mut().enumerate() {
+                *o = values[(start + x as isize * step) as usize];
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array4;
 
     /// Every output voxel holds the input voxel its index map points at, and the affine
     /// keeps world positions, for every quarter turn and flip.
