@@ -14,6 +14,7 @@ use medssl_data::dataset::{Task, TaskSource};
 use medssl_data::loader::{Batch, Loader, SampleSource};
 use medssl_data::splits::{Budget, Method, Split};
 use medssl_model::arrays::to_tensor;
+use medssl_model::seeding::build_seeded;
 use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use serde::{Deserialize, Serialize};
@@ -209,11 +210,12 @@ impl Finetune {
             )));
         }
         let train_device = device.clone().autodiff();
-        train_device.seed(config.seed);
         let network = SwinUnetrConfig::new(task.channels.len(), classes)
             .with_feature_size(config.model.feature_size);
-        let mut model = SwinUnetr::new(&network, &train_device)
-            .map_err(|e| TrainError::Invalid(format!("model: {e}")))?;
+        let mut model = build_seeded(&train_device, config.seed, || {
+            SwinUnetr::new(&network, &train_device)
+        })
+        .map_err(|e| TrainError::Invalid(format!("model: {e}")))?;
         if let Init::Weights(path) = &init {
             let report = load_monai_safetensors(&mut model, path)
                 .map_err(|e| TrainError::file(path, e.to_string()))?;
