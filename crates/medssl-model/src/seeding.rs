@@ -59,7 +59,7 @@ mod tests {
     fn weights(layers: &[Linear]) -> Vec<f32> {
         layers
             .iter()
-            .flat_map(|l| l.weight.val().into_data().to_vec::<f32>().unwrap())
+            .flat_map(|l| l.weight.val().into_data().try_to_vec::<f32>().unwrap())
             .collect()
     }
 

@@ -99,6 +99,9 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         };
         Finetune::start(task, out, config, init, budget, device)?
     };
+    if let Some(report) = run.init_report() {
+        eprintln!("{}", report.summary());
+    }
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
     let mut observe = |event: Event| match event {

@@ -7,6 +7,7 @@
 //! SwinUNETR and SMIT fine-tuning papers.
 
 use medssl_data::loader::LoaderConfig;
+use medssl_model::SwinUnetrConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -120,6 +121,15 @@ pub struct FinetuneConfig {
 }
 
 impl FinetuneConfig {
+    /// The network these settings describe for a task with `channels` input channels
+    /// and `classes` classes (background included).
+    pub fn network(&self, channels: usize, classes: usize) -> SwinUnetrConfig {
+        let mut network =
+            SwinUnetrConfig::new(channels, classes).with_feature_size(self.model.feature_size);
+        network.use_v2 = self.model.use_v2;
+        network
+    }
+
     /// The defaults of `preset`.
     pub fn preset(preset: Preset) -> FinetuneConfig {
         let tiny = preset == Preset::Tiny;

@@ -10,8 +10,8 @@ use medssl_data::spatial::resample::{Interpolation, Padding, resample};
 use medssl_data::{Pipeline, Sample};
 use medssl_io::Volume;
 use medssl_io::nifti::OutputType;
+use medssl_model::SwinUnetr;
 use medssl_model::weights::load_monai_safetensors;
-use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use ndarray::{Array3, Array4, Axis};
 
 use super::config::FinetuneConfig;
@@ -38,8 +38,7 @@ impl TrainedRun {
         let config: FinetuneConfig =
             toml::from_str(&text).map_err(|e| TrainError::file(&config_path, e.to_string()))?;
         let info: RunInfo = run.read_json("run.json")?;
-        let network_config = SwinUnetrConfig::new(info.channels, info.classes)
-            .with_feature_size(config.model.feature_size);
+        let network_config = config.network(info.channels, info.classes);
         let mut network = SwinUnetr::new(&network_config, &device)
             .map_err(|e| TrainError::file(&config_path, e.to_string()))?;
         let weights = run.path("best.safetensors");

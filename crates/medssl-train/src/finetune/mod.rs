@@ -4,9 +4,11 @@
 pub mod config;
 pub mod evaluate;
 pub mod inference;
+pub mod init_weights;
 pub mod pipelines;
 pub mod trainer;
 pub mod validate;
 
 pub use config::{FinetuneConfig, Preset};
+pub use init_weights::InitReport;
 pub use trainer::{Event, Finetune, Init};

@@ -13,13 +13,14 @@ use medssl_data::cache::PreprocessCache;
 use medssl_data::dataset::{Task, TaskSource};
 use medssl_data::loader::{Batch, Loader, SampleSource};
 use medssl_data::splits::{Budget, Method, Split};
+use medssl_model::SwinUnetr;
 use medssl_model::arrays::to_tensor;
 use medssl_model::seeding::build_seeded;
-use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
-use medssl_model::{SwinUnetr, SwinUnetrConfig};
+use medssl_model::weights::export_monai_safetensors;
 use serde::{Deserialize, Serialize};
 
 use super::config::FinetuneConfig;
+use super::init_weights::{InitReport, check_weights, load_weights};
 use super::pipelines::{default_augment, default_preprocess};
 use super::validate::validate;
 use crate::checkpoint::{self, TrainState};
@@ -116,11 +117,13 @@ pub struct Finetune {
     loader: Loader,
     validation: Arc<dyn SampleSource>,
     batches_per_epoch: usize,
+    init_report: Option<InitReport>,
 }
 
 impl Finetune {
     /// Prepares a new run in `run_dir` (which must not hold one already), checking the
-    /// task, the label budget and the initial weights before anything trains.
+    /// settings, the task, the label budget and the initial weights before anything is
+    /// written or trained.
     pub fn start(
         task_dir: &Path,
         run_dir: &Path,
@@ -129,15 +132,12 @@ impl Finetune {
         budget: Option<Budget>,
         device: Device,
     ) -> Result<Finetune> {
-        let run = RunDir::create(run_dir)?;
-        if run.path("checkpoint/state.json").exists() {
-            return Err(TrainError::Invalid(format!(
-                "{} already holds a run; continue it with --resume, or choose another --out",
-                run_dir.display()
-            )));
-        }
         config.validate()?;
         let task = Task::open(task_dir).map_err(data)?;
+        if let Init::Weights(path) = &init {
+            let network = config.network(task.channels.len(), task.labels.len());
+            check_weights(path, &network, &task.channels)?;
+        }
         let method = Method::Holdout {
             validation: config.split.validation,
             test: config.split.test,
@@ -145,6 +145,14 @@ impl Finetune {
         let mut split = Split::new(&task.training_ids(), config.seed, method).map_err(data)?;
         if let Some(budget) = budget {
             split = split.few_shot(budget).map_err(data)?;
+        }
+        // Nothing is written before the checks above pass.
+        let run = RunDir::create(run_dir)?;
+        if run.path("checkpoint/state.json").exists() {
+            return Err(TrainError::Invalid(format!(
+                "{} already holds a run; continue it with --resume, or choose another --out",
+                run_dir.display()
+            )));
         }
         split.save(&run.path("split.json")).map_err(data)?;
         let mut config = config;
@@ -210,49 +218,30 @@ impl Finetune {
             )));
         }
         let train_device = device.clone().autodiff();
-        let network = SwinUnetrConfig::new(task.channels.len(), classes)
-            .with_feature_size(config.model.feature_size);
+        let network = config.network(task.channels.len(), classes);
         let mut model = build_seeded(&train_device, config.seed, || {
             SwinUnetr::new(&network, &train_device)
         })
         .map_err(|e| TrainError::Invalid(format!("model: {e}")))?;
-        if let Init::Weights(path) = &init {
-            let report = load_monai_safetensors(&mut model, path)
-                .map_err(|e| TrainError::file(path, e.to_string()))?;
-            if !report.mismatched.is_empty() {
-                let (name, why) = &report.mismatched[0];
-                return Err(TrainError::Invalid(format!(
-                    "{}: {} tensors do not fit the network (first: {name}: {why}); the task has \
-                     {} channel(s) and {classes} classes — set model.feature_size or pick weights \
-                     of the same architecture",
-                    path.display(),
-                    report.mismatched.len(),
-                    task.channels.len()
-                )));
-            }
-            if report.loaded.is_empty() {
-                return Err(TrainError::Invalid(format!(
-                    "{}: no tensor of the file matches a SwinUNETR tensor name",
-                    path.display()
-                )));
-            }
-            run.write_json(
-                "init_report.json",
-                &serde_json::json!({
-                    "weights": path,
-                    "loaded": report.loaded,
-                    "missing": report.missing,
-                    "unexpected": report.unexpected,
-                }),
-            )?;
-        }
         let mut optimizer = SegmentationOptimizer::new(config.train.optimizer);
         let mut state = TrainState::default();
-        if resume {
-            // Loads into a copy so that, with no checkpoint yet, the initial weights stay.
-            if let Some(restored) = checkpoint::load(&run, model.clone(), optimizer.clone())? {
-                (state, model, optimizer) = restored;
+        // Loads into a copy so that, with no checkpoint yet, the initial weights stay.
+        let restored = if resume {
+            checkpoint::load(&run, model.clone(), optimizer.clone())?
+        } else {
+            None
+        };
+        let init_report = match (&init, &restored) {
+            (Init::Scratch, _) => None,
+            (Init::Weights(_), Some(_)) => Some(run.read_json("init_report.json")?),
+            (Init::Weights(path), None) => {
+                let report = load_weights(&mut model, path, &network, &task.channels)?;
+                run.write_json("init_report.json", &report)?;
+                Some(report)
             }
+        };
+        if let Some(restored) = restored {
+            (state, model, optimizer) = restored;
         }
         run.truncate_metrics(state.metrics_lines)?;
 
@@ -317,7 +306,13 @@ impl Finetune {
             loader,
             validation,
             batches_per_epoch,
+            init_report,
         })
+    }
+
+    /// What loading the initial weights did (`None` from scratch).
+    pub fn init_report(&self) -> Option<&InitReport> {
+        self.init_report.as_ref()
     }
 
     /// The run directory.
