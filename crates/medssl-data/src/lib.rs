@@ -10,6 +10,7 @@
 //! not depend on thread count or timing.
 
 pub mod cache;
+pub mod checks;
 pub mod dataset;
 pub mod error;
 pub mod intensity;

@@ -1,7 +1,7 @@
 //! `Sample`: what flows through a pipeline — an image, its optional label map, and the
 //! case id every error message names.
 
-use medssl_io::Volume;
+use medssl_io::{Affine, Volume};
 
 use crate::error::{DataError, Result};
 
@@ -71,16 +71,25 @@ impl Sample {
             )));
         }
         let (a, b) = (self.image.affine(), label.affine());
-        let worst = a
-            .iter()
-            .zip(b.iter())
-            .map(|(x, y)| (x - y).abs() / x.abs().max(y.abs()).max(10.0))
-            .fold(0.0f64, f64::max);
-        if worst > 1e-4 {
+        if !affines_agree(a, b) {
             return Err(self.error(format!(
                 "label affine differs from image affine (image {a}, label {b})"
             )));
         }
         Ok(())
     }
+}
+
+/// Whether two affines describe the same grid placement: every entry within 1e-4 of the
+/// larger magnitude (at least 10, so 1e-3 mm on translations), the tolerance MONAI's and
+/// nnU-Net's checks allow for float32 headers.
+pub fn affines_agree(a: &Affine, b: &Affine) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .all(|(x, y)| (x - y).abs() / x.abs().max(y.abs()).max(10.0) <= 1e-4)
+}
+
+/// Whether `b` lies on `a`'s grid: the same `[I, J, K]` and agreeing affines.
+pub fn same_grid(a: &Volume, b: &Volume) -> bool {
+    a.spatial_shape() == b.spatial_shape() && affines_agree(a.affine(), b.affine())
 }

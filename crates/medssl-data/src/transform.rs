@@ -59,6 +59,36 @@ pub fn catalogue() -> Vec<TransformSpec> {
     specs
 }
 
+/// A transform built from a parameter struct that a configuration table deserialises
+/// into (`#[serde(deny_unknown_fields)]`, MONAI's names and defaults); `from_params`
+/// checks the values. Transforms whose fields are their parameters use `Params = Self`.
+pub trait FromParams: Transform + Sized + 'static {
+    /// Configuration name.
+    const NAME: &'static str;
+    /// The MONAI dictionary transform it matches.
+    const MONAI: &'static str;
+    /// The parameters, with MONAI's defaults.
+    type Params: DeserializeOwned;
+
+    /// Builds the transform; errors name the transform and the parameter.
+    fn from_params(params: Self::Params) -> Result<Self>;
+
+    /// Parses and checks a step's table (without `name`); unknown keys are errors
+    /// listing the valid ones.
+    fn from_table(table: toml::Table) -> Result<Self> {
+        Self::from_params(parse_params(Self::NAME, table)?)
+    }
+}
+
+/// The catalogue entry of `T`.
+pub fn spec<T: FromParams>() -> TransformSpec {
+    TransformSpec {
+        name: T::NAME,
+        monai: T::MONAI,
+        build: |table| Ok(Box::new(T::from_table(table)?) as Box<dyn Transform>),
+    }
+}
+
 /// Deserialises a step's parameters, rejecting unknown keys (the parameter structs use
 /// `#[serde(deny_unknown_fields)]`, whose message lists the valid ones).
 pub fn parse_params<T: DeserializeOwned>(transform: &str, params: toml::Table) -> Result<T> {

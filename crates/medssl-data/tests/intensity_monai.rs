@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use medssl_data::intensity;
 use medssl_data::intensity::contrast::{self, RandAdjustContrast};
 use medssl_data::intensity::noise::{self, RandGaussianNoise};
 use medssl_data::intensity::scale_shift::{self, RandScaleIntensity, RandShiftIntensity};
 use medssl_data::intensity::smooth::{self, Approx, RandGaussianSmooth};
-use medssl_data::intensity::{self, Configured};
 use medssl_data::rng::stream;
+use medssl_data::transform::FromParams;
 use medssl_data::transform::{self, Pipeline, Transform};
 use medssl_data::{DataError, Sample};
 use medssl_io::testing::test_crate_dir;

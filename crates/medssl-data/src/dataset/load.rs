@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use medssl_io::geometry::affine_rows;
-use medssl_io::ndarray::{Array4, Axis, concatenate};
+use medssl_io::ndarray::{Axis, concatenate};
 use medssl_io::{ReadOptions, Volume, read_volume};
 use rayon::prelude::*;
 
 use super::{Case, DATASET_JSON, Task};
 use crate::error::{DataError, Result};
-use crate::sample::Sample;
+use crate::sample::{Sample, same_grid};
 
 /// Voxels per parallel chunk of the value scans: large enough that scheduling costs
 /// nothing next to the scan, small enough to spread a volume over the threads.
@@ -157,20 +157,6 @@ impl Task {
             .map_err(|e| DataError::case(&case.id, format!("cannot stack the channels: {e}")))?;
         Ok(Volume::new(data, affine))
     }
-}
-
-/// Whether `b` lies on `a`'s grid: the same `[I, J, K]` and affines that agree by the
-/// rule of [`Sample::check_label_grid`], applied to empty stand-ins carrying the two
-/// affines, so channels and labels are held to one tolerance.
-fn same_grid(a: &Volume, b: &Volume) -> bool {
-    let stand_in =
-        |v: &Volume, channels| Volume::new(Array4::zeros((channels, 0, 0, 0)), *v.affine());
-    let probe = Sample {
-        id: String::new(),
-        image: stand_in(a, 0),
-        label: Some(stand_in(b, 1)),
-    };
-    a.spatial_shape() == b.spatial_shape() && probe.check_label_grid().is_ok()
 }
 
 /// Reads one file of a case; the error names the case and the file.

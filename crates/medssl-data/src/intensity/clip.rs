@@ -5,10 +5,11 @@ use serde::Deserialize;
 
 use super::params::{check_finite, check_percentile, invalid};
 use super::window::{group_len, percentile_pairs};
-use super::{Configured, map_voxels, voxels_mut};
+use super::{map_voxels, voxels_mut};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
+use crate::transform::FromParams;
 use crate::transform::Transform;
 
 /// MONAI's `ClipIntensityPercentilesd`: clips to the `lower` and `upper` percentiles of
@@ -28,37 +29,45 @@ pub struct ClipIntensityPercentiles {
     channel_wise: bool,
 }
 
-impl Configured for ClipIntensityPercentiles {
+impl FromParams for ClipIntensityPercentiles {
     const NAME: &'static str = "clip_intensity_percentiles";
     const MONAI: &'static str = "ClipIntensityPercentilesd";
 
-    fn validate(&self) -> Result<()> {
-        if self.lower.is_none() && self.upper.is_none() {
-            return Err(invalid(Self::NAME, "needs `lower` or `upper` (or both)"));
+    type Params = Self;
+
+    fn from_params(params: Self) -> Result<Self> {
+        if params.lower.is_none() && params.upper.is_none() {
+            return Err(invalid(
+                Self::NAME,
+                "lower",
+                "or `upper` is needed (or both)",
+            ));
         }
-        for (name, value) in [("lower", self.lower), ("upper", self.upper)] {
+        for (name, value) in [("lower", params.lower), ("upper", params.upper)] {
             if let Some(v) = value {
                 check_percentile(Self::NAME, name, v)?;
             }
         }
-        if let (Some(lower), Some(upper)) = (self.lower, self.upper) {
+        if let (Some(lower), Some(upper)) = (params.lower, params.upper) {
             if upper < lower {
                 return Err(invalid(
                     Self::NAME,
-                    format!("`upper` ({upper}) must not be below `lower` ({lower})"),
+                    "upper",
+                    format!("({upper}) must not be below `lower` ({lower})"),
                 ));
             }
         }
-        if let Some(c) = self.sharpness_factor {
+        if let Some(c) = params.sharpness_factor {
             check_finite(Self::NAME, "sharpness_factor", &[c])?;
             if c as f32 <= 0.0 {
                 return Err(invalid(
                     Self::NAME,
-                    format!("`sharpness_factor` must be positive, got {c}"),
+                    "sharpness_factor",
+                    format!("must be positive, got {c}"),
                 ));
             }
         }
-        Ok(())
+        Ok(params)
     }
 }
 

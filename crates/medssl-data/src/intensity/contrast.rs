@@ -4,12 +4,11 @@ use serde::Deserialize;
 
 use super::params::{Numbers, check_prob, coin, default_prob, invalid, uniform};
 use super::stats::{Moments, extremes};
-use super::{
-    Configured, count_non_finite, map_voxels, non_finite_error, require_finite, voxels, voxels_mut,
-};
+use super::{count_non_finite, map_voxels, non_finite_error, require_finite, voxels, voxels_mut};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
+use crate::transform::FromParams;
 use crate::transform::Transform;
 
 /// MONAI's `RandAdjustContrastd`: with probability `prob`, the gamma transform
@@ -32,25 +31,29 @@ fn default_gamma() -> Numbers {
     Numbers::Many(vec![0.5, 4.5])
 }
 
-impl Configured for RandAdjustContrast {
+impl FromParams for RandAdjustContrast {
     const NAME: &'static str = "rand_adjust_contrast";
     const MONAI: &'static str = "RandAdjustContrastd";
 
-    fn validate(&self) -> Result<()> {
-        check_prob(Self::NAME, self.prob)?;
-        self.gamma.check_range(Self::NAME, "gamma")?;
-        match &self.gamma {
+    type Params = Self;
+
+    fn from_params(params: Self) -> Result<Self> {
+        check_prob(Self::NAME, params.prob)?;
+        params.gamma.check_range(Self::NAME, "gamma")?;
+        match &params.gamma {
             Numbers::One(g) if *g <= 0.5 => Err(invalid(
                 Self::NAME,
+                "gamma",
                 format!(
-                    "a single `gamma` is the upper end of (0.5, gamma) and must exceed 0.5, got {g}"
+                    "as one number is the upper end of (0.5, gamma) and must exceed 0.5, got {g}"
                 ),
             )),
             Numbers::Many(range) if range.iter().any(|&g| g as f32 <= 0.0) => Err(invalid(
                 Self::NAME,
-                format!("`gamma` values must be positive, got {range:?}"),
+                "gamma",
+                format!("values must be positive, got {range:?}"),
             )),
-            _ => Ok(()),
+            _ => Ok(params),
         }
     }
 }

@@ -23,11 +23,11 @@ mod stats;
 pub mod window;
 
 use rayon::prelude::*;
-use serde::de::DeserializeOwned;
 
 use crate::error::{DataError, Result};
 use crate::sample::Sample;
-use crate::transform::{Transform, TransformSpec, parse_params};
+pub use crate::transform::FromParams;
+use crate::transform::{TransformSpec, spec};
 
 /// Voxels per parallel work item: large enough to amortise scheduling, small enough
 /// (256 kB) to stay in L2 for the two passes of the statistics.
@@ -46,39 +46,6 @@ pub fn catalogue() -> Vec<TransformSpec> {
         spec::<contrast::RandAdjustContrast>(),
         spec::<smooth::RandGaussianSmooth>(),
     ]
-}
-
-/// An intensity transform built from its TOML parameter table (the table of a pipeline
-/// step without `name`), e.g. to call a random step's `draw` directly.
-pub trait Configured: DeserializeOwned + Transform + Sized + 'static {
-    /// Configuration name.
-    const NAME: &'static str;
-    /// The MONAI dictionary transform it matches.
-    const MONAI: &'static str;
-
-    /// Rejects parameter values MONAI rejects or that could only give garbage; errors
-    /// name the transform and the parameter.
-    fn validate(&self) -> Result<()>;
-
-    /// Parses and validates the parameters; unknown keys are errors listing the valid
-    /// ones.
-    fn from_table(params: toml::Table) -> Result<Self> {
-        let transform: Self = parse_params(Self::NAME, params)?;
-        transform.validate()?;
-        Ok(transform)
-    }
-}
-
-fn spec<T: Configured>() -> TransformSpec {
-    TransformSpec {
-        name: T::NAME,
-        monai: T::MONAI,
-        build: build::<T>,
-    }
-}
-
-fn build<T: Configured>(params: toml::Table) -> Result<Box<dyn Transform>> {
-    Ok(Box::new(T::from_table(params)?))
 }
 
 /// The image voxels of `sample` as one slice, `[C, I, J, K]` row-major.

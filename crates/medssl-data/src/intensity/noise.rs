@@ -6,10 +6,11 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::params::{check_finite, check_prob, coin, default_prob, invalid, uniform};
-use super::{CHUNK, Configured, non_finite_error, require_finite, voxels_mut};
+use super::{CHUNK, non_finite_error, require_finite, voxels_mut};
 use crate::error::Result;
 use crate::rng::{self, Rng};
 use crate::sample::Sample;
+use crate::transform::FromParams;
 use crate::transform::Transform;
 
 /// MONAI's `RandGaussianNoised`: with probability `prob`, adds noise drawn from
@@ -45,21 +46,24 @@ pub struct NoiseDraw {
     pub seed: u64,
 }
 
-impl Configured for RandGaussianNoise {
+impl FromParams for RandGaussianNoise {
     const NAME: &'static str = "rand_gaussian_noise";
     const MONAI: &'static str = "RandGaussianNoised";
 
-    fn validate(&self) -> Result<()> {
-        check_prob(Self::NAME, self.prob)?;
-        check_finite(Self::NAME, "mean", &[self.mean])?;
-        check_finite(Self::NAME, "std", &[self.std])?;
-        if self.std < 0.0 {
+    type Params = Self;
+
+    fn from_params(params: Self) -> Result<Self> {
+        check_prob(Self::NAME, params.prob)?;
+        check_finite(Self::NAME, "mean", &[params.mean])?;
+        check_finite(Self::NAME, "std", &[params.std])?;
+        if params.std < 0.0 {
             return Err(invalid(
                 Self::NAME,
-                format!("`std` must not be negative, got {}", self.std),
+                "std",
+                format!("must not be negative, got {}", params.std),
             ));
         }
-        Ok(())
+        Ok(params)
     }
 }
 

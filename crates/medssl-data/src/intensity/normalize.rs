@@ -5,10 +5,11 @@ use serde::Deserialize;
 use super::params::{Numbers, check_finite, invalid};
 use super::stats::Moments;
 use super::window::group_len;
-use super::{Configured, count_non_finite, map_voxels, non_finite_error, voxels, voxels_mut};
+use super::{count_non_finite, map_voxels, non_finite_error, voxels, voxels_mut};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
+use crate::transform::FromParams;
 use crate::transform::Transform;
 
 /// MONAI's `NormalizeIntensityd`: `(v - subtrahend) / divisor`, with the mean and the
@@ -34,33 +35,37 @@ pub struct NormalizeIntensity {
     channel_wise: bool,
 }
 
-impl Configured for NormalizeIntensity {
+impl FromParams for NormalizeIntensity {
     const NAME: &'static str = "normalize_intensity";
     const MONAI: &'static str = "NormalizeIntensityd";
 
-    fn validate(&self) -> Result<()> {
-        for (name, param) in [("subtrahend", &self.subtrahend), ("divisor", &self.divisor)] {
+    type Params = Self;
+
+    fn from_params(params: Self) -> Result<Self> {
+        for (name, param) in [
+            ("subtrahend", &params.subtrahend),
+            ("divisor", &params.divisor),
+        ] {
             let Some(numbers) = param else { continue };
             check_finite(Self::NAME, name, numbers.values())?;
             if let Numbers::Many(values) = numbers {
-                if !self.channel_wise {
+                if !params.channel_wise {
                     return Err(invalid(
                         Self::NAME,
-                        format!(
-                            "a list of `{name}` values (one per channel) needs `channel_wise = true`"
-                        ),
+                        name,
+                        "as a list (one value per channel) needs `channel_wise = true`",
                     ));
                 }
                 if values.is_empty() {
-                    return Err(invalid(Self::NAME, format!("`{name}` is an empty list")));
+                    return Err(invalid(Self::NAME, name, "is an empty list"));
                 }
             }
         }
-        let divisors = self.divisor.as_ref().map_or(&[][..], Numbers::values);
+        let divisors = params.divisor.as_ref().map_or(&[][..], Numbers::values);
         if divisors.iter().any(|&d| d as f32 == 0.0) {
-            return Err(invalid(Self::NAME, "`divisor` must not be 0"));
+            return Err(invalid(Self::NAME, "divisor", "must not be 0"));
         }
-        Ok(())
+        Ok(params)
     }
 }
 

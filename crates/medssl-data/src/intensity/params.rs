@@ -5,7 +5,8 @@ use std::fmt;
 use rand::RngExt;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
-use crate::error::{DataError, Result};
+pub use crate::checks::{check_finite, check_prob, invalid};
+use crate::error::Result;
 use crate::rng::Rng;
 
 /// A parameter MONAI takes as one number or a sequence: a range (`factors`, `offsets`,
@@ -88,36 +89,14 @@ impl Numbers {
             if values.len() != 2 {
                 return Err(invalid(
                     transform,
-                    format!("`{name}` must be a number or a pair of numbers, got {values:?}"),
+                    name,
+                    format!("must be a number or a pair of numbers, got {values:?}"),
                 ));
             }
         }
         check_finite(transform, name, self.values())
     }
 }
-
-/// A configuration error for `transform`.
-pub fn invalid(transform: &str, message: impl fmt::Display) -> DataError {
-    DataError::Config(format!("transform `{transform}`: {message}"))
-}
-
-/// Fails unless every value of parameter `name` is finite and within the f32 range
-/// (voxels are f32, so a larger constant would turn them into infinities).
-pub fn check_finite(transform: &str, name: &str, values: &[f64]) -> Result<()> {
-    match values
-        .iter()
-        .find(|v| !v.is_finite() || v.abs() > f64::from(f32::MAX))
-    {
-        Some(v) => Err(invalid(
-            transform,
-            format!("`{name}` must be finite and within the f32 range, got {v}"),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// The spatial transforms' probability check (same message).
-pub use crate::spatial::params::check_prob;
 
 /// Fails unless `value` (a percentile) lies in [0, 100].
 pub fn check_percentile(transform: &str, name: &str, value: f64) -> Result<()> {
@@ -126,7 +105,8 @@ pub fn check_percentile(transform: &str, name: &str, value: f64) -> Result<()> {
     } else {
         Err(invalid(
             transform,
-            format!("`{name}` must be in [0, 100], got {value}"),
+            name,
+            format!("must be in [0, 100], got {value}"),
         ))
     }
 }

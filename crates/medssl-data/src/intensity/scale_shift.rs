@@ -4,12 +4,11 @@
 use serde::Deserialize;
 
 use super::params::{Numbers, check_prob, coin, default_prob, uniform};
-use super::{
-    Configured, channel_len, map_voxels, non_finite_error, require_finite, voxels, voxels_mut,
-};
+use super::{channel_len, map_voxels, non_finite_error, require_finite, voxels, voxels_mut};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
+use crate::transform::FromParams;
 use crate::transform::Transform;
 
 /// MONAI's `RandScaleIntensityd`: with probability `prob`, `v * (1 + factor)` with
@@ -38,23 +37,29 @@ pub struct RandShiftIntensity {
     channel_wise: bool,
 }
 
-impl Configured for RandScaleIntensity {
+impl FromParams for RandScaleIntensity {
     const NAME: &'static str = "rand_scale_intensity";
     const MONAI: &'static str = "RandScaleIntensityd";
 
-    fn validate(&self) -> Result<()> {
-        self.factors.check_range(Self::NAME, "factors")?;
-        check_prob(Self::NAME, self.prob)
+    type Params = Self;
+
+    fn from_params(params: Self) -> Result<Self> {
+        params.factors.check_range(Self::NAME, "factors")?;
+        check_prob(Self::NAME, params.prob)?;
+        Ok(params)
     }
 }
 
-impl Configured for RandShiftIntensity {
+impl FromParams for RandShiftIntensity {
     const NAME: &'static str = "rand_shift_intensity";
     const MONAI: &'static str = "RandShiftIntensityd";
 
-    fn validate(&self) -> Result<()> {
-        self.offsets.check_range(Self::NAME, "offsets")?;
-        check_prob(Self::NAME, self.prob)
+    type Params = Self;
+
+    fn from_params(params: Self) -> Result<Self> {
+        params.offsets.check_range(Self::NAME, "offsets")?;
+        check_prob(Self::NAME, params.prob)?;
+        Ok(params)
     }
 }
 

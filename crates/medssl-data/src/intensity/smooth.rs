@@ -5,10 +5,11 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::params::{check_finite, check_prob, coin, default_prob, invalid, uniform};
-use super::{Configured, require_finite, voxels_mut};
+use super::{require_finite, voxels_mut};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
+use crate::transform::FromParams;
 use crate::transform::Transform;
 
 /// Output values per parallel work item of a filter pass.
@@ -48,31 +49,32 @@ fn default_sigma() -> [f64; 2] {
     [0.25, 1.5]
 }
 
-impl Configured for RandGaussianSmooth {
+impl FromParams for RandGaussianSmooth {
     const NAME: &'static str = "rand_gaussian_smooth";
     const MONAI: &'static str = "RandGaussianSmoothd";
 
-    fn validate(&self) -> Result<()> {
-        check_prob(Self::NAME, self.prob)?;
+    type Params = Self;
+
+    fn from_params(params: Self) -> Result<Self> {
+        check_prob(Self::NAME, params.prob)?;
         for (name, range) in [
-            ("sigma_x", self.sigma_x),
-            ("sigma_y", self.sigma_y),
-            ("sigma_z", self.sigma_z),
+            ("sigma_x", params.sigma_x),
+            ("sigma_y", params.sigma_y),
+            ("sigma_z", params.sigma_z),
         ] {
             check_finite(Self::NAME, name, &range)?;
             let smallest = range[0].min(range[1]);
             // The sampled kernel divides by sigma; the erf one tends to identity at 0.
-            let positive = smallest > 0.0 || self.approx == Approx::Erf && smallest == 0.0;
+            let positive = smallest > 0.0 || params.approx == Approx::Erf && smallest == 0.0;
             if !positive {
                 return Err(invalid(
                     Self::NAME,
-                    format!(
-                        "`{name}` must be positive (0 allowed with approx = \"erf\"), got {range:?}"
-                    ),
+                    name,
+                    format!("must be positive (0 allowed with approx = \"erf\"), got {range:?}"),
                 ));
             }
         }
-        Ok(())
+        Ok(params)
     }
 }
 

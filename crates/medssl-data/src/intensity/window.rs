@@ -6,12 +6,11 @@ use serde::Deserialize;
 
 use super::params::{check_finite, check_percentile, invalid};
 use super::stats::percentiles;
-use super::{
-    Configured, channel_len, count_non_finite, map_voxels, non_finite_error, voxels, voxels_mut,
-};
+use super::{channel_len, count_non_finite, map_voxels, non_finite_error, voxels, voxels_mut};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
+use crate::transform::FromParams;
 use crate::transform::Transform;
 
 /// MONAI's `ScaleIntensityRanged`: `(v - a_min) / (a_max - a_min) * (b_max - b_min) +
@@ -30,14 +29,17 @@ pub struct ScaleIntensityRange {
     clip: bool,
 }
 
-impl Configured for ScaleIntensityRange {
+impl FromParams for ScaleIntensityRange {
     const NAME: &'static str = "scale_intensity_range";
     const MONAI: &'static str = "ScaleIntensityRanged";
 
-    fn validate(&self) -> Result<()> {
-        check_finite(Self::NAME, "a_min", &[self.a_min])?;
-        check_finite(Self::NAME, "a_max", &[self.a_max])?;
-        check_target(Self::NAME, self.b_min, self.b_max, self.clip)
+    type Params = Self;
+
+    fn from_params(params: Self) -> Result<Self> {
+        check_finite(Self::NAME, "a_min", &[params.a_min])?;
+        check_finite(Self::NAME, "a_max", &[params.a_max])?;
+        check_target(Self::NAME, params.b_min, params.b_max, params.clip)?;
+        Ok(params)
     }
 }
 
@@ -87,20 +89,24 @@ pub struct ScaleIntensityRangePercentiles {
     channel_wise: bool,
 }
 
-impl Configured for ScaleIntensityRangePercentiles {
+impl FromParams for ScaleIntensityRangePercentiles {
     const NAME: &'static str = "scale_intensity_range_percentiles";
     const MONAI: &'static str = "ScaleIntensityRangePercentilesd";
 
-    fn validate(&self) -> Result<()> {
-        check_percentile(Self::NAME, "lower", self.lower)?;
-        check_percentile(Self::NAME, "upper", self.upper)?;
-        if self.relative && (self.b_min.is_none() || self.b_max.is_none()) {
+    type Params = Self;
+
+    fn from_params(params: Self) -> Result<Self> {
+        check_percentile(Self::NAME, "lower", params.lower)?;
+        check_percentile(Self::NAME, "upper", params.upper)?;
+        if params.relative && (params.b_min.is_none() || params.b_max.is_none()) {
             return Err(invalid(
                 Self::NAME,
-                "`relative = true` needs `b_min` and `b_max`",
+                "relative",
+                "= true needs `b_min` and `b_max`",
             ));
         }
-        check_target(Self::NAME, self.b_min, self.b_max, self.clip)
+        check_target(Self::NAME, params.b_min, params.b_max, params.clip)?;
+        Ok(params)
     }
 }
 
@@ -184,7 +190,11 @@ fn check_target(transform: &str, b_min: Option<f64>, b_max: Option<f64>, clip: b
         }
     }
     if clip && b_min.is_none() && b_max.is_none() {
-        return Err(invalid(transform, "`clip = true` needs `b_min` or `b_max`"));
+        return Err(invalid(
+            transform,
+            "clip",
+            "= true needs `b_min` or `b_max`",
+        ));
     }
     Ok(())
 }

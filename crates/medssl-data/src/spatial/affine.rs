@@ -13,11 +13,12 @@ use medssl_io::nalgebra::{Matrix4, Vector3};
 use rand::RngExt;
 use serde::Deserialize;
 
+use crate::checks::{check_prob, check_sizes, invalid};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
 use crate::spatial::FromParams;
-use crate::spatial::params::{AxisRange, Triple, check_prob, check_sizes, invalid};
+use crate::spatial::params::{AxisRange, Triple};
 use crate::spatial::resample::{Interpolation, Padding, resample_sample};
 use crate::transform::Transform;
 

@@ -5,12 +5,13 @@
 use rand::RngExt;
 use serde::Deserialize;
 
+use crate::checks::{check_prob, invalid};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
 use crate::spatial::FromParams;
 use crate::spatial::axes::AxisMove;
-use crate::spatial::params::{AxisList, check_prob, invalid, spatial_axis};
+use crate::spatial::params::{AxisList, spatial_axis};
 use crate::transform::Transform;
 
 fn default_prob() -> f64 {

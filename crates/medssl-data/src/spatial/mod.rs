@@ -16,36 +16,8 @@ pub mod region;
 pub mod resample;
 pub mod spacing;
 
-use serde::de::DeserializeOwned;
-
-use crate::error::Result;
-use crate::transform::{Transform, TransformSpec, parse_params};
-
-/// A transform built from a parameter struct (`#[serde(deny_unknown_fields)]`) that a
-/// configuration table deserialises into; `from_params` checks the values.
-pub trait FromParams: Transform + Sized + 'static {
-    /// Configuration name.
-    const NAME: &'static str;
-    /// The MONAI dictionary transform it matches.
-    const MONAI: &'static str;
-    /// The parameters, with MONAI's defaults.
-    type Params: DeserializeOwned;
-
-    /// Builds the transform; errors name the transform and the parameter.
-    fn from_params(params: Self::Params) -> Result<Self>;
-}
-
-/// The catalogue entry of `T`.
-fn spec<T: FromParams>() -> TransformSpec {
-    TransformSpec {
-        name: T::NAME,
-        monai: T::MONAI,
-        build: |table| {
-            let params = parse_params::<T::Params>(T::NAME, table)?;
-            Ok(Box::new(T::from_params(params)?) as Box<dyn Transform>)
-        },
-    }
-}
+pub use crate::transform::FromParams;
+use crate::transform::{TransformSpec, spec};
 
 /// The spatial transforms a configuration may name.
 pub fn catalogue() -> Vec<TransformSpec> {

@@ -4,12 +4,12 @@
 
 use serde::Deserialize;
 
+use crate::checks::invalid;
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
 use crate::spatial::FromParams;
 use crate::spatial::axes::AxisMove;
-use crate::spatial::params::invalid;
 use crate::transform::Transform;
 use medssl_io::geometry::Reorientation;
 

@@ -4,7 +4,8 @@
 
 use serde::Deserialize;
 
-use crate::error::{DataError, Result};
+use crate::checks::invalid;
+use crate::error::Result;
 
 /// One value per spatial axis `[I, J, K]`. A configuration writes either a list of three
 /// (`roi_size = [96, 96, 64]`) or one number for all axes (`margin = 2`), as MONAI's
@@ -89,49 +90,6 @@ impl AxisRange {
     pub fn sample(&self, rng: &mut crate::Rng) -> f64 {
         use rand::RngExt;
         self.low + (self.high - self.low) * rng.random::<f64>()
-    }
-}
-
-/// The configuration error for `param` of `transform`.
-pub fn invalid(transform: &str, param: &str, problem: impl std::fmt::Display) -> DataError {
-    DataError::Config(format!("transform `{transform}`: `{param}` {problem}"))
-}
-
-/// Checks that a probability lies in `[0, 1]`.
-pub fn check_prob(transform: &str, prob: f64) -> Result<()> {
-    if (0.0..=1.0).contains(&prob) {
-        Ok(())
-    } else {
-        Err(invalid(
-            transform,
-            "prob",
-            format!("must be in [0, 1], got {prob}"),
-        ))
-    }
-}
-
-/// Checks that every size is at least one voxel.
-pub fn check_sizes(transform: &str, param: &str, sizes: [usize; 3]) -> Result<()> {
-    if sizes.contains(&0) {
-        return Err(invalid(
-            transform,
-            param,
-            format!("must be positive on every axis, got {sizes:?}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks that every value is finite.
-pub fn check_finite(transform: &str, param: &str, values: &[f64]) -> Result<()> {
-    if values.iter().all(|v| v.is_finite()) {
-        Ok(())
-    } else {
-        Err(invalid(
-            transform,
-            param,
-            format!("must be finite, got {values:?}"),
-        ))
     }
 }
 

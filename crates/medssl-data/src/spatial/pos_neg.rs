@@ -17,12 +17,13 @@ use rand::RngExt;
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use crate::checks::{check_sizes, invalid};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
 use crate::spatial::FromParams;
 use crate::spatial::crop::{PadMethod, pad_to};
-use crate::spatial::params::{Triple, check_sizes, invalid};
+use crate::spatial::params::Triple;
 use crate::spatial::region::extract_sample;
 use crate::transform::Transform;
 

@@ -10,11 +10,12 @@ use medssl_io::nalgebra::{Matrix3, Vector3};
 use medssl_io::{Affine, geometry};
 use serde::Deserialize;
 
+use crate::checks::check_finite;
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::sample::Sample;
 use crate::spatial::FromParams;
-use crate::spatial::params::{Triple, check_finite};
+use crate::spatial::params::Triple;
 use crate::spatial::resample::{Interpolation, Padding, resample_sample};
 use crate::transform::Transform;
 
