@@ -34,6 +34,18 @@ impl RunDir {
         Ok(RunDir { root })
     }
 
+    /// Opens the existing run in `root`; the error says when `root` holds no run.
+    pub fn open(root: impl Into<PathBuf>) -> Result<RunDir> {
+        let root = root.into();
+        if !root.join("run.json").is_file() {
+            return Err(TrainError::file(
+                &root,
+                "not a run directory (no run.json); runs are made by `medssl finetune`",
+            ));
+        }
+        Ok(RunDir { root })
+    }
+
     /// The run's directory.
     pub fn root(&self) -> &Path {
         &self.root

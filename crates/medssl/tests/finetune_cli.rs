@@ -207,6 +207,21 @@ fn finetune_refuses_bad_input_before_writing_or_training() {
         &["--init", arg(&tmp.path().join("absent.safetensors"))],
         &["absent.safetensors"],
     );
+
+    let typo = tmp.path().join("no-such-run");
+    for args in [
+        vec!["evaluate", "--run", arg(&typo)],
+        vec!["finetune", "--resume", arg(&typo)],
+    ] {
+        let out = medssl(&args);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("not a run directory"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
 }
 
 /// Weights of another run: fitted where the architecture allows (a new head for another

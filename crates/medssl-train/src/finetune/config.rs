@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TrainError};
 use crate::loss::DiceCeLoss;
 use crate::optimizer::OptimizerConfig;
+use crate::run_dir::RunDir;
 
 /// Which preset the defaults come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +129,13 @@ impl FinetuneConfig {
             SwinUnetrConfig::new(channels, classes).with_feature_size(self.model.feature_size);
         network.use_v2 = self.model.use_v2;
         network
+    }
+
+    /// The settings a run was started with (its `config.toml`).
+    pub fn read(run: &RunDir) -> Result<FinetuneConfig> {
+        let path = run.path("config.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::os(&path, e))?;
+        toml::from_str(&text).map_err(|e| TrainError::file(&path, e.to_string()))
     }
 
     /// The defaults of `preset`.

@@ -136,7 +136,7 @@ pub fn evaluate(
     nsd_tolerance_mm: f64,
     device: Device,
 ) -> Result<Evaluation> {
-    let run = RunDir::create(run_dir)?;
+    let run = RunDir::open(run_dir)?;
     let info: RunInfo = run.read_json("run.json")?;
     let task = Task::open(task_dir.unwrap_or(&info.task))
         .map_err(|e| TrainError::Invalid(e.to_string()))?;

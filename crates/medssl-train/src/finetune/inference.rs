@@ -31,16 +31,12 @@ pub struct TrainedRun {
 impl TrainedRun {
     /// Loads `RUN/best.safetensors` (the best validation) onto `device` (no autodiff).
     pub fn open(run_dir: &Path, device: Device) -> Result<TrainedRun> {
-        let run = RunDir::create(run_dir)?;
-        let config_path = run.path("config.toml");
-        let text =
-            std::fs::read_to_string(&config_path).map_err(|e| TrainError::os(&config_path, e))?;
-        let config: FinetuneConfig =
-            toml::from_str(&text).map_err(|e| TrainError::file(&config_path, e.to_string()))?;
+        let run = RunDir::open(run_dir)?;
+        let config = FinetuneConfig::read(&run)?;
         let info: RunInfo = run.read_json("run.json")?;
         let network_config = config.network(info.channels, info.classes);
         let mut network = SwinUnetr::new(&network_config, &device)
-            .map_err(|e| TrainError::file(&config_path, e.to_string()))?;
+            .map_err(|e| TrainError::file(run.path("config.toml"), e.to_string()))?;
         let weights = run.path("best.safetensors");
         if !weights.exists() {
             return Err(TrainError::file(
@@ -57,7 +53,7 @@ impl TrainedRun {
             ));
         }
         let preprocess = Pipeline::from_config(&config.data.preprocess)
-            .map_err(|e| TrainError::file(&config_path, e.to_string()))?;
+            .map_err(|e| TrainError::file(run.path("config.toml"), e.to_string()))?;
         Ok(TrainedRun {
             config,
             network,

@@ -184,12 +184,8 @@ impl Finetune {
     /// (`task_dir` overrides the stored task path, e.g. after moving the data),
     /// restoring the last checkpoint (or starting over when none was written yet).
     pub fn resume(run_dir: &Path, task_dir: Option<&Path>, device: Device) -> Result<Finetune> {
-        let run = RunDir::create(run_dir)?;
-        let config_path = run.path("config.toml");
-        let text =
-            std::fs::read_to_string(&config_path).map_err(|e| TrainError::os(&config_path, e))?;
-        let config: FinetuneConfig =
-            toml::from_str(&text).map_err(|e| TrainError::file(&config_path, e.to_string()))?;
+        let run = RunDir::open(run_dir)?;
+        let config = FinetuneConfig::read(&run)?;
         let split = Split::load(&run.path("split.json")).map_err(data)?;
         let info: RunInfo = run.read_json("run.json")?;
         let init = match info.init {
