@@ -1,5 +1,9 @@
 //! Self-supervised pretext tasks.
 //!
-//! This crate will own the `Pretext` trait and the nine methods of the study in four
-//! families: contrastive (SimCLR, MoCo v3, CPC), rotation (RotNet, SwinUNETR-SSL), masked
-//! image modelling (SimMIM, SMIT) and self-distillation (DINO, iBOT).
+//! This crate owns the nine methods of the study in four families: contrastive (SimCLR,
+//! MoCo v3, CPC), rotation (RotNet, SwinUNETR-SSL), masked image modelling (SimMIM, SMIT)
+//! and self-distillation (DINO, iBOT). [`losses`] holds their objectives, written once
+//! in Burn tensors so they train on every device, each equal to the authors' published
+//! code (or the library class the community uses) in float32.
+
+pub mod losses;
