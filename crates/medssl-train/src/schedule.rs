@@ -1,5 +1,6 @@
-//! Learning-rate schedules stepped once per optimiser iteration. A schedule is a pure
-//! function of the iteration, so a resumed run needs only the iteration count.
+//! Schedules stepped once per optimiser iteration (learning rate, EMA momentum, weight
+//! decay) or once per epoch (teacher temperature). A schedule is a pure function of the
+//! step, so a resumed run needs only the step count.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,64 @@ impl WarmupCosine {
         }
         let t = (iter - self.warmup_iters) as f64 / span as f64;
         self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+}
+
+/// The `cosine_scheduler` of the DINO / iBOT / SMIT code, for any value stepped per
+/// iteration (learning rate, teacher EMA momentum 0.996 to 1, weight decay 0.04 to 0.4):
+/// `np.linspace(warmup_start, base, warmup_iters)` (both ends included), then
+/// `final + (base - final) · (1 + cos(π · i / n)) / 2` for `i` in `0..n`,
+/// `n = total_iters - warmup_iters`; `final` itself is reached only after the end.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosineSchedule {
+    pub base: f64,
+    #[serde(rename = "final")]
+    pub final_value: f64,
+    pub warmup_start: f64,
+    pub warmup_iters: u64,
+    pub total_iters: u64,
+}
+
+impl CosineSchedule {
+    /// The value at iteration `iter` (0-based); `final` from `total_iters` on.
+    pub fn at(&self, iter: u64) -> f64 {
+        if iter < self.warmup_iters {
+            if self.warmup_iters == 1 {
+                return self.warmup_start;
+            }
+            let t = iter as f64 / (self.warmup_iters - 1) as f64;
+            return self.warmup_start + (self.base - self.warmup_start) * t;
+        }
+        let n = self.total_iters.saturating_sub(self.warmup_iters);
+        if iter >= self.total_iters || n == 0 {
+            return self.final_value;
+        }
+        let t = (iter - self.warmup_iters) as f64 / n as f64;
+        self.final_value
+            + 0.5 * (self.base - self.final_value) * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+}
+
+/// The teacher temperature of DINO / iBOT / SMIT, stepped per epoch:
+/// `np.linspace(start, end, warmup_epochs)` (both ends included), then `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearWarmup {
+    pub start: f64,
+    pub end: f64,
+    pub warmup_epochs: u64,
+}
+
+impl LinearWarmup {
+    /// The value in epoch `epoch` (0-based).
+    pub fn at(&self, epoch: u64) -> f64 {
+        match self.warmup_epochs {
+            0 => self.end,
+            1 if epoch == 0 => self.start,
+            w if epoch < w => self.start + (self.end - self.start) * epoch as f64 / (w - 1) as f64,
+            _ => self.end,
+        }
     }
 }
 
@@ -81,5 +140,72 @@ mod tests {
             ..s
         };
         assert_eq!(flat.at(3), 2.0);
+    }
+
+    /// DINO's momentum schedule (0.996 to 1 over 3 epochs of 4 iterations, no warm-up):
+    /// the values numpy's `cosine_scheduler(0.996, 1, 3, 4)` gives.
+    #[test]
+    fn cosine_schedule_matches_the_dino_code() {
+        let momentum = CosineSchedule {
+            base: 0.996,
+            final_value: 1.0,
+            warmup_start: 0.0,
+            warmup_iters: 0,
+            total_iters: 12,
+        };
+        for (i, want) in [
+            (0, 0.996),
+            (3, 0.996_585_786_437_626_9),
+            (6, 0.998),
+            (11, 0.999_931_851_652_578_1),
+        ] {
+            assert!(
+                (momentum.at(i) - want).abs() < 1e-15,
+                "{i}: {}",
+                momentum.at(i)
+            );
+        }
+        assert_eq!(momentum.at(12), 1.0);
+        // With warm-up, cosine_scheduler(5e-4, 1e-6, 5, 2, warmup_epochs=2): np.linspace(0,
+        // 5e-4, 4), then the cosine from 5e-4 towards 1e-6 over 6 iterations.
+        let lr = CosineSchedule {
+            base: 5e-4,
+            final_value: 1e-6,
+            warmup_start: 0.0,
+            warmup_iters: 4,
+            total_iters: 10,
+        };
+        assert_eq!(lr.at(0), 0.0);
+        assert!((lr.at(1) - 5e-4 / 3.0).abs() < 1e-18);
+        assert_eq!(lr.at(3), 5e-4);
+        assert_eq!(lr.at(4), 5e-4);
+        for (i, want) in [
+            (5, 0.000_466_573_338_244_217_5),
+            (7, 0.000_250_5),
+            (9, 3.442_666_175_578_254e-5),
+        ] {
+            assert!((lr.at(i) - want).abs() < 1e-18, "{i}: {}", lr.at(i));
+        }
+    }
+
+    /// DINO's teacher temperature: np.linspace(0.04, 0.07, 30), then 0.07.
+    #[test]
+    fn teacher_temperature_warms_up_linearly_then_holds() {
+        let t = LinearWarmup {
+            start: 0.04,
+            end: 0.07,
+            warmup_epochs: 30,
+        };
+        assert_eq!(t.at(0), 0.04);
+        assert!((t.at(10) - (0.04 + 0.03 * 10.0 / 29.0)).abs() < 1e-17);
+        assert!((t.at(29) - 0.07).abs() < 1e-17);
+        assert_eq!(t.at(30), 0.07);
+        assert_eq!(t.at(1000), 0.07);
+        let none = LinearWarmup {
+            start: 0.04,
+            end: 0.07,
+            warmup_epochs: 0,
+        };
+        assert_eq!(none.at(0), 0.07);
     }
 }
