@@ -99,6 +99,9 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         };
         Finetune::start(task, out, config, init, budget, device)?
     };
+    for warning in run.config().warnings() {
+        eprintln!("warning: {warning}");
+    }
     if let Some(report) = run.init_report() {
         eprintln!("{}", report.summary());
     }

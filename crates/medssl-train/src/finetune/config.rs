@@ -251,6 +251,20 @@ impl FinetuneConfig {
         }
         Ok(())
     }
+
+    /// Settings that train but not as a reader would assume, for the log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.model.roi.iter().any(|&r| r < 64) {
+            warnings.push(format!(
+                "model.roi {:?}: a side below 64 leaves the deepest SwinUNETR stage 1 voxel \
+                 wide there, where instance normalisation outputs a constant, so that stage \
+                 passes no information (PyTorch/MONAI refuse to train at this size)",
+                self.model.roi
+            ));
+        }
+        warnings
+    }
 }
 
 /// Merges `overlay` into `base`; keys must exist in `base` (so a typo is an error that
@@ -324,6 +338,15 @@ mod tests {
             let back: FinetuneConfig = toml::from_str(&text).unwrap();
             assert_eq!(back, config);
         }
+    }
+
+    #[test]
+    fn a_roi_below_64_is_a_warning_naming_the_degenerate_stage() {
+        let tiny = FinetuneConfig::preset(Preset::Tiny);
+        let warnings = tiny.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("[32, 32, 32]") && warnings[0].contains("1 voxel"));
+        assert!(FinetuneConfig::preset(Preset::Paper).warnings().is_empty());
     }
 
     #[test]

@@ -306,6 +306,11 @@ impl Finetune {
         })
     }
 
+    /// The run's settings.
+    pub fn config(&self) -> &FinetuneConfig {
+        &self.config
+    }
+
     /// What loading the initial weights did (`None` from scratch).
     pub fn init_report(&self) -> Option<&InitReport> {
         self.init_report.as_ref()
