@@ -6,4 +6,5 @@
 //! in Burn tensors so they train on every device, each equal to the authors' published
 //! code (or the library class the community uses) in float32.
 
+pub mod heads;
 pub mod losses;

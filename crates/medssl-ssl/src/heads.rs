@@ -1,0 +1,225 @@
+//! Projection heads of the self-distillation methods (DINO, iBOT, SMIT).
+
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::losses::normalize_rows;
+
+/// The shape of a [`DinoHead`]; `Default` is the paper's (hidden 2048, bottleneck 256,
+/// 3 layers, output 65536 in DINO, 8192 in SMIT: set `out_dim`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DinoHeadConfig {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    pub hidden_dim: usize,
+    pub bottleneck_dim: usize,
+    /// Linear layers before the bottleneck normalisation (at least 1).
+    pub layers: usize,
+    /// Keep the last layer's weight-norm gain at 1 (not trained), as DINO recommends for
+    /// stability.
+    pub norm_last_layer: bool,
+}
+
+impl DinoHeadConfig {
+    /// The paper's head on `in_dim` features with `out_dim` prototypes.
+    pub fn new(in_dim: usize, out_dim: usize) -> DinoHeadConfig {
+        DinoHeadConfig {
+            in_dim,
+            out_dim,
+            hidden_dim: 2048,
+            bottleneck_dim: 256,
+            layers: 3,
+            norm_last_layer: true,
+        }
+    }
+
+    /// Builds the head: MLP weights from N(0, 0.02) (DINO's `trunc_normal_(std=.02)`, whose
+    /// ±2 bounds are 100 standard deviations away), zero biases; the last layer keeps
+    /// PyTorch's default `Linear` draw, U(±1/√bottleneck), before weight normalisation.
+    pub fn init(&self, device: &Device) -> DinoHead {
+        let dims: Vec<usize> = std::iter::once(self.in_dim)
+            .chain(std::iter::repeat_n(self.hidden_dim, self.layers.max(1) - 1))
+            .chain(std::iter::once(self.bottleneck_dim))
+            .collect();
+        let mlp = dims
+            .windows(2)
+            .map(|w| {
+                let layer = LinearConfig::new(w[0], w[1])
+                    .with_initializer(Initializer::Normal {
+                        mean: 0.0,
+                        std: 0.02,
+                    })
+                    .init(device);
+                Linear {
+                    bias: Some(Param::from_tensor(Tensor::zeros([w[1]], device))),
+                    ..layer
+                }
+            })
+            .collect();
+        let bound = 1.0 / (self.bottleneck_dim as f64).sqrt();
+        let direction = Tensor::random(
+            [self.bottleneck_dim, self.out_dim],
+            Distribution::Uniform(-bound, bound),
+            device,
+        );
+        DinoHead {
+            mlp,
+            direction: Param::from_tensor(direction),
+            gain: (!self.norm_last_layer)
+                .then(|| Param::from_tensor(Tensor::ones([self.out_dim], device))),
+        }
+    }
+}
+
+/// DINO's head: an MLP with GELU between its layers, L2 normalisation of the
+/// bottleneck, then a weight-normalised linear layer without bias (`weight = g · v / ‖v‖`
+/// per output unit).
+#[derive(Module, Debug)]
+pub struct DinoHead {
+    mlp: Vec<Linear>,
+    /// `v`, `[bottleneck, out]` (Burn's input-major layout).
+    direction: Param<Tensor<2>>,
+    /// `g` per output unit; absent when fixed at 1 (`norm_last_layer`).
+    gain: Option<Param<Tensor<1>>>,
+}
+
+impl DinoHead {
+    /// `[N, in]` features to `[N, out]` logits.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let last = self.mlp.len() - 1;
+        let mut x = x;
+        for (i, layer) in self.mlp.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = gelu(x);
+            }
+        }
+        normalize_rows(x).matmul(self.last_weight())
+    }
+
+    /// The effective last-layer weight `g · v / ‖v‖`, `[bottleneck, out]`, norms taken
+    /// per output unit (PyTorch's `weight_norm(dim=0)` on the `[out, bottleneck]` weight).
+    pub fn last_weight(&self) -> Tensor<2> {
+        let v = self.direction.val();
+        let unit = v.clone() / v.square().sum_dim(0).sqrt();
+        match &self.gain {
+            Some(g) => unit * g.val().unsqueeze_dim(0),
+            None => unit,
+        }
+    }
+
+    /// The MLP layers (for freezing the last layer in the first epoch, weight decay
+    /// groups and tests).
+    pub fn mlp(&self) -> &[Linear] {
+        &self.mlp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec().unwrap()
+    }
+
+    fn tiny(norm_last_layer: bool) -> (DinoHead, Device) {
+        let device = Device::flex();
+        let config = DinoHeadConfig {
+            in_dim: 5,
+            out_dim: 7,
+            hidden_dim: 6,
+            bottleneck_dim: 4,
+            layers: 3,
+            norm_last_layer,
+        };
+        (config.init(&device), device)
+    }
+
+    /// The forward pass computed by hand from the head's own weights, in f64.
+    #[test]
+    fn forward_is_mlp_gelu_normalise_then_weight_normalised_projection() {
+        let (head, device) = tiny(true);
+        assert_eq!(head.mlp().len(), 3);
+        let x = Tensor::<2>::random([3, 5], Distribution::Normal(0.0, 1.0), &device);
+        let got = floats(head.forward(x.clone()));
+        let mut rows: Vec<Vec<f64>> = floats(x)
+            .chunks(5)
+            .map(|r| r.iter().map(|&v| f64::from(v)).collect())
+            .collect();
+        for (i, layer) in head.mlp().iter().enumerate() {
+            let w = floats(layer.weight.val());
+            let b = floats(layer.bias.as_ref().unwrap().val());
+            assert!(b.iter().all(|&v| v == 0.0), "zero biases");
+            let out = b.len();
+            rows = rows
+                .iter()
+                .map(|r| {
+                    (0..out)
+                        .map(|o| {
+                            let z: f64 = r
+                                .iter()
+                                .enumerate()
+                                .map(|(k, v)| v * f64::from(w[k * out + o]))
+                                .sum();
+                            if i < 2 {
+                                0.5 * z * (1.0 + libm_erf(z / std::f64::consts::SQRT_2))
+                            } else {
+                                z
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+        let v = floats(head.direction.val());
+        let want: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| {
+                let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+                let v = &v;
+                (0..7).map(move |o| {
+                    let column = (0..4)
+                        .map(|k| f64::from(v[k * 7 + o]).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    (0..4)
+                        .map(|k| r[k] / norm * f64::from(v[k * 7 + o]) / column)
+                        .sum::<f64>()
+                })
+            })
+            .collect();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((f64::from(*g) - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+    }
+
+    /// With the gain fixed at 1, each output unit's weight has unit norm whatever the
+    /// scale of `v`; with a trained gain it starts at 1 too.
+    #[test]
+    fn last_layer_is_weight_normalised() {
+        for norm_last_layer in [true, false] {
+            let (head, _) = tiny(norm_last_layer);
+            assert_eq!(head.gain.is_none(), norm_last_layer);
+            let w = floats(head.last_weight());
+            for o in 0..7 {
+                let norm: f32 = (0..4).map(|k| w[k * 7 + o].powi(2)).sum::<f32>().sqrt();
+                assert!((norm - 1.0).abs() < 1e-6, "unit {o}: {norm}");
+            }
+        }
+    }
+
+    /// erf by its Taylor series, converged to f64 precision for the |x| < 3 of these
+    /// small pre-activations.
+    fn libm_erf(x: f64) -> f64 {
+        let mut term = x;
+        let mut sum = x;
+        for n in 1..60 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        2.0 / std::f64::consts::PI.sqrt() * sum
+    }
+}
