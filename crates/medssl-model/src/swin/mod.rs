@@ -196,7 +196,36 @@ impl SwinTransformer {
     /// The five stage outputs `[B, fs * 2^i, S / 2^(i+1), ...]` for `i = 0..5`, as
     /// MONAI's `swinViT(x, normalize)` returns them.
     pub fn forward(&self, x: Tensor<5>) -> [Tensor<5>; 5] {
+        self.stages(self.patch_embed.proj.forward(x))
+    }
+
+    /// [`forward`](Self::forward) with masked patches (SimMIM, SMIT, iBOT): where
+    /// `token_mask` `[B, d, h, w]` (the patch grid, 1 = masked) is set, the patch embedding
+    /// is replaced by `mask_token` `[C]`, as `x·(1 - w) + token·w` in the SimMIM code.
+    ///
+    /// Panics when `token_mask` is not on the patch grid of `x` (a caller's bug: the mask
+    /// generator is given the grid).
+    pub fn forward_masked(
+        &self,
+        x: Tensor<5>,
+        token_mask: Tensor<4>,
+        mask_token: Tensor<1>,
+    ) -> [Tensor<5>; 5] {
         let x0 = self.patch_embed.proj.forward(x);
+        let [b, c, d, h, w] = x0.dims();
+        assert_eq!(
+            token_mask.dims(),
+            [b, d, h, w],
+            "token mask shape against the patch grid"
+        );
+        let weight = token_mask.unsqueeze_dim::<5>(1);
+        let token = mask_token.reshape([1, c, 1, 1, 1]);
+        let blended = x0 * (weight.clone().neg().add_scalar(1.0)) + token * weight;
+        self.stages(blended)
+    }
+
+    /// The four stages after the patch embedding `x0`, with `x0` as output 0.
+    fn stages(&self, x0: Tensor<5>) -> [Tensor<5>; 5] {
         let mut outputs = vec![self.proj_out(x0.clone())];
         let mut x = x0;
         let stages = [
@@ -213,5 +242,45 @@ impl SwinTransformer {
             outputs.push(self.proj_out(x.clone()));
         }
         outputs.try_into().expect("five outputs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    fn floats(outputs: [Tensor<5>; 5]) -> Vec<Vec<f32>> {
+        outputs
+            .into_iter()
+            .map(|t| t.into_data().try_to_vec().unwrap())
+            .collect()
+    }
+
+    /// No masked token: the plain forward. Every token masked: the image no longer
+    /// matters, only the mask token does.
+    #[test]
+    fn masked_forward_replaces_exactly_the_masked_patch_embeddings() {
+        let device = Device::flex();
+        let config = SwinUnetrConfig::new(1, 2).with_feature_size(12);
+        let encoder = SwinTransformer::new(&config, &device);
+        let image = |seed: u64| {
+            device.seed(seed);
+            Tensor::<5>::random([1, 1, 32, 32, 32], Distribution::Normal(0.0, 1.0), &device)
+        };
+        let token = Tensor::<1>::random([12], Distribution::Normal(0.0, 1.0), &device);
+        let none = Tensor::<4>::zeros([1, 16, 16, 16], &device);
+        let all = Tensor::<4>::ones([1, 16, 16, 16], &device);
+        assert_eq!(
+            floats(encoder.forward_masked(image(1), none, token.clone())),
+            floats(encoder.forward(image(1)))
+        );
+        let a = floats(encoder.forward_masked(image(1), all.clone(), token.clone()));
+        let b = floats(encoder.forward_masked(image(2), all, token));
+        assert_eq!(a, b);
+        assert_ne!(
+            floats(encoder.forward(image(1))),
+            floats(encoder.forward(image(2)))
+        );
     }
 }
