@@ -14,7 +14,7 @@ use medssl_data::spatial::params::spatial_axis;
 use medssl_data::spatial::pos_neg::correct_crop_center;
 use medssl_data::{Pipeline, Sample, rng};
 use medssl_io::nalgebra::Matrix4;
-use medssl_io::testing::test_crate_dir;
+use medssl_io::testing::{le_f32, le_f64, test_crate_dir};
 use medssl_io::{Affine, Volume};
 use ndarray::{Array4, Axis};
 use safetensors::{Dtype, SafeTensors};
@@ -34,14 +34,8 @@ fn load(file: &str) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
         .map(|(name, view)| {
             let raw = view.data();
             let values: Vec<f64> = match view.dtype() {
-                Dtype::F32 => raw
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                    .collect(),
-                Dtype::F64 => raw
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                    .collect(),
+                Dtype::F32 => le_f32(raw).into_iter().map(f64::from).collect(),
+                Dtype::F64 => le_f64(raw),
                 Dtype::U8 => raw.iter().map(|&b| b as f64).collect(),
                 other => panic!("{file}: {name} has unexpected dtype {other:?}"),
             };

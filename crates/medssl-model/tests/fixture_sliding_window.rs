@@ -3,7 +3,7 @@
 
 use burn::tensor::Device;
 use medssl_eval::sliding_window::{Blend, SlidingWindow};
-use medssl_io::testing::fixtures_dir;
+use medssl_io::testing::{fixtures_dir, le_f32};
 use medssl_model::weights::load_monai_safetensors;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use ndarray::{Array5, IxDyn};
@@ -12,11 +12,7 @@ use serde_json::Value;
 
 fn read_f32(st: &SafeTensors, name: &str) -> Array5<f32> {
     let view = st.tensor(name).unwrap();
-    let values: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let values = le_f32(view.data());
     ndarray::ArrayD::from_shape_vec(IxDyn(view.shape()), values)
         .unwrap()
         .into_dimensionality()

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use medssl_io::testing::fixtures_dir;
+use medssl_io::testing::{fixtures_dir, le_f32};
 use medssl_model::weights::load_monai_safetensors;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use safetensors::SafeTensors;
@@ -14,11 +14,7 @@ use serde_json::Value;
 fn read_f32(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
     let view = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-    let values = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let values = le_f32(view.data());
     (view.shape().to_vec(), values)
 }
 

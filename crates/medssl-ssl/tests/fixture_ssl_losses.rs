@@ -2,7 +2,7 @@
 //! tensors: the loss against the exact float64 value, and the centres after the step.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use medssl_io::testing::fixtures_dir;
+use medssl_io::testing::{fixtures_dir, le_f32, le_i64};
 use medssl_ssl::losses::contrastive::{Similarity, infonce, mocov3, ntxent};
 use medssl_ssl::losses::cross_entropy;
 use medssl_ssl::losses::distillation::Distill;
@@ -35,11 +35,7 @@ impl Case<'_> {
         let key = self.spec["tensors"][tensor]["key"].as_str().unwrap();
         let view = self.tensors.tensor(key).unwrap();
         let values = match view.dtype() {
-            Dtype::F32 => view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
+            Dtype::F32 => le_f32(view.data()),
             Dtype::U8 => view.data().iter().map(|&b| f32::from(b)).collect(),
             other => panic!("{}: {tensor} has dtype {other:?}", self.name()),
         };
@@ -55,11 +51,7 @@ impl Case<'_> {
         let key = self.spec["tensors"][name]["key"].as_str().unwrap();
         let view = self.tensors.tensor(key).unwrap();
         assert_eq!(view.dtype(), Dtype::I64);
-        let values: Vec<i64> = view
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-            .collect();
+        let values = le_i64(view.data());
         let n = values.len();
         Tensor::from_data(TensorData::new(values, [n]), &self.device)
     }

@@ -8,6 +8,7 @@ use medssl_io::Volume;
 use medssl_io::nalgebra::{Matrix4, Vector4};
 use medssl_io::ndarray::Array4;
 use medssl_io::nifti::{OutputType, write_volume};
+use medssl_io::testing::le_f32;
 use medssl_train::finetune::{Finetune, FinetuneConfig, Init, Preset};
 
 /// A 4-case MSD task: a bright sphere (label 1) at a case-dependent place in noise-free
@@ -101,19 +102,13 @@ fn differing_tensors(a: &Path, b: &Path) -> Vec<(String, f32)> {
         b.iter().map(|t| (&t.0, &t.1)).collect::<Vec<_>>(),
         "names or shapes differ"
     );
-    let floats = |bytes: &[u8]| -> Vec<f32> {
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    };
     a.iter()
         .zip(&b)
         .filter(|(x, y)| x.2 != y.2)
         .map(|(x, y)| {
-            let largest = floats(&x.2)
+            let largest = le_f32(&x.2)
                 .iter()
-                .zip(floats(&y.2))
+                .zip(le_f32(&y.2))
                 .map(|(p, q)| (p - q).abs())
                 .fold(0.0, f32::max);
             (x.0.clone(), largest)

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use medssl_io::testing::fixtures_dir;
+use medssl_io::testing::{fixtures_dir, le_f32, le_i64};
 use medssl_train::loss::cross_entropy;
 use medssl_train::{DiceCeLoss, DiceLoss};
 use safetensors::{Dtype, SafeTensors};
@@ -22,18 +22,10 @@ fn shape5(shape: &[usize]) -> [usize; 5] {
 fn read_inputs(st: &SafeTensors, spec: &Value, device: &Device) -> Inputs {
     let logits = st.tensor(spec["logits"].as_str().unwrap()).unwrap();
     assert_eq!(logits.dtype(), Dtype::F32);
-    let values: Vec<f32> = logits
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let values = le_f32(logits.data());
     let labels = st.tensor(spec["labels"].as_str().unwrap()).unwrap();
     assert_eq!(labels.dtype(), Dtype::I64);
-    let classes: Vec<i64> = labels
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let classes = le_i64(labels.data());
     Inputs {
         logits: Tensor::from_data(TensorData::new(values, shape5(logits.shape())), device),
         labels: Tensor::from_data(TensorData::new(classes, shape5(labels.shape())), device),
