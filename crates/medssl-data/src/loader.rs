@@ -13,6 +13,7 @@ mod batch;
 mod epoch;
 mod order;
 mod source;
+mod work;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use batch::Batch;
 pub use epoch::Epoch;
 pub use source::{SampleSource, file_fingerprint};
+pub use work::CaseWork;
 
 use crate::error::{DataError, Result};
 use crate::transform::Pipeline;
@@ -55,24 +57,25 @@ impl Default for LoaderConfig {
     }
 }
 
-/// Batches of a source run through a pipeline, epoch after epoch.
-pub struct Loader {
+/// Batches of a source run through per-case work (a transform pipeline, or a
+/// pretraining view plan), epoch after epoch.
+pub struct Loader<W: CaseWork = Pipeline> {
     source: Arc<dyn SampleSource>,
-    pipeline: Arc<Pipeline>,
+    work: Arc<W>,
     config: LoaderConfig,
     seed: u64,
 }
 
-impl Loader {
-    /// A loader of `source` through `pipeline` (usually the random part of a pipeline
+impl<W: CaseWork> Loader<W> {
+    /// A loader of `source` through `work` (usually the random part of a pipeline
     /// whose deterministic prefix a [`crate::cache::PreprocessCache`] serves), with the
     /// run's seed.
     pub fn new(
         source: Arc<dyn SampleSource>,
-        pipeline: Pipeline,
+        work: W,
         config: LoaderConfig,
         seed: u64,
-    ) -> Result<Loader> {
+    ) -> Result<Loader<W>> {
         if config.batch_size == 0 {
             return Err(DataError::Config(
                 "loader: batch_size must be at least 1".into(),
@@ -87,7 +90,7 @@ impl Loader {
         }
         Ok(Loader {
             source,
-            pipeline: Arc::new(pipeline),
+            work: Arc::new(work),
             config,
             seed,
         })
@@ -111,10 +114,10 @@ impl Loader {
     /// Starts loading `epoch`, from its batch `start_batch` on (0 for a whole epoch; k
     /// to resume after k batches were consumed). Iterate the result for the batches;
     /// drop it to stop.
-    pub fn epoch(&self, epoch: u64, start_batch: usize) -> Epoch {
+    pub fn epoch(&self, epoch: u64, start_batch: usize) -> Epoch<W> {
         let job = epoch::Job {
             source: Arc::clone(&self.source),
-            pipeline: Arc::clone(&self.pipeline),
+            work: Arc::clone(&self.work),
             order: self.order(epoch),
             seed: self.seed,
             epoch,

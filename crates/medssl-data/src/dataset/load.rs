@@ -110,7 +110,7 @@ impl Task {
             .par_iter()
             .map(|path| {
                 let volume = read(case, path)?;
-                check_finite(case, path, &volume)?;
+                check_voxels_finite(&case.id, path, &volume)?;
                 Ok(volume)
             })
             .collect::<Result<_>>()?;
@@ -183,9 +183,9 @@ fn voxels(volume: &Volume) -> &[f32] {
         .expect("Volume keeps its data in standard layout")
 }
 
-/// Fails when an image voxel is NaN or infinite: it would turn every loss it touches
-/// into NaN many steps later, far from its cause.
-fn check_finite(case: &Case, path: &Path, volume: &Volume) -> Result<()> {
+/// Fails when an image voxel of case `id` (read from `path`) is NaN or infinite: it
+/// would turn every loss it touches into NaN many steps later, far from its cause.
+pub(crate) fn check_voxels_finite(id: &str, path: &Path, volume: &Volume) -> Result<()> {
     let values = voxels(volume);
     let bad: usize = values
         .par_chunks(CHUNK)
@@ -196,12 +196,12 @@ fn check_finite(case: &Case, path: &Path, volume: &Volume) -> Result<()> {
     }
     let first = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
     let [_, i, j, k] = unravel(first, volume.data().shape());
-    Err(in_file(
-        case,
-        path,
+    Err(DataError::case(
+        id,
         format!(
-            "{bad} NaN or infinite voxel(s), the first at (i, j, k) = ({i}, {j}, {k}) \
+            "{}: {bad} NaN or infinite voxel(s), the first at (i, j, k) = ({i}, {j}, {k}) \
              (value {})",
+            path.display(),
             values[first]
         ),
     ))

@@ -25,6 +25,8 @@ mod json;
 mod load;
 mod source;
 
+pub(crate) use load::check_voxels_finite;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 

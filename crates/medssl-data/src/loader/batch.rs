@@ -89,18 +89,18 @@ fn stack<'a>(volumes: impl Iterator<Item = ArrayView4<'a, f32>>) -> Result<Array
         .map_err(|e| DataError::Config(format!("cannot stack a batch: {e}")))
 }
 
-/// Cuts the in-order stream of samples of an epoch into batches of `size`, after
-/// skipping the first `skip` samples (a resumed epoch).
+/// Cuts the in-order stream of items of an epoch into batches of `size`, after
+/// skipping the first `skip` items (a resumed epoch).
 #[derive(Debug)]
-pub(super) struct Batcher {
+pub(super) struct Batcher<T> {
     size: usize,
     drop_last: bool,
     skip: usize,
-    pending: Vec<Sample>,
+    pending: Vec<T>,
 }
 
-impl Batcher {
-    pub(super) fn new(size: usize, drop_last: bool, skip: usize) -> Batcher {
+impl<T> Batcher<T> {
+    pub(super) fn new(size: usize, drop_last: bool, skip: usize) -> Batcher<T> {
         Batcher {
             size,
             drop_last,
@@ -109,17 +109,21 @@ impl Batcher {
         }
     }
 
-    /// Adds one case's samples; returns the batches they complete.
-    pub(super) fn push(&mut self, samples: Vec<Sample>) -> Vec<Result<Batch>> {
+    /// Adds one case's items; returns the batches they complete, stacked by `stack`.
+    pub(super) fn push<B>(
+        &mut self,
+        items: Vec<T>,
+        stack: impl Fn(&[T]) -> Result<B>,
+    ) -> Vec<Result<B>> {
         let mut ready = Vec::new();
-        for sample in samples {
+        for item in items {
             if self.skip > 0 {
                 self.skip -= 1;
                 continue;
             }
-            self.pending.push(sample);
+            self.pending.push(item);
             if self.pending.len() == self.size {
-                ready.push(Batch::stack(&self.pending));
+                ready.push(stack(&self.pending));
                 self.pending.clear();
             }
         }
@@ -127,7 +131,7 @@ impl Batcher {
     }
 
     /// The last, short batch, unless `drop_last` or there is none.
-    pub(super) fn finish(self) -> Option<Result<Batch>> {
-        (!self.pending.is_empty() && !self.drop_last).then(|| Batch::stack(&self.pending))
+    pub(super) fn finish<B>(self, stack: impl Fn(&[T]) -> Result<B>) -> Option<Result<B>> {
+        (!self.pending.is_empty() && !self.drop_last).then(|| stack(&self.pending))
     }
 }

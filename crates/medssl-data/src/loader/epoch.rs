@@ -13,17 +13,16 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 
-use super::batch::{Batch, Batcher};
+use super::batch::Batcher;
 use super::source::SampleSource;
+use super::work::CaseWork;
 use crate::error::{DataError, Result};
 use crate::rng;
-use crate::sample::Sample;
-use crate::transform::Pipeline;
 
-/// What every thread of an epoch reads: the cases, the pipeline and the order.
-pub(super) struct Job {
+/// What every thread of an epoch reads: the cases, the per-case work and the order.
+pub(super) struct Job<W> {
     pub(super) source: Arc<dyn SampleSource>,
-    pub(super) pipeline: Arc<Pipeline>,
+    pub(super) work: Arc<W>,
     pub(super) order: Vec<usize>,
     pub(super) seed: u64,
     pub(super) epoch: u64,
@@ -38,19 +37,19 @@ pub(super) struct Plan {
     pub(super) prefetch_batches: usize,
 }
 
-/// The outcome of one case: its samples, or the error naming it.
-type CaseOutcome = Result<Vec<Sample>>;
+/// The outcome of one case: its items, or the error naming it.
+type CaseOutcome<W> = Result<Vec<<W as CaseWork>::Item>>;
 
-impl Job {
+impl<W: CaseWork> Job<W> {
     /// Loads and transforms the case at `position` of the order with the case's own
     /// random stream, `rng::stream(seed, &[epoch, index])`, so its samples do not depend
     /// on which thread ran it or when. Errors and panics come back naming the case.
-    fn run_case(&self, position: usize) -> CaseOutcome {
+    fn run_case(&self, position: usize) -> CaseOutcome<W> {
         let index = self.order[position];
         let run = || {
             let sample = self.source.load(index)?;
             let mut rng = rng::stream(self.seed, &[self.epoch, index as u64]);
-            self.pipeline.run(sample, &mut rng)
+            self.work.run(sample, &mut rng)
         };
         match panic::catch_unwind(AssertUnwindSafe(run)) {
             Ok(Ok(samples)) => Ok(samples),
@@ -68,14 +67,14 @@ impl Job {
 /// (or of a batch whose samples differ in shape); the stream goes on after an error,
 /// so the consumer decides whether to stop. Dropping it stops the threads promptly
 /// (each finishes at most the case it is on) and joins them.
-pub struct Epoch {
-    batches: Option<Receiver<Result<Batch>>>,
+pub struct Epoch<W: CaseWork> {
+    batches: Option<Receiver<Result<W::Batch>>>,
     window: Arc<Window>,
     threads: Vec<JoinHandle<()>>,
 }
 
-impl Epoch {
-    pub(super) fn start(job: Job, plan: Plan) -> Epoch {
+impl<W: CaseWork> Epoch<W> {
+    pub(super) fn start(job: Job<W>, plan: Plan) -> Epoch<W> {
         let job = Arc::new(job);
         let window = Arc::new(Window::default());
         let (results_tx, results_rx) = mpsc::channel();
@@ -110,15 +109,15 @@ impl Epoch {
     }
 }
 
-impl Iterator for Epoch {
-    type Item = Result<Batch>;
+impl<W: CaseWork> Iterator for Epoch<W> {
+    type Item = Result<W::Batch>;
 
-    fn next(&mut self) -> Option<Result<Batch>> {
+    fn next(&mut self) -> Option<Result<W::Batch>> {
         self.batches.as_ref()?.recv().ok()
     }
 }
 
-impl Drop for Epoch {
+impl<W: CaseWork> Drop for Epoch<W> {
     fn drop(&mut self) {
         self.window.stop();
         // Unblocks the collator if it waits to queue a batch.
@@ -140,7 +139,7 @@ fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
 }
 
 /// A worker: claims positions until the epoch is done or stopped.
-fn work(job: &Job, window: &Window, results: &Sender<(usize, CaseOutcome)>) {
+fn work<W: CaseWork>(job: &Job<W>, window: &Window, results: &Sender<(usize, CaseOutcome<W>)>) {
     while let Some(position) = window.claim(job.order.len()) {
         if results.send((position, job.run_case(position))).is_err() {
             return;
@@ -149,15 +148,15 @@ fn work(job: &Job, window: &Window, results: &Sender<(usize, CaseOutcome)>) {
 }
 
 /// The collator: takes case outcomes in order of position, cuts batches, queues them.
-fn collate(
-    job: &Job,
+fn collate<W: CaseWork>(
+    job: &Job<W>,
     window: &Window,
-    results: &Receiver<(usize, CaseOutcome)>,
-    batches: &SyncSender<Result<Batch>>,
+    results: &Receiver<(usize, CaseOutcome<W>)>,
+    batches: &SyncSender<Result<W::Batch>>,
     plan: &Plan,
 ) {
     let end = job.order.len();
-    let mut reorder: HashMap<usize, CaseOutcome> = HashMap::new();
+    let mut reorder: HashMap<usize, CaseOutcome<W>> = HashMap::new();
     let resume = if plan.start_batch == 0 {
         Resume {
             first: 0,
@@ -191,7 +190,7 @@ fn collate(
         };
         window.advance();
         let ready = match outcome {
-            Ok(samples) => batcher.push(samples),
+            Ok(items) => batcher.push(items, |items| job.work.stack(items)),
             Err(e) => vec![Err(e)],
         };
         for item in ready {
@@ -200,7 +199,7 @@ fn collate(
             }
         }
     }
-    if let Some(last) = batcher.finish() {
+    if let Some(last) = batcher.finish(|items| job.work.stack(items)) {
         let _ = batches.send(last);
     }
 }
@@ -222,7 +221,11 @@ impl Resume {
     /// for every case before the resume point, as it does for pipelines whose random
     /// crops have a fixed `num_samples`. A case that failed before the interruption
     /// shifted the batches after it, so a resumed epoch then starts a few samples off.
-    fn find(job: &Job, skip: usize, reorder: &mut HashMap<usize, CaseOutcome>) -> Resume {
+    fn find<W: CaseWork>(
+        job: &Job<W>,
+        skip: usize,
+        reorder: &mut HashMap<usize, CaseOutcome<W>>,
+    ) -> Resume {
         let end = job.order.len();
         for probe in 0..end {
             let outcome = job.run_case(probe);

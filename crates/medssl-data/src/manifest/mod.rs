@@ -14,6 +14,7 @@
 
 mod discover;
 mod read;
+mod source;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use discover::Stamp;
+pub use source::CollectionSource;
 
 use crate::error::{DataError, Result};
 use medssl_io::atomic::write_atomically;

@@ -23,11 +23,13 @@
 mod crops;
 mod grid;
 mod inpainting;
+mod plan;
 mod rotation;
 
 pub use crops::{MultiCrop, MultiCropViews, NestedCrops, NestedViews, RandomCrops};
 pub use grid::{CpcGrid, GridCell};
 pub use inpainting::{Corruption, CutBox, Cutout, Inpainting};
+pub use plan::{Crops, MaskPlan, ViewBatch, ViewPlan, ViewSet};
 pub use rotation::{Rotation, RotationSet, rotate};
 
 use rand::RngExt;

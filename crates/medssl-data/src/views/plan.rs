@@ -1,0 +1,180 @@
+//! A pretraining method's inputs as the loader makes them: a [`ViewPlan`] cuts the views
+//! of each volume (and masks some of them), and the loader stacks the view sets of a
+//! batch view by view into a [`ViewBatch`].
+
+use ndarray::{Array3, Array4, Array5, Axis};
+use rand::RngExt;
+
+use super::{MultiCrop, NestedCrops, RandomCrops, View};
+use crate::error::{DataError, Result};
+use crate::loader::CaseWork;
+use crate::masks::{MaskGrid, MaskRatio};
+use crate::rng::{self, Rng};
+use crate::sample::Sample;
+use crate::transform::Pipeline;
+
+/// How the views of one volume are cut.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Crops {
+    /// Independent random crops of one size (SimMIM: one; SimCLR/MoCo: two).
+    Random(RandomCrops),
+    /// Global crops, then local crops (DINO/iBOT); the globals come first in the set.
+    Multi(MultiCrop),
+    /// Crops nested in one larger crop (SMIT).
+    Nested(NestedCrops),
+}
+
+/// Block-wise token masks for the first `views` views of a set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskPlan {
+    /// How many of the leading views get a mask.
+    pub views: usize,
+    /// The masking ratio (fixed, or drawn per view).
+    pub ratio: MaskRatio,
+    /// The patch embedding's patch size (a token's side in voxels).
+    pub patch_size: usize,
+    /// Side of a mask block in voxels.
+    pub block_size: usize,
+}
+
+/// The inputs one pretraining method needs from each volume.
+#[derive(Debug)]
+pub struct ViewPlan {
+    /// How views are cut.
+    pub crops: Crops,
+    /// Augmentation of every view (of the global views, for multi-crop).
+    pub augment: Pipeline,
+    /// Augmentation of multi-crop's local views.
+    pub local_augment: Pipeline,
+    /// Token masks, if the method masks.
+    pub masks: Option<MaskPlan>,
+}
+
+/// The views of one volume: images `[C, D, H, W]`, and the token masks `[D/p, H/p, W/p]`
+/// of the masked leading views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewSet {
+    /// The volume's case id.
+    pub id: String,
+    /// The views, in the plan's order.
+    pub views: Vec<Array4<f32>>,
+    /// Token masks of the first `masks.len()` views (`true` = masked).
+    pub masks: Vec<Array3<bool>>,
+}
+
+/// The view sets of a batch, stacked view by view: `views[v]` is `[B, C, D, H, W]` and
+/// `masks[v]` is `[B, D/p, H/p, W/p]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewBatch {
+    /// The case id of each volume, in batch order.
+    pub ids: Vec<String>,
+    /// One stacked array per view index.
+    pub views: Vec<Array5<f32>>,
+    /// One stacked mask per masked view index.
+    pub masks: Vec<Array4<bool>>,
+}
+
+/// Stream role of the mask draws, apart from the crop streams.
+const ROLE_MASK: u64 = 5;
+
+impl ViewPlan {
+    /// The views of `sample` and their masks.
+    pub fn views(&self, sample: &Sample, rng: &mut Rng) -> Result<ViewSet> {
+        let views: Vec<View> = match &self.crops {
+            Crops::Random(crops) => crops.generate(sample, &self.augment, rng)?,
+            Crops::Multi(crops) => {
+                let set = crops.generate(sample, &self.augment, &self.local_augment, rng)?;
+                set.global.into_iter().chain(set.local).collect()
+            }
+            Crops::Nested(crops) => crops.generate(sample, &self.augment, rng)?.views,
+        };
+        let masks = match &self.masks {
+            None => Vec::new(),
+            Some(plan) => {
+                if plan.views > views.len() {
+                    return Err(DataError::Config(format!(
+                        "masks for {} views, but the crops make {}",
+                        plan.views,
+                        views.len()
+                    )));
+                }
+                let key: u64 = rng.random();
+                views[..plan.views]
+                    .iter()
+                    .enumerate()
+                    .map(|(v, view)| {
+                        let grid = MaskGrid::new(
+                            view.sample.spatial_shape(),
+                            plan.patch_size,
+                            plan.block_size,
+                        )?;
+                        let mut rng = rng::stream(key, &[ROLE_MASK, v as u64]);
+                        Ok(grid.generate(&plan.ratio, &mut rng).into_tokens())
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
+        Ok(ViewSet {
+            id: sample.id.clone(),
+            views: views
+                .into_iter()
+                .map(|v| v.sample.image.into_data())
+                .collect(),
+            masks,
+        })
+    }
+}
+
+impl CaseWork for ViewPlan {
+    type Item = ViewSet;
+    type Batch = ViewBatch;
+
+    fn run(&self, sample: Sample, rng: &mut Rng) -> Result<Vec<ViewSet>> {
+        Ok(vec![self.views(&sample, rng)?])
+    }
+
+    fn stack(&self, sets: &[ViewSet]) -> Result<ViewBatch> {
+        let first = sets
+            .first()
+            .ok_or_else(|| DataError::Config("a batch needs at least one volume".into()))?;
+        for set in &sets[1..] {
+            let same_shapes = set.views.len() == first.views.len()
+                && set.masks.len() == first.masks.len()
+                && set
+                    .views
+                    .iter()
+                    .zip(&first.views)
+                    .all(|(a, b)| a.dim() == b.dim());
+            if !same_shapes {
+                return Err(DataError::case(
+                    &set.id,
+                    format!(
+                        "its views differ in number or shape from those of case {} in the \
+                         same batch",
+                        first.id
+                    ),
+                ));
+            }
+        }
+        let views = (0..first.views.len())
+            .map(|v| stack(sets.iter().map(|s| s.views[v].view())))
+            .collect::<Result<Vec<Array5<f32>>>>()?;
+        let masks = (0..first.masks.len())
+            .map(|v| stack(sets.iter().map(|s| s.masks[v].view())))
+            .collect::<Result<Vec<Array4<bool>>>>()?;
+        Ok(ViewBatch {
+            ids: sets.iter().map(|s| s.id.clone()).collect(),
+            views,
+            masks,
+        })
+    }
+}
+
+/// Stacks same-shaped arrays along a new leading axis.
+fn stack<'a, A: Clone + 'a, D: ndarray::Dimension + 'a>(
+    arrays: impl Iterator<Item = ndarray::ArrayView<'a, A, D>>,
+) -> Result<ndarray::Array<A, D::Larger>> {
+    let views: Vec<_> = arrays.collect();
+    ndarray::stack(Axis(0), &views)
+        .map_err(|e| DataError::Config(format!("cannot stack a batch of views: {e}")))
+}
