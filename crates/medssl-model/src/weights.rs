@@ -11,6 +11,8 @@ use medssl_io::atomic::write_atomically;
 
 use crate::swin::geometry::relative_position_index;
 
+use crate::config::SwinUnetrConfig;
+use crate::swin::SwinTransformer;
 use crate::swin_unetr::SwinUnetr;
 
 /// What loading a checkpoint into a network did.
@@ -141,14 +143,35 @@ fn load_from_store(
 /// registers, so `SwinUNETR.load_state_dict(..., strict=True)` accepts the file. The
 /// write is atomic (temporary file, then rename).
 pub fn export_monai_safetensors(model: &SwinUnetr, path: &Path) -> Result<(), WeightsError> {
+    write_monai(model, "", model.config(), path)
+}
+
+/// Writes a pretrained encoder alone under MONAI's `swinViT.*` key names (with its
+/// `relative_position_index` buffers): what MONAI's `SwinUNETR.load_state_dict(...,
+/// strict=False)` and `medssl finetune --init` load as an SSL encoder. `config` is the
+/// network the encoder was built from. Atomic, as [`export_monai_safetensors`].
+pub fn export_encoder_safetensors(
+    encoder: &SwinTransformer,
+    config: &SwinUnetrConfig,
+    path: &Path,
+) -> Result<(), WeightsError> {
+    write_monai(encoder, "swin_vit.", config, path)
+}
+
+/// Writes `module`'s tensors, their module paths prefixed with `prefix`, under MONAI
+/// names, with the window index buffers of the encoder of `config`.
+fn write_monai<M: ModuleSnapshot>(
+    module: &M,
+    prefix: &str,
+    config: &SwinUnetrConfig,
+    path: &Path,
+) -> Result<(), WeightsError> {
     let fail = |problem: String| WeightsError {
         path: path.to_path_buf(),
         problem,
     };
-    let mut store = SafetensorsStore::from_bytes(None)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .with_key_remapping(r"^swin_vit\.", "swinViT.");
-    model
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    module
         .save_into(&mut store)
         .map_err(|e| fail(format!("cannot collect tensors: {e}")))?;
     let bytes = store
@@ -157,7 +180,6 @@ pub fn export_monai_safetensors(model: &SwinUnetr, path: &Path) -> Result<(), We
     let parsed = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| fail(format!("cannot re-read tensors: {e}")))?;
 
-    let config = model.config();
     let index: Vec<u8> = relative_position_index(config.window_size)
         .into_iter()
         .flat_map(|i| (i as i64).to_le_bytes())
@@ -166,7 +188,7 @@ pub fn export_monai_safetensors(model: &SwinUnetr, path: &Path) -> Result<(), We
     let mut tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = parsed
         .tensors()
         .into_iter()
-        .map(|(name, view)| (monai_name(&name), view))
+        .map(|(name, view)| (monai_name(&format!("{prefix}{name}")), view))
         .collect();
     for (stage, &depth) in config.depths.iter().enumerate() {
         for block in 0..depth {

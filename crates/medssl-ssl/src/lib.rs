@@ -2,9 +2,18 @@
 //!
 //! This crate owns the nine methods of the study in four families: contrastive (SimCLR,
 //! MoCo v3, CPC), rotation (RotNet, SwinUNETR-SSL), masked image modelling (SimMIM, SMIT)
-//! and self-distillation (DINO, iBOT). [`losses`] holds their objectives, written once
-//! in Burn tensors so they train on every device, each equal to the authors' published
-//! code (or the library class the community uses) in float32.
+//! and self-distillation (DINO, iBOT). [`pretext`] is the contract between a method and
+//! the training loop; [`methods`] holds the methods, one file each; [`losses`] holds
+//! their objectives, written once in Burn tensors so they train on every device, each
+//! equal to the authors' published code (or the library class the community uses) in
+//! float32.
 
+pub mod error;
 pub mod heads;
+pub mod inputs;
 pub mod losses;
+pub mod methods;
+pub mod pretext;
+
+pub use error::{Result, SslError};
+pub use pretext::{Family, Method, MethodInfo, Preset, Pretext, StepContext, StepLoss};

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use burn::module::Module;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
 use medssl_model::SwinUnetr;
 use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
 use serde::{Deserialize, Serialize};
@@ -60,18 +62,78 @@ fn file_size(path: &Path) -> Result<u64> {
         .len())
 }
 
-/// Saves `state` (its generation is bumped) with the model and optimiser.
-pub fn save(
+/// SwinUNETR weights under MONAI's key names (fine-tuning checkpoints), so MONAI can
+/// load a checkpoint as it is.
+pub fn write_monai(model: &SwinUnetr, path: &Path) -> Result<()> {
+    export_monai_safetensors(model, path).map_err(|e| TrainError::file(path, e.to_string()))
+}
+
+/// Reads weights written by [`write_monai`] into `model`, which must match exactly.
+pub fn read_monai(mut model: SwinUnetr, path: &Path) -> Result<SwinUnetr> {
+    let report = load_monai_safetensors(&mut model, path)
+        .map_err(|e| TrainError::file(path, e.to_string()))?;
+    if !report.is_exact() {
+        return Err(TrainError::file(
+            path,
+            format!(
+                "checkpoint does not fit the configured network: {} missing, {} unexpected, \
+                 {} mismatched tensors",
+                report.missing.len(),
+                report.unexpected.len(),
+                report.mismatched.len()
+            ),
+        ));
+    }
+    Ok(model)
+}
+
+/// Any module's weights under Burn's own module paths (a pretraining method's encoder,
+/// heads and teacher together).
+pub fn write_native<M: Module>(model: &M, path: &Path) -> Result<()> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    model
+        .save_into(&mut store)
+        .map_err(|e| TrainError::file(path, format!("cannot collect tensors: {e}")))?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| TrainError::file(path, format!("cannot serialise tensors: {e}")))?;
+    medssl_io::atomic::write_atomically(path, &bytes).map_err(|e| TrainError::os(path, e))
+}
+
+/// Reads weights written by [`write_native`] into `model`, which must match exactly.
+pub fn read_native<M: Module>(mut model: M, path: &Path) -> Result<M> {
+    let mut store = SafetensorsStore::from_file(path);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| TrainError::file(path, format!("cannot read the checkpoint: {e}")))?;
+    if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+        return Err(TrainError::file(
+            path,
+            format!(
+                "checkpoint does not fit the configured method: {} missing, {} unexpected, \
+                 {} mismatched tensors",
+                result.missing.len(),
+                result.unused.len(),
+                result.errors.len()
+            ),
+        ));
+    }
+    Ok(model)
+}
+
+/// Saves `state` (its generation is bumped) with the model, written by `write` (one of
+/// [`write_monai`], [`write_native`]), and the optimiser.
+pub fn save<M: Module>(
     run: &RunDir,
     state: &mut TrainState,
-    model: &SwinUnetr,
+    model: &M,
+    write: impl Fn(&M, &Path) -> Result<()>,
     optimizer: &SegmentationOptimizer,
 ) -> Result<()> {
     let previous = state.generation;
     state.generation += 1;
     let weights = run.path(&weights_name(state.generation));
-    export_monai_safetensors(model, &weights)
-        .map_err(|e| TrainError::file(&weights, e.to_string()))?;
+    write(model, &weights)?;
     let bytes = optimizer
         .to_bytes()
         .map_err(|e| TrainError::file(run.path(&optimizer_name(state.generation)), e))?;
@@ -88,13 +150,15 @@ pub fn save(
     Ok(())
 }
 
-/// Loads the last checkpoint into `model` and `optimizer` (fresh ones of the run's
+/// Loads the last checkpoint into `model` (with `read`, the counterpart of the `write`
+/// it was saved with) and `optimizer` (fresh ones of the run's
 /// configuration). `None` when the run has no checkpoint yet.
-pub fn load(
+pub fn load<M: Module>(
     run: &RunDir,
-    mut model: SwinUnetr,
+    model: M,
+    read: impl Fn(M, &Path) -> Result<M>,
     optimizer: SegmentationOptimizer,
-) -> Result<Option<(TrainState, SwinUnetr, SegmentationOptimizer)>> {
+) -> Result<Option<(TrainState, M, SegmentationOptimizer)>> {
     if !run.path(STATE).exists() {
         return Ok(None);
     }
@@ -113,20 +177,7 @@ pub fn load(
             ));
         }
     }
-    let report = load_monai_safetensors(&mut model, &weights)
-        .map_err(|e| TrainError::file(&weights, e.to_string()))?;
-    if !report.is_exact() {
-        return Err(TrainError::file(
-            &weights,
-            format!(
-                "checkpoint does not fit the configured network: {} missing, {} unexpected, \
-                 {} mismatched tensors",
-                report.missing.len(),
-                report.unexpected.len(),
-                report.mismatched.len()
-            ),
-        ));
-    }
+    let model = read(model, &weights)?;
     let model = with_param_ids(model, &state.param_ids)
         .map_err(|e| TrainError::file(run.path(STATE), e))?;
     let bytes = std::fs::read(&optimizer_path).map_err(|e| TrainError::os(&optimizer_path, e))?;

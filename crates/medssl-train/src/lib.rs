@@ -11,8 +11,11 @@ pub mod finetune;
 pub mod loss;
 pub mod optimizer;
 pub mod param_ids;
+pub mod pretrain;
 pub mod run_dir;
 pub mod schedule;
+pub mod settings;
+pub mod transforms;
 
 pub use loss::{DiceCeLoss, DiceLoss, Reduction};
 pub use optimizer::{OptimizerConfig, SegmentationOptimizer};

@@ -14,6 +14,7 @@ use crate::error::{Result, TrainError};
 use crate::loss::DiceCeLoss;
 use crate::optimizer::OptimizerConfig;
 use crate::run_dir::RunDir;
+use crate::settings::layered;
 
 /// Which preset the defaults come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,24 +192,12 @@ impl FinetuneConfig {
         file: Option<&str>,
         overrides: &[String],
     ) -> Result<FinetuneConfig> {
-        let defaults = FinetuneConfig::preset(preset);
-        let mut table = toml::Table::try_from(&defaults)
-            .map_err(|e| TrainError::Invalid(format!("cannot serialise the defaults: {e}")))?;
-        if let Some(text) = file {
-            let overlay: toml::Table = text
-                .parse()
-                .map_err(|e| TrainError::Invalid(format!("configuration file: {e}")))?;
-            merge(&mut table, overlay, "")?;
-        }
-        for item in overrides {
-            let (key, value) = item
-                .split_once('=')
-                .ok_or_else(|| TrainError::Invalid(format!("--set {item}: expected key=value")))?;
-            set_key(&mut table, key.trim(), value.trim())?;
-        }
-        let config: FinetuneConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| TrainError::Invalid(format!("configuration: {e}")))?;
+        let config: FinetuneConfig = layered(
+            &FinetuneConfig::preset(preset),
+            file,
+            overrides,
+            &["data.spacing", "train.optimizer.grad_clip_norm"],
+        )?;
         config.validate()?;
         Ok(config)
     }
@@ -265,64 +254,6 @@ impl FinetuneConfig {
         }
         warnings
     }
-}
-
-/// Merges `overlay` into `base`; keys must exist in `base` (so a typo is an error that
-/// names it), except inside free-form tables (transform lists).
-fn merge(base: &mut toml::Table, overlay: toml::Table, prefix: &str) -> Result<()> {
-    for (key, value) in overlay {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => {
-                merge(inner, value, &path)?
-            }
-            (Some(slot), value) => *slot = value,
-            (None, value) if OPTIONAL_KEYS.contains(&path.as_str()) => {
-                base.insert(key, value);
-            }
-            (None, _) => {
-                let valid: Vec<&String> = base.keys().collect();
-                return Err(TrainError::Invalid(format!(
-                    "unknown setting `{path}`; valid keys here: {}",
-                    valid
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Settings whose default is "none", so they are absent from the defaults table.
-const OPTIONAL_KEYS: [&str; 2] = ["data.spacing", "train.optimizer.grad_clip_norm"];
-
-/// `--set a.b.c=value`: the value is parsed as TOML (numbers, booleans, arrays,
-/// quoted strings), or taken as a bare string.
-fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<()> {
-    let parsed: toml::Value = format!("v = {value}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.to_string()));
-    let mut overlay = toml::Table::new();
-    let parts: Vec<&str> = key.split('.').collect();
-    let mut cursor = &mut overlay;
-    for part in &parts[..parts.len() - 1] {
-        cursor = cursor
-            .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .expect("just inserted a table");
-    }
-    cursor.insert(parts[parts.len() - 1].to_string(), parsed);
-    merge(table, overlay, "").map_err(|e| TrainError::Invalid(format!("--set {key}: {e}")))
 }
 
 #[cfg(test)]

@@ -5,23 +5,7 @@
 use medssl_data::dataset::Task;
 
 use super::config::FinetuneConfig;
-
-fn table(name: &str, params: &[(&str, toml::Value)]) -> toml::Table {
-    let mut t = toml::Table::new();
-    t.insert("name".into(), name.into());
-    for (key, value) in params {
-        t.insert((*key).into(), value.clone());
-    }
-    t
-}
-
-fn floats(values: &[f64]) -> toml::Value {
-    toml::Value::Array(values.iter().map(|&v| v.into()).collect())
-}
-
-fn ints(values: &[usize]) -> toml::Value {
-    toml::Value::Array(values.iter().map(|&v| (v as i64).into()).collect())
-}
+use crate::transforms::{floats, ints, table};
 
 /// Orientation to RAS, resampling to `data.spacing` when set, then the modality's
 /// intensity normalisation: the CT window -175..250 HU to 0..1 (clipped) of the

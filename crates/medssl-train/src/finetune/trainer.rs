@@ -223,7 +223,12 @@ impl Finetune {
         let mut state = TrainState::default();
         // Loads into a copy so that, with no checkpoint yet, the initial weights stay.
         let restored = if resume {
-            checkpoint::load(&run, model.clone(), optimizer.clone())?
+            checkpoint::load(
+                &run,
+                model.clone(),
+                checkpoint::read_monai,
+                optimizer.clone(),
+            )?
         } else {
             None
         };
@@ -413,7 +418,13 @@ impl Finetune {
             if self.state.epoch % self.config.validation.every == 0 || last {
                 self.validate_and_keep_best(observe)?;
                 self.state.metrics_lines = self.run.metrics_lines()?;
-                checkpoint::save(&self.run, &mut self.state, &self.model, &self.optimizer)?;
+                checkpoint::save(
+                    &self.run,
+                    &mut self.state,
+                    &self.model,
+                    checkpoint::write_monai,
+                    &self.optimizer,
+                )?;
             }
         }
         if self.state.epoch == self.config.train.epochs {

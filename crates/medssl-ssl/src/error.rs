@@ -1,0 +1,15 @@
+//! Errors of the pretext tasks.
+
+/// Why a method cannot be set up or cannot compute a loss.
+#[derive(Debug, thiserror::Error)]
+pub enum SslError {
+    /// Settings that cannot work, or a batch that does not fit the method.
+    #[error("{0}")]
+    Invalid(String),
+    /// The data pipeline's error (a view plan that cannot be built).
+    #[error(transparent)]
+    Data(#[from] medssl_data::DataError),
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, SslError>;

@@ -1,0 +1,148 @@
+//! The contract between a pretraining method and the one loop that trains them all.
+//!
+//! A method is two things. Its [`Method`] says what it is (name, family, description),
+//! what settings it has in each [`Preset`], what inputs it needs from the data pipeline
+//! (a [`ViewPlan`]) and how its network is built. Its network, a [`Pretext`], is one Burn
+//! module holding the encoder, the heads and, for the self-distillation methods, the EMA
+//! teacher (whose parameters never require gradients, so the optimiser leaves them
+//! alone and one checkpoint holds the whole method state); it computes the loss of a
+//! batch and updates its teacher after each optimiser step.
+//!
+//! The loop owns everything the methods share: AdamW, the learning-rate and
+//! weight-decay schedules, gradient clipping and accumulation, the teacher-momentum
+//! schedule, freezing the last head layer in the first epoch, checkpoints, resume and
+//! the metrics log. Adding a method is a new file with these two impls.
+
+use burn::module::{Module, ParamId};
+use burn::tensor::Tensor;
+use medssl_data::views::ViewBatch;
+use medssl_data::views::ViewPlan;
+use medssl_model::SwinUnetrConfig;
+use medssl_model::swin::SwinTransformer;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// The two scales every configuration comes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// CPU minutes on a laptop: feature size 12, small crops, small heads.
+    Tiny,
+    /// The study's GPU setting: the published recipes.
+    Paper,
+}
+
+/// The four families of the study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// Instance discrimination between views (SimCLR, MoCo v3, CPC).
+    Contrastive,
+    /// Predicting the rotation applied to a view (RotNet, SwinUNETR-SSL).
+    Rotation,
+    /// Reconstructing masked voxels (SimMIM, SMIT).
+    MaskedImageModelling,
+    /// Matching an EMA teacher's outputs (DINO, iBOT).
+    SelfDistillation,
+}
+
+/// What `medssl methods` lists about a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// The name used on the command line and in run directories.
+    pub name: &'static str,
+    /// Its family.
+    pub family: Family,
+    /// One line: the pretext task and where it comes from.
+    pub description: &'static str,
+}
+
+/// Where the run is when a loss is computed, for methods whose loss changes over
+/// training (temperature warm-ups).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepContext {
+    /// The epoch being trained, from 0.
+    pub epoch: u64,
+    /// Epochs of the run.
+    pub epochs: u64,
+    /// Optimiser steps taken so far.
+    pub iteration: u64,
+}
+
+/// One batch's loss: the scalar to minimise and what the log shows about it.
+#[derive(Debug)]
+pub struct StepLoss<A> {
+    /// The total loss, shape `[1]`.
+    pub total: Tensor<1>,
+    /// Its named parts, each as it enters the sum (weights applied), shape `[1]`.
+    pub components: Vec<(&'static str, Tensor<1>)>,
+    /// Values to log that are not losses (temperatures, collapse monitors).
+    pub monitors: Vec<(&'static str, f64)>,
+    /// What [`Pretext::after_step`] needs from this batch (DINO: the teacher outputs'
+    /// mean, for the centre).
+    pub aux: A,
+}
+
+/// A method's network: encoder, heads and teacher, trained as one module.
+pub trait Pretext: Module {
+    /// What a loss computation hands to [`after_step`](Self::after_step).
+    type Aux;
+
+    /// The loss of one batch of views on the autodiff device the module lives on.
+    fn loss(&self, batch: &ViewBatch, context: &StepContext) -> Result<StepLoss<Self::Aux>>;
+
+    /// Called after every optimiser step with the teacher momentum of that step and the
+    /// `aux` of each batch that step summed: updates the teacher (EMA) and any running
+    /// state such as DINO's centre. Methods without a teacher return `self`.
+    fn after_step(self, aux: Vec<Self::Aux>, momentum: f64) -> Self;
+
+    /// The encoder being pretrained (what `encoder.safetensors` holds).
+    fn encoder(&self) -> &SwinTransformer;
+
+    /// Whether the method has an EMA teacher (the loop then logs its momentum).
+    fn has_teacher(&self) -> bool {
+        false
+    }
+
+    /// Parameters that receive no update during the first `freeze_last_layer` epochs
+    /// (DINO's last head layer); none by default.
+    fn last_layer(&self) -> Vec<ParamId> {
+        Vec::new()
+    }
+}
+
+/// A pretraining method: its description, settings, inputs and network.
+pub trait Method {
+    /// Its network.
+    type Net: Pretext;
+    /// Its own settings, the `[method]` table of a run's `config.toml`.
+    type Settings: Serialize + DeserializeOwned + Clone + PartialEq + std::fmt::Debug;
+
+    /// Name, family and description.
+    const INFO: MethodInfo;
+
+    /// The defaults of `preset`.
+    fn settings(preset: Preset) -> Self::Settings;
+
+    /// Rejects settings that parse but cannot work, naming the key.
+    fn check(settings: &Self::Settings, encoder: &SwinUnetrConfig, crop: [usize; 3]) -> Result<()>;
+
+    /// The views and masks each volume yields, cut at `crop` voxels and augmented by
+    /// `augment` (and `local_augment` for multi-crop's small views).
+    fn view_plan(
+        settings: &Self::Settings,
+        encoder: &SwinUnetrConfig,
+        crop: [usize; 3],
+        augment: medssl_data::Pipeline,
+        local_augment: medssl_data::Pipeline,
+    ) -> Result<ViewPlan>;
+
+    /// A freshly initialised network (call inside `medssl_model::seeding::build_seeded`).
+    fn build(
+        settings: &Self::Settings,
+        encoder: &SwinUnetrConfig,
+        device: &burn::tensor::Device,
+    ) -> Self::Net;
+}

@@ -1,0 +1,598 @@
+//! The one pretraining loop every method runs: batches of views from the collection,
+//! the method's loss, AdamW with scheduled learning rate and weight decay, gradient
+//! clipping and accumulation, the EMA teacher update, a frozen last head layer in the
+//! first epochs, a metrics line per step, and checkpoints that resume exactly.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Device;
+use medssl_data::Pipeline;
+use medssl_data::cache::PreprocessCache;
+use medssl_data::loader::{Loader, SampleSource};
+use medssl_data::manifest::{CollectionSource, Manifest};
+use medssl_data::views::{ViewBatch, ViewPlan};
+use medssl_model::seeding::build_seeded;
+use medssl_model::weights::export_encoder_safetensors;
+use medssl_ssl::{Method, Pretext, StepContext};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::config::PretrainConfig;
+use super::decay;
+use crate::checkpoint::{self, TrainState, read_native, write_native};
+use crate::error::{Result, TrainError};
+use crate::optimizer::{OptimizerConfig, SegmentationOptimizer};
+use crate::run_dir::RunDir;
+use crate::schedule::CosineSchedule;
+
+/// The encoder file every pretraining run writes.
+pub const ENCODER_FILE: &str = "encoder.safetensors";
+
+/// What the loop reports as it goes (for progress bars and logs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An epoch begins (or resumes) with this many optimiser steps left in it.
+    EpochStart { epoch: u64, steps: u64 },
+    /// One optimiser step was taken.
+    Step { iteration: u64, loss: f64 },
+    /// An epoch ended.
+    EpochEnd {
+        epoch: u64,
+        mean_loss: f64,
+        seconds: f64,
+    },
+    /// Something the user should look at (a collapse monitor below its threshold).
+    Warning(String),
+}
+
+/// `run.json` of a pretraining run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainInfo {
+    /// The collection (a directory or list file), absolute.
+    pub data: PathBuf,
+    /// Readable volumes in it when the run started.
+    pub volumes: usize,
+}
+
+/// `result.json` of a finished run.
+#[derive(Debug, Serialize)]
+struct PretrainResult<'a> {
+    method: &'a str,
+    volumes: usize,
+    epochs: u64,
+    steps: u64,
+    first_loss: Option<f64>,
+    last_loss: Option<f64>,
+    encoder: &'a str,
+}
+
+/// The pretraining state a checkpoint adds to [`TrainState`]: the first and the latest
+/// step's loss, for `result.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    first_loss: Option<f64>,
+    last_loss: Option<f64>,
+}
+
+/// A prepared pretraining run of method `M`.
+pub struct Pretrain<M: Method> {
+    run: RunDir,
+    config: PretrainConfig,
+    net: M::Net,
+    optimizer: SegmentationOptimizer,
+    state: TrainState,
+    progress: Progress,
+    loader: Loader<ViewPlan>,
+    volumes: usize,
+    steps_per_epoch: u64,
+    method: PhantomData<M>,
+}
+
+impl<M: Method> Pretrain<M> {
+    /// Prepares a new run in `run_dir` (which must not hold one) on the collection
+    /// `data`, checking the settings and the collection before anything is written,
+    /// and writes the initial encoder and checkpoint.
+    pub fn start(
+        data: &Path,
+        run_dir: &Path,
+        config: PretrainConfig,
+        device: Device,
+    ) -> Result<Pretrain<M>> {
+        config.check::<M>()?;
+        let cache_dir = cache_dir(run_dir, data);
+        let (manifest, _) = Manifest::index(data, Some(&cache_dir)).map_err(data_error)?;
+        let run = RunDir::create(run_dir)?;
+        if run.path("checkpoint/state.json").exists() || run.path("run.json").exists() {
+            return Err(TrainError::Invalid(format!(
+                "{} already holds a run; continue it with --resume, or choose another --out",
+                run_dir.display()
+            )));
+        }
+        run.write("config.toml", config.to_toml()?.as_bytes())?;
+        run.write_json(
+            "run.json",
+            &PretrainInfo {
+                data: manifest.source.clone(),
+                volumes: manifest.entries.len(),
+            },
+        )?;
+        run.truncate_metrics(0)?;
+        let mut pretrain = Pretrain::build(run, config, &manifest, &cache_dir, device, false)?;
+        // The initial state is a checkpoint too: the run directory always holds an
+        // encoder and a state to resume from.
+        pretrain.save()?;
+        Ok(pretrain)
+    }
+
+    /// Re-opens the run in `run_dir` with its stored settings and collection (`data`
+    /// overrides the stored path), restoring the last checkpoint.
+    pub fn resume(run_dir: &Path, data: Option<&Path>, device: Device) -> Result<Pretrain<M>> {
+        let run = RunDir::open(run_dir)?;
+        let config = PretrainConfig::read(&run)?;
+        if config.method != M::INFO.name {
+            return Err(TrainError::file(
+                run.path("config.toml"),
+                format!("this run pretrains {}, not {}", config.method, M::INFO.name),
+            ));
+        }
+        let info: PretrainInfo = run.read_json("run.json")?;
+        let data = data.unwrap_or(&info.data);
+        let cache_dir = cache_dir(run_dir, data);
+        let (manifest, _) = Manifest::index(data, Some(&cache_dir)).map_err(data_error)?;
+        Pretrain::build(run, config, &manifest, &cache_dir, device, true)
+    }
+
+    fn build(
+        run: RunDir,
+        config: PretrainConfig,
+        manifest: &Manifest,
+        cache_dir: &Path,
+        device: Device,
+        resume: bool,
+    ) -> Result<Pretrain<M>> {
+        let settings = config.pretext::<M>()?;
+        let network = config.network();
+        let train_device = device.autodiff();
+        let net = build_seeded(&train_device, config.seed, || {
+            Ok::<_, String>(M::build(&settings, &network, &train_device))
+        })
+        .map_err(|e| TrainError::Invalid(format!("network: {e}")))?;
+        let t = &config.train;
+        let optimizer = SegmentationOptimizer::new(OptimizerConfig {
+            weight_decay: 0.0,
+            beta1: t.betas[0],
+            beta2: t.betas[1],
+            epsilon: t.epsilon,
+            grad_clip_norm: t.grad_clip_norm,
+            freeze_encoder: false,
+            layer_decay: 1.0,
+        });
+        let (mut net, mut optimizer, mut state, mut progress) =
+            (net, optimizer, TrainState::default(), Progress::default());
+        let restored = if resume {
+            checkpoint::load(&run, net.clone(), read_native, optimizer.clone())?
+        } else {
+            None
+        };
+        if let Some(restored) = restored {
+            (state, net, optimizer) = restored;
+            progress = run.read_json("checkpoint/progress.json")?;
+        }
+        run.truncate_metrics(state.metrics_lines)?;
+
+        let source: Arc<dyn SampleSource> = Arc::new(CollectionSource::new(manifest));
+        let preprocess = Pipeline::from_config(&config.data.preprocess).map_err(data_error)?;
+        let fingerprint = toml::to_string(&toml::Table::from_iter([(
+            "preprocess".to_string(),
+            toml::Value::Array(
+                config
+                    .data
+                    .preprocess
+                    .iter()
+                    .cloned()
+                    .map(toml::Value::Table)
+                    .collect(),
+            ),
+        )]))
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let cached: Arc<dyn SampleSource> = Arc::new(
+            PreprocessCache::new(cache_dir, source, preprocess, fingerprint).map_err(data_error)?,
+        );
+        let augment = Pipeline::from_config(&config.data.augment).map_err(data_error)?;
+        let local_tables = if config.data.local_augment.is_empty() {
+            &config.data.augment
+        } else {
+            &config.data.local_augment
+        };
+        let local_augment = Pipeline::from_config(local_tables).map_err(data_error)?;
+        let plan = M::view_plan(
+            &settings,
+            &network,
+            config.encoder.crop,
+            augment,
+            local_augment,
+        )
+        .map_err(|e| TrainError::Invalid(format!("views: {e}")))?;
+        let volumes = manifest.entries.len();
+        let batch = config.data.loader.batch_size;
+        let batches = if config.data.loader.drop_last {
+            volumes / batch
+        } else {
+            volumes.div_ceil(batch)
+        };
+        let steps_per_epoch = (batches / config.train.accumulate) as u64;
+        if steps_per_epoch == 0 {
+            return Err(TrainError::Invalid(format!(
+                "the collection has {volumes} volume(s): too few for one step of {} batch(es) \
+                 of {batch} (data.loader.batch_size, train.accumulate)",
+                config.train.accumulate
+            )));
+        }
+        let loader = Loader::new(cached, plan, config.data.loader.clone(), config.seed)
+            .map_err(data_error)?;
+        Ok(Pretrain {
+            run,
+            config,
+            net,
+            optimizer,
+            state,
+            progress,
+            loader,
+            volumes,
+            steps_per_epoch,
+            method: PhantomData,
+        })
+    }
+
+    /// The run's settings.
+    pub fn config(&self) -> &PretrainConfig {
+        &self.config
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run
+    }
+
+    /// The network being trained.
+    pub fn net(&self) -> &M::Net {
+        &self.net
+    }
+
+    /// Optimiser steps taken.
+    pub fn steps_done(&self) -> u64 {
+        self.state.iteration
+    }
+
+    /// Optimiser steps of the whole run.
+    pub fn total_steps(&self) -> u64 {
+        self.config
+            .train
+            .steps
+            .unwrap_or(self.config.train.epochs * self.steps_per_epoch)
+    }
+
+    /// Volumes in the collection.
+    pub fn volumes(&self) -> usize {
+        self.volumes
+    }
+
+    /// The schedules of a step: learning rate, weight decay, teacher momentum.
+    fn schedules(&self) -> [CosineSchedule; 3] {
+        let t = &self.config.train;
+        let total = self.total_steps();
+        let warmup = (t.warmup_epochs * self.steps_per_epoch).min(total);
+        let cosine = |base, final_value, warmup_iters| CosineSchedule {
+            base,
+            final_value,
+            warmup_start: 0.0,
+            warmup_iters,
+            total_iters: total,
+        };
+        [
+            cosine(t.lr, t.min_lr, warmup),
+            cosine(t.weight_decay, t.weight_decay_end, 0),
+            cosine(t.teacher_momentum, t.teacher_momentum_end, 0),
+        ]
+    }
+
+    /// Trains until `until_step` optimiser steps are done (at most the run's total),
+    /// checkpointing on schedule; `observe` sees every event.
+    pub fn train(&mut self, until_step: u64, observe: &mut dyn FnMut(Event)) -> Result<()> {
+        let total = self.total_steps();
+        let until = until_step.min(total);
+        let accumulate = self.config.train.accumulate;
+        while self.state.iteration < until {
+            let epoch = self.state.epoch;
+            let done_in_epoch = self.state.iteration - epoch * self.steps_per_epoch;
+            let steps_left =
+                (self.steps_per_epoch - done_in_epoch).min(until - self.state.iteration);
+            observe(Event::EpochStart {
+                epoch: epoch + 1,
+                steps: steps_left,
+            });
+            let started = Instant::now();
+            let (mut loss_sum, mut steps) = (0.0, 0u64);
+            let mut pending = Pending::new(accumulate);
+            let start_batch = (done_in_epoch as usize) * accumulate;
+            let mut epoch_done = false;
+            for batch in self.loader.epoch(epoch, start_batch) {
+                let batch = batch.map_err(data_error)?;
+                let batch_loss = self.batch_loss(&batch, epoch)?;
+                pending.add(batch_loss, &self.net);
+                if !pending.full() {
+                    continue;
+                }
+                let full = std::mem::replace(&mut pending, Pending::new(accumulate));
+                let loss = self.step(full, epoch, observe)?;
+                loss_sum += loss;
+                steps += 1;
+                epoch_done = self.state.iteration == (epoch + 1) * self.steps_per_epoch;
+                if epoch_done {
+                    self.state.epoch += 1;
+                }
+                let stop = epoch_done || self.state.iteration >= until;
+                if stop || self.state.iteration % self.config.train.checkpoint_every == 0 {
+                    self.save()?;
+                }
+                observe(Event::Step {
+                    iteration: self.state.iteration,
+                    loss,
+                });
+                if stop {
+                    break;
+                }
+            }
+            if epoch_done {
+                observe(Event::EpochEnd {
+                    epoch: self.state.epoch,
+                    mean_loss: loss_sum / steps as f64,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            } else if self.state.iteration < until {
+                return Err(TrainError::Invalid(format!(
+                    "epoch {} ended after {steps} of its {steps_left} steps: the loader \
+                     delivered fewer batches than the collection holds",
+                    epoch + 1
+                )));
+            }
+        }
+        if self.state.iteration >= total {
+            self.write_result()?;
+        }
+        Ok(())
+    }
+
+    /// The loss of one batch and its gradients.
+    fn batch_loss(&self, batch: &ViewBatch, epoch: u64) -> Result<BatchLoss<M::Net>> {
+        let context = StepContext {
+            epoch,
+            epochs: self.total_steps().div_ceil(self.steps_per_epoch),
+            iteration: self.state.iteration,
+        };
+        let out = self
+            .net
+            .loss(batch, &context)
+            .map_err(|e| TrainError::Invalid(format!("cases {}: {e}", batch.ids.join(", "))))?;
+        let scalar = |t: burn::tensor::Tensor<1>| f64::from(t.into_scalar::<f32>());
+        let loss = scalar(out.total.clone());
+        if !loss.is_finite() {
+            return Err(TrainError::NonFiniteLoss {
+                loss,
+                epoch: epoch + 1,
+                iteration: self.state.iteration,
+            });
+        }
+        let components = out
+            .components
+            .into_iter()
+            .map(|(name, value)| (name, scalar(value.detach())))
+            .collect();
+        let grads = GradientsParams::from_grads(out.total.backward(), &self.net);
+        Ok(BatchLoss {
+            loss,
+            components,
+            monitors: out.monitors,
+            grads,
+            aux: out.aux,
+        })
+    }
+
+    /// One optimiser step from the accumulated batches; returns their mean loss.
+    fn step(
+        &mut self,
+        pending: Pending<M::Net>,
+        epoch: u64,
+        observe: &mut dyn FnMut(Event),
+    ) -> Result<f64> {
+        let started = Instant::now();
+        let [lr_schedule, wd_schedule, momentum_schedule] = self.schedules();
+        let iteration = self.state.iteration;
+        let (lr, weight_decay, momentum) = (
+            lr_schedule.at(iteration),
+            wd_schedule.at(iteration),
+            momentum_schedule.at(iteration),
+        );
+        let Pending {
+            grads: mut accumulated,
+            losses,
+            auxes,
+            ..
+        } = pending;
+        let mut grads = accumulated.grads();
+        if epoch < self.config.train.freeze_last_layer {
+            for id in self.net.last_layer() {
+                drop_grad(&mut grads, id);
+            }
+        }
+        let net = decay::apply(self.net.clone(), &grads, lr, weight_decay);
+        let (net, grad_norm) = self.optimizer.step(lr, net, grads);
+        self.net = net.after_step(auxes, momentum);
+        self.state.iteration += 1;
+
+        let n = losses.len() as f64;
+        let loss = losses.iter().map(|l| l.loss).sum::<f64>() / n;
+        let mut components = Map::new();
+        for (name, _) in &losses[0].components {
+            let mean = losses
+                .iter()
+                .filter_map(|l| l.components.iter().find(|(k, _)| k == name))
+                .map(|(_, v)| v)
+                .sum::<f64>()
+                / n;
+            components.insert((*name).to_string(), Value::from(mean));
+        }
+        let mut monitors = Map::new();
+        for (name, value) in losses.iter().flat_map(|l| l.monitors.iter()) {
+            monitors.insert((*name).to_string(), Value::from(*value));
+        }
+        if let Some(spread) = monitors.get("embedding_spread").and_then(Value::as_f64)
+            && spread < COLLAPSE_SPREAD
+        {
+            let message = format!(
+                "step {}: embedding spread {spread:.4} is below {COLLAPSE_SPREAD}: the \
+                 embeddings of different volumes are nearly equal (collapse)",
+                self.state.iteration
+            );
+            self.run
+                .log_metrics(&serde_json::json!({ "event": "warning", "message": message }))?;
+            observe(Event::Warning(message));
+        }
+        let mut line = serde_json::json!({
+            "event": "step",
+            "epoch": epoch + 1,
+            "iteration": self.state.iteration,
+            "loss": loss,
+            "components": components,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "grad_norm": grad_norm,
+            "monitors": monitors,
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        if self.net.has_teacher() {
+            line["momentum"] = Value::from(momentum);
+        }
+        self.run.log_metrics(&line)?;
+        self.progress.first_loss.get_or_insert(loss);
+        self.progress.last_loss = Some(loss);
+        Ok(loss)
+    }
+
+    /// Writes a checkpoint and the encoder.
+    fn save(&mut self) -> Result<()> {
+        self.state.metrics_lines = self.run.metrics_lines()?;
+        let encoder = self.run.path(ENCODER_FILE);
+        export_encoder_safetensors(self.net.encoder(), &self.config.network(), &encoder)
+            .map_err(|e| TrainError::file(&encoder, e.to_string()))?;
+        self.run
+            .write_json("checkpoint/progress.json", &self.progress)?;
+        checkpoint::save(
+            &self.run,
+            &mut self.state,
+            &self.net,
+            write_native,
+            &self.optimizer,
+        )
+    }
+
+    fn write_result(&self) -> Result<()> {
+        self.run.write_json(
+            "result.json",
+            &PretrainResult {
+                method: M::INFO.name,
+                volumes: self.volumes,
+                epochs: self.state.epoch,
+                steps: self.state.iteration,
+                first_loss: self.progress.first_loss,
+                last_loss: self.progress.last_loss,
+                encoder: ENCODER_FILE,
+            },
+        )
+    }
+}
+
+/// Below this spread (the standard deviation across the batch of L2-normalised
+/// embeddings, times the square root of their dimension: about 1 for well-spread
+/// embeddings, 0 for identical ones) a step logs a collapse warning.
+const COLLAPSE_SPREAD: f64 = 0.05;
+
+/// What one batch contributed to a step.
+struct BatchLoss<N: Pretext> {
+    loss: f64,
+    components: Vec<(&'static str, f64)>,
+    monitors: Vec<(&'static str, f64)>,
+    grads: GradientsParams,
+    aux: N::Aux,
+}
+
+/// The batches of the step being accumulated.
+struct Pending<N: Pretext> {
+    grads: GradientsAccumulator<N>,
+    losses: Vec<LossRecord>,
+    auxes: Vec<N::Aux>,
+    size: usize,
+}
+
+struct LossRecord {
+    loss: f64,
+    components: Vec<(&'static str, f64)>,
+    monitors: Vec<(&'static str, f64)>,
+}
+
+impl<N: Pretext> Pending<N> {
+    fn new(size: usize) -> Pending<N> {
+        Pending {
+            grads: GradientsAccumulator::new(),
+            losses: Vec::with_capacity(size),
+            auxes: Vec::with_capacity(size),
+            size,
+        }
+    }
+
+    fn add(&mut self, batch: BatchLoss<N>, net: &N) {
+        self.grads.accumulate(net, batch.grads);
+        self.losses.push(LossRecord {
+            loss: batch.loss,
+            components: batch.components,
+            monitors: batch.monitors,
+        });
+        self.auxes.push(batch.aux);
+    }
+
+    fn full(&self) -> bool {
+        self.losses.len() == self.size
+    }
+}
+
+/// Removes the gradient of parameter `id`, whatever its rank.
+fn drop_grad(grads: &mut GradientsParams, id: burn::module::ParamId) {
+    macro_rules! each_rank {
+        ($($d:literal),*) => {$(
+            if grads.remove::<$d>(id).is_some() {
+                return;
+            }
+        )*};
+    }
+    each_rank!(1, 2, 3, 4, 5);
+}
+
+/// The preprocessing cache of a collection, shared by the runs beside `run_dir`.
+fn cache_dir(run_dir: &Path, data: &Path) -> PathBuf {
+    let name = data
+        .file_name()
+        .map_or_else(|| "collection".into(), |n| n.to_string_lossy().into_owned());
+    run_dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".medssl-cache")
+        .join(format!("pretrain-{name}"))
+}
+
+fn data_error(e: medssl_data::DataError) -> TrainError {
+    TrainError::Invalid(e.to_string())
+}
