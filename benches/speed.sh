@@ -15,12 +15,4 @@ cargo build --release -q -p medssl
 medssl="${CARGO_TARGET_DIR:-target}/release/medssl"
 ours=$(RAYON_NUM_THREADS="$threads" "$medssl" speed --json "$@")
 theirs=$("$venv/bin/python" benches/speed/monai_speed.py --threads "$threads" "$@")
-python3 - "$ours" "$theirs" <<'PY'
-import json, sys
-ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"feature size {ours['feature_size']}, roi {ours['roi']}, volume {ours['volume']}, threads {ours['threads']} vs {theirs['threads']}")
-print(f"{'measurement':<22}{'medssl':>12}{'PyTorch':>12}{'ratio':>8}")
-for key in ["forward_ms", "train_step_ms", "sliding_window_ms", "peak_rss_mb"]:
-    a, b = ours[key], theirs[key]
-    print(f"{key:<22}{a:>12.1f}{b:>12.1f}{a / b:>8.2f}")
-PY
+python3 benches/speed/table.py "$ours" "$theirs"
