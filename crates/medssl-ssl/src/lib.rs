@@ -13,6 +13,7 @@ pub mod heads;
 pub mod inputs;
 pub mod losses;
 pub mod methods;
+pub mod monitors;
 pub mod pretext;
 
 pub use error::{Result, SslError};

@@ -48,6 +48,17 @@ pub enum Family {
     SelfDistillation,
 }
 
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::Contrastive => "contrastive",
+            Family::Rotation => "rotation",
+            Family::MaskedImageModelling => "masked image modelling",
+            Family::SelfDistillation => "self-distillation",
+        })
+    }
+}
+
 /// What `medssl methods` lists about a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodInfo {

@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use medssl_data::splits::Budget;
-use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init, Preset};
+use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init};
 
+use crate::pretrain_command::PresetArg;
 use crate::speed_command::parse_device;
 
 /// Arguments of `medssl finetune`.
@@ -52,12 +53,6 @@ pub struct FinetuneArgs {
     quiet: bool,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum PresetArg {
-    Tiny,
-    Paper,
-}
-
 /// `medssl finetune`.
 pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
@@ -80,11 +75,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
             ),
             None => None,
         };
-        let preset = match args.preset {
-            PresetArg::Tiny => Preset::Tiny,
-            PresetArg::Paper => Preset::Paper,
-        };
-        let config = FinetuneConfig::load(preset, text.as_deref(), &args.set)?;
+        let config = FinetuneConfig::load(args.preset.into(), text.as_deref(), &args.set)?;
         let init = match args.init.as_str() {
             "scratch" => Init::Scratch,
             path => Init::Weights(PathBuf::from(path)),

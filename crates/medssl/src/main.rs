@@ -3,6 +3,7 @@
 mod evaluate_commands;
 mod finetune_command;
 mod image_commands;
+mod pretrain_command;
 mod speed_command;
 mod synth_command;
 mod weights_commands;
@@ -35,6 +36,13 @@ enum Command {
     Convert(image_commands::ConvertArgs),
     /// Time SwinUNETR forward, training step and sliding-window inference here.
     Speed(speed_command::SpeedArgs),
+    /// Pretrain the Swin encoder on an unlabelled collection with a self-supervised method.
+    Pretrain(pretrain_command::PretrainArgs),
+    /// List the pretraining methods.
+    Methods,
+    /// Show the settings of a run with their defaults.
+    #[command(subcommand)]
+    Config(pretrain_command::ConfigCommand),
     /// Fine-tune a SwinUNETR on a labelled task (from scratch or pretrained weights).
     Finetune(finetune_command::FinetuneArgs),
     /// Score a fine-tuned run on its validation or test cases (Dice, HD95, ASD, NSD).
@@ -61,6 +69,9 @@ fn main() -> ExitCode {
         Command::Weights(command) => weights_commands::run(&command),
         Command::Speed(args) => speed_command::speed(&args),
         Command::Synth(args) => synth_command::synth(&args),
+        Command::Pretrain(args) => pretrain_command::pretrain(&args),
+        Command::Methods => pretrain_command::methods(),
+        Command::Config(command) => pretrain_command::config(&command),
         Command::Finetune(args) => finetune_command::finetune(&args),
         Command::Evaluate(args) => evaluate_commands::evaluate_command(&args),
         Command::Predict(args) => evaluate_commands::predict_command(&args),

@@ -9,6 +9,25 @@ use crate::pretext::{Method, MethodInfo};
 /// Every method, in the order of the study's tables.
 pub const METHODS: [MethodInfo; 1] = [SimMimMethod::INFO];
 
+/// Something to do with a method chosen by name at run time (the command line's
+/// `--method`): [`visit`] calls `visit::<M>()` with the method's type.
+pub trait MethodVisitor {
+    /// What the visit returns.
+    type Output;
+    /// Does the work with method `M`.
+    fn visit<M: Method>(self) -> Self::Output;
+}
+
+/// Runs `visitor` with the method called `name`, or says which names exist.
+pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, String> {
+    match name {
+        "simmim" => Ok(visitor.visit::<SimMimMethod>()),
+        other => Err(find(other).err().unwrap_or_else(|| {
+            format!("method `{other}` is listed but cannot be run by this build")
+        })),
+    }
+}
+
 /// The method called `name`, or an error listing the known names.
 pub fn find(name: &str) -> Result<MethodInfo, String> {
     METHODS
@@ -25,4 +44,27 @@ pub fn find(name: &str) -> Result<MethodInfo, String> {
                     .join(", ")
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Name;
+
+    impl MethodVisitor for Name {
+        type Output = &'static str;
+        fn visit<M: Method>(self) -> &'static str {
+            M::INFO.name
+        }
+    }
+
+    #[test]
+    fn every_listed_method_can_be_run_by_name() {
+        for info in METHODS {
+            assert_eq!(visit(info.name, Name), Ok(info.name));
+        }
+        let err = visit("simclrr", Name).unwrap_err();
+        assert!(err.contains("simclrr") && err.contains("simmim"), "{err}");
+    }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, SslError};
 use crate::inputs::{pixel_shuffle, token_mask, view, voxel_mask};
 use crate::losses::reconstruction::masked_l1;
+use crate::monitors::{embedding_spread, pooled};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, StepContext, StepLoss};
 
 /// SimMIM's settings.
@@ -128,13 +129,17 @@ impl Pretext for SimMim {
         let [.., bottleneck] =
             self.swin_vit
                 .forward_masked(image.clone(), tokens.clone(), self.mask_token.val());
+        let spread = embedding_spread(pooled(bottleneck.clone()));
         let reconstruction = pixel_shuffle(self.decoder.forward(bottleneck), self.stride);
         let mask = voxel_mask(tokens, self.patch);
         let loss = masked_l1(reconstruction, image, mask, true);
         Ok(StepLoss {
             total: loss.clone(),
             components: vec![("reconstruction", loss)],
-            monitors: Vec::new(),
+            monitors: spread
+                .map(|s| ("embedding_spread", s))
+                .into_iter()
+                .collect(),
             aux: (),
         })
     }

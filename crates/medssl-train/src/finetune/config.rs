@@ -8,6 +8,7 @@
 
 use medssl_data::loader::LoaderConfig;
 use medssl_model::SwinUnetrConfig;
+pub use medssl_ssl::Preset;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -15,16 +16,6 @@ use crate::loss::DiceCeLoss;
 use crate::optimizer::OptimizerConfig;
 use crate::run_dir::RunDir;
 use crate::settings::layered;
-
-/// Which preset the defaults come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Preset {
-    /// CPU minutes on a laptop.
-    Tiny,
-    /// The study's GPU setting.
-    Paper,
-}
 
 /// The network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

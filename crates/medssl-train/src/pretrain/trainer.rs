@@ -409,7 +409,6 @@ impl<M: Method> Pretrain<M> {
         epoch: u64,
         observe: &mut dyn FnMut(Event),
     ) -> Result<f64> {
-        let started = Instant::now();
         let [lr_schedule, wd_schedule, momentum_schedule] = self.schedules();
         let iteration = self.state.iteration;
         let (lr, weight_decay, momentum) = (
@@ -421,6 +420,7 @@ impl<M: Method> Pretrain<M> {
             grads: mut accumulated,
             losses,
             auxes,
+            started,
             ..
         } = pending;
         let mut grads = accumulated.grads();
@@ -536,6 +536,9 @@ struct Pending<N: Pretext> {
     losses: Vec<LossRecord>,
     auxes: Vec<N::Aux>,
     size: usize,
+    /// When the step began (after the previous one): loading, forward and backward
+    /// passes and the update are all in its time.
+    started: Instant,
 }
 
 struct LossRecord {
@@ -551,6 +554,7 @@ impl<N: Pretext> Pending<N> {
             losses: Vec::with_capacity(size),
             auxes: Vec::with_capacity(size),
             size,
+            started: Instant::now(),
         }
     }
 

@@ -1,0 +1,48 @@
+//! Collapse monitors: numbers that show a run learning nothing useful before the loss
+//! does.
+
+use burn::tensor::Tensor;
+
+use crate::losses::normalize_rows;
+
+/// The spread of a batch of embeddings `[B, C]`: the standard deviation across the
+/// batch of the L2-normalised embeddings, averaged over dimensions, times `√C`. Random
+/// directions give about 1; identical embeddings (a collapsed encoder) give 0. `None`
+/// for a batch of one, which has no spread.
+pub fn embedding_spread(embeddings: Tensor<2>) -> Option<f64> {
+    let [batch, channels] = embeddings.dims();
+    if batch < 2 {
+        return None;
+    }
+    let unit = normalize_rows(embeddings.detach());
+    let std = unit.var(0).sqrt().mean().into_scalar::<f32>();
+    Some(f64::from(std) * (channels as f64).sqrt())
+}
+
+/// The global embedding of a stage output `[B, C, D, H, W]`: its mean over space.
+pub fn pooled(x: Tensor<5>) -> Tensor<2> {
+    let [b, c, d, h, w] = x.dims();
+    x.reshape([b, c, d * h * w]).mean_dim(2).reshape([b, c])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution, TensorData};
+
+    #[test]
+    fn spread_is_zero_for_identical_and_near_one_for_random_embeddings() {
+        let device = Device::flex();
+        let same = Tensor::<2>::from_data(
+            TensorData::new(vec![0.3f32, -1.0, 2.0, 0.3, -1.0, 2.0], [2, 3]),
+            &device,
+        );
+        assert!(embedding_spread(same).unwrap() < 1e-6);
+        device.seed(3);
+        let random = Tensor::<2>::random([256, 64], Distribution::Normal(0.0, 1.0), &device);
+        let spread = embedding_spread(random).unwrap();
+        assert!((spread - 1.0).abs() < 0.05, "{spread}");
+        let one = Tensor::<2>::ones([1, 4], &device);
+        assert_eq!(embedding_spread(one), None);
+    }
+}

@@ -1,0 +1,239 @@
+//! `medssl pretrain`, `medssl methods` and `medssl config show`: self-supervised
+//! pretraining of the Swin encoder on an unlabelled collection, the list of methods,
+//! and every setting of a run with its default.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
+use medssl_ssl::{Method, Preset};
+use medssl_train::finetune::FinetuneConfig;
+use medssl_train::pretrain::{Event, Pretrain, PretrainConfig};
+use medssl_train::run_dir::RunDir;
+
+use crate::speed_command::parse_device;
+
+/// Arguments of `medssl pretrain`.
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    /// The method (`medssl methods` lists them).
+    #[arg(long, required_unless_present = "resume")]
+    method: Option<String>,
+    /// The unlabelled collection: a directory searched for NIfTI files and DICOM series,
+    /// or a list file naming one per line; with --resume, only to override the stored
+    /// path.
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<PathBuf>,
+    /// Run directory to create.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Defaults to start from: tiny (CPU minutes) or paper (the published recipe).
+    #[arg(long, value_enum, default_value = "tiny")]
+    preset: PresetArg,
+    /// Train for this many optimiser steps (sets `train.steps`).
+    #[arg(long, conflicts_with = "epochs")]
+    steps: Option<u64>,
+    /// Train for this many passes over the collection (sets `train.epochs`).
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// TOML file with settings that replace the preset's.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A setting `key=value` (e.g. `pretext.mask_ratio=0.75`), applied after --config.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long, value_name = "RUN")]
+    resume: Option<PathBuf>,
+    /// Device: cpu, or cuda[:N] in a build with the cuda feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// No progress bar; only the per-epoch log lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The presets on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PresetArg {
+    Tiny,
+    Paper,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(arg: PresetArg) -> Preset {
+        match arg {
+            PresetArg::Tiny => Preset::Tiny,
+            PresetArg::Paper => Preset::Paper,
+        }
+    }
+}
+
+/// `medssl config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every setting with its default, as TOML: of pretraining with --method, of
+    /// fine-tuning without.
+    Show {
+        /// A pretraining method.
+        #[arg(long)]
+        method: Option<String>,
+        /// The preset.
+        #[arg(long, value_enum, default_value = "tiny")]
+        preset: PresetArg,
+    },
+}
+
+/// `medssl pretrain`.
+pub fn pretrain(args: &PretrainArgs) -> Result<()> {
+    let method = match (&args.resume, &args.method) {
+        (Some(run), _) => {
+            if args.config.is_some() || !args.set.is_empty() || args.steps.is_some() {
+                bail!(
+                    "--resume continues with the run's stored settings: drop --config, --set \
+                     and --steps"
+                );
+            }
+            PretrainConfig::read(&RunDir::open(run)?)?.method
+        }
+        (None, Some(method)) => method.clone(),
+        (None, None) => bail!("--method is required for a new run"),
+    };
+    visit(&method, Run(args)).map_err(|e| anyhow!(e))?
+}
+
+/// `medssl methods`.
+pub fn methods() -> Result<()> {
+    println!("{:<16}{:<26}description", "method", "family");
+    for info in METHODS {
+        println!(
+            "{:<16}{:<26}{}",
+            info.name,
+            info.family.to_string(),
+            info.description
+        );
+    }
+    Ok(())
+}
+
+/// `medssl config show`.
+pub fn config(command: &ConfigCommand) -> Result<()> {
+    let ConfigCommand::Show { method, preset } = command;
+    let text = match method {
+        Some(method) => visit(method, Show((*preset).into())).map_err(|e| anyhow!(e))??,
+        None => FinetuneConfig::preset((*preset).into()).to_toml()?,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// Prints a method's default configuration.
+struct Show(Preset);
+
+impl MethodVisitor for Show {
+    type Output = Result<String>;
+    fn visit<M: Method>(self) -> Result<String> {
+        Ok(PretrainConfig::preset::<M>(self.0)?.to_toml()?)
+    }
+}
+
+/// Runs `medssl pretrain` with the method's type.
+struct Run<'a>(&'a PretrainArgs);
+
+impl MethodVisitor for Run<'_> {
+    type Output = Result<()>;
+    fn visit<M: Method>(self) -> Result<()> {
+        let args = self.0;
+        let device = parse_device(&args.device)?;
+        let mut run = match &args.resume {
+            Some(run_dir) => Pretrain::<M>::resume(run_dir, args.data.as_deref(), device)?,
+            None => {
+                let (Some(data), Some(out)) = (args.data.as_deref(), args.out.as_deref()) else {
+                    bail!("--data and --out are required for a new run");
+                };
+                Pretrain::<M>::start(data, out, new_config::<M>(args)?, device)?
+            }
+        };
+        eprintln!(
+            "{}: {} volumes, {} of {} steps done",
+            M::INFO.name,
+            run.volumes(),
+            run.steps_done(),
+            run.total_steps()
+        );
+        train(&mut run, args.quiet, args.epochs)?;
+        eprintln!("done: {}", run.run_dir().root().display());
+        Ok(())
+    }
+}
+
+/// The configuration of a new run from the command line.
+fn new_config<M: Method>(args: &PretrainArgs) -> Result<PretrainConfig> {
+    let text = match &args.config {
+        Some(path) => Some(read(path)?),
+        None => None,
+    };
+    let mut overrides = args.set.clone();
+    if let Some(steps) = args.steps {
+        overrides.push(format!("train.steps={steps}"));
+    }
+    if let Some(epochs) = args.epochs {
+        overrides.push(format!("train.epochs={epochs}"));
+    }
+    Ok(PretrainConfig::load::<M>(
+        args.preset.into(),
+        text.as_deref(),
+        &overrides,
+    )?)
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Trains to the end with a progress bar (unless quiet or not a terminal) and a plain
+/// line per epoch.
+fn train<M: Method>(run: &mut Pretrain<M>, quiet: bool, epochs: Option<u64>) -> Result<()> {
+    if epochs.is_some() && run.steps_done() > 0 {
+        bail!("--epochs applies to a new run; a resumed run keeps its stored length");
+    }
+    let show_bar = !quiet && std::io::stderr().is_terminal();
+    let mut bar: Option<ProgressBar> = None;
+    let mut observe = |event: Event| match event {
+        Event::EpochStart { epoch, steps } => {
+            if show_bar {
+                let b = ProgressBar::new(steps);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "epoch {prefix} {bar:30} {pos}/{len} loss {msg} {per_sec} eta {eta}",
+                    )
+                    .expect("a valid template"),
+                );
+                b.set_prefix(epoch.to_string());
+                bar = Some(b);
+            }
+        }
+        Event::Step { loss, .. } => {
+            if let Some(b) = &bar {
+                b.set_message(format!("{loss:.4}"));
+                b.inc(1);
+            }
+        }
+        Event::EpochEnd {
+            epoch,
+            mean_loss,
+            seconds,
+        } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            eprintln!("epoch {epoch}: loss {mean_loss:.4} ({seconds:.1} s)");
+        }
+        Event::Warning(message) => eprintln!("warning: {message}"),
+    };
+    run.train(u64::MAX, &mut observe)?;
+    Ok(())
+}
