@@ -1,6 +1,6 @@
 //! Projection heads of the self-distillation methods (DINO, iBOT, SMIT).
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -110,8 +110,15 @@ impl DinoHead {
         }
     }
 
-    /// The MLP layers (for freezing the last layer in the first epoch, weight decay
-    /// groups and tests).
+    /// The ids of the weight-normalised last layer's parameters (direction and gain):
+    /// what DINO keeps fixed during its first epoch.
+    pub fn last_layer(&self) -> Vec<ParamId> {
+        std::iter::once(self.direction.id)
+            .chain(self.gain.as_ref().map(|g| g.id))
+            .collect()
+    }
+
+    /// The MLP layers (for weight decay groups and tests).
     pub fn mlp(&self) -> &[Linear] {
         &self.mlp
     }

@@ -15,6 +15,8 @@ pub mod losses;
 pub mod methods;
 pub mod monitors;
 pub mod pretext;
+pub mod teacher;
+pub mod temperature;
 
 pub use error::{Result, SslError};
-pub use pretext::{Family, Method, MethodInfo, Preset, Pretext, StepContext, StepLoss};
+pub use pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};

@@ -70,6 +70,36 @@ pub struct MethodInfo {
     pub description: &'static str,
 }
 
+/// The optimisation recipe a method's paper uses, which the loop's defaults start from
+/// (every value can still be set in the run's configuration).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recipe {
+    /// Peak learning rate (for the preset's batch size).
+    pub lr: f64,
+    /// Weight decay at the start and at the end of the cosine schedule.
+    pub weight_decay: (f64, f64),
+    /// Global gradient-norm clipping.
+    pub grad_clip_norm: Option<f64>,
+    /// Epochs with the last head layer frozen.
+    pub freeze_last_layer: u64,
+    /// EMA teacher momentum at the start (it rises to 1).
+    pub teacher_momentum: f64,
+}
+
+impl Recipe {
+    /// AdamW at `lr` with weight decay 0.05, clipping at 3: the defaults of a method
+    /// whose paper does not say otherwise.
+    pub fn adamw(lr: f64) -> Recipe {
+        Recipe {
+            lr,
+            weight_decay: (0.05, 0.05),
+            grad_clip_norm: Some(3.0),
+            freeze_last_layer: 0,
+            teacher_momentum: 0.996,
+        }
+    }
+}
+
 /// Where the run is when a loss is computed, for methods whose loss changes over
 /// training (temperature warm-ups).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,6 +166,9 @@ pub trait Method {
 
     /// The defaults of `preset`.
     fn settings(preset: Preset) -> Self::Settings;
+
+    /// The optimisation recipe of `preset`.
+    fn recipe(preset: Preset) -> Recipe;
 
     /// Rejects settings that parse but cannot work, naming the key.
     fn check(settings: &Self::Settings, encoder: &SwinUnetrConfig, crop: [usize; 3]) -> Result<()>;

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use medssl_ssl::temperature::LinearWarmup;
+
 /// Linear warm-up from `warmup_start_lr` to `lr` over `warmup_iters`, then cosine
 /// annealing to `min_lr` at `total_iters` — the `LinearWarmupCosineAnnealingLR` of the
 /// SwinUNETR/SMIT fine-tuning recipes, stepped per iteration instead of per epoch.
@@ -74,28 +76,6 @@ impl CosineSchedule {
         let t = (iter - self.warmup_iters) as f64 / n as f64;
         self.final_value
             + 0.5 * (self.base - self.final_value) * (1.0 + (std::f64::consts::PI * t).cos())
-    }
-}
-
-/// The teacher temperature of DINO / iBOT / SMIT, stepped per epoch:
-/// `np.linspace(start, end, warmup_epochs)` (both ends included), then `end`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LinearWarmup {
-    pub start: f64,
-    pub end: f64,
-    pub warmup_epochs: u64,
-}
-
-impl LinearWarmup {
-    /// The value in epoch `epoch` (0-based).
-    pub fn at(&self, epoch: u64) -> f64 {
-        match self.warmup_epochs {
-            0 => self.end,
-            1 if epoch == 0 => self.start,
-            w if epoch < w => self.start + (self.end - self.start) * epoch as f64 / (w - 1) as f64,
-            _ => self.end,
-        }
     }
 }
 
@@ -186,26 +166,5 @@ mod tests {
         ] {
             assert!((lr.at(i) - want).abs() < 1e-18, "{i}: {}", lr.at(i));
         }
-    }
-
-    /// DINO's teacher temperature: np.linspace(0.04, 0.07, 30), then 0.07.
-    #[test]
-    fn teacher_temperature_warms_up_linearly_then_holds() {
-        let t = LinearWarmup {
-            start: 0.04,
-            end: 0.07,
-            warmup_epochs: 30,
-        };
-        assert_eq!(t.at(0), 0.04);
-        assert!((t.at(10) - (0.04 + 0.03 * 10.0 / 29.0)).abs() < 1e-17);
-        assert!((t.at(29) - 0.07).abs() < 1e-17);
-        assert_eq!(t.at(30), 0.07);
-        assert_eq!(t.at(1000), 0.07);
-        let none = LinearWarmup {
-            start: 0.04,
-            end: 0.07,
-            warmup_epochs: 0,
-        };
-        assert_eq!(none.at(0), 0.07);
     }
 }

@@ -1,13 +1,15 @@
 //! The pretraining methods, one file each, and the list `medssl methods` prints.
 
+pub mod dino;
 pub mod simmim;
 
+pub use dino::{Dino, DinoMethod, DinoSettings};
 pub use simmim::{SimMim, SimMimMethod, SimMimSettings};
 
 use crate::pretext::{Method, MethodInfo};
 
 /// Every method, in the order of the study's tables.
-pub const METHODS: [MethodInfo; 1] = [SimMimMethod::INFO];
+pub const METHODS: [MethodInfo; 2] = [SimMimMethod::INFO, DinoMethod::INFO];
 
 /// Something to do with a method chosen by name at run time (the command line's
 /// `--method`): [`visit`] calls `visit::<M>()` with the method's type.
@@ -22,6 +24,7 @@ pub trait MethodVisitor {
 pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, String> {
     match name {
         "simmim" => Ok(visitor.visit::<SimMimMethod>()),
+        "dino" => Ok(visitor.visit::<DinoMethod>()),
         other => Err(find(other).err().unwrap_or_else(|| {
             format!("method `{other}` is listed but cannot be run by this build")
         })),

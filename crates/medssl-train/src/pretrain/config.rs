@@ -105,6 +105,7 @@ impl PretrainConfig {
     /// The defaults of method `M` in `preset`.
     pub fn preset<M: Method>(preset: Preset) -> Result<PretrainConfig> {
         let tiny = preset == Preset::Tiny;
+        let recipe = M::recipe(preset);
         let pretext = toml::Table::try_from(M::settings(preset)).map_err(|e| {
             TrainError::Invalid(format!("cannot write the {} settings: {e}", M::INFO.name))
         })?;
@@ -145,17 +146,17 @@ impl PretrainConfig {
             train: PretrainTrain {
                 epochs: if tiny { 20 } else { 100 },
                 steps: None,
-                lr: if tiny { 5e-4 } else { 2e-4 },
+                lr: recipe.lr,
                 min_lr: 1e-6,
                 warmup_epochs: if tiny { 1 } else { 10 },
-                weight_decay: 0.05,
-                weight_decay_end: 0.05,
+                weight_decay: recipe.weight_decay.0,
+                weight_decay_end: recipe.weight_decay.1,
                 betas: [0.9, 0.999],
                 epsilon: 1e-8,
-                grad_clip_norm: Some(3.0),
+                grad_clip_norm: recipe.grad_clip_norm,
                 accumulate: 1,
-                freeze_last_layer: 0,
-                teacher_momentum: 0.996,
+                freeze_last_layer: recipe.freeze_last_layer,
+                teacher_momentum: recipe.teacher_momentum,
                 teacher_momentum_end: 1.0,
                 checkpoint_every: if tiny { 50 } else { 500 },
             },

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
+use burn::tensor::Tensor;
 use medssl_data::Pipeline;
 use medssl_data::cache::PreprocessCache;
 use medssl_data::loader::{Loader, SampleSource};
@@ -71,11 +73,15 @@ struct PretrainResult<'a> {
 }
 
 /// The pretraining state a checkpoint adds to [`TrainState`]: the first and the latest
-/// step's loss, for `result.json`.
+/// step's loss (for `result.json`) and the collapse monitor's reference.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Progress {
     first_loss: Option<f64>,
     last_loss: Option<f64>,
+    /// The embedding spread at the first step (collapse warnings compare with it).
+    first_spread: Option<f64>,
+    /// The last epoch that logged a collapse warning.
+    collapse_warned_epoch: Option<u64>,
 }
 
 /// A prepared pretraining run of method `M`.
@@ -425,9 +431,7 @@ impl<M: Method> Pretrain<M> {
         } = pending;
         let mut grads = accumulated.grads();
         if epoch < self.config.train.freeze_last_layer {
-            for id in self.net.last_layer() {
-                drop_grad(&mut grads, id);
-            }
+            drop_grads(&self.net, self.net.last_layer(), &mut grads);
         }
         let net = decay::apply(self.net.clone(), &grads, lr, weight_decay);
         let (net, grad_norm) = self.optimizer.step(lr, net, grads);
@@ -450,17 +454,22 @@ impl<M: Method> Pretrain<M> {
         for (name, value) in losses.iter().flat_map(|l| l.monitors.iter()) {
             monitors.insert((*name).to_string(), Value::from(*value));
         }
-        if let Some(spread) = monitors.get("embedding_spread").and_then(Value::as_f64)
-            && spread < COLLAPSE_SPREAD
-        {
-            let message = format!(
-                "step {}: embedding spread {spread:.4} is below {COLLAPSE_SPREAD}: the \
-                 embeddings of different volumes are nearly equal (collapse)",
-                self.state.iteration
-            );
-            self.run
-                .log_metrics(&serde_json::json!({ "event": "warning", "message": message }))?;
-            observe(Event::Warning(message));
+        if let Some(spread) = monitors.get("embedding_spread").and_then(Value::as_f64) {
+            let first = *self.progress.first_spread.get_or_insert(spread);
+            let warned = self.progress.collapse_warned_epoch == Some(epoch);
+            if spread < COLLAPSE_FRACTION * first && !warned {
+                let message = format!(
+                    "epoch {}, step {}: the embedding spread fell to {spread:.4} from {first:.4} \
+                     at the first step: the embeddings of different volumes are becoming \
+                     equal (collapse); lower the learning rate or check the method's settings",
+                    epoch + 1,
+                    self.state.iteration
+                );
+                self.run
+                    .log_metrics(&serde_json::json!({ "event": "warning", "message": message }))?;
+                self.progress.collapse_warned_epoch = Some(epoch);
+                observe(Event::Warning(message));
+            }
         }
         let mut line = serde_json::json!({
             "event": "step",
@@ -516,10 +525,12 @@ impl<M: Method> Pretrain<M> {
     }
 }
 
-/// Below this spread (the standard deviation across the batch of L2-normalised
-/// embeddings, times the square root of their dimension: about 1 for well-spread
-/// embeddings, 0 for identical ones) a step logs a collapse warning.
-const COLLAPSE_SPREAD: f64 = 0.05;
+/// A step whose embedding spread (see `medssl_ssl::monitors::embedding_spread`) is
+/// below this fraction of the first step's logs a collapse warning, once per epoch. The
+/// threshold is relative: a randomly initialised encoder already maps different crops
+/// to similar embeddings, so the absolute spread at the start says little; a spread
+/// shrinking tenfold while training is collapse.
+const COLLAPSE_FRACTION: f64 = 0.1;
 
 /// What one batch contributed to a step.
 struct BatchLoss<N: Pretext> {
@@ -573,16 +584,21 @@ impl<N: Pretext> Pending<N> {
     }
 }
 
-/// Removes the gradient of parameter `id`, whatever its rank.
-fn drop_grad(grads: &mut GradientsParams, id: burn::module::ParamId) {
-    macro_rules! each_rank {
-        ($($d:literal),*) => {$(
-            if grads.remove::<$d>(id).is_some() {
-                return;
-            }
-        )*};
+/// Removes the gradients of the parameters `ids` of `net` (the visitor knows each
+/// parameter's rank, which `GradientsParams::remove` needs).
+fn drop_grads<M: Module>(net: &M, ids: Vec<ParamId>, grads: &mut GradientsParams) {
+    struct Drop<'a> {
+        ids: Vec<ParamId>,
+        grads: &'a mut GradientsParams,
     }
-    each_rank!(1, 2, 3, 4, 5);
+    impl ModuleVisitor for Drop<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.ids.contains(&param.id) {
+                self.grads.remove::<D>(param.id);
+            }
+        }
+    }
+    net.visit(&mut Drop { ids, grads });
 }
 
 /// The preprocessing cache of a collection, shared by the runs beside `run_dir`.

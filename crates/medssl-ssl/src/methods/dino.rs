@@ -1,0 +1,324 @@
+//! DINO (Caron et al., ICCV 2021) on the 3-D Swin encoder: a student and an EMA teacher
+//! see different crops of a volume; the student's distribution over `out_dim`
+//! prototypes must match the teacher's centred and sharpened one, for every pair of a
+//! teacher (global) crop and a different student crop. The global token is the
+//! average-pooled, layer-normalised output of the last stage (the encoder has no class
+//! token).
+
+use burn::module::{Module, Param, ParamId};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+use medssl_data::Pipeline;
+use medssl_data::views::{Crops, MultiCrop, ViewBatch, ViewPlan};
+use medssl_model::SwinUnetrConfig;
+use medssl_model::swin::SwinTransformer;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SslError};
+use crate::heads::{DinoHead, DinoHeadConfig};
+use crate::inputs::view;
+use crate::losses::distillation::Distill;
+use crate::monitors::{embedding_spread, pooled};
+use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
+use crate::teacher::{ema, frozen_copy};
+use crate::temperature::LinearWarmup;
+
+/// DINO's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DinoSettings {
+    /// Prototypes (the head's output size).
+    pub out_dim: usize,
+    /// Hidden width of the head's MLP.
+    pub hidden_dim: usize,
+    /// Bottleneck width before the weight-normalised last layer.
+    pub bottleneck_dim: usize,
+    /// Keep the last layer's weight-norm gain fixed at 1.
+    pub norm_last_layer: bool,
+    /// Global crops (the teacher sees these), of the run's crop size.
+    pub global_crops: usize,
+    /// Local crops (student only); 0 turns multi-crop off.
+    pub local_crops: usize,
+    /// Side of a local crop in voxels (a multiple of 32, below the global crop).
+    pub local_size: [usize; 3],
+    /// Student softmax temperature.
+    pub student_temp: f64,
+    /// Teacher temperature after warm-up.
+    pub teacher_temp: f64,
+    /// Teacher temperature at the first epoch.
+    pub warmup_teacher_temp: f64,
+    /// Epochs of linear teacher-temperature warm-up.
+    pub warmup_teacher_temp_epochs: u64,
+    /// Momentum of the centre of the teacher outputs.
+    pub center_momentum: f64,
+}
+
+/// The DINO method.
+pub struct DinoMethod;
+
+/// DINO's network: student encoder and head, their EMA teacher, and the centre.
+#[derive(Module, Debug)]
+pub struct Dino {
+    /// The student encoder (what is exported).
+    pub swin_vit: SwinTransformer,
+    /// The student head.
+    pub head: DinoHead,
+    /// The teacher encoder (EMA of the student, no gradients).
+    pub teacher_encoder: SwinTransformer,
+    /// The teacher head.
+    pub teacher_head: DinoHead,
+    /// The centre of the teacher outputs, `[out_dim]` (no gradients).
+    pub center: Param<Tensor<1>>,
+    global_crops: usize,
+    student_temp: f64,
+    teacher_temp: f64,
+    warmup_teacher_temp: f64,
+    warmup_teacher_temp_epochs: u64,
+    center_momentum: f64,
+}
+
+impl Method for DinoMethod {
+    type Net = Dino;
+    type Settings = DinoSettings;
+
+    const INFO: MethodInfo = MethodInfo {
+        name: "dino",
+        family: Family::SelfDistillation,
+        description: "match an EMA teacher's centred, sharpened prototype distribution of the \
+                      global token across crops (Caron et al. 2021)",
+    };
+
+    /// The paper's head (65536 prototypes, hidden 2048, bottleneck 256), two 96³
+    /// global and four 64³ local crops, temperatures 0.1 (student) and 0.04 to 0.07
+    /// over 30 epochs (teacher), centre momentum 0.9. `tiny`: a 1024-prototype head of
+    /// width 256 and bottleneck 64, two global crops and no local ones, teacher
+    /// temperature warmed over 5 epochs.
+    fn settings(preset: Preset) -> DinoSettings {
+        let tiny = preset == Preset::Tiny;
+        DinoSettings {
+            out_dim: if tiny { 1024 } else { 65536 },
+            hidden_dim: if tiny { 256 } else { 2048 },
+            bottleneck_dim: if tiny { 64 } else { 256 },
+            norm_last_layer: true,
+            global_crops: 2,
+            local_crops: if tiny { 0 } else { 4 },
+            local_size: [if tiny { 32 } else { 64 }; 3],
+            student_temp: 0.1,
+            teacher_temp: 0.07,
+            warmup_teacher_temp: 0.04,
+            warmup_teacher_temp_epochs: if tiny { 5 } else { 30 },
+            center_momentum: 0.9,
+        }
+    }
+
+    /// DINO's: weight decay 0.04 rising to 0.4, clipping at 3, the last layer frozen
+    /// for the first epoch, teacher momentum 0.996 rising to 1; learning rate 5e-4 ×
+    /// batch / 256 in the paper (its batch of 1024 gives 2e-3; 5e-4 here).
+    fn recipe(_preset: Preset) -> Recipe {
+        Recipe {
+            lr: 5e-4,
+            weight_decay: (0.04, 0.4),
+            grad_clip_norm: Some(3.0),
+            freeze_last_layer: 1,
+            teacher_momentum: 0.996,
+        }
+    }
+
+    fn check(settings: &DinoSettings, _encoder: &SwinUnetrConfig, crop: [usize; 3]) -> Result<()> {
+        let bad = |m: String| Err(SslError::Invalid(m));
+        if settings.global_crops < 2 && settings.local_crops == 0 {
+            return bad(
+                "global_crops must be at least 2, or local_crops at least 1: every loss \
+                 term pairs a teacher crop with a different student crop"
+                    .into(),
+            );
+        }
+        if settings.global_crops == 0 {
+            return bad("global_crops must be at least 1".into());
+        }
+        if settings.local_crops > 0
+            && (0..3).any(|a| {
+                let side = settings.local_size[a];
+                side == 0 || side % 32 != 0 || side > crop[a]
+            })
+        {
+            return bad(format!(
+                "local_size {:?} must be multiples of 32 no larger than the crop {crop:?}",
+                settings.local_size
+            ));
+        }
+        for (name, value) in [
+            ("student_temp", settings.student_temp),
+            ("teacher_temp", settings.teacher_temp),
+            ("warmup_teacher_temp", settings.warmup_teacher_temp),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                return bad(format!("{name} must be positive, got {value}"));
+            }
+        }
+        if !(0.0..1.0).contains(&settings.center_momentum) {
+            return bad(format!(
+                "center_momentum must be in [0, 1), got {}",
+                settings.center_momentum
+            ));
+        }
+        if settings.out_dim == 0 || settings.hidden_dim == 0 || settings.bottleneck_dim == 0 {
+            return bad("out_dim, hidden_dim and bottleneck_dim must be positive".into());
+        }
+        Ok(())
+    }
+
+    fn view_plan(
+        settings: &DinoSettings,
+        _encoder: &SwinUnetrConfig,
+        crop: [usize; 3],
+        augment: Pipeline,
+        local_augment: Pipeline,
+    ) -> Result<ViewPlan> {
+        Ok(ViewPlan {
+            crops: Crops::Multi(MultiCrop {
+                global_count: settings.global_crops,
+                global_size: crop,
+                local_count: settings.local_crops,
+                local_size: settings.local_size,
+                local_resize: None,
+                fill: 0.0,
+            }),
+            augment,
+            local_augment,
+            masks: None,
+        })
+    }
+
+    /// Student from the seed; the teacher starts as its frozen copy; the centre at 0.
+    fn build(settings: &DinoSettings, encoder: &SwinUnetrConfig, device: &Device) -> Dino {
+        let swin_vit = SwinTransformer::new(encoder, device);
+        let head = DinoHeadConfig {
+            in_dim: encoder.feature_size << 4,
+            out_dim: settings.out_dim,
+            hidden_dim: settings.hidden_dim,
+            bottleneck_dim: settings.bottleneck_dim,
+            layers: 3,
+            norm_last_layer: settings.norm_last_layer,
+        }
+        .init(device);
+        Dino {
+            teacher_encoder: frozen_copy(&swin_vit),
+            teacher_head: frozen_copy(&head),
+            swin_vit,
+            head,
+            center: Param::from_tensor(Tensor::zeros([settings.out_dim], device))
+                .set_require_grad(false),
+            global_crops: settings.global_crops,
+            student_temp: settings.student_temp,
+            teacher_temp: settings.teacher_temp,
+            warmup_teacher_temp: settings.warmup_teacher_temp,
+            warmup_teacher_temp_epochs: settings.warmup_teacher_temp_epochs,
+            center_momentum: settings.center_momentum,
+        }
+    }
+}
+
+impl Dino {
+    /// The global token of a view: the last stage's output, pooled.
+    fn token(encoder: &SwinTransformer, x: Tensor<5>) -> Tensor<2> {
+        let [.., last] = encoder.forward(x);
+        pooled(last)
+    }
+}
+
+impl Pretext for Dino {
+    /// The updated centre.
+    type Aux = Tensor<1>;
+
+    fn loss(&self, batch: &ViewBatch, context: &StepContext) -> Result<StepLoss<Tensor<1>>> {
+        let device = self.center.val().device();
+        let views = (0..batch.views.len())
+            .map(|v| view(batch, v, &device))
+            .collect::<Result<Vec<_>>>()?;
+        let teacher: Vec<Tensor<2>> = views[..self.global_crops]
+            .iter()
+            .map(|x| {
+                self.teacher_head
+                    .forward(Dino::token(&self.teacher_encoder, x.clone()))
+                    .detach()
+            })
+            .collect();
+        let student_tokens: Vec<Tensor<2>> = views
+            .into_iter()
+            .map(|x| Dino::token(&self.swin_vit, x))
+            .collect();
+        let spread = embedding_spread(student_tokens[0].clone());
+        let student: Vec<Tensor<2>> = student_tokens
+            .into_iter()
+            .map(|t| self.head.forward(t))
+            .collect();
+        let teacher_temp = LinearWarmup {
+            start: self.warmup_teacher_temp,
+            end: self.teacher_temp,
+            warmup_epochs: self.warmup_teacher_temp_epochs,
+        }
+        .at(context.epoch);
+        let distill = Distill {
+            teacher_temp,
+            student_temp: self.student_temp,
+            center_momentum: self.center_momentum,
+        };
+        let center = self.center.val();
+        let entropy = teacher_entropy(&teacher[0], &center, teacher_temp);
+        let (loss, new_center) = distill.dino(&teacher, &student, center, None);
+        let mut monitors = vec![("teacher_temp", teacher_temp), ("teacher_entropy", entropy)];
+        monitors.extend(spread.map(|s| ("embedding_spread", s)));
+        Ok(StepLoss {
+            total: loss.clone(),
+            components: vec![("distillation", loss)],
+            monitors,
+            aux: new_center,
+        })
+    }
+
+    /// EMA of encoder and head; the centre becomes the mean of the batches' updates.
+    fn after_step(self, aux: Vec<Tensor<1>>, momentum: f64) -> Dino {
+        let n = aux.len();
+        let center = if n == 0 {
+            self.center.val()
+        } else {
+            Tensor::stack::<2>(aux, 0)
+                .mean_dim(0)
+                .reshape([self.center.val().dims()[0]])
+        };
+        Dino {
+            teacher_encoder: ema(self.teacher_encoder, &self.swin_vit, momentum),
+            teacher_head: ema(self.teacher_head, &self.head, momentum),
+            center: self.center.map(|_| center.detach()),
+            ..self
+        }
+    }
+
+    fn encoder(&self) -> &SwinTransformer {
+        &self.swin_vit
+    }
+
+    fn has_teacher(&self) -> bool {
+        true
+    }
+
+    fn last_layer(&self) -> Vec<ParamId> {
+        self.head.last_layer()
+    }
+}
+
+/// Mean entropy (nats) of the teacher's target distribution over a batch: near
+/// `ln(out_dim)` when the teacher is uniform (collapse to uniform), near 0 when one
+/// prototype takes everything (collapse to one).
+fn teacher_entropy(teacher: &Tensor<2>, center: &Tensor<1>, temperature: f64) -> f64 {
+    let p = softmax(
+        (teacher.clone() - center.clone().unsqueeze_dim::<2>(0)).div_scalar(temperature),
+        1,
+    );
+    let h = (p.clone() * p.clamp_min(1e-12).log())
+        .sum_dim(1)
+        .neg()
+        .mean();
+    f64::from(h.into_scalar::<f32>())
+}
