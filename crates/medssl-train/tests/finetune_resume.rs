@@ -11,7 +11,7 @@ use medssl_io::nifti::{OutputType, write_volume};
 use medssl_train::finetune::{Finetune, FinetuneConfig, Init, Preset};
 
 mod common;
-use common::{differing_tensors, read};
+use common::{differing_tensors, metrics, read};
 
 /// A 4-case MSD task: a bright sphere (label 1) at a case-dependent place in noise-free
 /// soft tissue.
@@ -131,17 +131,6 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
         read(&straight.join("split.json")),
         read(&resumed.join("split.json"))
     );
-    let metrics = |dir: &Path| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(dir.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v.as_object_mut().unwrap().remove("seconds");
-                v
-            })
-            .collect()
-    };
     assert_eq!(metrics(&straight), metrics(&resumed));
     assert_eq!(
         metrics(&straight).len(),

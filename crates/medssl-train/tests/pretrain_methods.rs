@@ -15,7 +15,7 @@ use medssl_ssl::{Method, Preset};
 use medssl_train::pretrain::{ENCODER_FILE, Pretrain, PretrainConfig};
 
 mod common;
-use common::{differing_tensors, read};
+use common::{differing_tensors, metrics, read};
 
 /// Four unlabelled abdomen CT phantoms of 40³ voxels.
 fn write_collection(dir: &Path) {
@@ -39,18 +39,6 @@ fn config<M: Method>(steps: u64) -> PretrainConfig {
     ]
     .to_vec();
     PretrainConfig::load::<M>(Preset::Tiny, None, &overrides).unwrap()
-}
-
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("seconds");
-            v
-        })
-        .collect()
 }
 
 /// One step: finite loss with its components, changed encoder weights, and an encoder

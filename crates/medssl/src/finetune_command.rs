@@ -4,13 +4,13 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use medssl_data::splits::Budget;
 use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init};
 
-use crate::pretrain_command::PresetArg;
+use crate::run_args::RunArgs;
 use crate::speed_command::parse_device;
 
 /// Arguments of `medssl finetune`.
@@ -32,50 +32,27 @@ pub struct FinetuneArgs {
     /// Train on this fraction of the training cases (nested, seeded, rounded up).
     #[arg(long)]
     fraction: Option<f64>,
-    /// Defaults to start from: tiny (CPU minutes) or paper (the study's GPU setting).
-    #[arg(long, value_enum, default_value = "tiny")]
-    preset: PresetArg,
-    /// TOML file with settings that replace the preset's.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// A setting `key=value` (e.g. `train.lr=3e-4`), applied after --config.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
     /// Continue the run in this directory from its last checkpoint, with its stored
     /// settings.
     #[arg(long, value_name = "RUN")]
     resume: Option<PathBuf>,
-    /// Device: cpu, or cuda[:N] in a build with the cuda feature.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// No progress bar; only the per-epoch log lines.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// `medssl finetune`.
 pub fn finetune(args: &FinetuneArgs) -> Result<()> {
-    let device = parse_device(&args.device)?;
+    let device = parse_device(&args.run.device)?;
     let mut run = if let Some(run_dir) = &args.resume {
-        if args.config.is_some()
-            || !args.set.is_empty()
-            || args.shots.is_some()
-            || args.fraction.is_some()
-        {
+        if args.run.changes_settings() || args.shots.is_some() || args.fraction.is_some() {
             bail!(
                 "--resume continues with the run's stored settings: drop --config, --set, --shots and --fraction"
             );
         }
         Finetune::resume(run_dir, args.task.as_deref(), device)?
     } else {
-        let text = match &args.config {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
-            ),
-            None => None,
-        };
-        let config = FinetuneConfig::load(args.preset.into(), text.as_deref(), &args.set)?;
+        let text = args.run.config_text()?;
+        let config = FinetuneConfig::load(args.run.preset.into(), text.as_deref(), &args.run.set)?;
         let init = match args.init.as_str() {
             "scratch" => Init::Scratch,
             path => Init::Weights(PathBuf::from(path)),
@@ -96,7 +73,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     if let Some(report) = run.init_report() {
         eprintln!("{}", report.summary());
     }
-    let show_bar = !args.quiet && std::io::stderr().is_terminal();
+    let show_bar = !args.run.quiet && std::io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
     let mut observe = |event: Event| match event {
         Event::EpochStart { epoch, batches } => {

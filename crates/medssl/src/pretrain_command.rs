@@ -3,9 +3,9 @@
 //! and every setting of a run with its default.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
@@ -14,6 +14,8 @@ use medssl_train::finetune::FinetuneConfig;
 use medssl_train::pretrain::{Event, Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 
+use crate::run_args::PresetArg;
+use crate::run_args::RunArgs;
 use crate::speed_command::parse_device;
 
 /// Arguments of `medssl pretrain`.
@@ -30,46 +32,17 @@ pub struct PretrainArgs {
     /// Run directory to create.
     #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
     out: Option<PathBuf>,
-    /// Defaults to start from: tiny (CPU minutes) or paper (the published recipe).
-    #[arg(long, value_enum, default_value = "tiny")]
-    preset: PresetArg,
     /// Train for this many optimiser steps (sets `train.steps`).
     #[arg(long, conflicts_with = "epochs")]
     steps: Option<u64>,
     /// Train for this many passes over the collection (sets `train.epochs`).
     #[arg(long)]
     epochs: Option<u64>,
-    /// TOML file with settings that replace the preset's.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// A setting `key=value` (e.g. `pretext.mask_ratio=0.75`), applied after --config.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
     /// Continue the run in this directory from its last checkpoint.
     #[arg(long, value_name = "RUN")]
     resume: Option<PathBuf>,
-    /// Device: cpu, or cuda[:N] in a build with the cuda feature.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// No progress bar; only the per-epoch log lines.
-    #[arg(long)]
-    quiet: bool,
-}
-
-/// The presets on the command line.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum PresetArg {
-    Tiny,
-    Paper,
-}
-
-impl From<PresetArg> for Preset {
-    fn from(arg: PresetArg) -> Preset {
-        match arg {
-            PresetArg::Tiny => Preset::Tiny,
-            PresetArg::Paper => Preset::Paper,
-        }
-    }
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// `medssl config ...`.
@@ -91,7 +64,7 @@ pub enum ConfigCommand {
 pub fn pretrain(args: &PretrainArgs) -> Result<()> {
     let method = match (&args.resume, &args.method) {
         (Some(run), _) => {
-            if args.config.is_some() || !args.set.is_empty() || args.steps.is_some() {
+            if args.run.changes_settings() || args.steps.is_some() {
                 bail!(
                     "--resume continues with the run's stored settings: drop --config, --set \
                      and --steps"
@@ -147,7 +120,7 @@ impl MethodVisitor for Run<'_> {
     type Output = Result<()>;
     fn visit<M: Method>(self) -> Result<()> {
         let args = self.0;
-        let device = parse_device(&args.device)?;
+        let device = parse_device(&args.run.device)?;
         let mut run = match &args.resume {
             Some(run_dir) => Pretrain::<M>::resume(run_dir, args.data.as_deref(), device)?,
             None => {
@@ -164,7 +137,7 @@ impl MethodVisitor for Run<'_> {
             run.steps_done(),
             run.total_steps()
         );
-        train(&mut run, args.quiet, args.epochs)?;
+        train(&mut run, args.run.quiet, args.epochs)?;
         eprintln!("done: {}", run.run_dir().root().display());
         Ok(())
     }
@@ -172,11 +145,8 @@ impl MethodVisitor for Run<'_> {
 
 /// The configuration of a new run from the command line.
 fn new_config<M: Method>(args: &PretrainArgs) -> Result<PretrainConfig> {
-    let text = match &args.config {
-        Some(path) => Some(read(path)?),
-        None => None,
-    };
-    let mut overrides = args.set.clone();
+    let text = args.run.config_text()?;
+    let mut overrides = args.run.set.clone();
     if let Some(steps) = args.steps {
         overrides.push(format!("train.steps={steps}"));
     }
@@ -184,14 +154,10 @@ fn new_config<M: Method>(args: &PretrainArgs) -> Result<PretrainConfig> {
         overrides.push(format!("train.epochs={epochs}"));
     }
     Ok(PretrainConfig::load::<M>(
-        args.preset.into(),
+        args.run.preset.into(),
         text.as_deref(),
         &overrides,
     )?)
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Trains to the end with a progress bar (unless quiet or not a terminal) and a plain
