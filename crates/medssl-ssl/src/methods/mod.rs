@@ -2,14 +2,16 @@
 
 pub mod dino;
 pub mod simmim;
+pub mod smit;
 
 pub use dino::{Dino, DinoMethod, DinoSettings};
 pub use simmim::{SimMim, SimMimMethod, SimMimSettings};
+pub use smit::{Smit, SmitMethod, SmitSettings};
 
 use crate::pretext::{Method, MethodInfo};
 
 /// Every method, in the order of the study's tables.
-pub const METHODS: [MethodInfo; 2] = [SimMimMethod::INFO, DinoMethod::INFO];
+pub const METHODS: [MethodInfo; 3] = [SimMimMethod::INFO, SmitMethod::INFO, DinoMethod::INFO];
 
 /// Something to do with a method chosen by name at run time (the command line's
 /// `--method`): [`visit`] calls `visit::<M>()` with the method's type.
@@ -24,6 +26,7 @@ pub trait MethodVisitor {
 pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, String> {
     match name {
         "simmim" => Ok(visitor.visit::<SimMimMethod>()),
+        "smit" => Ok(visitor.visit::<SmitMethod>()),
         "dino" => Ok(visitor.visit::<DinoMethod>()),
         other => Err(find(other).err().unwrap_or_else(|| {
             format!("method `{other}` is listed but cannot be run by this build")

@@ -1,0 +1,412 @@
+//! SMIT (Jiang et al., MICCAI 2022), self-distilled masked image transformer: two crops
+//! nested in one larger crop; the student sees them with blocks of patches masked, the
+//! EMA teacher sees them whole. Three terms: masked patch-token distillation within each
+//! view (stage-3 tokens, masked ones only), global-token distillation across the views
+//! (the pooled, layer-normalised stage-3 output), and L1 reconstruction of the masked
+//! voxels from the last stage (SimMIM's head); total 0.1 patch + 0.1 global + 1.0
+//! reconstruction.
+
+use burn::module::{Module, Param, ParamId};
+use burn::nn::conv::{Conv3d, Conv3dConfig};
+use burn::tensor::{Device, Distribution, Tensor};
+use medssl_data::Pipeline;
+use medssl_data::masks::MaskRatio;
+use medssl_data::views::{Crops, MaskPlan, NestedCrops, ViewBatch, ViewPlan};
+use medssl_model::SwinUnetrConfig;
+use medssl_model::swin::SwinTransformer;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SslError};
+use crate::heads::{DinoHead, DinoHeadConfig};
+use crate::inputs::{pixel_shuffle, token_mask, view, voxel_mask};
+use crate::losses::smit::{SmitBatch, SmitLoss};
+use crate::monitors::{embedding_spread, pooled};
+use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
+use crate::teacher::{ema, frozen_copy};
+use crate::temperature::LinearWarmup;
+
+/// SMIT's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmitSettings {
+    /// Side of the crop the two views are cut from (the views have the run's crop).
+    pub outer_size: [usize; 3],
+    /// Fraction of mask blocks masked in each student view.
+    pub mask_ratio: f64,
+    /// Side of a mask block in voxels, a multiple of the stage-3 stride (16).
+    pub block_size: usize,
+    /// Prototypes of the global and patch heads.
+    pub out_dim: usize,
+    /// Hidden width of the heads' MLPs.
+    pub hidden_dim: usize,
+    /// Bottleneck width of the heads.
+    pub bottleneck_dim: usize,
+    /// Student temperature.
+    pub student_temp: f64,
+    /// Teacher temperature after warm-up (global and patch).
+    pub teacher_temp: f64,
+    /// Teacher temperature at the first epoch.
+    pub warmup_teacher_temp: f64,
+    /// Epochs of teacher-temperature warm-up.
+    pub warmup_teacher_temp_epochs: u64,
+    /// Momentum of the centres.
+    pub center_momentum: f64,
+    /// Weights of the patch, global and reconstruction terms.
+    pub patch_weight: f64,
+    pub global_weight: f64,
+    pub reconstruction_weight: f64,
+}
+
+/// The SMIT method.
+pub struct SmitMethod;
+
+/// SMIT's network: student encoder, mask token, reconstruction head, global and patch
+/// heads, their EMA teachers, and the two centres.
+#[derive(Module, Debug)]
+pub struct Smit {
+    /// The student encoder (what is exported).
+    pub swin_vit: SwinTransformer,
+    /// The embedding of a masked patch.
+    pub mask_token: Param<Tensor<1>>,
+    /// Last-stage features to the voxels of each token (then pixel shuffle).
+    pub decoder: Conv3d,
+    /// Global-token head.
+    pub head_global: DinoHead,
+    /// Patch-token head.
+    pub head_patch: DinoHead,
+    pub teacher_encoder: SwinTransformer,
+    pub teacher_global: DinoHead,
+    pub teacher_patch: DinoHead,
+    /// Centres of the teacher's global and patch outputs (no gradients).
+    pub center_global: Param<Tensor<1>>,
+    pub center_patch: Param<Tensor<1>>,
+    stride: usize,
+    patch: usize,
+    student_temp: f64,
+    teacher_temp: f64,
+    warmup_teacher_temp: f64,
+    warmup_teacher_temp_epochs: u64,
+    center_momentum: f64,
+    patch_weight: f64,
+    global_weight: f64,
+    reconstruction_weight: f64,
+}
+
+impl Method for SmitMethod {
+    type Net = Smit;
+    type Settings = SmitSettings;
+
+    const INFO: MethodInfo = MethodInfo {
+        name: "smit",
+        family: Family::MaskedImageModelling,
+        description: "masked patch-token and global-token self-distillation from an EMA \
+                      teacher plus masked-voxel reconstruction (Jiang et al. 2022)",
+    };
+
+    /// The paper's: two 96³ views of a 128³ crop, 70% of 16³-voxel blocks masked,
+    /// heads of 8192 prototypes (hidden 2048, bottleneck 256), temperatures 0.1 and 0.04
+    /// to 0.07 over 30 epochs, centre momentum 0.9, weights 0.1 / 0.1 / 1.0. `tiny`: two
+    /// 32³ views of a 48³ crop, heads of 1024 (hidden 256, bottleneck 64), warm-up over
+    /// 5 epochs.
+    fn settings(preset: Preset) -> SmitSettings {
+        let tiny = preset == Preset::Tiny;
+        SmitSettings {
+            outer_size: [if tiny { 48 } else { 128 }; 3],
+            mask_ratio: 0.7,
+            block_size: 16,
+            out_dim: if tiny { 1024 } else { 8192 },
+            hidden_dim: if tiny { 256 } else { 2048 },
+            bottleneck_dim: if tiny { 64 } else { 256 },
+            student_temp: 0.1,
+            teacher_temp: 0.07,
+            warmup_teacher_temp: 0.04,
+            warmup_teacher_temp_epochs: if tiny { 5 } else { 30 },
+            center_momentum: 0.9,
+            patch_weight: 0.1,
+            global_weight: 0.1,
+            reconstruction_weight: 1.0,
+        }
+    }
+
+    /// AdamW at 1e-4 × batch size (the paper's rule: 2e-4 for the preset's batch of 2),
+    /// weight decay 0.04 to 0.4 and clipping at 3 as in its DINO/iBOT code base.
+    fn recipe(_preset: Preset) -> Recipe {
+        Recipe {
+            lr: 2e-4,
+            weight_decay: (0.04, 0.4),
+            grad_clip_norm: Some(3.0),
+            freeze_last_layer: 1,
+            teacher_momentum: 0.996,
+        }
+    }
+
+    fn check(settings: &SmitSettings, encoder: &SwinUnetrConfig, crop: [usize; 3]) -> Result<()> {
+        let bad = |m: String| Err(SslError::Invalid(m));
+        MaskRatio::fixed(settings.mask_ratio)
+            .map_err(|e| SslError::Invalid(format!("mask_ratio: {e}")))?;
+        let stage3 = encoder.patch_size * 8;
+        if settings.block_size == 0 || settings.block_size % stage3 != 0 {
+            return bad(format!(
+                "block_size {} must be a multiple of the stage-3 stride {stage3}, so that every \
+                 distilled token is wholly masked or wholly visible",
+                settings.block_size
+            ));
+        }
+        medssl_data::masks::MaskGrid::new(crop, encoder.patch_size, settings.block_size)
+            .map_err(|e| SslError::Invalid(format!("block_size: {e}")))?;
+        if (0..3).any(|a| settings.outer_size[a] < crop[a]) {
+            return bad(format!(
+                "outer_size {:?} must be at least the crop {crop:?}",
+                settings.outer_size
+            ));
+        }
+        for (name, value) in [
+            ("student_temp", settings.student_temp),
+            ("teacher_temp", settings.teacher_temp),
+            ("warmup_teacher_temp", settings.warmup_teacher_temp),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                return bad(format!("{name} must be positive, got {value}"));
+            }
+        }
+        if !(0.0..1.0).contains(&settings.center_momentum) {
+            return bad(format!(
+                "center_momentum must be in [0, 1), got {}",
+                settings.center_momentum
+            ));
+        }
+        Ok(())
+    }
+
+    fn view_plan(
+        settings: &SmitSettings,
+        encoder: &SwinUnetrConfig,
+        crop: [usize; 3],
+        augment: Pipeline,
+        local_augment: Pipeline,
+    ) -> Result<ViewPlan> {
+        Ok(ViewPlan {
+            crops: Crops::Nested(NestedCrops {
+                outer_size: settings.outer_size,
+                inner_size: crop,
+                count: 2,
+                fill: 0.0,
+            }),
+            augment,
+            local_augment,
+            masks: Some(MaskPlan {
+                views: 2,
+                ratio: MaskRatio::fixed(settings.mask_ratio)?,
+                patch_size: encoder.patch_size,
+                block_size: settings.block_size,
+            }),
+        })
+    }
+
+    fn build(settings: &SmitSettings, encoder: &SwinUnetrConfig, device: &Device) -> Smit {
+        let fs = encoder.feature_size;
+        let stride = encoder.patch_size << 4;
+        let head = |in_dim: usize| {
+            DinoHeadConfig {
+                in_dim,
+                out_dim: settings.out_dim,
+                hidden_dim: settings.hidden_dim,
+                bottleneck_dim: settings.bottleneck_dim,
+                layers: 3,
+                norm_last_layer: true,
+            }
+            .init(device)
+        };
+        let swin_vit = SwinTransformer::new(encoder, device);
+        let head_global = head(fs << 3);
+        let head_patch = head(fs << 3);
+        let center = || {
+            Param::from_tensor(Tensor::zeros([settings.out_dim], device)).set_require_grad(false)
+        };
+        Smit {
+            teacher_encoder: frozen_copy(&swin_vit),
+            teacher_global: frozen_copy(&head_global),
+            teacher_patch: frozen_copy(&head_patch),
+            swin_vit,
+            mask_token: Param::from_tensor(Tensor::random(
+                [fs],
+                Distribution::Normal(0.0, 0.02),
+                device,
+            )),
+            decoder: Conv3dConfig::new([fs << 4, stride.pow(3) * encoder.in_channels], [1, 1, 1])
+                .init(device),
+            head_global,
+            head_patch,
+            center_global: center(),
+            center_patch: center(),
+            stride,
+            patch: encoder.patch_size,
+            student_temp: settings.student_temp,
+            teacher_temp: settings.teacher_temp,
+            warmup_teacher_temp: settings.warmup_teacher_temp,
+            warmup_teacher_temp_epochs: settings.warmup_teacher_temp_epochs,
+            center_momentum: settings.center_momentum,
+            patch_weight: settings.patch_weight,
+            global_weight: settings.global_weight,
+            reconstruction_weight: settings.reconstruction_weight,
+        }
+    }
+}
+
+/// Stage-3 tokens `[B, C, d, h, w]` as rows `[B, N, C]`.
+fn tokens(x: Tensor<5>) -> Tensor<3> {
+    let [b, c, d, h, w] = x.dims();
+    x.reshape([b, c, d * h * w]).swap_dims(1, 2)
+}
+
+/// A head applied to every token of `[B, N, C]`.
+fn per_token(head: &DinoHead, x: Tensor<3>) -> Tensor<3> {
+    let [b, n, c] = x.dims();
+    let out = head.forward(x.reshape([b * n, c]));
+    let k = out.dims()[1];
+    out.reshape([b, n, k])
+}
+
+/// A patch-grid token mask `[B, d, h, w]` on the grid of a stage `factor` times
+/// coarser, `[B, N]`: a coarse token is masked when the patches under it are (they all
+/// are or none is, since mask blocks are multiples of the coarse stride).
+fn coarse_mask(mask: Tensor<4>, factor: usize) -> Tensor<2> {
+    let [b, d, h, w] = mask.dims();
+    let (cd, ch, cw) = (d / factor, h / factor, w / factor);
+    mask.reshape([b * cd, factor, ch, factor, cw, factor])
+        .max_dim(1)
+        .max_dim(3)
+        .max_dim(5)
+        .reshape([b, cd * ch * cw])
+}
+
+impl Pretext for Smit {
+    /// The updated global and patch centres.
+    type Aux = [Tensor<1>; 2];
+
+    fn loss(&self, batch: &ViewBatch, context: &StepContext) -> Result<StepLoss<[Tensor<1>; 2]>> {
+        let device = self.mask_token.val().device();
+        let image = Tensor::cat(vec![view(batch, 0, &device)?, view(batch, 1, &device)?], 0);
+        let mask = Tensor::cat(
+            vec![
+                token_mask(batch, 0, &device)?,
+                token_mask(batch, 1, &device)?,
+            ],
+            0,
+        );
+        let [_, _, _, student3, student4] =
+            self.swin_vit
+                .forward_masked(image.clone(), mask.clone(), self.mask_token.val());
+        let [_, _, _, teacher3, _] = self.teacher_encoder.forward(image.clone());
+        let teacher3 = teacher3.detach();
+        let spread = embedding_spread(pooled(student3.clone()));
+        let teacher_temp = LinearWarmup {
+            start: self.warmup_teacher_temp,
+            end: self.teacher_temp,
+            warmup_epochs: self.warmup_teacher_temp_epochs,
+        }
+        .at(context.epoch);
+        let smit = SmitLoss {
+            patch_weight: self.patch_weight,
+            cls_weight: self.global_weight,
+            recon_weight: self.reconstruction_weight,
+            student_temp: self.student_temp,
+            teacher_temp_cls: teacher_temp,
+            teacher_temp_patch: teacher_temp,
+            center_momentum: self.center_momentum,
+        };
+        let out = smit.forward(
+            SmitBatch {
+                teacher_cls: self
+                    .teacher_global
+                    .forward(pooled(teacher3.clone()))
+                    .detach(),
+                student_cls: self.head_global.forward(pooled(student3.clone())),
+                teacher_patch: per_token(&self.teacher_patch, tokens(teacher3)).detach(),
+                student_patch: per_token(&self.head_patch, tokens(student3)),
+                token_mask: coarse_mask(mask.clone(), 8),
+                reconstruction: pixel_shuffle(self.decoder.forward(student4), self.stride),
+                image,
+                voxel_mask: voxel_mask(mask, self.patch),
+            },
+            self.center_global.val(),
+            self.center_patch.val(),
+        );
+        let mut monitors = vec![("teacher_temp", teacher_temp)];
+        monitors.extend(spread.map(|s| ("embedding_spread", s)));
+        Ok(StepLoss {
+            total: out.total,
+            components: vec![
+                ("patch", out.patch.mul_scalar(self.patch_weight)),
+                ("global", out.cls.mul_scalar(self.global_weight)),
+                (
+                    "reconstruction",
+                    out.recon.mul_scalar(self.reconstruction_weight),
+                ),
+            ],
+            monitors,
+            aux: [out.center_cls, out.center_patch],
+        })
+    }
+
+    /// EMA of the encoder and both heads; each centre becomes the mean of the batches'
+    /// updates.
+    fn after_step(self, aux: Vec<[Tensor<1>; 2]>, momentum: f64) -> Smit {
+        let mean = |which: usize, current: &Param<Tensor<1>>| {
+            if aux.is_empty() {
+                return current.val();
+            }
+            let n = current.val().dims()[0];
+            Tensor::stack::<2>(aux.iter().map(|a| a[which].clone()).collect(), 0)
+                .mean_dim(0)
+                .reshape([n])
+                .detach()
+        };
+        let (global, patch) = (mean(0, &self.center_global), mean(1, &self.center_patch));
+        Smit {
+            teacher_encoder: ema(self.teacher_encoder, &self.swin_vit, momentum),
+            teacher_global: ema(self.teacher_global, &self.head_global, momentum),
+            teacher_patch: ema(self.teacher_patch, &self.head_patch, momentum),
+            center_global: self.center_global.map(|_| global),
+            center_patch: self.center_patch.map(|_| patch),
+            ..self
+        }
+    }
+
+    fn encoder(&self) -> &SwinTransformer {
+        &self.swin_vit
+    }
+
+    fn has_teacher(&self) -> bool {
+        true
+    }
+
+    fn last_layer(&self) -> Vec<ParamId> {
+        let mut ids = self.head_global.last_layer();
+        ids.extend(self.head_patch.last_layer());
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn coarse_mask_marks_tokens_under_masked_blocks() {
+        let device = Device::flex();
+        // A 4×4×4 patch grid in 2×2×2 blocks; block (1, 0, 1) masked.
+        let values: Vec<f32> = (0..64)
+            .map(|i| {
+                let (d, h, w) = (i / 16, (i / 4) % 4, i % 4);
+                f32::from(u8::from(d >= 2 && h < 2 && w >= 2))
+            })
+            .collect();
+        let mask = Tensor::<4>::from_data(TensorData::new(values, [1, 4, 4, 4]), &device);
+        let coarse: Vec<f32> = coarse_mask(mask, 2).into_data().try_to_vec().unwrap();
+        let mut expected = vec![0.0; 8];
+        expected[4 + 1] = 1.0;
+        assert_eq!(coarse, expected);
+    }
+}
