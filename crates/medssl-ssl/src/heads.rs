@@ -99,6 +99,14 @@ impl DinoHead {
         normalize_rows(x).matmul(self.last_weight())
     }
 
+    /// The head applied to every token of `[B, N, in]`: `[B, N, out]`.
+    pub fn forward_tokens(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, c] = x.dims();
+        let out = self.forward(x.reshape([b * n, c]));
+        let k = out.dims()[1];
+        out.reshape([b, n, k])
+    }
+
     /// The effective last-layer weight `g · v / ‖v‖`, `[bottleneck, out]`, norms taken
     /// per output unit (PyTorch's `weight_norm(dim=0)` on the `[out, bottleneck]` weight).
     pub fn last_weight(&self) -> Tensor<2> {

@@ -54,6 +54,25 @@ pub fn pixel_shuffle(x: Tensor<5>, r: usize) -> Tensor<5> {
         .reshape([b, c, d * r, h * r, w * r])
 }
 
+/// A stage output `[B, C, d, h, w]` as token rows `[B, N, C]`.
+pub fn tokens(x: Tensor<5>) -> Tensor<3> {
+    let [b, c, d, h, w] = x.dims();
+    x.reshape([b, c, d * h * w]).swap_dims(1, 2)
+}
+
+/// A patch-grid token mask `[B, d, h, w]` on the grid of a stage `factor` times
+/// coarser, `[B, N]`: a coarse token is masked when the patches under it are (they all
+/// are or none is, since mask blocks are multiples of the coarse stride).
+pub fn coarse_mask(mask: Tensor<4>, factor: usize) -> Tensor<2> {
+    let [b, d, h, w] = mask.dims();
+    let (cd, ch, cw) = (d / factor, h / factor, w / factor);
+    mask.reshape([b * cd, factor, ch, factor, cw, factor])
+        .max_dim(1)
+        .max_dim(3)
+        .max_dim(5)
+        .reshape([b, cd * ch * cw])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +115,22 @@ mod tests {
         assert_eq!(at(3, 3, 3), 1.0, "token (1,1,1)");
         assert_eq!(at(2, 2, 0), 0.0, "token (1,1,0)");
         assert_eq!(m.iter().sum::<f32>(), 24.0);
+    }
+
+    #[test]
+    fn coarse_mask_marks_tokens_under_masked_blocks() {
+        let device = Device::flex();
+        // A 4×4×4 patch grid in 2×2×2 blocks; block (1, 0, 1) masked.
+        let values: Vec<f32> = (0..64)
+            .map(|i| {
+                let (d, h, w) = (i / 16, (i / 4) % 4, i % 4);
+                f32::from(u8::from(d >= 2 && h < 2 && w >= 2))
+            })
+            .collect();
+        let mask = Tensor::<4>::from_data(TensorData::new(values, [1, 4, 4, 4]), &device);
+        let coarse: Vec<f32> = coarse_mask(mask, 2).into_data().try_to_vec().unwrap();
+        let mut expected = vec![0.0; 8];
+        expected[4 + 1] = 1.0;
+        assert_eq!(coarse, expected);
     }
 }

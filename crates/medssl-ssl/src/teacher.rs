@@ -36,6 +36,25 @@ pub fn ema<M: Module>(teacher: M, student: &M, momentum: f64) -> M {
     teacher.map(&mut mapper)
 }
 
+/// The centre after a step: the mean of the updates its batches computed (each from
+/// the centre before the step), or `current` when there were none.
+pub fn mean_center(updates: Vec<Tensor<1>>, current: &Param<Tensor<1>>) -> Tensor<1> {
+    if updates.is_empty() {
+        return current.val();
+    }
+    let n = current.val().dims()[0];
+    Tensor::stack::<2>(updates, 0)
+        .mean_dim(0)
+        .reshape([n])
+        .detach()
+}
+
+/// Per-batch pairs of centre updates as two lists.
+pub fn split_updates(updates: Vec<[Tensor<1>; 2]>) -> [Vec<Tensor<1>>; 2] {
+    let (first, second) = updates.into_iter().map(|[a, b]| (a, b)).unzip();
+    [first, second]
+}
+
 /// Each float parameter's value, flattened, by module path.
 #[derive(Default)]
 struct Collect {

@@ -10,7 +10,7 @@ use medssl_data::synth::{Grid, Kind, case_name, generate};
 use medssl_io::nifti::{OutputType, write_volume};
 use medssl_model::weights::load_monai_safetensors;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
-use medssl_ssl::methods::{DinoMethod, SimMimMethod, SmitMethod};
+use medssl_ssl::methods::{DinoMethod, IbotMethod, SimMimMethod, SmitMethod};
 use medssl_ssl::{Method, Preset};
 use medssl_train::pretrain::{ENCODER_FILE, Pretrain, PretrainConfig};
 
@@ -160,4 +160,14 @@ fn smit_one_step_trains_and_exports_the_encoder() {
 #[test]
 fn smit_resumed_run_equals_uninterrupted_run() {
     resumed_run_equals_uninterrupted_run::<SmitMethod>();
+}
+
+#[test]
+fn ibot_one_step_trains_and_exports_the_encoder() {
+    one_step_trains_and_exports::<IbotMethod>();
+}
+
+#[test]
+fn ibot_resumed_run_equals_uninterrupted_run() {
+    resumed_run_equals_uninterrupted_run::<IbotMethod>();
 }

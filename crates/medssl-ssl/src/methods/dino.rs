@@ -20,7 +20,7 @@ use crate::inputs::view;
 use crate::losses::distillation::Distill;
 use crate::monitors::{embedding_spread, pooled};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
-use crate::teacher::{ema, frozen_copy};
+use crate::teacher::{ema, frozen_copy, mean_center};
 use crate::temperature::LinearWarmup;
 
 /// DINO's settings.
@@ -279,18 +279,11 @@ impl Pretext for Dino {
 
     /// EMA of encoder and head; the centre becomes the mean of the batches' updates.
     fn after_step(self, aux: Vec<Tensor<1>>, momentum: f64) -> Dino {
-        let n = aux.len();
-        let center = if n == 0 {
-            self.center.val()
-        } else {
-            Tensor::stack::<2>(aux, 0)
-                .mean_dim(0)
-                .reshape([self.center.val().dims()[0]])
-        };
+        let center = mean_center(aux, &self.center);
         Dino {
             teacher_encoder: ema(self.teacher_encoder, &self.swin_vit, momentum),
             teacher_head: ema(self.teacher_head, &self.head, momentum),
-            center: self.center.map(|_| center.detach()),
+            center: self.center.map(|_| center),
             ..self
         }
     }

@@ -1,17 +1,24 @@
 //! The pretraining methods, one file each, and the list `medssl methods` prints.
 
 pub mod dino;
+pub mod ibot;
 pub mod simmim;
 pub mod smit;
 
 pub use dino::{Dino, DinoMethod, DinoSettings};
+pub use ibot::{Ibot, IbotMethod, IbotSettings};
 pub use simmim::{SimMim, SimMimMethod, SimMimSettings};
 pub use smit::{Smit, SmitMethod, SmitSettings};
 
 use crate::pretext::{Method, MethodInfo};
 
 /// Every method, in the order of the study's tables.
-pub const METHODS: [MethodInfo; 3] = [SimMimMethod::INFO, SmitMethod::INFO, DinoMethod::INFO];
+pub const METHODS: [MethodInfo; 4] = [
+    SimMimMethod::INFO,
+    SmitMethod::INFO,
+    DinoMethod::INFO,
+    IbotMethod::INFO,
+];
 
 /// Something to do with a method chosen by name at run time (the command line's
 /// `--method`): [`visit`] calls `visit::<M>()` with the method's type.
@@ -28,6 +35,7 @@ pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, Stri
         "simmim" => Ok(visitor.visit::<SimMimMethod>()),
         "smit" => Ok(visitor.visit::<SmitMethod>()),
         "dino" => Ok(visitor.visit::<DinoMethod>()),
+        "ibot" => Ok(visitor.visit::<IbotMethod>()),
         other => Err(find(other).err().unwrap_or_else(|| {
             format!("method `{other}` is listed but cannot be run by this build")
         })),

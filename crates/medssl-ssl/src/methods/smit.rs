@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SslError};
 use crate::heads::{DinoHead, DinoHeadConfig};
-use crate::inputs::{pixel_shuffle, token_mask, view, voxel_mask};
+use crate::inputs::{coarse_mask, pixel_shuffle, token_mask, tokens, view, voxel_mask};
 use crate::losses::smit::{SmitBatch, SmitLoss};
 use crate::monitors::{embedding_spread, pooled};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
-use crate::teacher::{ema, frozen_copy};
+use crate::teacher::{ema, frozen_copy, mean_center, split_updates};
 use crate::temperature::LinearWarmup;
 
 /// SMIT's settings.
@@ -253,33 +253,6 @@ impl Method for SmitMethod {
     }
 }
 
-/// Stage-3 tokens `[B, C, d, h, w]` as rows `[B, N, C]`.
-fn tokens(x: Tensor<5>) -> Tensor<3> {
-    let [b, c, d, h, w] = x.dims();
-    x.reshape([b, c, d * h * w]).swap_dims(1, 2)
-}
-
-/// A head applied to every token of `[B, N, C]`.
-fn per_token(head: &DinoHead, x: Tensor<3>) -> Tensor<3> {
-    let [b, n, c] = x.dims();
-    let out = head.forward(x.reshape([b * n, c]));
-    let k = out.dims()[1];
-    out.reshape([b, n, k])
-}
-
-/// A patch-grid token mask `[B, d, h, w]` on the grid of a stage `factor` times
-/// coarser, `[B, N]`: a coarse token is masked when the patches under it are (they all
-/// are or none is, since mask blocks are multiples of the coarse stride).
-fn coarse_mask(mask: Tensor<4>, factor: usize) -> Tensor<2> {
-    let [b, d, h, w] = mask.dims();
-    let (cd, ch, cw) = (d / factor, h / factor, w / factor);
-    mask.reshape([b * cd, factor, ch, factor, cw, factor])
-        .max_dim(1)
-        .max_dim(3)
-        .max_dim(5)
-        .reshape([b, cd * ch * cw])
-}
-
 impl Pretext for Smit {
     /// The updated global and patch centres.
     type Aux = [Tensor<1>; 2];
@@ -322,8 +295,8 @@ impl Pretext for Smit {
                     .forward(pooled(teacher3.clone()))
                     .detach(),
                 student_cls: self.head_global.forward(pooled(student3.clone())),
-                teacher_patch: per_token(&self.teacher_patch, tokens(teacher3)).detach(),
-                student_patch: per_token(&self.head_patch, tokens(student3)),
+                teacher_patch: self.teacher_patch.forward_tokens(tokens(teacher3)).detach(),
+                student_patch: self.head_patch.forward_tokens(tokens(student3)),
                 token_mask: coarse_mask(mask.clone(), 8),
                 reconstruction: pixel_shuffle(self.decoder.forward(student4), self.stride),
                 image,
@@ -352,17 +325,9 @@ impl Pretext for Smit {
     /// EMA of the encoder and both heads; each centre becomes the mean of the batches'
     /// updates.
     fn after_step(self, aux: Vec<[Tensor<1>; 2]>, momentum: f64) -> Smit {
-        let mean = |which: usize, current: &Param<Tensor<1>>| {
-            if aux.is_empty() {
-                return current.val();
-            }
-            let n = current.val().dims()[0];
-            Tensor::stack::<2>(aux.iter().map(|a| a[which].clone()).collect(), 0)
-                .mean_dim(0)
-                .reshape([n])
-                .detach()
-        };
-        let (global, patch) = (mean(0, &self.center_global), mean(1, &self.center_patch));
+        let [global_updates, patch_updates] = split_updates(aux);
+        let global = mean_center(global_updates, &self.center_global);
+        let patch = mean_center(patch_updates, &self.center_patch);
         Smit {
             teacher_encoder: ema(self.teacher_encoder, &self.swin_vit, momentum),
             teacher_global: ema(self.teacher_global, &self.head_global, momentum),
@@ -385,28 +350,5 @@ impl Pretext for Smit {
         let mut ids = self.head_global.last_layer();
         ids.extend(self.head_patch.last_layer());
         ids
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::tensor::TensorData;
-
-    #[test]
-    fn coarse_mask_marks_tokens_under_masked_blocks() {
-        let device = Device::flex();
-        // A 4×4×4 patch grid in 2×2×2 blocks; block (1, 0, 1) masked.
-        let values: Vec<f32> = (0..64)
-            .map(|i| {
-                let (d, h, w) = (i / 16, (i / 4) % 4, i % 4);
-                f32::from(u8::from(d >= 2 && h < 2 && w >= 2))
-            })
-            .collect();
-        let mask = Tensor::<4>::from_data(TensorData::new(values, [1, 4, 4, 4]), &device);
-        let coarse: Vec<f32> = coarse_mask(mask, 2).into_data().try_to_vec().unwrap();
-        let mut expected = vec![0.0; 8];
-        expected[4 + 1] = 1.0;
-        assert_eq!(coarse, expected);
     }
 }
