@@ -1,8 +1,10 @@
-//! Projection heads of the self-distillation methods (DINO, iBOT, SMIT).
+//! Projection heads: DINO's (DINO, iBOT, SMIT) and the MLPs of the contrastive methods
+//! (SimCLR, MoCo v3).
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::losses::normalize_rows;
@@ -132,6 +134,102 @@ impl DinoHead {
     }
 }
 
+/// An MLP of `dims.len() - 1` linear layers with ReLU between them, each hidden layer
+/// followed by batch normalisation when `batch_norm` (MoCo v3's projector and predictor;
+/// SimCLR's projector has none), and the output too when `output_norm` (MoCo v3's
+/// projector ends in a batch norm without affine parameters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpConfig {
+    pub dims: Vec<usize>,
+    pub batch_norm: bool,
+    pub output_norm: bool,
+}
+
+impl MlpConfig {
+    /// Builds the MLP with PyTorch's default `Linear` initialisation; a linear layer
+    /// followed by a batch norm has no bias (as MoCo v3's).
+    pub fn init(&self, device: &Device) -> Mlp {
+        let n = self.dims.len().saturating_sub(1);
+        let normed = |i: usize| {
+            if i + 1 < n {
+                self.batch_norm
+            } else {
+                self.output_norm
+            }
+        };
+        let layers = (0..n)
+            .map(|i| {
+                LinearConfig::new(self.dims[i], self.dims[i + 1])
+                    .with_bias(!normed(i))
+                    .init(device)
+            })
+            .collect();
+        let norms = (0..n)
+            .map(|i| normed(i).then(|| BatchStatNorm::new(self.dims[i + 1], i + 1 < n, device)))
+            .collect();
+        Mlp { layers, norms }
+    }
+}
+
+/// See [`MlpConfig`].
+#[derive(Module, Debug)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+    /// The norm after each layer, if any.
+    norms: Vec<Option<BatchStatNorm>>,
+}
+
+impl Mlp {
+    /// `[N, in]` to `[N, out]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let last = self.layers.len() - 1;
+        let mut x = x;
+        for (i, (layer, norm)) in self.layers.iter().zip(&self.norms).enumerate() {
+            x = layer.forward(x);
+            if let Some(norm) = norm {
+                x = norm.forward(x);
+            }
+            if i < last {
+                x = relu(x);
+            }
+        }
+        x
+    }
+}
+
+/// Batch normalisation of `[N, C]` with the batch's own statistics (biased variance,
+/// ε = 1e-5), as PyTorch's `BatchNorm1d` computes in training mode. A pretraining head
+/// only ever runs in training mode, so no running statistics are kept: a module clone
+/// (the EMA teacher) would share them, and they never reach the exported encoder.
+#[derive(Module, Debug)]
+pub struct BatchStatNorm {
+    gamma: Option<Param<Tensor<1>>>,
+    beta: Option<Param<Tensor<1>>>,
+}
+
+impl BatchStatNorm {
+    /// A norm of `channels` features, with learned scale and shift when `affine`.
+    pub fn new(channels: usize, affine: bool, device: &Device) -> BatchStatNorm {
+        BatchStatNorm {
+            gamma: affine.then(|| Param::from_tensor(Tensor::ones([channels], device))),
+            beta: affine.then(|| Param::from_tensor(Tensor::zeros([channels], device))),
+        }
+    }
+
+    /// `(x − mean) / √(var + ε) · γ + β`, statistics over the batch.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let (var, mean) = x.clone().var_mean_bias(0);
+        let mut y = (x - mean) / var.add_scalar(1e-5).sqrt();
+        if let Some(gamma) = &self.gamma {
+            y = y * gamma.val().unsqueeze_dim(0);
+        }
+        if let Some(beta) = &self.beta {
+            y = y + beta.val().unsqueeze_dim(0);
+        }
+        y
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +334,20 @@ mod tests {
             sum += term / (2 * n + 1) as f64;
         }
         2.0 / std::f64::consts::PI.sqrt() * sum
+    }
+
+    /// PyTorch's `BatchNorm1d` in training mode on a hand-checked batch.
+    #[test]
+    fn batch_norm_uses_the_batch_statistics() {
+        let device = Device::flex();
+        let x = Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(vec![1.0f32, 2.0, 3.0, 6.0], [2, 2]),
+            &device,
+        );
+        let y = floats(BatchStatNorm::new(2, true, &device).forward(x));
+        let (a, b) = (1.0 / (1.0f32 + 1e-5).sqrt(), 2.0 / (4.0f32 + 1e-5).sqrt());
+        for (got, want) in y.iter().zip([-a, -b, a, b]) {
+            assert!((got - want).abs() < 1e-6, "{y:?}");
+        }
     }
 }

@@ -10,7 +10,9 @@ use medssl_data::synth::{Grid, Kind, case_name, generate};
 use medssl_io::nifti::{OutputType, write_volume};
 use medssl_model::weights::load_monai_safetensors;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
-use medssl_ssl::methods::{DinoMethod, IbotMethod, SimMimMethod, SmitMethod};
+use medssl_ssl::methods::{
+    DinoMethod, IbotMethod, MocoV3Method, SimClrMethod, SimMimMethod, SmitMethod,
+};
 use medssl_ssl::{Method, Preset};
 use medssl_train::pretrain::{ENCODER_FILE, Pretrain, PretrainConfig};
 
@@ -170,4 +172,24 @@ fn ibot_one_step_trains_and_exports_the_encoder() {
 #[test]
 fn ibot_resumed_run_equals_uninterrupted_run() {
     resumed_run_equals_uninterrupted_run::<IbotMethod>();
+}
+
+#[test]
+fn simclr_one_step_trains_and_exports_the_encoder() {
+    one_step_trains_and_exports::<SimClrMethod>();
+}
+
+#[test]
+fn simclr_resumed_run_equals_uninterrupted_run() {
+    resumed_run_equals_uninterrupted_run::<SimClrMethod>();
+}
+
+#[test]
+fn mocov3_one_step_trains_and_exports_the_encoder() {
+    one_step_trains_and_exports::<MocoV3Method>();
+}
+
+#[test]
+fn mocov3_resumed_run_equals_uninterrupted_run() {
+    resumed_run_equals_uninterrupted_run::<MocoV3Method>();
 }

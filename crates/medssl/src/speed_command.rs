@@ -50,7 +50,19 @@ pub fn parse_device(name: &str) -> Result<Device> {
                 .and_then(|s| s.strip_prefix(':'))
                 .map_or(Ok(0), str::parse::<usize>)
                 .map_err(|_| anyhow!("bad device {cuda}: use cuda or cuda:N"))?;
-            Ok(Device::cuda(index))
+            let device = Device::cuda(index);
+            // CubeCL panics (in its server thread) when no GPU, driver or NVRTC is there;
+            // a one-element round trip turns that into an error here.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Tensor::<1>::zeros([1], &device).into_data();
+            }))
+            .map_err(|_| {
+                anyhow!(
+                    "{cuda}: no usable CUDA device (needs an NVIDIA GPU, its driver and NVRTC; \
+                     see the error above)"
+                )
+            })?;
+            Ok(device)
         }
         other => bail!(
             "unknown device {other}: use cpu{}",

@@ -2,18 +2,24 @@
 
 pub mod dino;
 pub mod ibot;
+pub mod mocov3;
+pub mod simclr;
 pub mod simmim;
 pub mod smit;
 
 pub use dino::{Dino, DinoMethod, DinoSettings};
 pub use ibot::{Ibot, IbotMethod, IbotSettings};
+pub use mocov3::{MocoV3, MocoV3Method, MocoV3Settings};
+pub use simclr::{SimClr, SimClrMethod, SimClrSettings};
 pub use simmim::{SimMim, SimMimMethod, SimMimSettings};
 pub use smit::{Smit, SmitMethod, SmitSettings};
 
 use crate::pretext::{Method, MethodInfo};
 
 /// Every method, in the order of the study's tables.
-pub const METHODS: [MethodInfo; 4] = [
+pub const METHODS: [MethodInfo; 6] = [
+    SimClrMethod::INFO,
+    MocoV3Method::INFO,
     SimMimMethod::INFO,
     SmitMethod::INFO,
     DinoMethod::INFO,
@@ -32,6 +38,8 @@ pub trait MethodVisitor {
 /// Runs `visitor` with the method called `name`, or says which names exist.
 pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, String> {
     match name {
+        "simclr" => Ok(visitor.visit::<SimClrMethod>()),
+        "mocov3" => Ok(visitor.visit::<MocoV3Method>()),
         "simmim" => Ok(visitor.visit::<SimMimMethod>()),
         "smit" => Ok(visitor.visit::<SmitMethod>()),
         "dino" => Ok(visitor.visit::<DinoMethod>()),

@@ -60,3 +60,49 @@ impl ModuleMapper for Decay<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+
+    #[derive(Module, Debug)]
+    struct Net {
+        trained: Linear,
+        frozen: Linear,
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec().unwrap()
+    }
+
+    /// Weights with a gradient shrink by `1 − lr·wd`; their biases, and a module that got
+    /// no gradient (a frozen teacher), keep their values.
+    #[test]
+    fn only_weights_with_gradients_decay() {
+        let device = Device::flex().autodiff();
+        let net = Net {
+            trained: LinearConfig::new(3, 2).init(&device),
+            frozen: LinearConfig::new(3, 2).init(&device).no_grad(),
+        };
+        let x = Tensor::<2>::ones([1, 3], &device);
+        let loss = (net.trained.forward(x.clone()) + net.frozen.forward(x)).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let decayed = apply(net.clone(), &grads, 0.1, 0.5);
+        let factor = 1.0 - 0.1 * 0.5;
+        for (before, after) in values(net.trained.weight.val())
+            .iter()
+            .zip(values(decayed.trained.weight.val()))
+        {
+            assert!((after - before * factor).abs() < 1e-7, "{before} {after}");
+        }
+        let bias = |n: &Net| values(n.trained.bias.as_ref().unwrap().val());
+        assert_eq!(bias(&decayed), bias(&net));
+        assert_eq!(
+            values(decayed.frozen.weight.val()),
+            values(net.frozen.weight.val())
+        );
+        assert!(decayed.trained.weight.val().is_require_grad());
+    }
+}
