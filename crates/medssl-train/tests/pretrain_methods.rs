@@ -11,7 +11,7 @@ use medssl_io::nifti::{OutputType, write_volume};
 use medssl_model::weights::load_monai_safetensors;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use medssl_ssl::methods::{
-    DinoMethod, IbotMethod, MocoV3Method, SimClrMethod, SimMimMethod, SmitMethod,
+    DinoMethod, IbotMethod, MocoV3Method, RotNetMethod, SimClrMethod, SimMimMethod, SmitMethod,
 };
 use medssl_ssl::{Method, Preset};
 use medssl_train::pretrain::{ENCODER_FILE, Pretrain, PretrainConfig};
@@ -192,4 +192,14 @@ fn mocov3_one_step_trains_and_exports_the_encoder() {
 #[test]
 fn mocov3_resumed_run_equals_uninterrupted_run() {
     resumed_run_equals_uninterrupted_run::<MocoV3Method>();
+}
+
+#[test]
+fn rotnet_one_step_trains_and_exports_the_encoder() {
+    one_step_trains_and_exports::<RotNetMethod>();
+}
+
+#[test]
+fn rotnet_resumed_run_equals_uninterrupted_run() {
+    resumed_run_equals_uninterrupted_run::<RotNetMethod>();
 }

@@ -57,7 +57,7 @@ fn methods_and_config_show_list_every_method_and_setting() {
     let out = medssl(&["config", "show", "--method", "simclrr"]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("known methods: simclr, mocov3, simmim"),
+        stderr(&out).contains("known methods: simclr, mocov3, rotnet, simmim"),
         "{}",
         stderr(&out)
     );

@@ -5,7 +5,7 @@
 use ndarray::{Array3, Array4, Array5, Axis};
 use rand::RngExt;
 
-use super::{MultiCrop, NestedCrops, RandomCrops, View};
+use super::{MultiCrop, NestedCrops, RandomCrops, RotationSet, View};
 use crate::error::{DataError, Result};
 use crate::loader::CaseWork;
 use crate::masks::{MaskGrid, MaskRatio};
@@ -48,6 +48,9 @@ pub struct ViewPlan {
     pub local_augment: Pipeline,
     /// Token masks, if the method masks.
     pub masks: Option<MaskPlan>,
+    /// Rotate every view by a rotation drawn from this set (rotation prediction); the
+    /// labels come with the views.
+    pub rotations: Option<RotationSet>,
 }
 
 /// The views of one volume: images `[C, D, H, W]`, and the token masks `[D/p, H/p, W/p]`
@@ -60,6 +63,8 @@ pub struct ViewSet {
     pub views: Vec<Array4<f32>>,
     /// Token masks of the first `masks.len()` views (`true` = masked).
     pub masks: Vec<Array3<bool>>,
+    /// The rotation label of each view (empty without rotations).
+    pub labels: Vec<usize>,
 }
 
 /// The view sets of a batch, stacked view by view: `views[v]` is `[B, C, D, H, W]` and
@@ -72,15 +77,19 @@ pub struct ViewBatch {
     pub views: Vec<Array5<f32>>,
     /// One stacked mask per masked view index.
     pub masks: Vec<Array4<bool>>,
+    /// `labels[v][b]`: the rotation label of view `v` of volume `b` (empty without
+    /// rotations).
+    pub labels: Vec<Vec<usize>>,
 }
 
-/// Stream role of the mask draws, apart from the crop streams.
+/// Stream roles of the mask and rotation draws, apart from the crop streams.
 const ROLE_MASK: u64 = 5;
+const ROLE_ROTATION: u64 = 6;
 
 impl ViewPlan {
     /// The views of `sample` and their masks.
     pub fn views(&self, sample: &Sample, rng: &mut Rng) -> Result<ViewSet> {
-        let views: Vec<View> = match &self.crops {
+        let mut views: Vec<View> = match &self.crops {
             Crops::Random(crops) => crops.generate(sample, &self.augment, rng)?,
             Crops::Multi(crops) => {
                 let set = crops.generate(sample, &self.augment, &self.local_augment, rng)?;
@@ -88,6 +97,16 @@ impl ViewPlan {
             }
             Crops::Nested(crops) => crops.generate(sample, &self.augment, rng)?.views,
         };
+        let mut labels = Vec::new();
+        if let Some(set) = self.rotations {
+            let key: u64 = rng.random();
+            for (v, view) in views.iter_mut().enumerate() {
+                let mut rng = rng::stream(key, &[ROLE_ROTATION, v as u64]);
+                let (rotated, label) = set.random(&view.sample.image, &mut rng);
+                view.sample.image = rotated;
+                labels.push(label);
+            }
+        }
         let masks = match &self.masks {
             None => Vec::new(),
             Some(plan) => {
@@ -121,6 +140,7 @@ impl ViewPlan {
                 .map(|v| v.sample.image.into_data())
                 .collect(),
             masks,
+            labels,
         })
     }
 }
@@ -140,6 +160,7 @@ impl CaseWork for ViewPlan {
         for set in &sets[1..] {
             let same_shapes = set.views.len() == first.views.len()
                 && set.masks.len() == first.masks.len()
+                && set.labels.len() == first.labels.len()
                 && set
                     .views
                     .iter()
@@ -162,10 +183,14 @@ impl CaseWork for ViewPlan {
         let masks = (0..first.masks.len())
             .map(|v| stack(sets.iter().map(|s| s.masks[v].view())))
             .collect::<Result<Vec<Array4<bool>>>>()?;
+        let labels = (0..first.labels.len())
+            .map(|v| sets.iter().map(|s| s.labels[v]).collect())
+            .collect();
         Ok(ViewBatch {
             ids: sets.iter().map(|s| s.id.clone()).collect(),
             views,
             masks,
+            labels,
         })
     }
 }
@@ -177,4 +202,51 @@ fn stack<'a, A: Clone + 'a, D: ndarray::Dimension + 'a>(
     let views: Vec<_> = arrays.collect();
     ndarray::stack(Axis(0), &views)
         .map_err(|e| DataError::Config(format!("cannot stack a batch of views: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medssl_io::Volume;
+    use medssl_io::nalgebra::Matrix4;
+    use ndarray::Array4;
+
+    /// A whole-volume crop, rotated: the view is the rotated volume and the label says
+    /// by which rotation; a batch carries the labels view by view.
+    #[test]
+    fn rotated_views_carry_their_labels() {
+        let image = Array4::from_shape_fn((1, 8, 8, 8), |(_, i, j, k)| (i * 64 + j * 8 + k) as f32);
+        let sample = Sample::unlabelled("case", Volume::new(image, Matrix4::identity()));
+        let plan = ViewPlan {
+            crops: Crops::Random(RandomCrops {
+                count: 1,
+                size: [8; 3],
+                fill: 0.0,
+            }),
+            augment: Pipeline::default(),
+            local_augment: Pipeline::default(),
+            masks: None,
+            rotations: Some(RotationSet::AxisPlanes),
+        };
+        let mut sets = Vec::new();
+        for seed in 0..6 {
+            let set = plan.views(&sample, &mut rng::stream(seed, &[])).unwrap();
+            assert_eq!(set.labels.len(), 1);
+            let expected = RotationSet::AxisPlanes
+                .rotate(&sample.image, set.labels[0])
+                .unwrap();
+            assert_eq!(&set.views[0], expected.data());
+            sets.push(set);
+        }
+        assert!(
+            sets.iter().any(|s| s.labels[0] != sets[0].labels[0]),
+            "labels vary with the stream"
+        );
+        let batch = plan.stack(&sets).unwrap();
+        assert_eq!(
+            batch.labels,
+            vec![sets.iter().map(|s| s.labels[0]).collect::<Vec<_>>()]
+        );
+        assert_eq!(batch.views[0].shape(), &[6, 1, 8, 8, 8]);
+    }
 }

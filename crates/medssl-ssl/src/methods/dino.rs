@@ -187,6 +187,7 @@ impl Method for DinoMethod {
             augment,
             local_augment,
             masks: None,
+            rotations: None,
         })
     }
 

@@ -236,6 +236,7 @@ impl Method for IbotMethod {
                 patch_size: encoder.patch_size,
                 block_size: settings.block_size,
             }),
+            rotations: None,
         })
     }
 

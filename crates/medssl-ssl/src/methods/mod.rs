@@ -3,6 +3,7 @@
 pub mod dino;
 pub mod ibot;
 pub mod mocov3;
+pub mod rotnet;
 pub mod simclr;
 pub mod simmim;
 pub mod smit;
@@ -10,6 +11,7 @@ pub mod smit;
 pub use dino::{Dino, DinoMethod, DinoSettings};
 pub use ibot::{Ibot, IbotMethod, IbotSettings};
 pub use mocov3::{MocoV3, MocoV3Method, MocoV3Settings};
+pub use rotnet::{RotNet, RotNetMethod, RotNetSettings};
 pub use simclr::{SimClr, SimClrMethod, SimClrSettings};
 pub use simmim::{SimMim, SimMimMethod, SimMimSettings};
 pub use smit::{Smit, SmitMethod, SmitSettings};
@@ -17,9 +19,10 @@ pub use smit::{Smit, SmitMethod, SmitSettings};
 use crate::pretext::{Method, MethodInfo};
 
 /// Every method, in the order of the study's tables.
-pub const METHODS: [MethodInfo; 6] = [
+pub const METHODS: [MethodInfo; 7] = [
     SimClrMethod::INFO,
     MocoV3Method::INFO,
+    RotNetMethod::INFO,
     SimMimMethod::INFO,
     SmitMethod::INFO,
     DinoMethod::INFO,
@@ -40,6 +43,7 @@ pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, Stri
     match name {
         "simclr" => Ok(visitor.visit::<SimClrMethod>()),
         "mocov3" => Ok(visitor.visit::<MocoV3Method>()),
+        "rotnet" => Ok(visitor.visit::<RotNetMethod>()),
         "simmim" => Ok(visitor.visit::<SimMimMethod>()),
         "smit" => Ok(visitor.visit::<SmitMethod>()),
         "dino" => Ok(visitor.visit::<DinoMethod>()),

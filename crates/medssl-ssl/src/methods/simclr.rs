@@ -129,6 +129,7 @@ pub(super) fn two_crops(crop: [usize; 3], augment: Pipeline, local_augment: Pipe
         augment,
         local_augment,
         masks: None,
+        rotations: None,
     }
 }
 

@@ -105,6 +105,7 @@ impl Method for SimMimMethod {
                 patch_size: encoder.patch_size,
                 block_size: settings.block_size,
             }),
+            rotations: None,
         })
     }
 

@@ -200,6 +200,7 @@ impl Method for SmitMethod {
                 patch_size: encoder.patch_size,
                 block_size: settings.block_size,
             }),
+            rotations: None,
         })
     }
 

@@ -1,0 +1,171 @@
+//! RotNet (Gidaris et al., ICLR 2018; in 3-D as Taleb et al., NeurIPS 2020): a crop
+//! rotated by one of a fixed set of quarter-turn rotations; a linear classifier on the
+//! pooled last-stage output says which. The sets (see `medssl_data::views::RotationSet`):
+//! `axis-planes`, the identity and 90/180/270° about each axis (10 classes, Taleb et
+//! al.), and `tang`, 0/90/180/270° in one plane (4 classes, as SwinUNETR's pretraining).
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use medssl_data::Pipeline;
+use medssl_data::views::{Crops, RandomCrops, RotationSet, ViewBatch, ViewPlan};
+use medssl_model::SwinUnetrConfig;
+use medssl_model::swin::SwinTransformer;
+use serde::{Deserialize, Serialize};
+
+use super::simclr::global_token;
+use crate::error::{Result, SslError};
+use crate::losses::cross_entropy;
+use crate::monitors::embedding_spread;
+use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
+
+/// The rotation sets by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rotations {
+    /// 10 classes: identity and three quarter turns about each axis.
+    AxisPlanes,
+    /// 4 classes: quarter turns in the (J, K) plane.
+    Tang,
+}
+
+impl Rotations {
+    fn set(self) -> RotationSet {
+        match self {
+            Rotations::AxisPlanes => RotationSet::AxisPlanes,
+            Rotations::Tang => RotationSet::Tang,
+        }
+    }
+}
+
+/// RotNet's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotNetSettings {
+    /// Which rotations are classified.
+    pub rotations: Rotations,
+}
+
+/// The RotNet method.
+pub struct RotNetMethod;
+
+/// RotNet's network: the encoder and the linear classifier.
+#[derive(Module, Debug)]
+pub struct RotNet {
+    pub swin_vit: SwinTransformer,
+    pub classifier: Linear,
+}
+
+impl Method for RotNetMethod {
+    type Net = RotNet;
+    type Settings = RotNetSettings;
+
+    const INFO: MethodInfo = MethodInfo {
+        name: "rotnet",
+        family: Family::Rotation,
+        description: "classify which of 10 quarter-turn 3-D rotations was applied to a crop \
+                      (Gidaris et al. 2018, Taleb et al. 2020)",
+    };
+
+    fn settings(_preset: Preset) -> RotNetSettings {
+        RotNetSettings {
+            rotations: Rotations::AxisPlanes,
+        }
+    }
+
+    fn recipe(_preset: Preset) -> Recipe {
+        Recipe::adamw(3e-4)
+    }
+
+    /// A rotation must keep the crop's shape (quarter turns swap two axes).
+    fn check(
+        _settings: &RotNetSettings,
+        _encoder: &SwinUnetrConfig,
+        crop: [usize; 3],
+    ) -> Result<()> {
+        if crop[0] != crop[1] || crop[1] != crop[2] {
+            return Err(SslError::Invalid(format!(
+                "encoder.crop {crop:?} must be a cube: a quarter turn swaps two axes"
+            )));
+        }
+        Ok(())
+    }
+
+    fn view_plan(
+        settings: &RotNetSettings,
+        _encoder: &SwinUnetrConfig,
+        crop: [usize; 3],
+        augment: Pipeline,
+        local_augment: Pipeline,
+    ) -> Result<ViewPlan> {
+        Ok(ViewPlan {
+            crops: Crops::Random(RandomCrops {
+                count: 1,
+                size: crop,
+                fill: 0.0,
+            }),
+            augment,
+            local_augment,
+            masks: None,
+            rotations: Some(settings.rotations.set()),
+        })
+    }
+
+    fn build(settings: &RotNetSettings, encoder: &SwinUnetrConfig, device: &Device) -> RotNet {
+        let classes = settings.rotations.set().targets().len();
+        RotNet {
+            swin_vit: SwinTransformer::new(encoder, device),
+            classifier: LinearConfig::new(encoder.feature_size << 4, classes).init(device),
+        }
+    }
+}
+
+/// The rotation labels of view `v`, `[B]`, on `device`.
+pub(super) fn rotation_labels(
+    batch: &ViewBatch,
+    v: usize,
+    device: &Device,
+) -> Result<Tensor<1, Int>> {
+    let labels = batch.labels.get(v).ok_or_else(|| {
+        SslError::Invalid(format!("the batch has no rotation labels for view {v}"))
+    })?;
+    let values: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    Ok(Tensor::from_data(
+        TensorData::new(values, [labels.len()]),
+        device,
+    ))
+}
+
+impl Pretext for RotNet {
+    type Aux = ();
+
+    fn loss(&self, batch: &ViewBatch, _context: &StepContext) -> Result<StepLoss<()>> {
+        let device = self.classifier.weight.val().device();
+        let token = global_token(&self.swin_vit, batch, 0, &device)?;
+        let spread = embedding_spread(token.clone());
+        let logits = self.classifier.forward(token);
+        let accuracy = {
+            let predicted = logits.clone().argmax(1).reshape([batch.ids.len()]);
+            let labels = rotation_labels(batch, 0, &device)?;
+            let hits = predicted.equal(labels).int().sum().into_scalar::<i64>();
+            hits as f64 / batch.ids.len() as f64
+        };
+        let loss = cross_entropy(logits, rotation_labels(batch, 0, &device)?);
+        let mut monitors = vec![("accuracy", accuracy)];
+        monitors.extend(spread.map(|s| ("embedding_spread", s)));
+        Ok(StepLoss {
+            total: loss.clone(),
+            components: vec![("rotation", loss)],
+            monitors,
+            aux: (),
+        })
+    }
+
+    fn after_step(self, _aux: Vec<()>, _momentum: f64) -> RotNet {
+        self
+    }
+
+    fn encoder(&self) -> &SwinTransformer {
+        &self.swin_vit
+    }
+}
