@@ -14,14 +14,14 @@ use medssl_model::SwinUnetrConfig;
 use medssl_model::swin::SwinTransformer;
 use serde::{Deserialize, Serialize};
 
+use super::checks;
 use crate::error::{Result, SslError};
 use crate::heads::{DinoHead, DinoHeadConfig};
 use crate::inputs::view;
-use crate::losses::distillation::Distill;
 use crate::monitors::{embedding_spread, pooled};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
 use crate::teacher::{ema, frozen_copy, mean_center};
-use crate::temperature::LinearWarmup;
+use crate::temperature::Sharpening;
 
 /// DINO's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,16 +41,8 @@ pub struct DinoSettings {
     pub local_crops: usize,
     /// Side of a local crop in voxels (a multiple of 32, below the global crop).
     pub local_size: [usize; 3],
-    /// Student softmax temperature.
-    pub student_temp: f64,
-    /// Teacher temperature after warm-up.
-    pub teacher_temp: f64,
-    /// Teacher temperature at the first epoch.
-    pub warmup_teacher_temp: f64,
-    /// Epochs of linear teacher-temperature warm-up.
-    pub warmup_teacher_temp_epochs: u64,
-    /// Momentum of the centre of the teacher outputs.
-    pub center_momentum: f64,
+    /// Temperatures and centring.
+    pub sharpening: Sharpening,
 }
 
 /// The DINO method.
@@ -70,11 +62,8 @@ pub struct Dino {
     /// The centre of the teacher outputs, `[out_dim]` (no gradients).
     pub center: Param<Tensor<1>>,
     global_crops: usize,
-    student_temp: f64,
-    teacher_temp: f64,
-    warmup_teacher_temp: f64,
-    warmup_teacher_temp_epochs: u64,
-    center_momentum: f64,
+    #[module(skip)]
+    sharpening: Sharpening,
 }
 
 impl Method for DinoMethod {
@@ -103,11 +92,7 @@ impl Method for DinoMethod {
             global_crops: 2,
             local_crops: if tiny { 0 } else { 4 },
             local_size: [if tiny { 32 } else { 64 }; 3],
-            student_temp: 0.1,
-            teacher_temp: 0.07,
-            warmup_teacher_temp: 0.04,
-            warmup_teacher_temp_epochs: if tiny { 5 } else { 30 },
-            center_momentum: 0.9,
+            sharpening: Sharpening::recipe(if tiny { 5 } else { 30 }),
         }
     }
 
@@ -136,36 +121,13 @@ impl Method for DinoMethod {
         if settings.global_crops == 0 {
             return bad("global_crops must be at least 1".into());
         }
-        if settings.local_crops > 0
-            && (0..3).any(|a| {
-                let side = settings.local_size[a];
-                side == 0 || side % 32 != 0 || side > crop[a]
-            })
-        {
-            return bad(format!(
-                "local_size {:?} must be multiples of 32 no larger than the crop {crop:?}",
-                settings.local_size
-            ));
-        }
-        for (name, value) in [
-            ("student_temp", settings.student_temp),
-            ("teacher_temp", settings.teacher_temp),
-            ("warmup_teacher_temp", settings.warmup_teacher_temp),
-        ] {
-            if !(value > 0.0 && value.is_finite()) {
-                return bad(format!("{name} must be positive, got {value}"));
-            }
-        }
-        if !(0.0..1.0).contains(&settings.center_momentum) {
-            return bad(format!(
-                "center_momentum must be in [0, 1), got {}",
-                settings.center_momentum
-            ));
-        }
-        if settings.out_dim == 0 || settings.hidden_dim == 0 || settings.bottleneck_dim == 0 {
-            return bad("out_dim, hidden_dim and bottleneck_dim must be positive".into());
-        }
-        Ok(())
+        checks::local_crops(settings.local_crops, settings.local_size, crop)?;
+        settings.sharpening.check()?;
+        checks::widths(&[
+            ("out_dim", settings.out_dim),
+            ("hidden_dim", settings.hidden_dim),
+            ("bottleneck_dim", settings.bottleneck_dim),
+        ])
     }
 
     fn view_plan(
@@ -211,11 +173,7 @@ impl Method for DinoMethod {
             center: Param::from_tensor(Tensor::zeros([settings.out_dim], device))
                 .set_require_grad(false),
             global_crops: settings.global_crops,
-            student_temp: settings.student_temp,
-            teacher_temp: settings.teacher_temp,
-            warmup_teacher_temp: settings.warmup_teacher_temp,
-            warmup_teacher_temp_epochs: settings.warmup_teacher_temp_epochs,
-            center_momentum: settings.center_momentum,
+            sharpening: settings.sharpening,
         }
     }
 }
@@ -254,17 +212,8 @@ impl Pretext for Dino {
             .into_iter()
             .map(|t| self.head.forward(t))
             .collect();
-        let teacher_temp = LinearWarmup {
-            start: self.warmup_teacher_temp,
-            end: self.teacher_temp,
-            warmup_epochs: self.warmup_teacher_temp_epochs,
-        }
-        .at(context.epoch);
-        let distill = Distill {
-            teacher_temp,
-            student_temp: self.student_temp,
-            center_momentum: self.center_momentum,
-        };
+        let distill = self.sharpening.at(context.epoch);
+        let teacher_temp = distill.teacher_temp;
         let center = self.center.val();
         let entropy = teacher_entropy(&teacher[0], &center, teacher_temp);
         let (loss, new_center) = distill.dino(&teacher, &student, center, None);

@@ -17,6 +17,7 @@ use medssl_model::SwinUnetrConfig;
 use medssl_model::swin::SwinTransformer;
 use serde::{Deserialize, Serialize};
 
+use super::checks;
 use crate::error::{Result, SslError};
 use crate::heads::{DinoHead, DinoHeadConfig};
 use crate::inputs::{coarse_mask, token_mask, tokens, view};
@@ -24,7 +25,7 @@ use crate::losses::distillation::Distill;
 use crate::monitors::{embedding_spread, pooled};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
 use crate::teacher::{ema, frozen_copy, mean_center, split_updates};
-use crate::temperature::LinearWarmup;
+use crate::temperature::Sharpening;
 
 /// iBOT's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,14 +54,10 @@ pub struct IbotSettings {
     pub mask_ratio: [f64; 2],
     /// Side of a mask block in voxels, a multiple of the patch stage's stride.
     pub block_size: usize,
-    pub student_temp: f64,
-    /// Teacher temperature after warm-up, for the global tokens ...
-    pub teacher_temp: f64,
-    /// ... and for the patch tokens.
+    /// Temperatures (the teacher's for the global tokens) and centring.
+    pub sharpening: Sharpening,
+    /// The teacher temperature of the patch tokens (not warmed up, as iBOT's).
     pub teacher_patch_temp: f64,
-    pub warmup_teacher_temp: f64,
-    pub warmup_teacher_temp_epochs: u64,
-    pub center_momentum: f64,
     /// Weights of the global and patch terms.
     pub global_weight: f64,
     pub patch_weight: f64,
@@ -84,12 +81,9 @@ pub struct Ibot {
     pub center_patch: Param<Tensor<1>>,
     global_crops: usize,
     patch_stage: usize,
-    student_temp: f64,
-    teacher_temp: f64,
+    #[module(skip)]
+    sharpening: Sharpening,
     teacher_patch_temp: f64,
-    warmup_teacher_temp: f64,
-    warmup_teacher_temp_epochs: u64,
-    center_momentum: f64,
     global_weight: f64,
     patch_weight: f64,
 }
@@ -124,12 +118,8 @@ impl Method for IbotMethod {
             mask_probability: 0.5,
             mask_ratio: [0.1, 0.5],
             block_size: if tiny { 16 } else { 32 },
-            student_temp: 0.1,
-            teacher_temp: 0.07,
+            sharpening: Sharpening::recipe(if tiny { 5 } else { 30 }),
             teacher_patch_temp: 0.07,
-            warmup_teacher_temp: 0.04,
-            warmup_teacher_temp_epochs: if tiny { 5 } else { 30 },
-            center_momentum: 0.9,
             global_weight: 1.0,
             patch_weight: 1.0,
         }
@@ -169,42 +159,10 @@ impl Method for IbotMethod {
             );
         }
         let stride = encoder.patch_size << settings.patch_stage;
-        if settings.block_size == 0 || settings.block_size % stride != 0 {
-            return bad(format!(
-                "block_size {} must be a multiple of the patch stage's stride {stride}, so \
-                 that every distilled token is wholly masked or wholly visible",
-                settings.block_size
-            ));
-        }
-        medssl_data::masks::MaskGrid::new(crop, encoder.patch_size, settings.block_size)
-            .map_err(|e| SslError::Invalid(format!("block_size: {e}")))?;
-        if settings.local_crops > 0
-            && (0..3).any(|a| {
-                let side = settings.local_size[a];
-                side == 0 || side % 32 != 0 || side > crop[a]
-            })
-        {
-            return bad(format!(
-                "local_size {:?} must be multiples of 32 no larger than the crop {crop:?}",
-                settings.local_size
-            ));
-        }
-        for (name, value) in [
-            ("student_temp", settings.student_temp),
-            ("teacher_temp", settings.teacher_temp),
-            ("teacher_patch_temp", settings.teacher_patch_temp),
-            ("warmup_teacher_temp", settings.warmup_teacher_temp),
-        ] {
-            if !(value > 0.0 && value.is_finite()) {
-                return bad(format!("{name} must be positive, got {value}"));
-            }
-        }
-        if !(0.0..1.0).contains(&settings.center_momentum) {
-            return bad(format!(
-                "center_momentum must be in [0, 1), got {}",
-                settings.center_momentum
-            ));
-        }
+        checks::mask_blocks(settings.block_size, encoder.patch_size, stride, crop)?;
+        checks::local_crops(settings.local_crops, settings.local_size, crop)?;
+        settings.sharpening.check()?;
+        checks::positive("teacher_patch_temp", settings.teacher_patch_temp)?;
         Ok(())
     }
 
@@ -275,12 +233,8 @@ impl Method for IbotMethod {
             center_patch: center(),
             global_crops: settings.global_crops,
             patch_stage: settings.patch_stage,
-            student_temp: settings.student_temp,
-            teacher_temp: settings.teacher_temp,
+            sharpening: settings.sharpening,
             teacher_patch_temp: settings.teacher_patch_temp,
-            warmup_teacher_temp: settings.warmup_teacher_temp,
-            warmup_teacher_temp_epochs: settings.warmup_teacher_temp_epochs,
-            center_momentum: settings.center_momentum,
             global_weight: settings.global_weight,
             patch_weight: settings.patch_weight,
         }
@@ -328,17 +282,8 @@ impl Pretext for Ibot {
             }
         }
         let spread = embedding_spread(student_global[0].clone());
-        let warmup = LinearWarmup {
-            start: self.warmup_teacher_temp,
-            end: self.teacher_temp,
-            warmup_epochs: self.warmup_teacher_temp_epochs,
-        };
-        let teacher_temp = warmup.at(context.epoch);
-        let global = Distill {
-            teacher_temp,
-            student_temp: self.student_temp,
-            center_momentum: self.center_momentum,
-        };
+        let global = self.sharpening.at(context.epoch);
+        let teacher_temp = global.teacher_temp;
         let (global_loss, center_global) = global.dino(
             &teacher_global,
             &student_global,

@@ -11,8 +11,9 @@ use medssl_model::SwinUnetrConfig;
 use medssl_model::swin::SwinTransformer;
 use serde::{Deserialize, Serialize};
 
+use super::checks;
 use super::simclr::{global_token, two_crops};
-use crate::error::{Result, SslError};
+use crate::error::Result;
 use crate::heads::{Mlp, MlpConfig};
 use crate::losses::contrastive::mocov3;
 use crate::monitors::embedding_spread;
@@ -82,18 +83,11 @@ impl Method for MocoV3Method {
         _encoder: &SwinUnetrConfig,
         _crop: [usize; 3],
     ) -> Result<()> {
-        if !(settings.temperature > 0.0 && settings.temperature.is_finite()) {
-            return Err(SslError::Invalid(format!(
-                "temperature must be positive, got {}",
-                settings.temperature
-            )));
-        }
-        if settings.hidden_dim == 0 || settings.out_dim == 0 {
-            return Err(SslError::Invalid(
-                "hidden_dim and out_dim must be positive".into(),
-            ));
-        }
-        Ok(())
+        checks::positive("temperature", settings.temperature)?;
+        checks::widths(&[
+            ("hidden_dim", settings.hidden_dim),
+            ("out_dim", settings.out_dim),
+        ])
     }
 
     fn view_plan(

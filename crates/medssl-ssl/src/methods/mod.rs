@@ -1,5 +1,6 @@
 //! The pretraining methods, one file each, and the list `medssl methods` prints.
 
+mod checks;
 pub mod dino;
 pub mod ibot;
 pub mod mocov3;

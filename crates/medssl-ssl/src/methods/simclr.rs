@@ -10,7 +10,8 @@ use medssl_model::SwinUnetrConfig;
 use medssl_model::swin::SwinTransformer;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, SslError};
+use super::checks;
+use crate::error::Result;
 use crate::heads::{Mlp, MlpConfig};
 use crate::inputs::view;
 use crate::losses::contrastive::ntxent;
@@ -76,18 +77,11 @@ impl Method for SimClrMethod {
         _encoder: &SwinUnetrConfig,
         _crop: [usize; 3],
     ) -> Result<()> {
-        if !(settings.temperature > 0.0 && settings.temperature.is_finite()) {
-            return Err(SslError::Invalid(format!(
-                "temperature must be positive, got {}",
-                settings.temperature
-            )));
-        }
-        if settings.hidden_dim == 0 || settings.out_dim == 0 {
-            return Err(SslError::Invalid(
-                "hidden_dim and out_dim must be positive".into(),
-            ));
-        }
-        Ok(())
+        checks::positive("temperature", settings.temperature)?;
+        checks::widths(&[
+            ("hidden_dim", settings.hidden_dim),
+            ("out_dim", settings.out_dim),
+        ])
     }
 
     fn view_plan(

@@ -13,6 +13,7 @@ use medssl_model::SwinUnetrConfig;
 use medssl_model::swin::SwinTransformer;
 use serde::{Deserialize, Serialize};
 
+use super::checks;
 use crate::error::{Result, SslError};
 use crate::inputs::{pixel_shuffle, token_mask, view, voxel_mask};
 use crate::losses::reconstruction::masked_l1;
@@ -79,9 +80,12 @@ impl Method for SimMimMethod {
     fn check(settings: &SimMimSettings, encoder: &SwinUnetrConfig, crop: [usize; 3]) -> Result<()> {
         MaskRatio::fixed(settings.mask_ratio)
             .map_err(|e| SslError::Invalid(format!("method.mask_ratio: {e}")))?;
-        medssl_data::masks::MaskGrid::new(crop, encoder.patch_size, settings.block_size)
-            .map_err(|e| SslError::Invalid(format!("method.block_size: {e}")))?;
-        Ok(())
+        checks::mask_blocks(
+            settings.block_size,
+            encoder.patch_size,
+            encoder.patch_size,
+            crop,
+        )
     }
 
     fn view_plan(

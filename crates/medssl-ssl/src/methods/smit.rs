@@ -16,6 +16,7 @@ use medssl_model::SwinUnetrConfig;
 use medssl_model::swin::SwinTransformer;
 use serde::{Deserialize, Serialize};
 
+use super::checks;
 use crate::error::{Result, SslError};
 use crate::heads::{DinoHead, DinoHeadConfig};
 use crate::inputs::{coarse_mask, pixel_shuffle, token_mask, tokens, view, voxel_mask};
@@ -23,7 +24,7 @@ use crate::losses::smit::{SmitBatch, SmitLoss};
 use crate::monitors::{embedding_spread, pooled};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
 use crate::teacher::{ema, frozen_copy, mean_center, split_updates};
-use crate::temperature::LinearWarmup;
+use crate::temperature::Sharpening;
 
 /// SMIT's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,16 +42,8 @@ pub struct SmitSettings {
     pub hidden_dim: usize,
     /// Bottleneck width of the heads.
     pub bottleneck_dim: usize,
-    /// Student temperature.
-    pub student_temp: f64,
-    /// Teacher temperature after warm-up (global and patch).
-    pub teacher_temp: f64,
-    /// Teacher temperature at the first epoch.
-    pub warmup_teacher_temp: f64,
-    /// Epochs of teacher-temperature warm-up.
-    pub warmup_teacher_temp_epochs: u64,
-    /// Momentum of the centres.
-    pub center_momentum: f64,
+    /// Temperatures (the teacher's for global and patch tokens alike) and centring.
+    pub sharpening: Sharpening,
     /// Weights of the patch, global and reconstruction terms.
     pub patch_weight: f64,
     pub global_weight: f64,
@@ -82,11 +75,8 @@ pub struct Smit {
     pub center_patch: Param<Tensor<1>>,
     stride: usize,
     patch: usize,
-    student_temp: f64,
-    teacher_temp: f64,
-    warmup_teacher_temp: f64,
-    warmup_teacher_temp_epochs: u64,
-    center_momentum: f64,
+    #[module(skip)]
+    sharpening: Sharpening,
     patch_weight: f64,
     global_weight: f64,
     reconstruction_weight: f64,
@@ -117,11 +107,7 @@ impl Method for SmitMethod {
             out_dim: if tiny { 1024 } else { 8192 },
             hidden_dim: if tiny { 256 } else { 2048 },
             bottleneck_dim: if tiny { 64 } else { 256 },
-            student_temp: 0.1,
-            teacher_temp: 0.07,
-            warmup_teacher_temp: 0.04,
-            warmup_teacher_temp_epochs: if tiny { 5 } else { 30 },
-            center_momentum: 0.9,
+            sharpening: Sharpening::recipe(if tiny { 5 } else { 30 }),
             patch_weight: 0.1,
             global_weight: 0.1,
             reconstruction_weight: 1.0,
@@ -144,37 +130,15 @@ impl Method for SmitMethod {
         let bad = |m: String| Err(SslError::Invalid(m));
         MaskRatio::fixed(settings.mask_ratio)
             .map_err(|e| SslError::Invalid(format!("mask_ratio: {e}")))?;
-        let stage3 = encoder.patch_size * 8;
-        if settings.block_size == 0 || settings.block_size % stage3 != 0 {
-            return bad(format!(
-                "block_size {} must be a multiple of the stage-3 stride {stage3}, so that every \
-                 distilled token is wholly masked or wholly visible",
-                settings.block_size
-            ));
-        }
-        medssl_data::masks::MaskGrid::new(crop, encoder.patch_size, settings.block_size)
-            .map_err(|e| SslError::Invalid(format!("block_size: {e}")))?;
+        let stage3 = encoder.patch_size << 3;
+        checks::mask_blocks(settings.block_size, encoder.patch_size, stage3, crop)?;
         if (0..3).any(|a| settings.outer_size[a] < crop[a]) {
             return bad(format!(
                 "outer_size {:?} must be at least the crop {crop:?}",
                 settings.outer_size
             ));
         }
-        for (name, value) in [
-            ("student_temp", settings.student_temp),
-            ("teacher_temp", settings.teacher_temp),
-            ("warmup_teacher_temp", settings.warmup_teacher_temp),
-        ] {
-            if !(value > 0.0 && value.is_finite()) {
-                return bad(format!("{name} must be positive, got {value}"));
-            }
-        }
-        if !(0.0..1.0).contains(&settings.center_momentum) {
-            return bad(format!(
-                "center_momentum must be in [0, 1), got {}",
-                settings.center_momentum
-            ));
-        }
+        settings.sharpening.check()?;
         Ok(())
     }
 
@@ -242,11 +206,7 @@ impl Method for SmitMethod {
             center_patch: center(),
             stride,
             patch: encoder.patch_size,
-            student_temp: settings.student_temp,
-            teacher_temp: settings.teacher_temp,
-            warmup_teacher_temp: settings.warmup_teacher_temp,
-            warmup_teacher_temp_epochs: settings.warmup_teacher_temp_epochs,
-            center_momentum: settings.center_momentum,
+            sharpening: settings.sharpening,
             patch_weight: settings.patch_weight,
             global_weight: settings.global_weight,
             reconstruction_weight: settings.reconstruction_weight,
@@ -274,20 +234,16 @@ impl Pretext for Smit {
         let [_, _, _, teacher3, _] = self.teacher_encoder.forward(image.clone());
         let teacher3 = teacher3.detach();
         let spread = embedding_spread(pooled(student3.clone()));
-        let teacher_temp = LinearWarmup {
-            start: self.warmup_teacher_temp,
-            end: self.teacher_temp,
-            warmup_epochs: self.warmup_teacher_temp_epochs,
-        }
-        .at(context.epoch);
+        let distill = self.sharpening.at(context.epoch);
+        let teacher_temp = distill.teacher_temp;
         let smit = SmitLoss {
             patch_weight: self.patch_weight,
             cls_weight: self.global_weight,
             recon_weight: self.reconstruction_weight,
-            student_temp: self.student_temp,
+            student_temp: distill.student_temp,
             teacher_temp_cls: teacher_temp,
             teacher_temp_patch: teacher_temp,
-            center_momentum: self.center_momentum,
+            center_momentum: distill.center_momentum,
         };
         let out = smit.forward(
             SmitBatch {
