@@ -7,7 +7,72 @@ use burn::tensor::activation::gelu;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
 
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SslError};
 use crate::losses::normalize_rows;
+use crate::pretext::Preset;
+
+/// The head of a self-distillation method as a setting (`[pretext.head]`): prototypes,
+/// widths and whether the last layer's gain is fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSettings {
+    /// Prototypes (the head's output size).
+    pub out_dim: usize,
+    /// Hidden width of the MLP.
+    pub hidden_dim: usize,
+    /// Bottleneck width before the weight-normalised last layer.
+    pub bottleneck_dim: usize,
+    /// Keep the last layer's weight-norm gain fixed at 1.
+    pub norm_last_layer: bool,
+}
+
+impl HeadSettings {
+    /// The published head (hidden 2048, bottleneck 256) with `paper_out` prototypes in
+    /// `paper`; 1024 prototypes, hidden 256 and bottleneck 64 in `tiny`.
+    pub fn preset(preset: Preset, paper_out: usize) -> HeadSettings {
+        let tiny = preset == Preset::Tiny;
+        HeadSettings {
+            out_dim: if tiny { 1024 } else { paper_out },
+            hidden_dim: if tiny { 256 } else { 2048 },
+            bottleneck_dim: if tiny { 64 } else { 256 },
+            norm_last_layer: true,
+        }
+    }
+
+    /// Widths must be positive.
+    pub fn check(&self) -> Result<()> {
+        for (name, width) in [
+            ("out_dim", self.out_dim),
+            ("hidden_dim", self.hidden_dim),
+            ("bottleneck_dim", self.bottleneck_dim),
+        ] {
+            if width == 0 {
+                return Err(SslError::Invalid(format!("head.{name} must be positive")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A 3-layer head on `in_dim` features.
+    pub fn init(&self, in_dim: usize, device: &Device) -> DinoHead {
+        DinoHeadConfig {
+            in_dim,
+            out_dim: self.out_dim,
+            hidden_dim: self.hidden_dim,
+            bottleneck_dim: self.bottleneck_dim,
+            layers: 3,
+            norm_last_layer: self.norm_last_layer,
+        }
+        .init(device)
+    }
+
+    /// A centre of the teacher outputs: zeros, never trained.
+    pub fn center(&self, device: &Device) -> Param<Tensor<1>> {
+        Param::from_tensor(Tensor::zeros([self.out_dim], device)).set_require_grad(false)
+    }
+}
 
 /// The shape of a [`DinoHead`]; `Default` is the paper's (hidden 2048, bottleneck 256,
 /// 3 layers, output 65536 in DINO, 8192 in SMIT: set `out_dim`).

@@ -1,15 +1,14 @@
 //! `medssl finetune`: train a SwinUNETR on a labelled task from scratch or from
 //! pretrained weights, with a label budget, into a resumable run directory.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use medssl_data::splits::Budget;
 use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init};
 
+use crate::progress::EpochBar;
 use crate::run_args::RunArgs;
 use crate::speed_command::parse_device;
 
@@ -73,36 +72,16 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     if let Some(report) = run.init_report() {
         eprintln!("{}", report.summary());
     }
-    let show_bar = !args.run.quiet && std::io::stderr().is_terminal();
-    let mut bar: Option<ProgressBar> = None;
+    let mut bar = EpochBar::new(args.run.quiet);
     let mut observe = |event: Event| match event {
-        Event::EpochStart { epoch, batches } => {
-            if show_bar {
-                let b = ProgressBar::new(batches as u64);
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "epoch {prefix} {bar:30} {pos}/{len} loss {msg} {per_sec} eta {eta}",
-                    )
-                    .expect("a valid template"),
-                );
-                b.set_prefix(epoch.to_string());
-                bar = Some(b);
-            }
-        }
-        Event::Batch { loss } => {
-            if let Some(b) = &bar {
-                b.set_message(format!("{loss:.4}"));
-                b.inc(1);
-            }
-        }
+        Event::EpochStart { epoch, batches } => bar.start(epoch, batches as u64),
+        Event::Batch { loss } => bar.step(loss),
         Event::EpochEnd {
             epoch,
             mean_loss,
             seconds,
         } => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
+            bar.finish();
             eprintln!("epoch {epoch}: loss {mean_loss:.4} ({seconds:.1} s)");
         }
         Event::Validation { epoch, dice, best } => {

@@ -4,6 +4,7 @@ mod evaluate_commands;
 mod finetune_command;
 mod image_commands;
 mod pretrain_command;
+mod progress;
 mod run_args;
 mod speed_command;
 mod synth_command;

@@ -2,18 +2,17 @@
 //! pretraining of the Swin encoder on an unlabelled collection, the list of methods,
 //! and every setting of a run with its default.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
 use medssl_ssl::{Method, Preset};
 use medssl_train::finetune::FinetuneConfig;
 use medssl_train::pretrain::{Event, Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 
+use crate::progress::EpochBar;
 use crate::run_args::PresetArg;
 use crate::run_args::RunArgs;
 use crate::speed_command::parse_device;
@@ -166,36 +165,16 @@ fn train<M: Method>(run: &mut Pretrain<M>, quiet: bool, epochs: Option<u64>) -> 
     if epochs.is_some() && run.steps_done() > 0 {
         bail!("--epochs applies to a new run; a resumed run keeps its stored length");
     }
-    let show_bar = !quiet && std::io::stderr().is_terminal();
-    let mut bar: Option<ProgressBar> = None;
+    let mut bar = EpochBar::new(quiet);
     let mut observe = |event: Event| match event {
-        Event::EpochStart { epoch, steps } => {
-            if show_bar {
-                let b = ProgressBar::new(steps);
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "epoch {prefix} {bar:30} {pos}/{len} loss {msg} {per_sec} eta {eta}",
-                    )
-                    .expect("a valid template"),
-                );
-                b.set_prefix(epoch.to_string());
-                bar = Some(b);
-            }
-        }
-        Event::Step { loss, .. } => {
-            if let Some(b) = &bar {
-                b.set_message(format!("{loss:.4}"));
-                b.inc(1);
-            }
-        }
+        Event::EpochStart { epoch, steps } => bar.start(epoch, steps),
+        Event::Step { loss, .. } => bar.step(loss),
         Event::EpochEnd {
             epoch,
             mean_loss,
             seconds,
         } => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
+            bar.finish();
             eprintln!("epoch {epoch}: loss {mean_loss:.4} ({seconds:.1} s)");
         }
         Event::Warning(message) => eprintln!("warning: {message}"),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checks;
 use crate::error::{Result, SslError};
-use crate::heads::{DinoHead, DinoHeadConfig};
+use crate::heads::{DinoHead, HeadSettings};
 use crate::inputs::view;
 use crate::monitors::{embedding_spread, pooled};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
@@ -27,14 +27,8 @@ use crate::temperature::Sharpening;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DinoSettings {
-    /// Prototypes (the head's output size).
-    pub out_dim: usize,
-    /// Hidden width of the head's MLP.
-    pub hidden_dim: usize,
-    /// Bottleneck width before the weight-normalised last layer.
-    pub bottleneck_dim: usize,
-    /// Keep the last layer's weight-norm gain fixed at 1.
-    pub norm_last_layer: bool,
+    /// The head.
+    pub head: HeadSettings,
     /// Global crops (the teacher sees these), of the run's crop size.
     pub global_crops: usize,
     /// Local crops (student only); 0 turns multi-crop off.
@@ -85,10 +79,7 @@ impl Method for DinoMethod {
     fn settings(preset: Preset) -> DinoSettings {
         let tiny = preset == Preset::Tiny;
         DinoSettings {
-            out_dim: if tiny { 1024 } else { 65536 },
-            hidden_dim: if tiny { 256 } else { 2048 },
-            bottleneck_dim: if tiny { 64 } else { 256 },
-            norm_last_layer: true,
+            head: HeadSettings::preset(preset, 65536),
             global_crops: 2,
             local_crops: if tiny { 0 } else { 4 },
             local_size: [if tiny { 32 } else { 64 }; 3],
@@ -123,11 +114,7 @@ impl Method for DinoMethod {
         }
         checks::local_crops(settings.local_crops, settings.local_size, crop)?;
         settings.sharpening.check()?;
-        checks::widths(&[
-            ("out_dim", settings.out_dim),
-            ("hidden_dim", settings.hidden_dim),
-            ("bottleneck_dim", settings.bottleneck_dim),
-        ])
+        settings.head.check()
     }
 
     fn view_plan(
@@ -156,22 +143,13 @@ impl Method for DinoMethod {
     /// Student from the seed; the teacher starts as its frozen copy; the centre at 0.
     fn build(settings: &DinoSettings, encoder: &SwinUnetrConfig, device: &Device) -> Dino {
         let swin_vit = SwinTransformer::new(encoder, device);
-        let head = DinoHeadConfig {
-            in_dim: encoder.feature_size << 4,
-            out_dim: settings.out_dim,
-            hidden_dim: settings.hidden_dim,
-            bottleneck_dim: settings.bottleneck_dim,
-            layers: 3,
-            norm_last_layer: settings.norm_last_layer,
-        }
-        .init(device);
+        let head = settings.head.init(encoder.feature_size << 4, device);
         Dino {
             teacher_encoder: frozen_copy(&swin_vit),
             teacher_head: frozen_copy(&head),
             swin_vit,
             head,
-            center: Param::from_tensor(Tensor::zeros([settings.out_dim], device))
-                .set_require_grad(false),
+            center: settings.head.center(device),
             global_crops: settings.global_crops,
             sharpening: settings.sharpening,
         }

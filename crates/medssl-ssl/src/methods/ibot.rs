@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checks;
 use crate::error::{Result, SslError};
-use crate::heads::{DinoHead, DinoHeadConfig};
+use crate::heads::{DinoHead, HeadSettings};
 use crate::inputs::{coarse_mask, token_mask, tokens, view};
 use crate::losses::distillation::Distill;
 use crate::monitors::{embedding_spread, pooled};
@@ -31,12 +31,8 @@ use crate::temperature::Sharpening;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IbotSettings {
-    /// Prototypes of the heads.
-    pub out_dim: usize,
-    /// Hidden width of the heads' MLPs.
-    pub hidden_dim: usize,
-    /// Bottleneck width of the heads.
-    pub bottleneck_dim: usize,
+    /// The global and patch heads.
+    pub head: HeadSettings,
     /// One head for global and patch tokens (otherwise a separate patch head); needs
     /// `patch_stage` 4.
     pub shared_head: bool,
@@ -107,9 +103,7 @@ impl Method for IbotMethod {
     fn settings(preset: Preset) -> IbotSettings {
         let tiny = preset == Preset::Tiny;
         IbotSettings {
-            out_dim: if tiny { 1024 } else { 8192 },
-            hidden_dim: if tiny { 256 } else { 2048 },
-            bottleneck_dim: if tiny { 64 } else { 256 },
+            head: HeadSettings::preset(preset, 8192),
             shared_head: false,
             patch_stage: if tiny { 3 } else { 4 },
             global_crops: 2,
@@ -162,6 +156,7 @@ impl Method for IbotMethod {
         checks::mask_blocks(settings.block_size, encoder.patch_size, stride, crop)?;
         checks::local_crops(settings.local_crops, settings.local_size, crop)?;
         settings.sharpening.check()?;
+        settings.head.check()?;
         checks::positive("teacher_patch_temp", settings.teacher_patch_temp)?;
         Ok(())
     }
@@ -200,23 +195,11 @@ impl Method for IbotMethod {
 
     fn build(settings: &IbotSettings, encoder: &SwinUnetrConfig, device: &Device) -> Ibot {
         let fs = encoder.feature_size;
-        let head = |in_dim: usize| {
-            DinoHeadConfig {
-                in_dim,
-                out_dim: settings.out_dim,
-                hidden_dim: settings.hidden_dim,
-                bottleneck_dim: settings.bottleneck_dim,
-                layers: 3,
-                norm_last_layer: true,
-            }
-            .init(device)
-        };
+        let head = |in_dim: usize| settings.head.init(in_dim, device);
         let swin_vit = SwinTransformer::new(encoder, device);
         let global_head = head(fs << 4);
         let head_patch = (!settings.shared_head).then(|| head(fs << settings.patch_stage));
-        let center = || {
-            Param::from_tensor(Tensor::zeros([settings.out_dim], device)).set_require_grad(false)
-        };
+        let center = || settings.head.center(device);
         Ibot {
             teacher_encoder: frozen_copy(&swin_vit),
             teacher_head: frozen_copy(&global_head),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checks;
 use crate::error::{Result, SslError};
-use crate::heads::{DinoHead, DinoHeadConfig};
+use crate::heads::{DinoHead, HeadSettings};
 use crate::inputs::{coarse_mask, pixel_shuffle, token_mask, tokens, view, voxel_mask};
 use crate::losses::smit::{SmitBatch, SmitLoss};
 use crate::monitors::{embedding_spread, pooled};
@@ -36,12 +36,8 @@ pub struct SmitSettings {
     pub mask_ratio: f64,
     /// Side of a mask block in voxels, a multiple of the stage-3 stride (16).
     pub block_size: usize,
-    /// Prototypes of the global and patch heads.
-    pub out_dim: usize,
-    /// Hidden width of the heads' MLPs.
-    pub hidden_dim: usize,
-    /// Bottleneck width of the heads.
-    pub bottleneck_dim: usize,
+    /// The global and patch heads.
+    pub head: HeadSettings,
     /// Temperatures (the teacher's for global and patch tokens alike) and centring.
     pub sharpening: Sharpening,
     /// Weights of the patch, global and reconstruction terms.
@@ -104,9 +100,7 @@ impl Method for SmitMethod {
             outer_size: [if tiny { 48 } else { 128 }; 3],
             mask_ratio: 0.7,
             block_size: 16,
-            out_dim: if tiny { 1024 } else { 8192 },
-            hidden_dim: if tiny { 256 } else { 2048 },
-            bottleneck_dim: if tiny { 64 } else { 256 },
+            head: HeadSettings::preset(preset, 8192),
             sharpening: Sharpening::recipe(if tiny { 5 } else { 30 }),
             patch_weight: 0.1,
             global_weight: 0.1,
@@ -139,6 +133,7 @@ impl Method for SmitMethod {
             ));
         }
         settings.sharpening.check()?;
+        settings.head.check()?;
         Ok(())
     }
 
@@ -171,23 +166,11 @@ impl Method for SmitMethod {
     fn build(settings: &SmitSettings, encoder: &SwinUnetrConfig, device: &Device) -> Smit {
         let fs = encoder.feature_size;
         let stride = encoder.patch_size << 4;
-        let head = |in_dim: usize| {
-            DinoHeadConfig {
-                in_dim,
-                out_dim: settings.out_dim,
-                hidden_dim: settings.hidden_dim,
-                bottleneck_dim: settings.bottleneck_dim,
-                layers: 3,
-                norm_last_layer: true,
-            }
-            .init(device)
-        };
+        let head = |in_dim: usize| settings.head.init(in_dim, device);
         let swin_vit = SwinTransformer::new(encoder, device);
         let head_global = head(fs << 3);
         let head_patch = head(fs << 3);
-        let center = || {
-            Param::from_tensor(Tensor::zeros([settings.out_dim], device)).set_require_grad(false)
-        };
+        let center = || settings.head.center(device);
         Smit {
             teacher_encoder: frozen_copy(&swin_vit),
             teacher_global: frozen_copy(&head_global),
