@@ -63,10 +63,10 @@ pub enum ConfigCommand {
 pub fn pretrain(args: &PretrainArgs) -> Result<()> {
     let method = match (&args.resume, &args.method) {
         (Some(run), _) => {
-            if args.run.changes_settings() || args.steps.is_some() {
+            if args.run.changes_settings() || args.steps.is_some() || args.epochs.is_some() {
                 bail!(
-                    "--resume continues with the run's stored settings: drop --config, --set \
-                     and --steps"
+                    "--resume continues with the run's stored settings: drop --config, --set, \
+                     --steps and --epochs"
                 );
             }
             PretrainConfig::read(&RunDir::open(run)?)?.method
@@ -136,7 +136,7 @@ impl MethodVisitor for Run<'_> {
             run.steps_done(),
             run.total_steps()
         );
-        train(&mut run, args.run.quiet, args.epochs)?;
+        train(&mut run, args.run.quiet)?;
         eprintln!("done: {}", run.run_dir().root().display());
         Ok(())
     }
@@ -161,10 +161,7 @@ fn new_config<M: Method>(args: &PretrainArgs) -> Result<PretrainConfig> {
 
 /// Trains to the end with a progress bar (unless quiet or not a terminal) and a plain
 /// line per epoch.
-fn train<M: Method>(run: &mut Pretrain<M>, quiet: bool, epochs: Option<u64>) -> Result<()> {
-    if epochs.is_some() && run.steps_done() > 0 {
-        bail!("--epochs applies to a new run; a resumed run keeps its stored length");
-    }
+fn train<M: Method>(run: &mut Pretrain<M>, quiet: bool) -> Result<()> {
     let mut bar = EpochBar::new(quiet);
     let mut observe = |event: Event| match event {
         Event::EpochStart { epoch, steps } => bar.start(epoch, steps),
