@@ -2,6 +2,7 @@
 //! does.
 
 use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
 
 use crate::losses::normalize_rows;
 
@@ -25,6 +26,21 @@ pub fn pooled(x: Tensor<5>) -> Tensor<2> {
     x.reshape([b, c, d * h * w]).mean_dim(2).reshape([b, c])
 }
 
+/// Mean entropy (nats) of the teacher's target distribution over a batch: near
+/// `ln(out_dim)` when the teacher is uniform (collapse to uniform), near 0 when one
+/// prototype takes everything (collapse to one).
+pub fn teacher_entropy(teacher: &Tensor<2>, center: &Tensor<1>, temperature: f64) -> f64 {
+    let p = softmax(
+        (teacher.clone() - center.clone().unsqueeze_dim::<2>(0)).div_scalar(temperature),
+        1,
+    );
+    let h = (p.clone() * p.clamp_min(1e-12).log())
+        .sum_dim(1)
+        .neg()
+        .mean();
+    f64::from(h.into_scalar::<f32>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +60,20 @@ mod tests {
         assert!((spread - 1.0).abs() < 0.05, "{spread}");
         let one = Tensor::<2>::ones([1, 4], &device);
         assert_eq!(embedding_spread(one), None);
+    }
+
+    #[test]
+    fn teacher_entropy_spans_uniform_to_one_prototype() {
+        let device = Device::flex();
+        let center = Tensor::<1>::zeros([8], &device);
+        let flat = Tensor::<2>::zeros([3, 8], &device);
+        let uniform = teacher_entropy(&flat, &center, 0.04);
+        assert!((uniform - 8f64.ln()).abs() < 1e-5, "{uniform}");
+        let mut peaked = vec![0.0f32; 16];
+        peaked[3] = 1.0;
+        peaked[8 + 5] = 1.0;
+        let peaked = Tensor::<2>::from_data(TensorData::new(peaked, [2, 8]), &device);
+        let sharp = teacher_entropy(&peaked, &center, 0.04);
+        assert!(sharp < 1e-6, "{sharp}");
     }
 }

@@ -6,7 +6,6 @@
 //! token).
 
 use burn::module::{Module, Param, ParamId};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use medssl_data::Pipeline;
 use medssl_data::views::{Crops, MultiCrop, ViewBatch, ViewPlan};
@@ -18,7 +17,7 @@ use super::checks;
 use crate::error::{Result, SslError};
 use crate::heads::{DinoHead, HeadSettings};
 use crate::inputs::view;
-use crate::monitors::{embedding_spread, pooled};
+use crate::monitors::{embedding_spread, pooled, teacher_entropy};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
 use crate::teacher::{ema, frozen_copy, mean_center};
 use crate::temperature::Sharpening;
@@ -227,19 +226,4 @@ impl Pretext for Dino {
     fn last_layer(&self) -> Vec<ParamId> {
         self.head.last_layer()
     }
-}
-
-/// Mean entropy (nats) of the teacher's target distribution over a batch: near
-/// `ln(out_dim)` when the teacher is uniform (collapse to uniform), near 0 when one
-/// prototype takes everything (collapse to one).
-fn teacher_entropy(teacher: &Tensor<2>, center: &Tensor<1>, temperature: f64) -> f64 {
-    let p = softmax(
-        (teacher.clone() - center.clone().unsqueeze_dim::<2>(0)).div_scalar(temperature),
-        1,
-    );
-    let h = (p.clone() * p.clamp_min(1e-12).log())
-        .sum_dim(1)
-        .neg()
-        .mean();
-    f64::from(h.into_scalar::<f32>())
 }

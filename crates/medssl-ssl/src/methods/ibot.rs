@@ -22,7 +22,7 @@ use crate::error::{Result, SslError};
 use crate::heads::{DinoHead, HeadSettings};
 use crate::inputs::{coarse_mask, token_mask, tokens, view};
 use crate::losses::distillation::Distill;
-use crate::monitors::{embedding_spread, pooled};
+use crate::monitors::{embedding_spread, pooled, teacher_entropy};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
 use crate::teacher::{ema, frozen_copy, mean_center, split_updates};
 use crate::temperature::Sharpening;
@@ -267,6 +267,7 @@ impl Pretext for Ibot {
         let spread = embedding_spread(student_global[0].clone());
         let global = self.sharpening.at(context.epoch);
         let teacher_temp = global.teacher_temp;
+        let entropy = teacher_entropy(&teacher_global[0], &self.center_global.val(), teacher_temp);
         let (global_loss, center_global) = global.dino(
             &teacher_global,
             &student_global,
@@ -285,7 +286,7 @@ impl Pretext for Ibot {
         );
         let global_term = global_loss.mul_scalar(self.global_weight);
         let patch_term = patch_loss.mul_scalar(self.patch_weight);
-        let mut monitors = vec![("teacher_temp", teacher_temp)];
+        let mut monitors = vec![("teacher_temp", teacher_temp), ("teacher_entropy", entropy)];
         monitors.extend(spread.map(|s| ("embedding_spread", s)));
         Ok(StepLoss {
             total: global_term.clone() + patch_term.clone(),

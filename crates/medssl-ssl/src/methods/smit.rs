@@ -21,7 +21,7 @@ use crate::error::{Result, SslError};
 use crate::heads::{DinoHead, HeadSettings};
 use crate::inputs::{coarse_mask, pixel_shuffle, token_mask, tokens, view, voxel_mask};
 use crate::losses::smit::{SmitBatch, SmitLoss};
-use crate::monitors::{embedding_spread, pooled};
+use crate::monitors::{embedding_spread, pooled, teacher_entropy};
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
 use crate::teacher::{ema, frozen_copy, mean_center, split_updates};
 use crate::temperature::Sharpening;
@@ -228,12 +228,14 @@ impl Pretext for Smit {
             teacher_temp_patch: teacher_temp,
             center_momentum: distill.center_momentum,
         };
+        let teacher_cls = self
+            .teacher_global
+            .forward(pooled(teacher3.clone()))
+            .detach();
+        let entropy = teacher_entropy(&teacher_cls, &self.center_global.val(), teacher_temp);
         let out = smit.forward(
             SmitBatch {
-                teacher_cls: self
-                    .teacher_global
-                    .forward(pooled(teacher3.clone()))
-                    .detach(),
+                teacher_cls,
                 student_cls: self.head_global.forward(pooled(student3.clone())),
                 teacher_patch: self.teacher_patch.forward_tokens(tokens(teacher3)).detach(),
                 student_patch: self.head_patch.forward_tokens(tokens(student3)),
@@ -245,7 +247,7 @@ impl Pretext for Smit {
             self.center_global.val(),
             self.center_patch.val(),
         );
-        let mut monitors = vec![("teacher_temp", teacher_temp)];
+        let mut monitors = vec![("teacher_temp", teacher_temp), ("teacher_entropy", entropy)];
         monitors.extend(spread.map(|s| ("embedding_spread", s)));
         Ok(StepLoss {
             total: out.total,
