@@ -20,6 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use batch::Batch;
+pub(crate) use batch::stack;
 pub use epoch::Epoch;
 pub use source::{SampleSource, file_fingerprint};
 pub use work::CaseWork;
@@ -53,6 +54,18 @@ impl Default for LoaderConfig {
             drop_last: false,
             num_workers: 4,
             prefetch_batches: 2,
+        }
+    }
+}
+
+impl LoaderConfig {
+    /// Batches an epoch of `samples` items is cut into (the last, short one counted
+    /// unless `drop_last`).
+    pub fn batches(&self, samples: usize) -> usize {
+        if self.drop_last {
+            samples / self.batch_size
+        } else {
+            samples.div_ceil(self.batch_size)
         }
     }
 }

@@ -50,3 +50,11 @@ impl TrainError {
         }
     }
 }
+
+/// A data-pipeline error (task, collection, transform or loader) stops a run with its
+/// message, which already names the case or file.
+impl From<medssl_data::DataError> for TrainError {
+    fn from(e: medssl_data::DataError) -> TrainError {
+        TrainError::Invalid(e.to_string())
+    }
+}

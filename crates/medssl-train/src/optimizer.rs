@@ -3,7 +3,7 @@
 //! and layer-wise learning-rate decay over the Swin encoder's stages.
 
 use burn::module::ParamGroup;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::lr_scheduler::constant::ConstantLr;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -136,6 +136,8 @@ enum GradAction {
     Scale(f64),
     /// Remove the gradients of parameters under a module path prefix.
     DropUnder(&'static str),
+    /// Remove the gradients of these parameters.
+    Drop(Vec<ParamId>),
 }
 
 /// Walks the model's float parameters, tracking their module path, and applies a
@@ -184,6 +186,11 @@ impl ModuleVisitor for GradVisitor<'_> {
                     self.grads.remove::<D>(param.id);
                 }
             }
+            GradAction::Drop(ids) => {
+                if ids.contains(&param.id) {
+                    self.grads.remove::<D>(param.id);
+                }
+            }
         }
     }
 }
@@ -202,6 +209,13 @@ fn scale_grads<M: Module>(model: &M, grads: &mut GradientsParams, factor: f64) {
 
 fn drop_encoder_grads<M: Module>(model: &M, grads: &mut GradientsParams) {
     GradVisitor::run(model, grads, GradAction::DropUnder("swin_vit"));
+}
+
+/// Removes the gradients of the parameters `ids` of `model`, so the step leaves them
+/// as they are (DINO's last head layer in its first epoch). The visitor knows each
+/// parameter's rank, which `GradientsParams::remove` needs.
+pub fn drop_grads<M: Module>(model: &M, grads: &mut GradientsParams, ids: Vec<ParamId>) {
+    GradVisitor::run(model, grads, GradAction::Drop(ids));
 }
 
 #[cfg(test)]

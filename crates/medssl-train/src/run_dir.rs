@@ -20,6 +20,16 @@ use medssl_io::atomic::write_atomically;
 
 use crate::error::{Result, TrainError};
 
+/// The preprocessing cache `name` shared by the runs beside `run_dir` (the runs of one
+/// study): `RUN/../.medssl-cache/NAME`.
+pub fn shared_cache_dir(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".medssl-cache")
+        .join(name)
+}
+
 /// A run directory.
 #[derive(Debug, Clone)]
 pub struct RunDir {

@@ -1,7 +1,7 @@
 //! Batches: samples stacked along a new leading axis, and the cutting of an epoch's
 //! in-order sample stream into them.
 
-use ndarray::{Array5, ArrayView4, Axis};
+use ndarray::{Array, Array5, ArrayView, Axis, Dimension};
 
 use crate::error::{DataError, Result};
 use crate::sample::Sample;
@@ -82,9 +82,12 @@ fn check_compatible(first: &Sample, other: &Sample) -> Result<()> {
     }
 }
 
-/// Copies same-shaped volumes into one `[B, C, I, J, K]` array.
-fn stack<'a>(volumes: impl Iterator<Item = ArrayView4<'a, f32>>) -> Result<Array5<f32>> {
-    let views: Vec<_> = volumes.collect();
+/// Copies same-shaped arrays into one with a new leading batch axis (volumes
+/// `[C, I, J, K]` into `[B, C, I, J, K]`, token masks likewise).
+pub(crate) fn stack<'a, A: Clone + 'a, D: Dimension + 'a>(
+    arrays: impl Iterator<Item = ArrayView<'a, A, D>>,
+) -> Result<Array<A, D::Larger>> {
+    let views: Vec<_> = arrays.collect();
     ndarray::stack(Axis(0), &views)
         .map_err(|e| DataError::Config(format!("cannot stack a batch: {e}")))
 }

@@ -2,12 +2,13 @@
 //! of each volume (and masks some of them), and the loader stacks the view sets of a
 //! batch view by view into a [`ViewBatch`].
 
-use ndarray::{Array3, Array4, Array5, Axis};
+use ndarray::{Array3, Array4, Array5};
 use rand::RngExt;
 
 use super::{MultiCrop, NestedCrops, RandomCrops, RotationSet, View};
 use crate::error::{DataError, Result};
 use crate::loader::CaseWork;
+use crate::loader::stack;
 use crate::masks::{MaskGrid, MaskRatio};
 use crate::rng::{self, Rng};
 use crate::sample::Sample;
@@ -193,15 +194,6 @@ impl CaseWork for ViewPlan {
             labels,
         })
     }
-}
-
-/// Stacks same-shaped arrays along a new leading axis.
-fn stack<'a, A: Clone + 'a, D: ndarray::Dimension + 'a>(
-    arrays: impl Iterator<Item = ndarray::ArrayView<'a, A, D>>,
-) -> Result<ndarray::Array<A, D::Larger>> {
-    let views: Vec<_> = arrays.collect();
-    ndarray::stack(Axis(0), &views)
-        .map_err(|e| DataError::Config(format!("cannot stack a batch of views: {e}")))
 }
 
 #[cfg(test)]

@@ -27,8 +27,9 @@ use crate::checkpoint::{self, TrainState};
 use crate::convergence::{Convergence, ValidationPoint};
 use crate::error::{Result, TrainError};
 use crate::optimizer::SegmentationOptimizer;
-use crate::run_dir::RunDir;
+use crate::run_dir::{RunDir, shared_cache_dir};
 use crate::schedule::WarmupCosine;
+use crate::transforms::preprocess_fingerprint;
 
 /// Where the network's weights start.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +134,7 @@ impl Finetune {
         device: Device,
     ) -> Result<Finetune> {
         config.validate()?;
-        let task = Task::open(task_dir).map_err(data)?;
+        let task = Task::open(task_dir)?;
         if let Init::Weights(path) = &init {
             let network = config.network(task.channels.len(), task.labels.len());
             check_weights(path, &network, &task.channels)?;
@@ -142,9 +143,9 @@ impl Finetune {
             validation: config.split.validation,
             test: config.split.test,
         };
-        let mut split = Split::new(&task.training_ids(), config.seed, method).map_err(data)?;
+        let mut split = Split::new(&task.training_ids(), config.seed, method)?;
         if let Some(budget) = budget {
-            split = split.few_shot(budget).map_err(data)?;
+            split = split.few_shot(budget)?;
         }
         // Nothing is written before the checks above pass.
         let run = RunDir::create(run_dir)?;
@@ -154,7 +155,7 @@ impl Finetune {
                 run_dir.display()
             )));
         }
-        split.save(&run.path("split.json")).map_err(data)?;
+        split.save(&run.path("split.json"))?;
         let mut config = config;
         if config.data.preprocess.is_empty() {
             config.data.preprocess = default_preprocess(&config, &task);
@@ -186,13 +187,13 @@ impl Finetune {
     pub fn resume(run_dir: &Path, task_dir: Option<&Path>, device: Device) -> Result<Finetune> {
         let run = RunDir::open(run_dir)?;
         let config = FinetuneConfig::read(&run)?;
-        let split = Split::load(&run.path("split.json")).map_err(data)?;
+        let split = Split::load(&run.path("split.json"))?;
         let info: RunInfo = run.read_json("run.json")?;
         let init = match info.init {
             Some(path) => Init::Weights(path),
             None => Init::Scratch,
         };
-        let task = Task::open(task_dir.unwrap_or(&info.task)).map_err(data)?;
+        let task = Task::open(task_dir.unwrap_or(&info.task))?;
         Finetune::build(run, config, task, split, init, device, true)
     }
 
@@ -248,52 +249,29 @@ impl Finetune {
 
         let preprocess_tables = &config.data.preprocess;
         let augment_tables = &config.data.augment;
-        // The cache key covers every parameter of the preprocessing steps.
-        let mut steps = toml::Table::new();
-        steps.insert(
-            "preprocess".into(),
-            toml::Value::Array(
-                preprocess_tables
-                    .iter()
-                    .cloned()
-                    .map(toml::Value::Table)
-                    .collect(),
-            ),
-        );
-        let fingerprint =
-            toml::to_string(&steps).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        let cache_dir = run
-            .root()
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(".medssl-cache")
-            .join(&task.name);
+        let fingerprint = preprocess_fingerprint(preprocess_tables)?;
+        let cache_dir = shared_cache_dir(run.root(), &task.name);
         let cached = |ids: &[String]| -> Result<Arc<dyn SampleSource>> {
-            let source: Arc<dyn SampleSource> =
-                Arc::new(TaskSource::new(task.clone(), ids).map_err(data)?);
-            let preprocess = Pipeline::from_config(preprocess_tables).map_err(data)?;
-            Ok(Arc::new(
-                PreprocessCache::new(&cache_dir, source, preprocess, fingerprint.clone())
-                    .map_err(data)?,
-            ))
+            let source: Arc<dyn SampleSource> = Arc::new(TaskSource::new(task.clone(), ids)?);
+            let preprocess = Pipeline::from_config(preprocess_tables)?;
+            Ok(Arc::new(PreprocessCache::new(
+                &cache_dir,
+                source,
+                preprocess,
+                fingerprint.clone(),
+            )?))
         };
         let train_source = cached(&split.train)?;
         let validation = cached(&split.validation)?;
-        let augment = Pipeline::from_config(augment_tables).map_err(data)?;
+        let augment = Pipeline::from_config(augment_tables)?;
         let samples = split.train.len() * fan_out(augment_tables);
-        let batch = config.data.loader.batch_size;
-        let batches_per_epoch = if config.data.loader.drop_last {
-            samples / batch
-        } else {
-            samples.div_ceil(batch)
-        };
+        let batches_per_epoch = config.data.loader.batches(samples);
         let loader = Loader::new(
             train_source,
             augment,
             config.data.loader.clone(),
             config.seed,
-        )
-        .map_err(data)?;
+        )?;
         Ok(Finetune {
             run,
             config,
@@ -368,7 +346,7 @@ impl Finetune {
             let mut in_step = 0;
             let mut lr = schedule.at(self.state.iteration);
             for batch in self.loader.epoch(epoch, 0) {
-                let batch = batch.map_err(data)?;
+                let batch = batch?;
                 let (loss, grads) = self.loss_and_grads(&batch)?;
                 if !loss.is_finite() {
                     return Err(TrainError::NonFiniteLoss {
@@ -526,8 +504,4 @@ fn fan_out(tables: &[toml::Table]) -> usize {
         .filter_map(|t| t.get("num_samples").and_then(|v| v.as_integer()))
         .map(|n| n.max(1) as usize)
         .product()
-}
-
-fn data(e: medssl_data::DataError) -> TrainError {
-    TrainError::Invalid(e.to_string())
 }

@@ -8,10 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
-use burn::tensor::Tensor;
 use medssl_data::Pipeline;
 use medssl_data::cache::PreprocessCache;
 use medssl_data::loader::{Loader, SampleSource};
@@ -27,9 +25,10 @@ use super::config::PretrainConfig;
 use super::decay;
 use crate::checkpoint::{self, TrainState, read_native, write_native};
 use crate::error::{Result, TrainError};
-use crate::optimizer::{OptimizerConfig, SegmentationOptimizer};
-use crate::run_dir::RunDir;
+use crate::optimizer::{OptimizerConfig, SegmentationOptimizer, drop_grads};
+use crate::run_dir::{RunDir, shared_cache_dir};
 use crate::schedule::CosineSchedule;
+use crate::transforms::preprocess_fingerprint;
 
 /// The encoder file every pretraining run writes.
 pub const ENCODER_FILE: &str = "encoder.safetensors";
@@ -110,7 +109,7 @@ impl<M: Method> Pretrain<M> {
     ) -> Result<Pretrain<M>> {
         config.check::<M>()?;
         let cache_dir = cache_dir(run_dir, data);
-        let (manifest, _) = Manifest::index(data, Some(&cache_dir)).map_err(data_error)?;
+        let (manifest, _) = Manifest::index(data, Some(&cache_dir))?;
         let run = RunDir::create(run_dir)?;
         if run.path("checkpoint/state.json").exists() || run.path("run.json").exists() {
             return Err(TrainError::Invalid(format!(
@@ -148,7 +147,7 @@ impl<M: Method> Pretrain<M> {
         let info: PretrainInfo = run.read_json("run.json")?;
         let data = data.unwrap_or(&info.data);
         let cache_dir = cache_dir(run_dir, data);
-        let (manifest, _) = Manifest::index(data, Some(&cache_dir)).map_err(data_error)?;
+        let (manifest, _) = Manifest::index(data, Some(&cache_dir))?;
         Pretrain::build(run, config, &manifest, &cache_dir, device, true)
     }
 
@@ -191,30 +190,21 @@ impl<M: Method> Pretrain<M> {
         run.truncate_metrics(state.metrics_lines)?;
 
         let source: Arc<dyn SampleSource> = Arc::new(CollectionSource::new(manifest));
-        let preprocess = Pipeline::from_config(&config.data.preprocess).map_err(data_error)?;
-        let fingerprint = toml::to_string(&toml::Table::from_iter([(
-            "preprocess".to_string(),
-            toml::Value::Array(
-                config
-                    .data
-                    .preprocess
-                    .iter()
-                    .cloned()
-                    .map(toml::Value::Table)
-                    .collect(),
-            ),
-        )]))
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-        let cached: Arc<dyn SampleSource> = Arc::new(
-            PreprocessCache::new(cache_dir, source, preprocess, fingerprint).map_err(data_error)?,
-        );
-        let augment = Pipeline::from_config(&config.data.augment).map_err(data_error)?;
+        let preprocess = Pipeline::from_config(&config.data.preprocess)?;
+        let fingerprint = preprocess_fingerprint(&config.data.preprocess)?;
+        let cached: Arc<dyn SampleSource> = Arc::new(PreprocessCache::new(
+            cache_dir,
+            source,
+            preprocess,
+            fingerprint,
+        )?);
+        let augment = Pipeline::from_config(&config.data.augment)?;
         let local_tables = if config.data.local_augment.is_empty() {
             &config.data.augment
         } else {
             &config.data.local_augment
         };
-        let local_augment = Pipeline::from_config(local_tables).map_err(data_error)?;
+        let local_augment = Pipeline::from_config(local_tables)?;
         let plan = M::view_plan(
             &settings,
             &network,
@@ -224,22 +214,16 @@ impl<M: Method> Pretrain<M> {
         )
         .map_err(|e| TrainError::Invalid(format!("views: {e}")))?;
         let volumes = manifest.entries.len();
-        let batch = config.data.loader.batch_size;
-        let batches = if config.data.loader.drop_last {
-            volumes / batch
-        } else {
-            volumes.div_ceil(batch)
-        };
+        let batches = config.data.loader.batches(volumes);
         let steps_per_epoch = (batches / config.train.accumulate) as u64;
         if steps_per_epoch == 0 {
             return Err(TrainError::Invalid(format!(
                 "the collection has {volumes} volume(s): too few for one step of {} batch(es) \
-                 of {batch} (data.loader.batch_size, train.accumulate)",
-                config.train.accumulate
+                 of {} (data.loader.batch_size, train.accumulate)",
+                config.train.accumulate, config.data.loader.batch_size
             )));
         }
-        let loader = Loader::new(cached, plan, config.data.loader.clone(), config.seed)
-            .map_err(data_error)?;
+        let loader = Loader::new(cached, plan, config.data.loader.clone(), config.seed)?;
         Ok(Pretrain {
             run,
             config,
@@ -262,11 +246,6 @@ impl<M: Method> Pretrain<M> {
     /// The run directory.
     pub fn run_dir(&self) -> &RunDir {
         &self.run
-    }
-
-    /// The network being trained.
-    pub fn net(&self) -> &M::Net {
-        &self.net
     }
 
     /// Optimiser steps taken.
@@ -327,7 +306,7 @@ impl<M: Method> Pretrain<M> {
             let start_batch = (done_in_epoch as usize) * accumulate;
             let mut epoch_done = false;
             for batch in self.loader.epoch(epoch, start_batch) {
-                let batch = batch.map_err(data_error)?;
+                let batch = batch?;
                 let batch_loss = self.batch_loss(&batch, epoch)?;
                 pending.add(batch_loss, &self.net);
                 if !pending.full() {
@@ -431,7 +410,7 @@ impl<M: Method> Pretrain<M> {
         } = pending;
         let mut grads = accumulated.grads();
         if epoch < self.config.train.freeze_last_layer {
-            drop_grads(&self.net, self.net.last_layer(), &mut grads);
+            drop_grads(&self.net, &mut grads, self.net.last_layer());
         }
         let net = decay::apply(self.net.clone(), &grads, lr, weight_decay);
         let (net, grad_norm) = self.optimizer.step(lr, net, grads);
@@ -584,35 +563,10 @@ impl<N: Pretext> Pending<N> {
     }
 }
 
-/// Removes the gradients of the parameters `ids` of `net` (the visitor knows each
-/// parameter's rank, which `GradientsParams::remove` needs).
-fn drop_grads<M: Module>(net: &M, ids: Vec<ParamId>, grads: &mut GradientsParams) {
-    struct Drop<'a> {
-        ids: Vec<ParamId>,
-        grads: &'a mut GradientsParams,
-    }
-    impl ModuleVisitor for Drop<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if self.ids.contains(&param.id) {
-                self.grads.remove::<D>(param.id);
-            }
-        }
-    }
-    net.visit(&mut Drop { ids, grads });
-}
-
 /// The preprocessing cache of a collection, shared by the runs beside `run_dir`.
 fn cache_dir(run_dir: &Path, data: &Path) -> PathBuf {
     let name = data
         .file_name()
         .map_or_else(|| "collection".into(), |n| n.to_string_lossy().into_owned());
-    run_dir
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(".medssl-cache")
-        .join(format!("pretrain-{name}"))
-}
-
-fn data_error(e: medssl_data::DataError) -> TrainError {
-    TrainError::Invalid(e.to_string())
+    shared_cache_dir(run_dir, &format!("pretrain-{name}"))
 }
