@@ -124,3 +124,42 @@ fn bad_grids_are_errors() {
         assert!(err.starts_with("CPC grid"), "{err}");
     }
 }
+
+/// `views` places the whole grid at a random position: every cell is the source voxels
+/// at its recorded start (the volume is larger than the span, so nothing is padded),
+/// cells are contiguous in raster order, and the position varies with the stream.
+#[test]
+fn grid_views_are_cells_of_a_randomly_placed_grid() {
+    let sample = encoded([20, 18, 16], 1);
+    let grid = CpcGrid {
+        grid: 2,
+        cell: [4, 5, 3],
+        overlap: 1,
+        jitter: 0,
+        fill: -1.0,
+    };
+    assert_eq!(grid.span(), [7, 9, 5]);
+    let mut origins = Vec::new();
+    for seed in 0..8 {
+        let views = grid
+            .views(&sample, &Default::default(), &mut stream(seed, &[]))
+            .unwrap();
+        assert_eq!(views.len(), 8);
+        let origin = views[0].start;
+        for (n, view) in views.iter().enumerate() {
+            let position = [n / 4, n / 2 % 2, n % 2];
+            let expected_start: [isize; 3] =
+                std::array::from_fn(|a| origin[a] + (position[a] * (grid.cell[a] - 1)) as isize);
+            assert_eq!(view.start, expected_start, "cell {n}");
+            assert_eq!(view.size, grid.cell);
+            let source = extract(&sample.image, view.start, grid.cell, f32::NAN);
+            assert_eq!(view.sample.image.data(), source.data(), "cell {n}");
+            assert!(view.sample.label.is_none());
+        }
+        assert!(
+            (0..3).all(|a| origin[a] >= 0 && origin[a] as usize + grid.span()[a] <= 20 - 2 * a)
+        );
+        origins.push(origin);
+    }
+    assert!(origins.iter().any(|o| *o != origins[0]), "{origins:?}");
+}

@@ -232,3 +232,48 @@ fn unusable_inputs_are_errors() {
     };
     assert!(inverted.corrupt(&input, None, &mut stream(0, &[])).is_err());
 }
+
+/// Tang's `aug_rand` over a batch: every voxel of a corrupted volume is its own value,
+/// unit-range noise, or a value another volume of the batch held at that moment; donor
+/// passes happen; the result depends only on the streams.
+#[test]
+fn batch_corruption_mixes_only_noise_and_batch_donors() {
+    let shape = [24, 24, 24];
+    let levels = [10.0f32, 20.0, 30.0];
+    let batch = || -> Vec<Volume> {
+        levels
+            .iter()
+            .map(|&l| Volume::new(Array4::from_elem((1, 24, 24, 24), l), affine()))
+            .collect()
+    };
+    let mut donated = 0;
+    for seed in 0..10 {
+        let mut volumes = batch();
+        let mut rngs: Vec<_> = (0..3).map(|i| stream(seed, &[i])).collect();
+        Inpainting::default()
+            .corrupt_batch(&mut volumes, &mut rngs)
+            .unwrap();
+        for (i, volume) in volumes.iter().enumerate() {
+            assert_eq!(volume.spatial_shape(), shape);
+            for &x in volume.data() {
+                let known = levels.contains(&x) || (0.0..=1.0).contains(&x);
+                assert!(known, "volume {i} holds {x}");
+                if x != levels[i] && x > 1.0 {
+                    donated += 1;
+                }
+            }
+        }
+        let mut again = batch();
+        let mut rngs: Vec<_> = (0..3).map(|i| stream(seed, &[i])).collect();
+        Inpainting::default()
+            .corrupt_batch(&mut again, &mut rngs)
+            .unwrap();
+        assert_eq!(again, volumes, "same streams, same corruption");
+    }
+    assert!(donated > 0, "no donor pass in ten batches");
+    let err = Inpainting::default()
+        .corrupt_batch(&mut batch(), &mut [stream(0, &[])])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 random streams for 3 volumes"), "{err}");
+}

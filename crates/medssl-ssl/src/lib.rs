@@ -8,6 +8,7 @@
 //! equal to the authors' published code (or the library class the community uses) in
 //! float32.
 
+pub mod conv_decoder;
 pub mod error;
 pub mod heads;
 pub mod inputs;

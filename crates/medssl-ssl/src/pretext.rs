@@ -70,8 +70,9 @@ pub struct MethodInfo {
     pub description: &'static str,
 }
 
-/// The optimisation recipe a method's paper uses, which the loop's defaults start from
-/// (every value can still be set in the run's configuration).
+/// The recipe a method's paper uses (optimisation, and the crop where the method needs
+/// its own), which the loop's defaults start from (every value can still be set in the
+/// run's configuration).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Recipe {
     /// Peak learning rate (for the preset's batch size).
@@ -84,6 +85,8 @@ pub struct Recipe {
     pub freeze_last_layer: u64,
     /// EMA teacher momentum at the start (it rises to 1).
     pub teacher_momentum: f64,
+    /// The crop size when the preset's (32³ tiny, 96³ paper) does not suit the method.
+    pub crop: Option<[usize; 3]>,
 }
 
 impl Recipe {
@@ -96,6 +99,7 @@ impl Recipe {
             grad_clip_norm: Some(3.0),
             freeze_last_layer: 0,
             teacher_momentum: 0.996,
+            crop: None,
         }
     }
 }

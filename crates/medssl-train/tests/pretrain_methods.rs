@@ -11,7 +11,8 @@ use medssl_io::nifti::{OutputType, write_volume};
 use medssl_model::weights::load_monai_safetensors;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use medssl_ssl::methods::{
-    DinoMethod, IbotMethod, MocoV3Method, RotNetMethod, SimClrMethod, SimMimMethod, SmitMethod,
+    CpcMethod, DinoMethod, IbotMethod, MocoV3Method, RotNetMethod, SimClrMethod, SimMimMethod,
+    SmitMethod, SwinUnetrSslMethod,
 };
 use medssl_ssl::{Method, Preset};
 use medssl_train::pretrain::{ENCODER_FILE, Pretrain, PretrainConfig};
@@ -202,4 +203,24 @@ fn rotnet_one_step_trains_and_exports_the_encoder() {
 #[test]
 fn rotnet_resumed_run_equals_uninterrupted_run() {
     resumed_run_equals_uninterrupted_run::<RotNetMethod>();
+}
+
+#[test]
+fn cpc_one_step_trains_and_exports_the_encoder() {
+    one_step_trains_and_exports::<CpcMethod>();
+}
+
+#[test]
+fn cpc_resumed_run_equals_uninterrupted_run() {
+    resumed_run_equals_uninterrupted_run::<CpcMethod>();
+}
+
+#[test]
+fn swinunetr_ssl_one_step_trains_and_exports_the_encoder() {
+    one_step_trains_and_exports::<SwinUnetrSslMethod>();
+}
+
+#[test]
+fn swinunetr_ssl_resumed_run_equals_uninterrupted_run() {
+    resumed_run_equals_uninterrupted_run::<SwinUnetrSslMethod>();
 }

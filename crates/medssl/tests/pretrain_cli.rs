@@ -43,9 +43,36 @@ fn collection(out: &Path) {
 #[test]
 fn methods_and_config_show_list_every_method_and_setting() {
     let listing = stdout_ok(&["methods"]);
-    for method in medssl_ssl::methods::METHODS {
-        assert!(listing.contains(method.name), "{listing}");
-        assert!(listing.contains(&method.family.to_string()), "{listing}");
+    // DESIGN.md's roster: nine methods in four families.
+    let roster = [
+        ("simclr", "contrastive"),
+        ("mocov3", "contrastive"),
+        ("cpc", "contrastive"),
+        ("rotnet", "rotation"),
+        ("swinunetr-ssl", "rotation"),
+        ("simmim", "masked image modelling"),
+        ("smit", "masked image modelling"),
+        ("dino", "self-distillation"),
+        ("ibot", "self-distillation"),
+    ];
+    let listed: Vec<(String, String)> = medssl_ssl::methods::METHODS
+        .iter()
+        .map(|m| (m.name.to_string(), m.family.to_string()))
+        .collect();
+    let mut expected: Vec<(String, String)> = roster
+        .iter()
+        .map(|(n, f)| (n.to_string(), f.to_string()))
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    for (name, family) in &listed {
+        let line = listing
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} not listed: {listing}"));
+        assert!(line.contains(family.as_str()), "{line}");
     }
     let text = stdout_ok(&["config", "show", "--method", "simmim", "--preset", "paper"]);
     let config: toml::Table = text.parse().unwrap();
@@ -57,7 +84,7 @@ fn methods_and_config_show_list_every_method_and_setting() {
     let out = medssl(&["config", "show", "--method", "simclrr"]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("known methods: simclr, mocov3, rotnet, simmim"),
+        stderr(&out).contains("known methods: simclr, mocov3, cpc, rotnet, swinunetr-ssl, simmim"),
         "{}",
         stderr(&out)
     );

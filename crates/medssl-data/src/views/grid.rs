@@ -5,9 +5,17 @@ use medssl_io::Volume;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
+use super::{View, ViewStreams, augment, check_crop, random_start};
 use crate::error::{DataError, Result};
 use crate::rng::Rng;
-use crate::spatial::region::extract;
+use crate::sample::Sample;
+use crate::spatial::region::{extract, extract_sample};
+use crate::transform::Pipeline;
+
+/// Stream roles of the grid's position, its cells' jitter and each cell's augmentation.
+const ROLE_POSITION: u64 = 7;
+const ROLE_JITTER: u64 = 8;
+const ROLE_CELL: u64 = 9;
 
 /// A `grid × grid × grid` arrangement of cells of `cell` voxels. Neighbouring cells
 /// share `overlap` voxels (cell stride `cell − overlap`), so the grid spans
@@ -55,6 +63,46 @@ pub struct GridCell {
 }
 
 impl CpcGrid {
+    /// Voxels the grid spans per axis, `(grid − 1)·(cell − overlap) + cell`.
+    pub fn span(&self) -> [usize; 3] {
+        self.cell
+            .map(|c| self.grid.saturating_sub(1) * c.saturating_sub(self.overlap) + c)
+    }
+
+    /// The cells of a grid placed at a uniformly random position in `sample` (padded
+    /// with `fill` where the volume is smaller than the span), each an unlabelled view
+    /// augmented by `augment` with its own stream, in raster order. A view's `start` is
+    /// the cell's first voxel in the source volume.
+    pub fn views(
+        &self,
+        sample: &Sample,
+        augment_cell: &Pipeline,
+        rng: &mut Rng,
+    ) -> Result<Vec<View>> {
+        let span = self.span();
+        check_crop(sample, "CPC grid", span)?;
+        let streams = ViewStreams::new(rng);
+        let origin = random_start(
+            sample.spatial_shape(),
+            span,
+            &mut streams.stream(ROLE_POSITION, 0),
+        );
+        let region = extract_sample(sample, origin, span, self.fill);
+        let cells = self.cells(&region.image, &mut streams.stream(ROLE_JITTER, 0))?;
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                let view = Sample::unlabelled(sample.id.clone(), cell.volume);
+                Ok(View {
+                    sample: augment(view, augment_cell, &mut streams.stream(ROLE_CELL, i))?,
+                    start: std::array::from_fn(|a| origin[a] + cell.start[a]),
+                    size: self.cell,
+                })
+            })
+            .collect()
+    }
+
     /// The cells of `volume` in raster order (the last grid axis fastest).
     pub fn cells(&self, volume: &Volume, rng: &mut Rng) -> Result<Vec<GridCell>> {
         let smallest = self.cell.iter().copied().min().unwrap_or(0);

@@ -158,6 +158,29 @@ impl Inpainting {
         })
     }
 
+    /// Tang et al.'s `aug_rand` over the volumes of one batch, in place: each volume in
+    /// turn gets a noise pass and, when an index drawn uniformly from the batch is not
+    /// its own, a donor pass from that volume as the batch then holds it (already
+    /// corrupted if it came earlier, as in Tang's in-place loop). Volume `i` draws from
+    /// `rngs[i]` (its donor index first, then its boxes), so a volume's corruption does
+    /// not depend on how many draws the others made.
+    pub fn corrupt_batch(&self, volumes: &mut [Volume], rngs: &mut [Rng]) -> Result<()> {
+        if rngs.len() != volumes.len() {
+            return Err(DataError::Config(format!(
+                "in-painting: {} random streams for {} volumes",
+                rngs.len(),
+                volumes.len()
+            )));
+        }
+        for i in 0..volumes.len() {
+            let rng = &mut rngs[i];
+            let drawn = rng.random_range(0..volumes.len());
+            let donor = (drawn != i).then(|| volumes[drawn].clone());
+            volumes[i] = self.corrupt(&volumes[i], donor.as_ref(), rng)?.corrupted;
+        }
+        Ok(())
+    }
+
     /// Per axis: `(t, lowest side, one past the highest side)`; an error when the
     /// parameters or the volume leave no valid box.
     fn box_sides(&self, shape: [usize; 3]) -> Result<[(usize, usize, usize); 3]> {

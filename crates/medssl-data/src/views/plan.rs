@@ -5,7 +5,7 @@
 use ndarray::{Array3, Array4, Array5};
 use rand::RngExt;
 
-use super::{MultiCrop, NestedCrops, RandomCrops, RotationSet, View};
+use super::{CpcGrid, Inpainting, MultiCrop, NestedCrops, RandomCrops, RotationSet, View};
 use crate::error::{DataError, Result};
 use crate::loader::CaseWork;
 use crate::loader::stack;
@@ -13,6 +13,7 @@ use crate::masks::{MaskGrid, MaskRatio};
 use crate::rng::{self, Rng};
 use crate::sample::Sample;
 use crate::transform::Pipeline;
+use medssl_io::{Affine, Volume};
 
 /// How the views of one volume are cut.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,16 @@ pub enum Crops {
     Multi(MultiCrop),
     /// Crops nested in one larger crop (SMIT).
     Nested(NestedCrops),
+    /// The cells of a grid of sub-volumes, in raster order (CPC).
+    Grid(CpcGrid),
+    /// Each random crop (augmented once) repeated `copies` times in a row: SwinUNETR's
+    /// pretraining rotates and corrupts two copies of the same crop.
+    Copies {
+        /// The crops.
+        crops: RandomCrops,
+        /// Copies of each.
+        copies: usize,
+    },
 }
 
 /// Block-wise token masks for the first `views` views of a set.
@@ -52,6 +63,9 @@ pub struct ViewPlan {
     /// Rotate every view by a rotation drawn from this set (rotation prediction); the
     /// labels come with the views.
     pub rotations: Option<RotationSet>,
+    /// In-paint every view across the batch (SwinUNETR pretraining): see
+    /// [`ViewBatch`] for where the corrupted and the clean views go.
+    pub inpainting: Option<Inpainting>,
 }
 
 /// The views of one volume: images `[C, D, H, W]`, and the token masks `[D/p, H/p, W/p]`
@@ -66,10 +80,14 @@ pub struct ViewSet {
     pub masks: Vec<Array3<bool>>,
     /// The rotation label of each view (empty without rotations).
     pub labels: Vec<usize>,
+    /// The key of the volume's in-painting streams (0 without in-painting).
+    pub key: u64,
 }
 
 /// The view sets of a batch, stacked view by view: `views[v]` is `[B, C, D, H, W]` and
-/// `masks[v]` is `[B, D/p, H/p, W/p]`.
+/// `masks[v]` is `[B, D/p, H/p, W/p]`. With in-painting, the `V` views of a set become
+/// `2V`: the corrupted views `0..V` (the network's inputs) then the clean ones `V..2V`
+/// (the reconstruction targets).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViewBatch {
     /// The case id of each volume, in batch order.
@@ -83,9 +101,10 @@ pub struct ViewBatch {
     pub labels: Vec<Vec<usize>>,
 }
 
-/// Stream roles of the mask and rotation draws, apart from the crop streams.
+/// Stream roles of the mask, rotation and in-painting draws, apart from the crop streams.
 const ROLE_MASK: u64 = 5;
 const ROLE_ROTATION: u64 = 6;
+const ROLE_INPAINT: u64 = 10;
 
 impl ViewPlan {
     /// The views of `sample` and their masks.
@@ -97,6 +116,12 @@ impl ViewPlan {
                 set.global.into_iter().chain(set.local).collect()
             }
             Crops::Nested(crops) => crops.generate(sample, &self.augment, rng)?.views,
+            Crops::Grid(grid) => grid.views(sample, &self.augment, rng)?,
+            Crops::Copies { crops, copies } => crops
+                .generate(sample, &self.augment, rng)?
+                .into_iter()
+                .flat_map(|view| std::iter::repeat_n(view, *copies))
+                .collect(),
         };
         let mut labels = Vec::new();
         if let Some(set) = self.rotations {
@@ -134,6 +159,10 @@ impl ViewPlan {
                     .collect::<Result<Vec<_>>>()?
             }
         };
+        let key = match self.inpainting {
+            Some(_) => rng.random(),
+            None => 0,
+        };
         Ok(ViewSet {
             id: sample.id.clone(),
             views: views
@@ -142,8 +171,24 @@ impl ViewPlan {
                 .collect(),
             masks,
             labels,
+            key,
         })
     }
+}
+
+/// Tang et al.'s `aug_rand` on view `v` of every set of a batch (see
+/// [`Inpainting::corrupt_batch`]), each volume drawing from its own stream.
+fn corrupt(inpainting: &Inpainting, sets: &[ViewSet], v: usize) -> Result<Vec<Array4<f32>>> {
+    let mut volumes: Vec<Volume> = sets
+        .iter()
+        .map(|s| Volume::new(s.views[v].clone(), Affine::identity()))
+        .collect();
+    let mut rngs: Vec<Rng> = sets
+        .iter()
+        .map(|s| rng::stream(s.key, &[ROLE_INPAINT, v as u64]))
+        .collect();
+    inpainting.corrupt_batch(&mut volumes, &mut rngs)?;
+    Ok(volumes.into_iter().map(Volume::into_data).collect())
 }
 
 impl CaseWork for ViewPlan {
@@ -178,9 +223,15 @@ impl CaseWork for ViewPlan {
                 ));
             }
         }
-        let views = (0..first.views.len())
+        let mut views = (0..first.views.len())
             .map(|v| stack(sets.iter().map(|s| s.views[v].view())))
             .collect::<Result<Vec<Array5<f32>>>>()?;
+        if let Some(inpainting) = &self.inpainting {
+            let corrupted = (0..first.views.len())
+                .map(|v| stack(corrupt(inpainting, sets, v)?.iter().map(|a| a.view())))
+                .collect::<Result<Vec<Array5<f32>>>>()?;
+            views = corrupted.into_iter().chain(views).collect();
+        }
         let masks = (0..first.masks.len())
             .map(|v| stack(sets.iter().map(|s| s.masks[v].view())))
             .collect::<Result<Vec<Array4<bool>>>>()?;
@@ -219,6 +270,7 @@ mod tests {
             local_augment: Pipeline::default(),
             masks: None,
             rotations: Some(RotationSet::AxisPlanes),
+            inpainting: None,
         };
         let mut sets = Vec::new();
         for seed in 0..6 {
@@ -240,5 +292,77 @@ mod tests {
             vec![sets.iter().map(|s| s.labels[0]).collect::<Vec<_>>()]
         );
         assert_eq!(batch.views[0].shape(), &[6, 1, 8, 8, 8]);
+    }
+
+    /// SwinUNETR's inputs: two copies of one crop, each rotated on its own; stacking
+    /// puts the in-painted copies first and the clean rotated copies after them.
+    #[test]
+    fn copies_are_rotated_apart_and_inpainted_across_the_batch() {
+        let plan = ViewPlan {
+            crops: Crops::Copies {
+                crops: RandomCrops {
+                    count: 1,
+                    size: [16; 3],
+                    fill: 0.0,
+                },
+                copies: 2,
+            },
+            augment: Pipeline::default(),
+            local_augment: Pipeline::default(),
+            masks: None,
+            rotations: Some(RotationSet::Tang),
+            inpainting: Some(Inpainting::default()),
+        };
+        let sets: Vec<ViewSet> = (0..3)
+            .map(|case| {
+                let image = Array4::from_shape_fn((1, 20, 20, 20), |(_, i, j, k)| {
+                    (case * 10_000 + i * 400 + j * 20 + k) as f32 + 2.0
+                });
+                let sample = Sample::unlabelled(
+                    format!("case{case}"),
+                    Volume::new(image, Matrix4::identity()),
+                );
+                plan.views(&sample, &mut rng::stream(case as u64, &[]))
+                    .unwrap()
+            })
+            .collect();
+        for set in &sets {
+            assert_eq!(set.views.len(), 2);
+            let unrotated: Vec<Volume> = (0..2)
+                .map(|v| {
+                    let view = Volume::new(set.views[v].clone(), Matrix4::identity());
+                    let rotation = RotationSet::Tang.rotation(set.labels[v]).unwrap();
+                    super::super::rotate(&view, rotation.inverse())
+                })
+                .collect();
+            assert_eq!(
+                unrotated[0].data(),
+                unrotated[1].data(),
+                "{}: the same crop",
+                set.id
+            );
+        }
+        let batch = plan.stack(&sets).unwrap();
+        assert_eq!(batch.views.len(), 4);
+        assert_eq!(batch.labels.len(), 2);
+        for v in 0..2 {
+            let clean = stack(sets.iter().map(|s| s.views[v].view())).unwrap();
+            assert_eq!(batch.views[2 + v], clean, "clean view {v}");
+            let changed = batch.views[v]
+                .iter()
+                .zip(&clean)
+                .filter(|(a, b)| a != b)
+                .count();
+            assert!(changed > 0, "view {v} not corrupted");
+            assert!(
+                batch.views[v].iter().all(|&x| x >= 0.0),
+                "values are clean, noise in [0, 1] or donors"
+            );
+        }
+        assert_eq!(
+            plan.stack(&sets).unwrap(),
+            batch,
+            "stacking is deterministic"
+        );
     }
 }

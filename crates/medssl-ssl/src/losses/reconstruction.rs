@@ -1,4 +1,5 @@
-//! Masked-image reconstruction (SimMIM, SMIT).
+//! Reconstruction losses: of masked voxels (SimMIM, SMIT) and of whole in-painted
+//! volumes (SwinUNETR pretraining).
 
 use burn::tensor::Tensor;
 
@@ -21,4 +22,10 @@ pub fn masked_l1(
     } else {
         loss
     }
+}
+
+/// `nn.L1Loss()`: the mean absolute difference over every element (SwinUNETR
+/// pretraining's reconstruction of the whole clean volume).
+pub fn l1(pred: Tensor<5>, target: Tensor<5>) -> Tensor<1> {
+    (pred - target).abs().mean()
 }

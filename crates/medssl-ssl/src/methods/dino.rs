@@ -96,6 +96,7 @@ impl Method for DinoMethod {
             grad_clip_norm: Some(3.0),
             freeze_last_layer: 1,
             teacher_momentum: 0.996,
+            crop: None,
         }
     }
 
@@ -136,6 +137,7 @@ impl Method for DinoMethod {
             local_augment,
             masks: None,
             rotations: None,
+            inpainting: None,
         })
     }
 

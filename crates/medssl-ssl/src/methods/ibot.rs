@@ -127,6 +127,7 @@ impl Method for IbotMethod {
             grad_clip_norm: Some(3.0),
             freeze_last_layer: 1,
             teacher_momentum: 0.996,
+            crop: None,
         }
     }
 
@@ -190,6 +191,7 @@ impl Method for IbotMethod {
                 block_size: settings.block_size,
             }),
             rotations: None,
+            inpainting: None,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The pretraining methods, one file each, and the list `medssl methods` prints.
 
 mod checks;
+pub mod cpc;
 pub mod dino;
 pub mod ibot;
 pub mod mocov3;
@@ -8,7 +9,9 @@ pub mod rotnet;
 pub mod simclr;
 pub mod simmim;
 pub mod smit;
+pub mod swinunetr_ssl;
 
+pub use cpc::{Cpc, CpcMethod, CpcSettings};
 pub use dino::{Dino, DinoMethod, DinoSettings};
 pub use ibot::{Ibot, IbotMethod, IbotSettings};
 pub use mocov3::{MocoV3, MocoV3Method, MocoV3Settings};
@@ -16,14 +19,17 @@ pub use rotnet::{RotNet, RotNetMethod, RotNetSettings};
 pub use simclr::{SimClr, SimClrMethod, SimClrSettings};
 pub use simmim::{SimMim, SimMimMethod, SimMimSettings};
 pub use smit::{Smit, SmitMethod, SmitSettings};
+pub use swinunetr_ssl::{SwinUnetrSsl, SwinUnetrSslMethod, SwinUnetrSslSettings};
 
 use crate::pretext::{Method, MethodInfo};
 
 /// Every method, in the order of the study's tables.
-pub const METHODS: [MethodInfo; 7] = [
+pub const METHODS: [MethodInfo; 9] = [
     SimClrMethod::INFO,
     MocoV3Method::INFO,
+    CpcMethod::INFO,
     RotNetMethod::INFO,
+    SwinUnetrSslMethod::INFO,
     SimMimMethod::INFO,
     SmitMethod::INFO,
     DinoMethod::INFO,
@@ -44,7 +50,9 @@ pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, Stri
     match name {
         "simclr" => Ok(visitor.visit::<SimClrMethod>()),
         "mocov3" => Ok(visitor.visit::<MocoV3Method>()),
+        "cpc" => Ok(visitor.visit::<CpcMethod>()),
         "rotnet" => Ok(visitor.visit::<RotNetMethod>()),
+        "swinunetr-ssl" => Ok(visitor.visit::<SwinUnetrSslMethod>()),
         "simmim" => Ok(visitor.visit::<SimMimMethod>()),
         "smit" => Ok(visitor.visit::<SmitMethod>()),
         "dino" => Ok(visitor.visit::<DinoMethod>()),

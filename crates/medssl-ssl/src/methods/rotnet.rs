@@ -108,6 +108,7 @@ impl Method for RotNetMethod {
             local_augment,
             masks: None,
             rotations: Some(settings.rotations.set()),
+            inpainting: None,
         })
     }
 

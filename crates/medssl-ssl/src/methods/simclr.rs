@@ -124,6 +124,7 @@ pub(super) fn two_crops(crop: [usize; 3], augment: Pipeline, local_augment: Pipe
         local_augment,
         masks: None,
         rotations: None,
+        inpainting: None,
     }
 }
 

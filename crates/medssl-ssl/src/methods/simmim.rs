@@ -110,6 +110,7 @@ impl Method for SimMimMethod {
                 block_size: settings.block_size,
             }),
             rotations: None,
+            inpainting: None,
         })
     }
 

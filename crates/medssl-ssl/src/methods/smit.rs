@@ -117,6 +117,7 @@ impl Method for SmitMethod {
             grad_clip_norm: Some(3.0),
             freeze_last_layer: 1,
             teacher_momentum: 0.996,
+            crop: None,
         }
     }
 
@@ -160,6 +161,7 @@ impl Method for SmitMethod {
                 block_size: settings.block_size,
             }),
             rotations: None,
+            inpainting: None,
         })
     }
 

@@ -117,7 +117,7 @@ impl PretrainConfig {
                 feature_size: if tiny { 12 } else { 48 },
                 use_v2: false,
                 in_channels: 1,
-                crop: if tiny { [32; 3] } else { [96; 3] },
+                crop: recipe.crop.unwrap_or(if tiny { [32; 3] } else { [96; 3] }),
             },
             data: PretrainData {
                 preprocess: vec![

@@ -1,0 +1,238 @@
+//! SwinUNETR's self-supervised pretraining (Tang et al., CVPR 2022; MONAI
+//! research-contributions `SwinUNETR/Pretrain`): each crop is copied twice, each copy
+//! rotated by a quarter turn in one plane (4 classes) and corrupted by in-painting with
+//! noise boxes and boxes swapped in from another volume of the batch. From the deepest
+//! stage's tokens of a corrupted copy, token 0 goes to a linear rotation classifier and
+//! token 1 to a linear contrastive head (NT-Xent between the two copies, temperature
+//! 0.5), and the whole stage to a convolutional decoder that reconstructs the clean
+//! rotated copy (L1). The loss is `1·rotation + 1·contrastive + 1·reconstruction`.
+//!
+//! Token 1 exists only when the deepest stage has two tokens, so crops are at least
+//! 64³ (the tiny preset's crop is 64³ for this method).
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+use medssl_data::Pipeline;
+use medssl_data::views::{Crops, Inpainting, RandomCrops, RotationSet, ViewBatch, ViewPlan};
+use medssl_model::SwinUnetrConfig;
+use medssl_model::swin::SwinTransformer;
+use serde::{Deserialize, Serialize};
+
+use super::checks;
+use super::rotnet::rotation_labels;
+use crate::conv_decoder::ConvDecoder;
+use crate::error::{Result, SslError};
+use crate::inputs::{tokens, view};
+use crate::losses::contrastive::ntxent;
+use crate::losses::cross_entropy;
+use crate::losses::reconstruction::l1;
+use crate::monitors::embedding_spread;
+use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
+
+/// SwinUNETR-SSL's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwinUnetrSslSettings {
+    /// Output width of the contrastive head.
+    pub contrastive_dim: usize,
+    /// NT-Xent temperature.
+    pub temperature: f64,
+    /// Weight of the rotation loss.
+    pub rotation_weight: f64,
+    /// Weight of the contrastive loss.
+    pub contrastive_weight: f64,
+    /// Weight of the reconstruction loss.
+    pub reconstruction_weight: f64,
+    /// The in-painting boxes.
+    pub inpainting: Inpainting,
+}
+
+/// The SwinUNETR-SSL method.
+pub struct SwinUnetrSslMethod;
+
+/// SwinUNETR-SSL's network: the encoder and its three heads.
+#[derive(Module, Debug)]
+pub struct SwinUnetrSsl {
+    pub swin_vit: SwinTransformer,
+    pub rotation_head: Linear,
+    pub contrastive_head: Linear,
+    pub decoder: ConvDecoder,
+    #[module(skip)]
+    settings: SwinUnetrSslSettings,
+}
+
+impl Method for SwinUnetrSslMethod {
+    type Net = SwinUnetrSsl;
+    type Settings = SwinUnetrSslSettings;
+
+    const INFO: MethodInfo = MethodInfo {
+        name: "swinunetr-ssl",
+        family: Family::Rotation,
+        description: "rotation prediction, contrastive coding and in-painting of two rotated \
+                      copies of a crop, weights 1/1/1 (Tang et al. 2022)",
+    };
+
+    /// Tang et al.'s heads and weights in both presets.
+    fn settings(_preset: Preset) -> SwinUnetrSslSettings {
+        SwinUnetrSslSettings {
+            contrastive_dim: 512,
+            temperature: 0.5,
+            rotation_weight: 1.0,
+            contrastive_weight: 1.0,
+            reconstruction_weight: 1.0,
+            inpainting: Inpainting::default(),
+        }
+    }
+
+    /// The official script's defaults: AdamW at 4e-4, weight decay 0.1, no clipping
+    /// (its `--grad_clip` is off by default); 64³ crops in `tiny`.
+    fn recipe(preset: Preset) -> Recipe {
+        Recipe {
+            weight_decay: (0.1, 0.1),
+            grad_clip_norm: None,
+            crop: (preset == Preset::Tiny).then_some([64; 3]),
+            ..Recipe::adamw(4e-4)
+        }
+    }
+
+    /// A cube (quarter turns swap two axes) of at least 64 voxels a side, so that the
+    /// deepest stage has the two tokens the heads read.
+    fn check(
+        settings: &SwinUnetrSslSettings,
+        _encoder: &SwinUnetrConfig,
+        crop: [usize; 3],
+    ) -> Result<()> {
+        if crop[0] != crop[1] || crop[1] != crop[2] || crop[0] < 64 {
+            return Err(SslError::Invalid(format!(
+                "encoder.crop {crop:?} must be a cube of at least 64 voxels a side: a quarter \
+                 turn swaps two axes, and the heads read two tokens of the deepest stage"
+            )));
+        }
+        checks::positive("temperature", settings.temperature)?;
+        checks::widths(&[("contrastive_dim", settings.contrastive_dim)])?;
+        for (name, weight) in [
+            ("rotation_weight", settings.rotation_weight),
+            ("contrastive_weight", settings.contrastive_weight),
+            ("reconstruction_weight", settings.reconstruction_weight),
+        ] {
+            if !(weight >= 0.0 && weight.is_finite()) {
+                return Err(SslError::Invalid(format!(
+                    "{name} must be zero or positive, got {weight}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn view_plan(
+        settings: &SwinUnetrSslSettings,
+        _encoder: &SwinUnetrConfig,
+        crop: [usize; 3],
+        augment: Pipeline,
+        local_augment: Pipeline,
+    ) -> Result<ViewPlan> {
+        Ok(ViewPlan {
+            crops: Crops::Copies {
+                crops: RandomCrops {
+                    count: 1,
+                    size: crop,
+                    fill: 0.0,
+                },
+                copies: 2,
+            },
+            augment,
+            local_augment,
+            masks: None,
+            rotations: Some(RotationSet::Tang),
+            inpainting: Some(settings.inpainting.clone()),
+        })
+    }
+
+    fn build(
+        settings: &SwinUnetrSslSettings,
+        encoder: &SwinUnetrConfig,
+        device: &Device,
+    ) -> SwinUnetrSsl {
+        let dim = encoder.feature_size << 4;
+        SwinUnetrSsl {
+            swin_vit: SwinTransformer::new(encoder, device),
+            rotation_head: LinearConfig::new(dim, RotationSet::Tang.targets().len()).init(device),
+            contrastive_head: LinearConfig::new(dim, settings.contrastive_dim).init(device),
+            decoder: ConvDecoder::new(encoder.feature_size, encoder.in_channels, device),
+            settings: settings.clone(),
+        }
+    }
+}
+
+impl Pretext for SwinUnetrSsl {
+    type Aux = ();
+
+    /// Both corrupted copies go through the network as one batch (nothing in it mixes
+    /// samples), the rotation loss is over both copies' predictions, the contrastive loss
+    /// pairs the copies, and the reconstruction targets are the clean rotated copies.
+    fn loss(&self, batch: &ViewBatch, _context: &StepContext) -> Result<StepLoss<()>> {
+        let device = self.rotation_head.weight.val().device();
+        let b = batch.ids.len();
+        let input = Tensor::cat(vec![view(batch, 0, &device)?, view(batch, 1, &device)?], 0);
+        let target = Tensor::cat(vec![view(batch, 2, &device)?, view(batch, 3, &device)?], 0);
+        let [.., deepest] = self.swin_vit.forward(input);
+        let stage = tokens(deepest.clone());
+        let [rows, count, channels] = stage.dims();
+        if count < 2 {
+            return Err(SslError::Invalid(format!(
+                "the deepest stage has {count} token; the heads need two (crops of at least 64³)"
+            )));
+        }
+        let token = |i: usize| stage.clone().narrow(1, i, 1).reshape([rows, channels]);
+        let rotation_logits = self.rotation_head.forward(token(0));
+        let labels = Tensor::cat(
+            vec![
+                rotation_labels(batch, 0, &device)?,
+                rotation_labels(batch, 1, &device)?,
+            ],
+            0,
+        );
+        let accuracy = {
+            let predicted = rotation_logits.clone().argmax(1).reshape([rows]);
+            let hits = predicted
+                .equal(labels.clone())
+                .int()
+                .sum()
+                .into_scalar::<i64>();
+            hits as f64 / rows as f64
+        };
+        let contrastive = self.contrastive_head.forward(token(1));
+        let spread = embedding_spread(contrastive.clone().narrow(0, 0, b));
+        let settings = &self.settings;
+        let rotation = cross_entropy(rotation_logits, labels).mul_scalar(settings.rotation_weight);
+        let contrast = ntxent(
+            contrastive.clone().narrow(0, 0, b),
+            contrastive.narrow(0, b, b),
+            settings.temperature,
+        )
+        .mul_scalar(settings.contrastive_weight);
+        let reconstruction =
+            l1(self.decoder.forward(deepest), target).mul_scalar(settings.reconstruction_weight);
+        let mut monitors = vec![("rotation_accuracy", accuracy)];
+        monitors.extend(spread.map(|s| ("embedding_spread", s)));
+        Ok(StepLoss {
+            total: rotation.clone() + contrast.clone() + reconstruction.clone(),
+            components: vec![
+                ("rotation", rotation),
+                ("contrastive", contrast),
+                ("reconstruction", reconstruction),
+            ],
+            monitors,
+            aux: (),
+        })
+    }
+
+    fn after_step(self, _aux: Vec<()>, _momentum: f64) -> SwinUnetrSsl {
+        self
+    }
+
+    fn encoder(&self) -> &SwinTransformer {
+        &self.swin_vit
+    }
+}
