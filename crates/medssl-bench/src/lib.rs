@@ -1,5 +1,17 @@
-//! The benchmark study.
+//! The benchmark study: which SSL method gives the best segmentation after fine-tuning.
 //!
-//! This crate will own the study configuration, planning of the method x task x label
-//! budget matrix, sharding and Slurm arrays, the result store, and the report with its
-//! tables and plots.
+//! A study is a TOML file ([`definition`]): the methods (the nine SSL methods, `scratch`
+//! and `import:<file>` rows for external weights), the unlabelled pretraining
+//! collection, the labelled tasks, the label budgets and the seeds. [`plan`] turns it
+//! into jobs (one pretraining per SSL method, one fine-tune and test evaluation per
+//! method × task × budget × seed) with their dependencies, each in its own directory
+//! of the study's output, so that a job's state is read from disk: a job is done
+//! when its final file exists (written last, atomically).
+
+pub mod definition;
+pub mod error;
+pub mod plan;
+
+pub use definition::StudyDefinition;
+pub use error::{BenchError, Result};
+pub use plan::{Job, JobKind, Plan};

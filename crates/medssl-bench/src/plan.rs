@@ -1,0 +1,176 @@
+//! The jobs of a study, their directories and their dependencies.
+//!
+//! Every job has a stable id that is also its directory under the study's output:
+//!
+//! ```text
+//! OUT/pretrain/<method>                              one per SSL method
+//! OUT/finetune/<task>/<method>.<budget>.seed-<s>     one per method × task × budget × seed
+//! ```
+//!
+//! The runs of one task (and the pretraining runs) are siblings, so they share one
+//! preprocessing cache. A fine-tune from an SSL method depends on that method's
+//! pretraining. Jobs are listed pretraining first, then the fine-tunes task by task;
+//! that order defines the ids' indices, shards and `--job` lookups.
+
+use std::path::PathBuf;
+
+use medssl_train::pretrain::ENCODER_FILE;
+
+use crate::definition::{BudgetSpec, MethodSpec, StudyDefinition};
+use crate::error::{BenchError, Result};
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobKind {
+    /// Pretrain the encoder with an SSL method.
+    Pretrain {
+        /// The method's name.
+        method: String,
+    },
+    /// Fine-tune from a row's weights, then evaluate on the task's test part.
+    Finetune {
+        /// The row.
+        method: MethodSpec,
+        /// Index into the study's tasks.
+        task: usize,
+        /// The label budget.
+        budget: BudgetSpec,
+        /// The fine-tune's seed.
+        seed: u64,
+    },
+}
+
+/// One job of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Its id, which is also its directory relative to the study's output.
+    pub id: String,
+    /// What it does.
+    pub kind: JobKind,
+    /// Indices of the jobs it needs finished first.
+    pub needs: Vec<usize>,
+}
+
+impl Job {
+    /// The job's run directory.
+    pub fn dir(&self, study: &StudyDefinition) -> PathBuf {
+        study.out_dir().join(&self.id)
+    }
+
+    /// The file whose presence means the job is done; it is the last one the job
+    /// writes, atomically: the pretraining's `result.json`, the fine-tune's test
+    /// evaluation `test.json`.
+    pub fn done_file(&self, study: &StudyDefinition) -> PathBuf {
+        self.dir(study).join(match self.kind {
+            JobKind::Pretrain { .. } => "result.json",
+            JobKind::Finetune { .. } => "test.json",
+        })
+    }
+}
+
+/// A study's jobs in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Pretraining jobs, then fine-tunes.
+    pub jobs: Vec<Job>,
+}
+
+impl Plan {
+    /// The jobs of `study`.
+    pub fn new(study: &StudyDefinition) -> Plan {
+        let mut jobs: Vec<Job> = study
+            .ssl_methods()
+            .into_iter()
+            .map(|method| Job {
+                id: format!("pretrain/{method}"),
+                kind: JobKind::Pretrain { method },
+                needs: Vec::new(),
+            })
+            .collect();
+        let pretrain_index = |name: &str, jobs: &[Job]| {
+            jobs.iter()
+                .position(|j| matches!(&j.kind, JobKind::Pretrain { method } if method == name))
+        };
+        for (t, task) in study.tasks.iter().enumerate() {
+            for method in study.methods() {
+                let needs: Vec<usize> = match &method {
+                    MethodSpec::Ssl(name) => pretrain_index(name, &jobs).into_iter().collect(),
+                    _ => Vec::new(),
+                };
+                for &budget in &study.finetune.budgets {
+                    for &seed in &study.finetune.seeds {
+                        jobs.push(Job {
+                            id: format!(
+                                "finetune/{}/{}.{}.seed-{seed}",
+                                task.name,
+                                method.label(),
+                                budget.label()
+                            ),
+                            kind: JobKind::Finetune {
+                                method: method.clone(),
+                                task: t,
+                                budget,
+                                seed,
+                            },
+                            needs: needs.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Plan { jobs }
+    }
+
+    /// The index of the job called `id`, or an error listing how ids look.
+    pub fn find(&self, id: &str) -> Result<usize> {
+        self.jobs.iter().position(|j| j.id == id).ok_or_else(|| {
+            BenchError::Invalid(format!(
+                "no job `{id}` in this study; ids look like `{}` (`medssl study plan` lists them)",
+                self.jobs.first().map(|j| j.id.as_str()).unwrap_or("")
+            ))
+        })
+    }
+
+    /// The jobs of shard `index` of `count` (both from the `--shard i/n` syntax, `index`
+    /// from 0): job `k` belongs to shard `k mod count`, so every shard gets a share of
+    /// the pretraining jobs and of every task.
+    pub fn shard(&self, index: usize, count: usize) -> Result<Vec<usize>> {
+        if count == 0 || index >= count {
+            return Err(BenchError::Invalid(format!(
+                "shard {index}/{count}: need 0 <= index < count"
+            )));
+        }
+        Ok((0..self.jobs.len())
+            .filter(|k| k % count == index)
+            .collect())
+    }
+
+    /// Where the fine-tune job `job` takes its initial weights from: `None` for
+    /// scratch, the pretraining job's encoder, or the imported file.
+    pub fn init_weights(&self, study: &StudyDefinition, job: &Job) -> Option<PathBuf> {
+        match &job.kind {
+            JobKind::Finetune { method, .. } => match method {
+                MethodSpec::Scratch => None,
+                MethodSpec::Ssl(_) => job
+                    .needs
+                    .first()
+                    .map(|&n| self.jobs[n].dir(study).join(ENCODER_FILE)),
+                MethodSpec::Import(path) => Some(study.resolve(path)),
+            },
+            JobKind::Pretrain { .. } => None,
+        }
+    }
+}
+
+/// Parses `--shard i/n` (`i` from 0).
+pub fn parse_shard(text: &str) -> Result<(usize, usize)> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((i, n)) if n > 0 && i < n => Ok((i, n)),
+        _ => Err(BenchError::Invalid(format!(
+            "--shard {text}: expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4"
+        ))),
+    }
+}

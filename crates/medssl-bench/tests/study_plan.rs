@@ -1,0 +1,188 @@
+//! Study files and their plans: the example parses and plans every row × task × budget
+//! × seed; mistakes are errors naming the key; validation reaches into the tasks and the
+//! methods' settings; shards partition the jobs.
+
+use std::path::Path;
+
+use medssl_bench::definition::{EXAMPLE, MethodSpec, StudyDefinition};
+use medssl_bench::plan::{JobKind, Plan, parse_shard};
+use medssl_data::synth::{Grid, Kind, Task, write_task};
+
+fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load_error(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    StudyDefinition::load(&write(dir.path(), text))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn the_example_plans_every_row_task_budget_and_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = StudyDefinition::load(&write(dir.path(), EXAMPLE)).unwrap();
+    assert_eq!(study.methods().len(), 10);
+    assert_eq!(study.ssl_methods().len(), 9);
+    let plan = Plan::new(&study);
+    // 9 pretrainings, then 10 rows × 2 tasks × 2 budgets × 1 seed.
+    assert_eq!(plan.jobs.len(), 9 + 40);
+    let ids: std::collections::BTreeSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids.len(), plan.jobs.len(), "ids are unique");
+    assert_eq!(plan.jobs[0].id, "pretrain/simclr");
+    let k = plan
+        .find("finetune/abdomen-mri/dino.2-shots.seed-0")
+        .unwrap();
+    let job = &plan.jobs[k];
+    assert_eq!(job.needs, vec![plan.find("pretrain/dino").unwrap()]);
+    assert_eq!(
+        plan.init_weights(&study, job).unwrap(),
+        dir.path().join("study/pretrain/dino/encoder.safetensors")
+    );
+    assert_eq!(
+        job.done_file(&study),
+        dir.path()
+            .join("study/finetune/abdomen-mri/dino.2-shots.seed-0/test.json")
+    );
+    let scratch = &plan.jobs[plan.find("finetune/abdomen-ct/scratch.all.seed-0").unwrap()];
+    assert!(scratch.needs.is_empty());
+    assert_eq!(plan.init_weights(&study, scratch), None);
+    assert!(matches!(
+        scratch.kind,
+        JobKind::Finetune {
+            method: MethodSpec::Scratch,
+            task: 0,
+            seed: 0,
+            ..
+        }
+    ));
+    let err = plan.find("finetune/nope").unwrap_err().to_string();
+    assert!(err.contains("no job `finetune/nope`"), "{err}");
+}
+
+#[test]
+fn shards_partition_the_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&StudyDefinition::load(&write(dir.path(), EXAMPLE)).unwrap());
+    let mut seen = Vec::new();
+    for i in 0..4 {
+        let shard = plan.shard(i, 4).unwrap();
+        assert!(!shard.is_empty());
+        seen.extend(shard);
+    }
+    seen.sort();
+    assert_eq!(seen, (0..plan.jobs.len()).collect::<Vec<_>>());
+    assert_eq!(parse_shard("1/4").unwrap(), (1, 4));
+    for bad in ["4/4", "1-4", "a/2", "0/0"] {
+        let err = parse_shard(bad).unwrap_err().to_string();
+        assert!(err.contains(bad), "{err}");
+    }
+}
+
+#[test]
+fn mistakes_in_the_file_name_the_key() {
+    let base = EXAMPLE.replace("name = \"my-study\"", "name = \"s\"");
+    let cases = [
+        (
+            base.replace("\"cpc\", ", "\"cpcc\", "),
+            "unknown method `cpcc`",
+        ),
+        (
+            base.replace("\"cpc\", ", "\"simclr\", "),
+            "`simclr` is listed twice",
+        ),
+        (
+            base.replace("budgets = [2, \"all\"]", "budgets = [0]"),
+            "finetune.budgets",
+        ),
+        (
+            base.replace("budgets = [2, \"all\"]", "budgets = [2, 2]"),
+            "listed twice",
+        ),
+        (
+            base.replace("budgets = [2, \"all\"]", "budgets = [\"most\"]"),
+            "budgets",
+        ),
+        (
+            base.replace("seeds = [0]", "seeds = [0]\nepochs = 3"),
+            "unknown field `epochs`",
+        ),
+        (
+            base.replace("simclr = [", "dinoo = ["),
+            "pretraining.method_set.dinoo",
+        ),
+        (
+            base.replace("name = \"abdomen-ct\"", "name = \"abdomen ct\""),
+            "abdomen ct",
+        ),
+        (
+            base.replace("modality = \"MRI\"", "modality = \"PET\""),
+            "PET",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = load_error(&text);
+        assert!(err.contains(expected), "expected `{expected}` in: {err}");
+        assert!(err.contains("study.toml"), "the file is named: {err}");
+    }
+}
+
+#[test]
+fn validation_checks_paths_tasks_and_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let kind = Kind::AbdomenCt;
+    let grid = Grid::fitted(kind, [20, 18, 16]).unwrap();
+    let task = |training, unlabelled| Task {
+        kind,
+        grid: grid.clone(),
+        seed: 1,
+        training,
+        test: 0,
+        unlabelled,
+    };
+    write_task(&task(2, true), &data.join("ct-collection")).unwrap();
+    write_task(&task(4, false), &data.join("abdomen-ct")).unwrap();
+    write_task(&task(4, false), &data.join("abdomen-mri")).unwrap();
+    let path = write(dir.path(), EXAMPLE);
+    let study = StudyDefinition::load(&path).unwrap();
+    study.validate(&path).unwrap();
+
+    let broken = [
+        (
+            EXAMPLE.replace("data/abdomen-mri", "data/missing"),
+            "task abdomen-mri",
+        ),
+        (
+            EXAMPLE.replace("data/ct-collection", "data/nothing"),
+            "pretraining.data",
+        ),
+        (
+            EXAMPLE.replace("pretext.temperature=0.2", "pretext.temprature=0.2"),
+            "pretraining of simclr",
+        ),
+        (
+            EXAMPLE.replace(
+                "set = []\n\n[[tasks]]",
+                "set = [\"train.epoch=3\"]\n\n[[tasks]]",
+            ),
+            "finetune.set",
+        ),
+        (
+            EXAMPLE.replace("\"scratch\", ", "\"scratch\", \"import:w.safetensors\", "),
+            "import:",
+        ),
+    ];
+    for (text, expected) in broken {
+        let path = write(dir.path(), &text);
+        let err = StudyDefinition::load(&path)
+            .unwrap()
+            .validate(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "expected `{expected}` in: {err}");
+    }
+}
