@@ -138,7 +138,7 @@ fn validation_checks_paths_tasks_and_settings() {
     let grid = Grid::fitted(kind, [20, 18, 16]).unwrap();
     let task = |training, unlabelled| Task {
         kind,
-        grid: grid.clone(),
+        grid,
         seed: 1,
         training,
         test: 0,

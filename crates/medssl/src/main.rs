@@ -7,6 +7,7 @@ mod pretrain_command;
 mod progress;
 mod run_args;
 mod speed_command;
+mod study_command;
 mod synth_command;
 mod weights_commands;
 
@@ -53,6 +54,9 @@ enum Command {
     Predict(evaluate_commands::PredictArgs),
     /// Write synthetic CT/MRI phantoms as an MSD task or a pretraining collection.
     Synth(synth_command::SynthArgs),
+    /// Run the benchmark study: every method fine-tuned on every task and label budget.
+    #[command(subcommand)]
+    Study(study_command::StudyCommand),
     /// Import, inspect and export SwinUNETR weights.
     #[command(subcommand)]
     Weights(weights_commands::WeightsCommand),
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Finetune(args) => finetune_command::finetune(&args),
         Command::Evaluate(args) => evaluate_commands::evaluate_command(&args),
         Command::Predict(args) => evaluate_commands::predict_command(&args),
+        Command::Study(command) => study_command::study(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -36,6 +36,24 @@ pub enum Crops {
     },
 }
 
+impl Crops {
+    /// Voxels of all the views of one volume: what the encoder sees of it per step
+    /// (teachers and decoders not counted), the unit of a job's cost estimate.
+    pub fn voxels(&self) -> usize {
+        let cube = |s: [usize; 3]| s.iter().product::<usize>();
+        match self {
+            Crops::Random(c) => c.count * cube(c.size),
+            Crops::Multi(c) => {
+                c.global_count * cube(c.global_size)
+                    + c.local_count * cube(c.local_resize.unwrap_or(c.local_size))
+            }
+            Crops::Nested(c) => c.count * cube(c.inner_size),
+            Crops::Grid(g) => g.grid.pow(3) * cube(g.cell),
+            Crops::Copies { crops, copies } => crops.count * copies * cube(crops.size),
+        }
+    }
+}
+
 /// Block-wise token masks for the first `views` views of a set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaskPlan {

@@ -3,6 +3,7 @@
 //! default written in code, in two presets, loadable from TOML with `key=value`
 //! overrides. `medssl config show --method NAME --preset P` prints it.
 
+use medssl_data::Pipeline;
 use medssl_data::loader::LoaderConfig;
 use medssl_model::SwinUnetrConfig;
 use medssl_ssl::{Method, Preset};
@@ -208,6 +209,28 @@ impl PretrainConfig {
             .with_feature_size(self.encoder.feature_size);
         network.use_v2 = self.encoder.use_v2;
         network
+    }
+
+    /// Optimiser steps of the run on a collection of `volumes` volumes.
+    pub fn total_steps(&self, volumes: usize) -> u64 {
+        let batches = self.data.loader.batches(volumes) as u64;
+        self.train
+            .steps
+            .unwrap_or(self.train.epochs * (batches / self.train.accumulate as u64))
+    }
+
+    /// Voxels of the views of one volume, as method `M` cuts them (see
+    /// `Crops::voxels`).
+    pub fn view_voxels<M: Method>(&self) -> Result<usize> {
+        let plan = M::view_plan(
+            &self.pretext::<M>()?,
+            &self.network(),
+            self.encoder.crop,
+            Pipeline::default(),
+            Pipeline::default(),
+        )
+        .map_err(|e| TrainError::Invalid(format!("views: {e}")))?;
+        Ok(plan.crops.voxels())
     }
 
     /// The method's settings, typed.

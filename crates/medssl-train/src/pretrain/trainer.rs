@@ -255,10 +255,7 @@ impl<M: Method> Pretrain<M> {
 
     /// Optimiser steps of the whole run.
     pub fn total_steps(&self) -> u64 {
-        self.config
-            .train
-            .steps
-            .unwrap_or(self.config.train.epochs * self.steps_per_epoch)
+        self.config.total_steps(self.volumes)
     }
 
     /// Volumes in the collection.

@@ -1,0 +1,343 @@
+//! Runs a study's jobs that are not finished yet, resuming interrupted ones.
+//!
+//! A selection (all jobs, a shard, or one `--job`) is worked through in plan order by
+//! `workers` threads. A job starts when every job it needs is done; one that needs a
+//! job outside the selection that another process is running (another shard) waits for
+//! it, polling the disk. A job whose prerequisite failed is skipped and reported.
+//! Failures are recorded in the job's directory and do not stop the other jobs; a later
+//! run retries them.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use burn::tensor::Device;
+use medssl_io::atomic::write_atomically;
+use medssl_ssl::Method;
+use medssl_ssl::methods::{self, MethodVisitor};
+use medssl_train::finetune::evaluate::{Part, evaluate};
+use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
+use medssl_train::pretrain::{Pretrain, PretrainConfig};
+
+use crate::definition::StudyDefinition;
+use crate::error::{BenchError, Result};
+use crate::plan::{Job, JobKind, Plan};
+use crate::state::{self, JobState};
+
+/// Tolerance of the normalised surface Dice in the test evaluation, in mm.
+pub const NSD_TOLERANCE_MM: f64 = 1.0;
+
+/// How often a job waiting on another process's job looks again.
+const POLL: Duration = Duration::from_secs(10);
+
+/// What the runner reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// Job `index` of the plan started (or resumed).
+    Started { index: usize },
+    /// Job `index` finished after `seconds`.
+    Finished { index: usize, seconds: f64 },
+    /// Job `index` failed.
+    Failed { index: usize, error: String },
+    /// Job `index` cannot run: job `needs` failed.
+    Blocked { index: usize, needs: usize },
+    /// Job `index` waits for job `needs`, which this process does not run (another
+    /// shard or array task does).
+    Waiting { index: usize, needs: usize },
+}
+
+/// How a run over a selection ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    /// Jobs this run finished.
+    pub finished: Vec<usize>,
+    /// Jobs that were already done.
+    pub already_done: Vec<usize>,
+    /// Jobs that failed, with their errors.
+    pub failed: Vec<(usize, String)>,
+    /// Jobs skipped because a job they need failed.
+    pub blocked: Vec<usize>,
+}
+
+/// Runs the jobs of one study.
+pub struct Runner<'a> {
+    study: &'a StudyDefinition,
+    plan: &'a Plan,
+    device: Device,
+}
+
+/// The scheduler's view of the selection, shared by the workers.
+struct Queue {
+    /// Selected jobs not yet taken, in plan order.
+    pending: Vec<usize>,
+    /// Jobs being run by a worker of this process.
+    active: Vec<usize>,
+    /// Jobs reported as waiting for a job outside the selection.
+    waiting: Vec<usize>,
+    summary: RunSummary,
+}
+
+/// What a worker should do next.
+enum Next {
+    Run(usize),
+    Wait,
+    Stop,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner for `plan` of `study`, training on `device`.
+    pub fn new(study: &'a StudyDefinition, plan: &'a Plan, device: Device) -> Runner<'a> {
+        Runner {
+            study,
+            plan,
+            device,
+        }
+    }
+
+    /// Runs the selected jobs (indices into the plan) that are not done, with `workers`
+    /// jobs at a time.
+    pub fn run(
+        &self,
+        selection: &[usize],
+        workers: usize,
+        observe: &(dyn Fn(RunEvent) + Sync),
+    ) -> Result<RunSummary> {
+        let mut summary = RunSummary::default();
+        let mut pending = Vec::new();
+        for &k in selection {
+            if k >= self.plan.jobs.len() {
+                return Err(BenchError::Invalid(format!("no job with index {k}")));
+            }
+            match state::state(self.study, self.plan, k) {
+                JobState::Done => summary.already_done.push(k),
+                _ => pending.push(k),
+            }
+        }
+        let queue = Mutex::new(Queue {
+            pending,
+            active: Vec::new(),
+            waiting: Vec::new(),
+            summary,
+        });
+        std::thread::scope(|scope| {
+            for _ in 0..workers.max(1) {
+                scope.spawn(|| self.work(&queue, observe));
+            }
+        });
+        Ok(queue
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .summary)
+    }
+
+    /// One worker: takes the next job that can start, runs it, until none is left.
+    fn work(&self, queue: &Mutex<Queue>, observe: &(dyn Fn(RunEvent) + Sync)) {
+        loop {
+            let next = {
+                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                self.next(&mut q, observe)
+            };
+            match next {
+                Next::Stop => return,
+                Next::Wait => std::thread::sleep(POLL),
+                Next::Run(k) => {
+                    observe(RunEvent::Started { index: k });
+                    let started = Instant::now();
+                    let outcome = self.run_job(k);
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    q.active.retain(|&a| a != k);
+                    match outcome {
+                        Ok(()) => {
+                            q.summary.finished.push(k);
+                            observe(RunEvent::Finished {
+                                index: k,
+                                seconds: started.elapsed().as_secs_f64(),
+                            });
+                        }
+                        Err(e) => {
+                            let error = e.to_string();
+                            q.summary.failed.push((k, error.clone()));
+                            observe(RunEvent::Failed { index: k, error });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Picks the first pending job whose prerequisites are done; drops the ones whose
+    /// prerequisites failed; waits while prerequisites are still to be run elsewhere.
+    fn next(&self, q: &mut Queue, observe: &(dyn Fn(RunEvent) + Sync)) -> Next {
+        let mut i = 0;
+        while i < q.pending.len() {
+            let k = q.pending[i];
+            let job = &self.plan.jobs[k];
+            let failed_need = job.needs.iter().copied().find(|&n| {
+                let ours = q.pending.contains(&n) || q.active.contains(&n);
+                q.summary.failed.iter().any(|(f, _)| *f == n)
+                    || q.summary.blocked.contains(&n)
+                    || (!ours
+                        && matches!(state::state(self.study, self.plan, n), JobState::Failed(_)))
+            });
+            if let Some(n) = failed_need {
+                q.pending.remove(i);
+                q.summary.blocked.push(k);
+                observe(RunEvent::Blocked { index: k, needs: n });
+                continue;
+            }
+            let missing = job
+                .needs
+                .iter()
+                .copied()
+                .find(|&n| !self.plan.jobs[n].done_file(self.study).is_file());
+            match missing {
+                None => {
+                    q.pending.remove(i);
+                    q.active.push(k);
+                    return Next::Run(k);
+                }
+                Some(n) => {
+                    let elsewhere = !q.pending.contains(&n) && !q.active.contains(&n);
+                    if elsewhere && !q.waiting.contains(&k) {
+                        q.waiting.push(k);
+                        observe(RunEvent::Waiting { index: k, needs: n });
+                    }
+                }
+            }
+            i += 1;
+        }
+        if q.pending.is_empty() {
+            Next::Stop
+        } else {
+            Next::Wait
+        }
+    }
+
+    /// Runs (or resumes) job `k` to its end, recording a failure in its directory.
+    pub fn run_job(&self, k: usize) -> Result<()> {
+        let job = &self.plan.jobs[k];
+        state::mark_running(self.study, job)?;
+        let outcome = match &job.kind {
+            JobKind::Pretrain { method } => self.pretrain(job, method),
+            JobKind::Finetune { .. } => self.finetune(job),
+        };
+        let error = outcome.as_ref().err().map(|e| e.to_string());
+        state::mark_ended(self.study, job, error.as_deref())?;
+        outcome
+    }
+
+    fn pretrain(&self, job: &Job, method: &str) -> Result<()> {
+        let dir = job.dir(self.study);
+        let resumable = prepare_dir(&dir)?;
+        methods::visit(
+            method,
+            PretrainJob {
+                study: self.study,
+                dir: &dir,
+                method,
+                resumable,
+                device: self.device.clone(),
+            },
+        )
+        .map_err(BenchError::Invalid)?
+        .map_err(|message| BenchError::Job {
+            job: job.id.clone(),
+            message,
+        })
+    }
+
+    fn finetune(&self, job: &Job) -> Result<()> {
+        let JobKind::Finetune {
+            task, budget, seed, ..
+        } = &job.kind
+        else {
+            unreachable!("called for fine-tune jobs")
+        };
+        let failed = |message: String| BenchError::Job {
+            job: job.id.clone(),
+            message,
+        };
+        let dir = job.dir(self.study);
+        let task_dir = self.study.resolve(&self.study.tasks[*task].path);
+        let mut run = if prepare_dir(&dir)? {
+            Finetune::resume(&dir, Some(&task_dir), self.device.clone())
+        } else {
+            let mut set = self.study.finetune.set.clone();
+            set.push(format!("seed={seed}"));
+            let init = match self.plan.init_weights(self.study, job) {
+                Some(path) => Init::Weights(path),
+                None => Init::Scratch,
+            };
+            FinetuneConfig::load(self.study.finetune.preset, None, &set).and_then(|config| {
+                Finetune::start(
+                    &task_dir,
+                    &dir,
+                    config,
+                    init,
+                    budget.budget(),
+                    self.device.clone(),
+                )
+            })
+        }
+        .map_err(|e| failed(e.to_string()))?;
+        run.train(u64::MAX, &mut |_| {})
+            .map_err(|e| failed(e.to_string()))?;
+        drop(run);
+        let evaluation = evaluate(
+            &dir,
+            Some(&task_dir),
+            Part::Test,
+            NSD_TOLERANCE_MM,
+            self.device.clone(),
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        let summary = serde_json::to_string_pretty(&evaluation.to_json(NSD_TOLERANCE_MM))
+            .map_err(|e| failed(e.to_string()))?;
+        let path = job.done_file(self.study);
+        write_atomically(&path, summary.as_bytes()).map_err(|e| BenchError::io(&path, e))
+    }
+}
+
+/// Whether `dir` holds a run to resume (a checkpoint). A directory a killed job left
+/// before its first checkpoint is cleared of the files that would stop a fresh start.
+fn prepare_dir(dir: &Path) -> Result<bool> {
+    if dir.join("checkpoint/state.json").is_file() {
+        return Ok(true);
+    }
+    for name in ["run.json", "config.toml", "metrics.jsonl", "split.json"] {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(BenchError::io(path, e));
+            }
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
+/// Starts or resumes the pretraining of method `M`.
+struct PretrainJob<'a> {
+    study: &'a StudyDefinition,
+    dir: &'a Path,
+    method: &'a str,
+    resumable: bool,
+    device: Device,
+}
+
+impl MethodVisitor for PretrainJob<'_> {
+    type Output = std::result::Result<(), String>;
+
+    fn visit<M: Method>(self) -> std::result::Result<(), String> {
+        let data = self.study.resolve(&self.study.pretraining.data);
+        let mut run = if self.resumable {
+            Pretrain::<M>::resume(self.dir, Some(&data), self.device)
+        } else {
+            let overrides = self.study.pretrain_overrides(self.method);
+            PretrainConfig::load::<M>(self.study.pretraining.preset, None, &overrides)
+                .and_then(|config| Pretrain::<M>::start(&data, self.dir, config, self.device))
+        }
+        .map_err(|e| e.to_string())?;
+        run.train(u64::MAX, &mut |_| {}).map_err(|e| e.to_string())
+    }
+}

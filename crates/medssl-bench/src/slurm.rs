@@ -1,0 +1,179 @@
+//! Slurm array jobs for a study: one array for the pretraining jobs, one for the
+//! fine-tunes that starts when the first has succeeded (`--dependency=afterok`), and
+//! one job that writes the results after both. Each array task runs exactly one study
+//! job (`medssl study run FILE --job ID`), so a cluster runs the study with the same
+//! resumable job directories as a laptop; a resubmitted array skips the finished jobs.
+
+use std::path::{Path, PathBuf};
+
+use medssl_io::atomic::write_atomically;
+
+use crate::error::{BenchError, Result};
+use crate::plan::{JobKind, Plan};
+
+/// The cluster settings of the generated scripts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmOptions {
+    /// The `medssl` binary the tasks run.
+    pub medssl: PathBuf,
+    /// `--partition`, if any.
+    pub partition: Option<String>,
+    /// GPUs per task (`--gres=gpu:N`; 0 for CPU-only tasks).
+    pub gpus: usize,
+    /// CPUs per task.
+    pub cpus: usize,
+    /// Memory per task, Slurm syntax (`64G`).
+    pub memory: String,
+    /// Time limit of a pretraining task (`HH:MM:SS`).
+    pub pretrain_time: String,
+    /// Time limit of a fine-tune task.
+    pub finetune_time: String,
+    /// `--device` of the tasks.
+    pub device: String,
+}
+
+/// The scripts written, in submission order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmScripts {
+    /// `pretrain.sbatch` (absent when the study has no SSL method).
+    pub pretrain: Option<PathBuf>,
+    /// `finetune.sbatch`.
+    pub finetune: PathBuf,
+    /// `results.sbatch`.
+    pub results: PathBuf,
+    /// `submit.sh`, which submits the three with their dependencies.
+    pub submit: PathBuf,
+}
+
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn header(name: &str, options: &SlurmOptions, time: &str, logs: &Path, array: bool) -> String {
+    let log = if array { "%x-%A_%a.log" } else { "%x-%j.log" };
+    let mut lines = vec![
+        "#!/usr/bin/env bash".to_string(),
+        format!("#SBATCH --job-name={name}"),
+        format!("#SBATCH --output={}", logs.join(log).display()),
+        format!("#SBATCH --time={time}"),
+        format!("#SBATCH --cpus-per-task={}", options.cpus),
+        format!("#SBATCH --mem={}", options.memory),
+    ];
+    if let Some(partition) = &options.partition {
+        lines.push(format!("#SBATCH --partition={partition}"));
+    }
+    if options.gpus > 0 && array {
+        lines.push(format!("#SBATCH --gres=gpu:{}", options.gpus));
+    }
+    lines.join("\n") + "\n"
+}
+
+/// An array script running the jobs `ids`, one per task.
+fn array_script(
+    name: &str,
+    ids: &[&str],
+    study: &Path,
+    options: &SlurmOptions,
+    time: &str,
+    logs: &Path,
+) -> String {
+    let mut text = header(name, options, time, logs, true);
+    text.push_str(&format!("#SBATCH --array=0-{}\n", ids.len() - 1));
+    text.push_str("set -euo pipefail\njobs=(\n");
+    for id in ids {
+        text.push_str(&format!("  {}\n", quote(id)));
+    }
+    text.push_str(")\n");
+    text.push_str(&format!(
+        "exec {} study run {} --job \"${{jobs[$SLURM_ARRAY_TASK_ID]}}\" --device {}\n",
+        quote(&options.medssl.to_string_lossy()),
+        quote(&study.to_string_lossy()),
+        quote(&options.device),
+    ));
+    text
+}
+
+/// Writes the scripts for `plan` of the study file `study` (absolute) into `dir`.
+pub fn write_scripts(
+    study: &Path,
+    plan: &Plan,
+    options: &SlurmOptions,
+    dir: &Path,
+) -> Result<SlurmScripts> {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| BenchError::io(&logs, e))?;
+    let ids = |pretrain: bool| -> Vec<&str> {
+        plan.jobs
+            .iter()
+            .filter(|j| matches!(j.kind, JobKind::Pretrain { .. }) == pretrain)
+            .map(|j| j.id.as_str())
+            .collect()
+    };
+    let write = |name: &str, text: String| -> Result<PathBuf> {
+        let path = dir.join(name);
+        write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
+        Ok(path)
+    };
+    let pretrain_ids = ids(true);
+    let pretrain = if pretrain_ids.is_empty() {
+        None
+    } else {
+        Some(write(
+            "pretrain.sbatch",
+            array_script(
+                "medssl-pretrain",
+                &pretrain_ids,
+                study,
+                options,
+                &options.pretrain_time,
+                &logs,
+            ),
+        )?)
+    };
+    let finetune = write(
+        "finetune.sbatch",
+        array_script(
+            "medssl-finetune",
+            &ids(false),
+            study,
+            options,
+            &options.finetune_time,
+            &logs,
+        ),
+    )?;
+    let mut results_text = header("medssl-results", options, "00:30:00", &logs, false);
+    results_text.push_str(&format!(
+        "set -euo pipefail\nexec {} study results {}\n",
+        quote(&options.medssl.to_string_lossy()),
+        quote(&study.to_string_lossy())
+    ));
+    let results = write("results.sbatch", results_text)?;
+    let mut submit_text = format!(
+        "#!/usr/bin/env bash\n# Submits the study's Slurm jobs with their dependencies.\nset -euo pipefail\ncd {}\n",
+        quote(&dir.to_string_lossy())
+    );
+    match &pretrain {
+        Some(_) => submit_text.push_str(
+            "pretrain=$(sbatch --parsable pretrain.sbatch)\n\
+             finetune=$(sbatch --parsable --dependency=afterok:$pretrain finetune.sbatch)\n",
+        ),
+        None => submit_text.push_str("finetune=$(sbatch --parsable finetune.sbatch)\n"),
+    }
+    submit_text.push_str(
+        "sbatch --dependency=afterany:$finetune results.sbatch\n\
+         echo \"submitted: ${pretrain:-} $finetune\"\n",
+    );
+    let submit = write("submit.sh", submit_text)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&submit, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| BenchError::io(&submit, e))?;
+    }
+    Ok(SlurmScripts {
+        pretrain,
+        finetune,
+        results,
+        submit,
+    })
+}

@@ -1,0 +1,320 @@
+//! `medssl study`: write, check, plan, run and follow a benchmark study.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use medssl_bench::cost::estimate;
+use medssl_bench::definition::{EXAMPLE, StudyDefinition};
+use medssl_bench::plan::{Plan, parse_shard};
+use medssl_bench::results::write_results;
+use medssl_bench::runner::{RunEvent, Runner};
+use medssl_bench::slurm::{SlurmOptions, write_scripts};
+use medssl_bench::state::{JobState, state};
+
+use crate::speed_command::parse_device;
+
+/// `medssl study` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StudyCommand {
+    /// Write a commented example study file.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "study.toml")]
+        file: PathBuf,
+    },
+    /// Check every path, task, method and setting of a study before running it.
+    Validate { file: PathBuf },
+    /// List the study's jobs, their dependencies, state and estimated cost.
+    Plan { file: PathBuf },
+    /// Run the jobs that are not finished (resuming interrupted ones).
+    Run(RunArgs),
+    /// Done / running / failed / waiting per job, with the errors of failed ones.
+    Status { file: PathBuf },
+    /// Write Slurm array scripts (pretraining, then fine-tunes, then results).
+    Slurm(SlurmArgs),
+    /// Write OUT/results.csv from the finished fine-tunes.
+    Results { file: PathBuf },
+}
+
+/// Arguments of `medssl study run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    file: PathBuf,
+    /// Run only shard INDEX of COUNT (INDEX from 0): jobs k with k mod COUNT = INDEX.
+    #[arg(long, conflicts_with = "job")]
+    shard: Option<String>,
+    /// Run only the job with this id (`medssl study plan` lists them).
+    #[arg(long)]
+    job: Option<String>,
+    /// Jobs run at the same time.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Device: cpu, or cuda[:N] (default: the study file's `device`).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+/// Arguments of `medssl study slurm`.
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    file: PathBuf,
+    /// Directory for the scripts and logs (default: OUT/slurm).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Slurm partition.
+    #[arg(long)]
+    partition: Option<String>,
+    /// GPUs per task.
+    #[arg(long, default_value_t = 1)]
+    gpus: usize,
+    /// CPUs per task.
+    #[arg(long, default_value_t = 8)]
+    cpus: usize,
+    /// Memory per task.
+    #[arg(long, default_value = "64G")]
+    mem: String,
+    /// Time limit of a pretraining task.
+    #[arg(long, default_value = "24:00:00")]
+    pretrain_time: String,
+    /// Time limit of a fine-tune task.
+    #[arg(long, default_value = "08:00:00")]
+    finetune_time: String,
+    /// Device of the tasks.
+    #[arg(long, default_value = "cuda")]
+    device: String,
+    /// The medssl binary the tasks run (default: this one).
+    #[arg(long)]
+    medssl: Option<PathBuf>,
+}
+
+/// `medssl study ...`.
+pub fn study(command: &StudyCommand) -> Result<()> {
+    match command {
+        StudyCommand::Init { file } => init(file),
+        StudyCommand::Validate { file } => {
+            let study = StudyDefinition::load(file)?;
+            study.validate(file)?;
+            println!(
+                "{}: valid ({} jobs)",
+                file.display(),
+                Plan::new(&study).jobs.len()
+            );
+            Ok(())
+        }
+        StudyCommand::Plan { file } => plan(file),
+        StudyCommand::Run(args) => run(args),
+        StudyCommand::Status { file } => status(file),
+        StudyCommand::Slurm(args) => slurm(args),
+        StudyCommand::Results { file } => {
+            let study = StudyDefinition::load(file)?;
+            let rows = write_results(&study, &Plan::new(&study))?;
+            println!(
+                "{} rows: {}",
+                rows,
+                study.out_dir().join("results.csv").display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init(file: &Path) -> Result<()> {
+    if file.exists() {
+        bail!("{} exists; choose another file name", file.display());
+    }
+    std::fs::write(file, EXAMPLE).with_context(|| format!("cannot write {}", file.display()))?;
+    println!(
+        "wrote {}: edit the paths, then `medssl study validate {}`",
+        file.display(),
+        file.display()
+    );
+    Ok(())
+}
+
+fn plan(file: &Path) -> Result<()> {
+    let study = StudyDefinition::load(file)?;
+    study.validate(file)?;
+    let plan = Plan::new(&study);
+    let cost = estimate(&study, &plan)?;
+    let total: f64 = cost.iter().sum();
+    println!(
+        "{:>4}  {:<56} {:<12} {:>9} {:>6}  needs",
+        "#", "job", "state", "Gvox", "share"
+    );
+    for (k, job) in plan.jobs.iter().enumerate() {
+        let needs: Vec<String> = job.needs.iter().map(|n| format!("#{n}")).collect();
+        println!(
+            "{k:>4}  {:<56} {:<12} {:>9.3} {:>5.1}%  {}",
+            job.id,
+            state(&study, &plan, k).word(),
+            cost[k],
+            100.0 * cost[k] / total.max(f64::MIN_POSITIVE),
+            needs.join(" ")
+        );
+    }
+    println!(
+        "{} jobs, {total:.3} Gvox in all (voxels through the encoder, billions: a proxy for time)",
+        plan.jobs.len()
+    );
+    Ok(())
+}
+
+fn run(args: &RunArgs) -> Result<()> {
+    let study = StudyDefinition::load(&args.file)?;
+    study.validate(&args.file)?;
+    let plan = Plan::new(&study);
+    let selection = match (&args.job, &args.shard) {
+        (Some(id), _) => vec![plan.find(id)?],
+        (None, Some(shard)) => {
+            let (index, count) = parse_shard(shard)?;
+            plan.shard(index, count)?
+        }
+        (None, None) => (0..plan.jobs.len()).collect(),
+    };
+    let device = parse_device(args.device.as_deref().unwrap_or(&study.device))?;
+    let cost = estimate(&study, &plan)?;
+    let total: f64 = selection.iter().map(|&k| cost[k]).sum();
+    let progress = Mutex::new(Progress {
+        started: Instant::now(),
+        total,
+        done: 0.0,
+        jobs: selection.len(),
+        finished: 0,
+    });
+    let observe = |event: RunEvent| {
+        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            RunEvent::Started { index } => {
+                eprintln!("{} start {}", p.prefix(), plan.jobs[index].id)
+            }
+            RunEvent::Finished { index, seconds } => {
+                p.finished += 1;
+                p.done += cost[index];
+                eprintln!(
+                    "{} done  {} ({seconds:.0} s){}",
+                    p.prefix(),
+                    plan.jobs[index].id,
+                    p.eta()
+                );
+            }
+            RunEvent::Failed { index, error } => {
+                p.finished += 1;
+                p.done += cost[index];
+                eprintln!("{} FAILED {}: {error}", p.prefix(), plan.jobs[index].id);
+            }
+            RunEvent::Blocked { index, needs } => {
+                p.finished += 1;
+                eprintln!(
+                    "{} skip  {}: it needs {}, which failed",
+                    p.prefix(),
+                    plan.jobs[index].id,
+                    plan.jobs[needs].id
+                );
+            }
+            RunEvent::Waiting { index, needs } => eprintln!(
+                "{} wait  {} for {} (run by another process or shard)",
+                p.prefix(),
+                plan.jobs[index].id,
+                plan.jobs[needs].id
+            ),
+        }
+    };
+    let summary = Runner::new(&study, &plan, device).run(&selection, args.jobs, &observe)?;
+    let rows = write_results(&study, &plan)?;
+    eprintln!(
+        "{} finished now, {} already done, {} failed, {} skipped; results: {} ({rows} rows)",
+        summary.finished.len(),
+        summary.already_done.len(),
+        summary.failed.len(),
+        summary.blocked.len(),
+        study.out_dir().join("results.csv").display()
+    );
+    if !summary.failed.is_empty() || !summary.blocked.is_empty() {
+        bail!(
+            "{} job(s) did not finish; `medssl study status {}` shows why, and running again retries them",
+            summary.failed.len() + summary.blocked.len(),
+            args.file.display()
+        );
+    }
+    Ok(())
+}
+
+/// The whole-study progress line: jobs finished of the selection, and the time left
+/// estimated from the cost done so far.
+struct Progress {
+    started: Instant,
+    total: f64,
+    done: f64,
+    jobs: usize,
+    finished: usize,
+}
+
+impl Progress {
+    fn prefix(&self) -> String {
+        format!("[{}/{}]", self.finished, self.jobs)
+    }
+
+    fn eta(&self) -> String {
+        if self.done <= 0.0 || self.finished == self.jobs {
+            return String::new();
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let left = elapsed * (self.total - self.done) / self.done;
+        format!(", about {:.0} min left", left / 60.0)
+    }
+}
+
+fn status(file: &Path) -> Result<()> {
+    let study = StudyDefinition::load(file)?;
+    let plan = Plan::new(&study);
+    let mut counts = std::collections::BTreeMap::new();
+    for (k, job) in plan.jobs.iter().enumerate() {
+        let s = state(&study, &plan, k);
+        *counts.entry(s.word()).or_insert(0) += 1;
+        let detail = match &s {
+            JobState::Failed(f) => f.error.clone(),
+            JobState::Running(r) => format!("pid {} on {}", r.pid, r.host),
+            _ => String::new(),
+        };
+        println!("{:<12} {:<56} {detail}", s.word(), job.id);
+    }
+    let summary: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
+    println!("{} jobs: {}", plan.jobs.len(), summary.join(", "));
+    Ok(())
+}
+
+fn slurm(args: &SlurmArgs) -> Result<()> {
+    let file = std::fs::canonicalize(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let study = StudyDefinition::load(&file)?;
+    study.validate(&file)?;
+    let plan = Plan::new(&study);
+    let medssl = match &args.medssl {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("cannot find this program's path")?,
+    };
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| study.out_dir().join("slurm"));
+    let options = SlurmOptions {
+        medssl,
+        partition: args.partition.clone(),
+        gpus: args.gpus,
+        cpus: args.cpus,
+        memory: args.mem.clone(),
+        pretrain_time: args.pretrain_time.clone(),
+        finetune_time: args.finetune_time.clone(),
+        device: args.device.clone(),
+    };
+    let scripts = write_scripts(&file, &plan, &options, &dir)?;
+    println!(
+        "wrote {}; submit with {}",
+        dir.display(),
+        scripts.submit.display()
+    );
+    Ok(())
+}
