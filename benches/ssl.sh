@@ -61,7 +61,7 @@ print(sum(s["seconds"] for s in steps[1:]) / len(steps[1:]))' "calibrate-$method
   rm -rf "calibrate-$method"
 }
 
-finetune scratch scratch > ft-scratch.log 2>&1
+# Every pretraining first (their figures need no fine-tune), then the fine-tunes.
 for method in "${methods[@]}"; do
   if [ ! -d "$method" ]; then
     per_step=$(seconds_per_step "$method")
@@ -69,6 +69,9 @@ for method in "${methods[@]}"; do
     echo "$method: $per_step s per step, $steps steps"
   fi
   pretrain "$method" "${steps:-0}" > "$method.log" 2>&1
+done
+finetune scratch scratch > ft-scratch.log 2>&1
+for method in "${methods[@]}"; do
   finetune "$method" "$method/encoder.safetensors" > "ft-$method.log" 2>&1
 done
 python3 "$root/benches/ssl/table.py" . "${methods[@]}"
