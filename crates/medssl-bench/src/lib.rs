@@ -16,6 +16,7 @@ pub mod results;
 pub mod runner;
 pub mod slurm;
 pub mod state;
+pub mod stats;
 
 pub use definition::StudyDefinition;
 pub use error::{BenchError, Result};
