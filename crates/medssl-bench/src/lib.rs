@@ -8,10 +8,12 @@
 //! of the study's output, so that a job's state is read from disk: a job is done
 //! when its final file exists (written last, atomically).
 
+pub mod analysis;
 pub mod cost;
 pub mod definition;
 pub mod error;
 pub mod plan;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod slurm;

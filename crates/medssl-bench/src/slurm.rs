@@ -1,6 +1,6 @@
 //! Slurm array jobs for a study: one array for the pretraining jobs, one for the
 //! fine-tunes that starts when the first has succeeded (`--dependency=afterok`), and
-//! one job that writes the results after both. Each array task runs exactly one study
+//! one job that writes the results and the report after both. Each array task runs exactly one study
 //! job (`medssl study run FILE --job ID`), so a cluster runs the study with the same
 //! resumable job directories as a laptop; a resubmitted array skips the finished jobs.
 
@@ -39,8 +39,8 @@ pub struct SlurmScripts {
     pub pretrain: Option<PathBuf>,
     /// `finetune.sbatch`.
     pub finetune: PathBuf,
-    /// `results.sbatch`.
-    pub results: PathBuf,
+    /// `report.sbatch`.
+    pub report: PathBuf,
     /// `submit.sh`, which submits the three with their dependencies.
     pub submit: PathBuf,
 }
@@ -141,13 +141,13 @@ pub fn write_scripts(
             &logs,
         ),
     )?;
-    let mut results_text = header("medssl-results", options, "00:30:00", &logs, false);
-    results_text.push_str(&format!(
-        "set -euo pipefail\nexec {} study results {}\n",
+    let mut report_text = header("medssl-report", options, "00:30:00", &logs, false);
+    report_text.push_str(&format!(
+        "set -euo pipefail\nexec {} study report {}\n",
         quote(&options.medssl.to_string_lossy()),
         quote(&study.to_string_lossy())
     ));
-    let results = write("results.sbatch", results_text)?;
+    let report = write("report.sbatch", report_text)?;
     let mut submit_text = format!(
         "#!/usr/bin/env bash\n# Submits the study's Slurm jobs with their dependencies.\nset -euo pipefail\ncd {}\n",
         quote(&dir.to_string_lossy())
@@ -160,7 +160,7 @@ pub fn write_scripts(
         None => submit_text.push_str("finetune=$(sbatch --parsable finetune.sbatch)\n"),
     }
     submit_text.push_str(
-        "sbatch --dependency=afterany:$finetune results.sbatch\n\
+        "sbatch --dependency=afterany:$finetune report.sbatch\n\
          echo \"submitted: ${pretrain:-} $finetune\"\n",
     );
     let submit = write("submit.sh", submit_text)?;
@@ -173,7 +173,7 @@ pub fn write_scripts(
     Ok(SlurmScripts {
         pretrain,
         finetune,
-        results,
+        report,
         submit,
     })
 }

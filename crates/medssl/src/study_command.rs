@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use medssl_bench::cost::estimate;
 use medssl_bench::definition::{EXAMPLE, StudyDefinition};
 use medssl_bench::plan::{Plan, parse_shard};
+use medssl_bench::report::write_report;
 use medssl_bench::results::write_results;
 use medssl_bench::runner::{RunEvent, Runner};
 use medssl_bench::slurm::{SlurmOptions, write_scripts};
@@ -33,10 +34,10 @@ pub enum StudyCommand {
     Run(RunArgs),
     /// Done / running / failed / waiting per job, with the errors of failed ones.
     Status { file: PathBuf },
-    /// Write Slurm array scripts (pretraining, then fine-tunes, then results).
+    /// Write Slurm array scripts (pretraining, then fine-tunes, then the report).
     Slurm(SlurmArgs),
-    /// Write OUT/results.csv from the finished fine-tunes.
-    Results { file: PathBuf },
+    /// Write OUT/results.csv and the report (OUT/report/) from the finished fine-tunes.
+    Report { file: PathBuf },
 }
 
 /// Arguments of `medssl study run`.
@@ -108,13 +109,15 @@ pub fn study(command: &StudyCommand) -> Result<()> {
         StudyCommand::Run(args) => run(args),
         StudyCommand::Status { file } => status(file),
         StudyCommand::Slurm(args) => slurm(args),
-        StudyCommand::Results { file } => {
+        StudyCommand::Report { file } => {
             let study = StudyDefinition::load(file)?;
-            let rows = write_results(&study, &Plan::new(&study))?;
+            let plan = Plan::new(&study);
+            let rows = write_results(&study, &plan)?;
+            let report = write_report(&study, &plan)?;
             println!(
-                "{} rows: {}",
-                rows,
-                study.out_dir().join("results.csv").display()
+                "{} ({rows} rows), {}",
+                study.out_dir().join("results.csv").display(),
+                report.display()
             );
             Ok(())
         }
@@ -224,13 +227,16 @@ fn run(args: &RunArgs) -> Result<()> {
     };
     let summary = Runner::new(&study, &plan, device).run(&selection, args.jobs, &observe)?;
     let rows = write_results(&study, &plan)?;
+    let report = write_report(&study, &plan)?;
     eprintln!(
-        "{} finished now, {} already done, {} failed, {} skipped; results: {} ({rows} rows)",
+        "{} finished now, {} already done, {} failed, {} skipped; results: {} ({rows} rows); \
+         report: {}",
         summary.finished.len(),
         summary.already_done.len(),
         summary.failed.len(),
         summary.blocked.len(),
-        study.out_dir().join("results.csv").display()
+        study.out_dir().join("results.csv").display(),
+        report.display()
     );
     if !summary.failed.is_empty() || !summary.blocked.is_empty() {
         bail!(

@@ -174,7 +174,8 @@ fn slurm_arrays_run_one_job_each() {
         submit.contains("--dependency=afterok:$pretrain finetune.sbatch"),
         "{submit}"
     );
-    assert!(submit.contains("results.sbatch"), "{submit}");
+    assert!(submit.contains("report.sbatch"), "{submit}");
+    assert!(read("report.sbatch").contains("study report"));
 
     // What an array task runs: exactly the one job it names.
     let out = medssl(&[

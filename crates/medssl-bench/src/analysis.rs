@@ -1,0 +1,328 @@
+//! The study's numbers from its finished fine-tunes: accuracy per task and budget with
+//! ranks and paired tests against the best method, few-shot sensitivity, convergence
+//! and CT-to-MRI transfer.
+//!
+//! Per-case values come from each fine-tune's `evaluation-test.csv`: a case's Dice (and
+//! NSD) is the mean over its foreground classes, its HD95 the mean over the classes
+//! where it is finite. Statistics pool cases and seeds: a (method, task, budget) cell
+//! has one value per case per seed. Budgets are taken in the order the study lists
+//! them, from few labels to many.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::definition::{Modality, StudyDefinition};
+use crate::error::{BenchError, Result};
+use crate::plan::{JobKind, Plan};
+use crate::stats::{holm, mean_sd, ranks, wilcoxon};
+
+/// Significance level of the marks in the tables (after Holm's correction).
+pub const ALPHA: f64 = 0.05;
+
+/// One case of one fine-tune.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseScore {
+    /// The seed of the fine-tune.
+    pub seed: u64,
+    /// The case id.
+    pub case: String,
+    /// Mean foreground Dice.
+    pub dice: f64,
+    /// Mean finite HD95 over the classes (NaN when none is finite).
+    pub hd95: f64,
+    /// Mean normalised surface Dice.
+    pub nsd: f64,
+}
+
+/// One finished fine-tune.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Row label.
+    pub method: String,
+    /// Index of the task.
+    pub task: usize,
+    /// Index of the budget in the study's list.
+    pub budget: usize,
+    /// Its test cases.
+    pub cases: Vec<CaseScore>,
+    /// Validation Dice by epoch.
+    pub curve: Vec<(u64, f64)>,
+    /// First epoch reaching 90% / 95% of the best validation Dice.
+    pub epoch_to: (f64, f64),
+    /// Normalised area under the validation curve.
+    pub auc: f64,
+}
+
+/// A (method, task, budget) cell of the accuracy tables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Mean and sd of Dice over cases and seeds.
+    pub dice: (f64, f64),
+    /// Mean and sd of HD95.
+    pub hd95: (f64, f64),
+    /// Mean and sd of NSD.
+    pub nsd: (f64, f64),
+    /// Values pooled (cases × seeds).
+    pub n: usize,
+    /// Rank among the methods by mean Dice (1 best, ties shared).
+    pub rank: f64,
+    /// Holm-adjusted p of the paired test against the best method (`None` for the best
+    /// itself or without paired cases).
+    pub p_vs_best: Option<f64>,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// Row labels in the study's order.
+    pub methods: Vec<String>,
+    /// Task names.
+    pub tasks: Vec<String>,
+    /// Task modalities.
+    pub modalities: Vec<Modality>,
+    /// Budget labels, few to many.
+    pub budgets: Vec<String>,
+    /// `cells[(method, task, budget)]`, for the cells with results.
+    pub cells: BTreeMap<(usize, usize, usize), Cell>,
+    /// The fine-tunes.
+    pub outcomes: Vec<Outcome>,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| BenchError::definition(path, e.to_string()))
+}
+
+fn number(value: &Value) -> f64 {
+    match value {
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        Value::String(s) => s.parse().unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    }
+}
+
+/// Per-case means over the classes of an `evaluation-test.csv`.
+fn case_scores(path: &Path, seed: u64) -> Result<Vec<CaseScore>> {
+    let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| BenchError::definition(path, format!("no `{name}` column")))
+    };
+    let (case_col, dice_col, hd_col, nsd_col) = (
+        column("case")?,
+        column("dice")?,
+        column("hd95")?,
+        column("nsd")?,
+    );
+    let mut by_case: BTreeMap<String, Vec<[f64; 3]>> = BTreeMap::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let value = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        by_case
+            .entry(fields[case_col].to_string())
+            .or_default()
+            .push([value(dice_col), value(hd_col), value(nsd_col)]);
+    }
+    Ok(by_case
+        .into_iter()
+        .map(|(case, rows)| {
+            let mean = |i: usize| mean_sd(&rows.iter().map(|r| r[i]).collect::<Vec<_>>());
+            CaseScore {
+                seed,
+                case,
+                dice: mean(0).map_or(f64::NAN, |m| m.0),
+                hd95: mean(1).map_or(f64::NAN, |m| m.0),
+                nsd: mean(2).map_or(f64::NAN, |m| m.0),
+            }
+        })
+        .collect())
+}
+
+impl Analysis {
+    /// The analysis of the finished fine-tunes of `plan`.
+    pub fn new(study: &StudyDefinition, plan: &Plan) -> Result<Analysis> {
+        let methods: Vec<String> = study.methods().iter().map(|m| m.label()).collect();
+        let budgets: Vec<String> = study.finetune.budgets.iter().map(|b| b.label()).collect();
+        let mut outcomes = Vec::new();
+        for job in &plan.jobs {
+            let JobKind::Finetune {
+                method,
+                task,
+                budget,
+                seed,
+            } = &job.kind
+            else {
+                continue;
+            };
+            if !job.done_file(study).is_file() {
+                continue;
+            }
+            let dir = job.dir(study);
+            let run = read_json(&dir.join("result.json"))?;
+            let curve = run["curve"]
+                .as_array()
+                .map(|points| {
+                    points
+                        .iter()
+                        .map(|p| (p["epoch"].as_u64().unwrap_or(0), number(&p["dice"])))
+                        .collect()
+                })
+                .unwrap_or_default();
+            outcomes.push(Outcome {
+                method: method.label(),
+                task: *task,
+                budget: budgets
+                    .iter()
+                    .position(|b| *b == budget.label())
+                    .expect("the plan's budgets are the study's"),
+                cases: case_scores(&dir.join("evaluation-test.csv"), *seed)?,
+                curve,
+                epoch_to: (number(&run["epoch_to_90"]), number(&run["epoch_to_95"])),
+                auc: number(&run["normalised_auc"]),
+            });
+        }
+        let mut analysis = Analysis {
+            methods,
+            tasks: study.tasks.iter().map(|t| t.name.clone()).collect(),
+            modalities: study.tasks.iter().map(|t| t.modality).collect(),
+            budgets,
+            cells: BTreeMap::new(),
+            outcomes,
+        };
+        analysis.cells = analysis.compute_cells();
+        Ok(analysis)
+    }
+
+    /// The pooled case scores of a (method, task, budget) cell.
+    fn scores(&self, method: usize, task: usize, budget: usize) -> Vec<&CaseScore> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.method == self.methods[method] && o.task == task && o.budget == budget)
+            .flat_map(|o| &o.cases)
+            .collect()
+    }
+
+    /// The accuracy cells of every (task, budget) with results.
+    fn compute_cells(&self) -> BTreeMap<(usize, usize, usize), Cell> {
+        let mut cells = BTreeMap::new();
+        for task in 0..self.tasks.len() {
+            for budget in 0..self.budgets.len() {
+                let present: Vec<(usize, Vec<&CaseScore>)> = (0..self.methods.len())
+                    .map(|m| (m, self.scores(m, task, budget)))
+                    .filter(|(_, s)| !s.is_empty())
+                    .collect();
+                if present.is_empty() {
+                    continue;
+                }
+                let stat = |s: &[&CaseScore], f: fn(&CaseScore) -> f64| {
+                    mean_sd(&s.iter().map(|c| f(c)).collect::<Vec<_>>())
+                        .unwrap_or((f64::NAN, f64::NAN))
+                };
+                let dice: Vec<(f64, f64)> =
+                    present.iter().map(|(_, s)| stat(s, |c| c.dice)).collect();
+                let negated: Vec<f64> = dice.iter().map(|d| -d.0).collect();
+                let rank = ranks(&negated);
+                let best = (0..present.len())
+                    .min_by(|&a, &b| rank[a].total_cmp(&rank[b]))
+                    .expect("present is not empty");
+                let best_scores: BTreeMap<(u64, &str), f64> = present[best]
+                    .1
+                    .iter()
+                    .map(|c| ((c.seed, c.case.as_str()), c.dice))
+                    .collect();
+                let tests: Vec<Option<f64>> = present
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, s))| {
+                        let d: Vec<f64> = s
+                            .iter()
+                            .filter_map(|c| {
+                                best_scores
+                                    .get(&(c.seed, c.case.as_str()))
+                                    .map(|b| c.dice - b)
+                            })
+                            .collect();
+                        (i != best && !d.is_empty()).then(|| wilcoxon(&d).p)
+                    })
+                    .collect();
+                let tested: Vec<f64> = tests.iter().flatten().copied().collect();
+                let mut adjusted = holm(&tested).into_iter();
+                for (i, (m, s)) in present.iter().enumerate() {
+                    cells.insert(
+                        (*m, task, budget),
+                        Cell {
+                            dice: dice[i],
+                            hd95: stat(s, |c| c.hd95),
+                            nsd: stat(s, |c| c.nsd),
+                            n: s.len(),
+                            rank: rank[i],
+                            p_vs_best: tests[i].map(|_| adjusted.next().expect("one per test")),
+                        },
+                    );
+                }
+            }
+        }
+        cells
+    }
+
+    /// The mean rank of `method` over the tasks at `budget` (`None` without results).
+    pub fn mean_rank(&self, method: usize, budget: usize) -> Option<f64> {
+        let ranks: Vec<f64> = (0..self.tasks.len())
+            .filter_map(|t| self.cells.get(&(method, t, budget)).map(|c| c.rank))
+            .collect();
+        mean_sd(&ranks).map(|m| m.0)
+    }
+
+    /// Mean Dice of `method` at `budget` over the tasks of `modality`.
+    pub fn modality_dice(&self, method: usize, budget: usize, modality: Modality) -> Option<f64> {
+        let values: Vec<f64> = (0..self.tasks.len())
+            .filter(|&t| self.modalities[t] == modality)
+            .filter_map(|t| self.cells.get(&(method, t, budget)).map(|c| c.dice.0))
+            .collect();
+        mean_sd(&values).map(|m| m.0)
+    }
+
+    /// Mean over seeds of a convergence figure of (method, task, budget).
+    pub fn convergence(
+        &self,
+        method: usize,
+        task: usize,
+        budget: usize,
+        figure: fn(&Outcome) -> f64,
+    ) -> Option<f64> {
+        let values: Vec<f64> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.method == self.methods[method] && o.task == task && o.budget == budget)
+            .map(figure)
+            .collect();
+        mean_sd(&values).map(|m| m.0)
+    }
+
+    /// The spread of mean Dice between methods at `budget` (max − min), averaged over
+    /// the tasks.
+    pub fn spread(&self, budget: usize) -> Option<f64> {
+        let spreads: Vec<f64> = (0..self.tasks.len())
+            .filter_map(|t| {
+                let means: Vec<f64> = (0..self.methods.len())
+                    .filter_map(|m| self.cells.get(&(m, t, budget)).map(|c| c.dice.0))
+                    .collect();
+                let max = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let min = means.iter().copied().fold(f64::INFINITY, f64::min);
+                (means.len() > 1).then_some(max - min)
+            })
+            .collect();
+        mean_sd(&spreads).map(|m| m.0)
+    }
+}
