@@ -1,5 +1,6 @@
 //! The `medssl` command-line program.
 
+mod demo_command;
 mod evaluate_commands;
 mod finetune_command;
 mod image_commands;
@@ -54,6 +55,8 @@ enum Command {
     Predict(evaluate_commands::PredictArgs),
     /// Write synthetic CT/MRI phantoms as an MSD task or a pretraining collection.
     Synth(synth_command::SynthArgs),
+    /// Run the whole study in miniature on synthetic data and write its report.
+    Demo(demo_command::DemoArgs),
     /// Run the benchmark study: every method fine-tuned on every task and label budget.
     #[command(subcommand)]
     Study(study_command::StudyCommand),
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => evaluate_commands::evaluate_command(&args),
         Command::Predict(args) => evaluate_commands::predict_command(&args),
         Command::Study(command) => study_command::study(&command),
+        Command::Demo(args) => demo_command::demo(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -166,10 +166,30 @@ fn plan(file: &Path) -> Result<()> {
 }
 
 fn run(args: &RunArgs) -> Result<()> {
-    let study = StudyDefinition::load(&args.file)?;
-    study.validate(&args.file)?;
+    run_study(
+        &args.file,
+        args.job.as_deref(),
+        args.shard.as_deref(),
+        args.jobs,
+        args.device.as_deref(),
+    )
+    .map(|_| ())
+}
+
+/// Runs the jobs of the study `file` that are not finished (all, one `job`, or one
+/// `shard`), with a progress line per job, then writes results.csv and the report;
+/// returns the report's path.
+pub fn run_study(
+    file: &Path,
+    job: Option<&str>,
+    shard: Option<&str>,
+    jobs: usize,
+    device: Option<&str>,
+) -> Result<PathBuf> {
+    let study = StudyDefinition::load(file)?;
+    study.validate(file)?;
     let plan = Plan::new(&study);
-    let selection = match (&args.job, &args.shard) {
+    let selection = match (job, shard) {
         (Some(id), _) => vec![plan.find(id)?],
         (None, Some(shard)) => {
             let (index, count) = parse_shard(shard)?;
@@ -177,7 +197,7 @@ fn run(args: &RunArgs) -> Result<()> {
         }
         (None, None) => (0..plan.jobs.len()).collect(),
     };
-    let device = parse_device(args.device.as_deref().unwrap_or(&study.device))?;
+    let device = parse_device(device.unwrap_or(&study.device))?;
     let cost = estimate(&study, &plan)?;
     let total: f64 = selection.iter().map(|&k| cost[k]).sum();
     let progress = Mutex::new(Progress {
@@ -225,7 +245,7 @@ fn run(args: &RunArgs) -> Result<()> {
             ),
         }
     };
-    let summary = Runner::new(&study, &plan, device).run(&selection, args.jobs, &observe)?;
+    let summary = Runner::new(&study, &plan, device).run(&selection, jobs, &observe)?;
     let rows = write_results(&study, &plan)?;
     let report = write_report(&study, &plan)?;
     eprintln!(
@@ -242,10 +262,10 @@ fn run(args: &RunArgs) -> Result<()> {
         bail!(
             "{} job(s) did not finish; `medssl study status {}` shows why, and running again retries them",
             summary.failed.len() + summary.blocked.len(),
-            args.file.display()
+            file.display()
         );
     }
-    Ok(())
+    Ok(report)
 }
 
 /// The whole-study progress line: jobs finished of the selection, and the time left
