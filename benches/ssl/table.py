@@ -41,17 +41,18 @@ def main():
     out, methods = sys.argv[1], sys.argv[2:]
     scratch = dice(out, "scratch")
     print(f"fine-tune from scratch: test Dice {scratch:.4f}\n")
-    print("| method | steps | steps/s | loss first | loss last 5 | monitors first → last | test Dice | Δ vs scratch |")
+    print("| method | steps | steps/s (median) | loss first | loss last 5 | monitors first → last | test Dice | Δ vs scratch |")
     print("|---|---|---|---|---|---|---|---|")
     for method in methods:
         log = steps(os.path.join(out, method))
         if not log:
             print(f"| {method} | not run | | | | | | |")
             continue
-        seconds = sum(s["seconds"] for s in log)
+        # The median step time: robust to a pause of the process (or a slow first step).
+        seconds = sorted(s["seconds"] for s in log)[len(log) // 2]
         d = dice(out, method)
         print(
-            f"| {method} | {len(log)} | {len(log) / seconds:.3f} | {log[0]['loss']:.4f} "
+            f"| {method} | {len(log)} | {1 / seconds:.3f} | {log[0]['loss']:.4f} "
             f"| {mean(s['loss'] for s in log[-5:]):.4f} | {monitors(log[0], log[-1])} "
             f"| {d:.4f} | {d - scratch:+.4f} |"
         )
