@@ -130,6 +130,22 @@ pub struct StepLoss<A> {
     pub aux: A,
 }
 
+impl StepLoss<()> {
+    /// A loss of one component (`name`), monitored by the embedding spread when the
+    /// batch has one: the step of the contrastive methods.
+    pub fn contrastive(name: &'static str, loss: Tensor<1>, spread: Option<f64>) -> StepLoss<()> {
+        StepLoss {
+            total: loss.clone(),
+            components: vec![(name, loss)],
+            monitors: spread
+                .map(|s| ("embedding_spread", s))
+                .into_iter()
+                .collect(),
+            aux: (),
+        }
+    }
+}
+
 /// A method's network: encoder, heads and teacher, trained as one module.
 pub trait Pretext: Module {
     /// What a loss computation hands to [`after_step`](Self::after_step).

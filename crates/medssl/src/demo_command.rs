@@ -38,13 +38,13 @@ methods = ["scratch", "simclr", "mocov3", "cpc", "rotnet", "swinunetr-ssl", "sim
 [pretraining]
 data = "data/ct-collection"
 preset = "tiny"
-steps = 4
+steps = 3
 
 [finetune]
 preset = "tiny"
 budgets = [2, "all"]
 seeds = [0]
-set = ["train.epochs=4", "train.warmup_epochs=1", "validation.every=2", "data.samples_per_volume=1"]
+set = ["train.epochs=3", "train.warmup_epochs=1", "validation.every=3", "data.samples_per_volume=1"]
 
 [[tasks]]
 name = "abdomen-ct"
@@ -102,9 +102,9 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     let data = args.out.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
     synthesise(&data, "ct-collection", Kind::AbdomenCt, 12, 100, true)?;
-    synthesise(&data, "abdomen-ct", Kind::AbdomenCt, 10, 0, false)?;
-    synthesise(&data, "tumor-ct", Kind::TumorCt, 10, 0, false)?;
-    synthesise(&data, "abdomen-mri", Kind::AbdomenMri, 10, 0, false)?;
+    synthesise(&data, "abdomen-ct", Kind::AbdomenCt, 8, 0, false)?;
+    synthesise(&data, "tumor-ct", Kind::TumorCt, 8, 0, false)?;
+    synthesise(&data, "abdomen-mri", Kind::AbdomenMri, 8, 0, false)?;
     let file = args.out.join("study.toml");
     if !file.is_file() {
         std::fs::write(&file, STUDY).with_context(|| format!("cannot write {}", file.display()))?;

@@ -220,15 +220,7 @@ impl Pretext for Cpc {
         let prediction = self.context.forward(summary).reshape([b, predicted, dim]);
         let target = grid.narrow(1, context, predicted);
         let loss = infonce(prediction, target, self.settings.similarity());
-        Ok(StepLoss {
-            total: loss.clone(),
-            components: vec![("contrastive", loss)],
-            monitors: spread
-                .map(|s| ("embedding_spread", s))
-                .into_iter()
-                .collect(),
-            aux: (),
-        })
+        Ok(StepLoss::contrastive("contrastive", loss, spread))
     }
 
     fn after_step(self, _aux: Vec<()>, _momentum: f64) -> Cpc {

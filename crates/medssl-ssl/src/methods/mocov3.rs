@@ -139,15 +139,7 @@ impl Pretext for MocoV3 {
             Ok(self.momentum_projector.forward(h).detach())
         };
         let loss = mocov3(query(h1), query(h2), key(0)?, key(1)?, self.temperature);
-        Ok(StepLoss {
-            total: loss.clone(),
-            components: vec![("contrastive", loss)],
-            monitors: spread
-                .map(|s| ("embedding_spread", s))
-                .into_iter()
-                .collect(),
-            aux: (),
-        })
+        Ok(StepLoss::contrastive("contrastive", loss, spread))
     }
 
     fn after_step(self, _aux: Vec<()>, momentum: f64) -> MocoV3 {

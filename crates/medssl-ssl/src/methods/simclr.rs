@@ -152,15 +152,7 @@ impl Pretext for SimClr {
             self.projector.forward(h2),
             self.temperature,
         );
-        Ok(StepLoss {
-            total: loss.clone(),
-            components: vec![("contrastive", loss)],
-            monitors: spread
-                .map(|s| ("embedding_spread", s))
-                .into_iter()
-                .collect(),
-            aux: (),
-        })
+        Ok(StepLoss::contrastive("contrastive", loss, spread))
     }
 
     fn after_step(self, _aux: Vec<()>, _momentum: f64) -> SimClr {
