@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::definition::{Modality, StudyDefinition};
 use crate::error::{BenchError, Result};
 use crate::plan::{JobKind, Plan};
+use crate::results::read_json;
 use crate::stats::{holm, mean_sd, ranks, wilcoxon};
 
 /// Significance level of the marks in the tables (after Holm's correction).
@@ -88,11 +89,6 @@ pub struct Analysis {
     pub cells: BTreeMap<(usize, usize, usize), Cell>,
     /// The fine-tunes.
     pub outcomes: Vec<Outcome>,
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| BenchError::definition(path, e.to_string()))
 }
 
 fn number(value: &Value) -> f64 {

@@ -41,7 +41,8 @@ struct Finished<'a> {
     run: Value,
 }
 
-fn read(path: &Path) -> Result<Value> {
+/// A JSON file of a job's directory, errors naming the file (also read by the analysis).
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| BenchError::definition(path, e.to_string()))
 }
@@ -65,8 +66,8 @@ pub fn write_results(study: &StudyDefinition, plan: &Plan) -> Result<usize> {
         }
         finished.push(Finished {
             job,
-            test: read(&job.done_file(study))?,
-            run: read(&job.dir(study).join("result.json"))?,
+            test: read_json(&job.done_file(study))?,
+            run: read_json(&job.dir(study).join("result.json"))?,
         });
     }
     let classes: BTreeSet<String> = finished
