@@ -1,6 +1,6 @@
 //! The study's numbers from its finished fine-tunes: accuracy per task and budget with
-//! ranks and paired tests against the best method, few-shot sensitivity, convergence
-//! and CT-to-MRI transfer.
+//! ranks and paired tests against the best method, few-shot sensitivity, convergence,
+//! CT-to-MRI transfer, and feature reuse (CKA) from the finished CKA jobs.
 //!
 //! Per-case values come from each fine-tune's `evaluation-test.csv`: a case's Dice (and
 //! NSD) is the mean over its foreground classes, its HD95 the mean over the classes
@@ -11,10 +11,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use medssl_train::finetune::feature_reuse::{FeatureReuse, StageSimilarity};
 use serde_json::Value;
 
 use crate::definition::{Modality, StudyDefinition};
 use crate::error::{BenchError, Result};
+use crate::feature_reuse::CkaResult;
 use crate::plan::{JobKind, Plan};
 use crate::results::read_json;
 use crate::stats::{holm, mean_sd, ranks, wilcoxon};
@@ -74,6 +76,19 @@ pub struct Cell {
     pub p_vs_best: Option<f64>,
 }
 
+/// One finished CKA job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CkaOutcome {
+    /// Row label.
+    pub method: String,
+    /// Index of the task.
+    pub task: usize,
+    /// The fine-tunes' seed.
+    pub seed: u64,
+    /// Its comparisons.
+    pub result: CkaResult,
+}
+
 /// Everything the report shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
@@ -89,6 +104,8 @@ pub struct Analysis {
     pub cells: BTreeMap<(usize, usize, usize), Cell>,
     /// The fine-tunes.
     pub outcomes: Vec<Outcome>,
+    /// The CKA jobs.
+    pub cka: Vec<CkaOutcome>,
 }
 
 fn number(value: &Value) -> f64 {
@@ -151,19 +168,32 @@ impl Analysis {
         let methods: Vec<String> = study.methods().iter().map(|m| m.label()).collect();
         let budgets: Vec<String> = study.finetune.budgets.iter().map(|b| b.label()).collect();
         let mut outcomes = Vec::new();
+        let mut cka = Vec::new();
         for job in &plan.jobs {
-            let JobKind::Finetune {
-                method,
-                task,
-                budget,
-                seed,
-            } = &job.kind
-            else {
-                continue;
-            };
             if !job.done_file(study).is_file() {
                 continue;
             }
+            let (method, task, budget, seed) = match &job.kind {
+                JobKind::Finetune {
+                    method,
+                    task,
+                    budget,
+                    seed,
+                } => (method, task, budget, seed),
+                JobKind::Cka { method, task, seed } => {
+                    let path = job.done_file(study);
+                    let result = serde_json::from_value(read_json(&path)?)
+                        .map_err(|e| BenchError::definition(&path, e.to_string()))?;
+                    cka.push(CkaOutcome {
+                        method: method.label(),
+                        task: *task,
+                        seed: *seed,
+                        result,
+                    });
+                    continue;
+                }
+                JobKind::Pretrain { .. } => continue,
+            };
             let dir = job.dir(study);
             let run = read_json(&dir.join("result.json"))?;
             let curve = run["curve"]
@@ -195,6 +225,7 @@ impl Analysis {
             budgets,
             cells: BTreeMap::new(),
             outcomes,
+            cka,
         };
         analysis.cells = analysis.compute_cells();
         Ok(analysis)
@@ -320,5 +351,42 @@ impl Analysis {
             })
             .collect();
         mean_sd(&spreads).map(|m| m.0)
+    }
+
+    /// The encoder stages the CKA jobs compared, shallow to deep.
+    pub fn cka_stages(&self) -> Vec<String> {
+        self.cka
+            .iter()
+            .flat_map(|c| {
+                c.result
+                    .pretrained_vs_finetuned
+                    .values()
+                    .chain(&c.result.few_vs_many)
+            })
+            .next()
+            .map(|r| r.stages.iter().map(|s| s.stage.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Mean over tasks and seeds of `method`'s CKA at `stage`, from the comparison
+    /// `pick` takes out of each CKA job; `.0` minibatch, `.1` linear (all patches).
+    pub fn cka(
+        &self,
+        method: usize,
+        stage: usize,
+        pick: impl Fn(&CkaResult) -> Option<&FeatureReuse>,
+    ) -> (Option<f64>, Option<f64>) {
+        let found: Vec<&StageSimilarity> = self
+            .cka
+            .iter()
+            .filter(|c| c.method == self.methods[method])
+            .filter_map(|c| pick(&c.result))
+            .filter_map(|r| r.stages.get(stage))
+            .collect();
+        let mean = |values: Vec<f64>| mean_sd(&values).map(|m| m.0);
+        (
+            mean(found.iter().map(|s| s.minibatch_cka).collect()),
+            mean(found.iter().filter_map(|s| s.linear_cka).collect()),
+        )
     }
 }

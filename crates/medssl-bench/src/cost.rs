@@ -11,8 +11,9 @@ use medssl_ssl::methods::{self, MethodVisitor};
 use medssl_train::finetune::FinetuneConfig;
 use medssl_train::pretrain::PretrainConfig;
 
-use crate::definition::StudyDefinition;
+use crate::definition::{MethodSpec, StudyDefinition};
 use crate::error::{BenchError, Result};
+use crate::feature_reuse::PROBE_PATCHES;
 use crate::plan::{JobKind, Plan};
 
 /// The estimate of each job of `plan`, in billions of voxels.
@@ -67,6 +68,13 @@ pub fn estimate(study: &StudyDefinition, plan: &Plan) -> Result<Vec<f64>> {
                 };
                 let samples = cases * finetune.data.samples_per_volume;
                 Ok((finetune.train.epochs as usize * samples * roi) as f64 * 1e-9)
+            }
+            JobKind::Cka { method, .. } => {
+                // Two networks per comparison, each over the probe once.
+                let budgets = study.finetune.budgets.len();
+                let comparisons = usize::from(*method != MethodSpec::Scratch) * budgets
+                    + usize::from(budgets > 1);
+                Ok((2 * comparisons * PROBE_PATCHES * roi) as f64 * 1e-9)
             }
         })
         .collect()

@@ -4,7 +4,8 @@
 //! and `import:<file>` rows for external weights), the unlabelled pretraining
 //! collection, the labelled tasks, the label budgets and the seeds. [`plan`] turns it
 //! into jobs (one pretraining per SSL method, one fine-tune and test evaluation per
-//! method × task × budget × seed) with their dependencies, each in its own directory
+//! method × task × budget × seed, one CKA feature-reuse job per method × task × seed)
+//! with their dependencies, each in its own directory
 //! of the study's output, so that a job's state is read from disk: a job is done
 //! when its final file exists (written last, atomically).
 
@@ -12,8 +13,11 @@ pub mod analysis;
 pub mod cost;
 pub mod definition;
 pub mod error;
+pub mod feature_reuse;
+pub mod figures;
 pub mod plan;
 pub mod report;
+pub mod report_figures;
 pub mod results;
 pub mod runner;
 pub mod slurm;

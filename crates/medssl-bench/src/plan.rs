@@ -5,12 +5,14 @@
 //! ```text
 //! OUT/pretrain/<method>                              one per SSL method
 //! OUT/finetune/<task>/<method>.<budget>.seed-<s>     one per method × task × budget × seed
+//! OUT/cka/<task>/<method>.seed-<s>                   one per method × task × seed
 //! ```
 //!
 //! The runs of one task (and the pretraining runs) are siblings, so they share one
 //! preprocessing cache. A fine-tune from an SSL method depends on that method's
-//! pretraining. Jobs are listed pretraining first, then the fine-tunes task by task;
-//! that order defines the ids' indices, shards and `--job` lookups.
+//! pretraining; a CKA job on the fine-tunes of its method, task and seed at every
+//! budget. Jobs are listed pretraining first, then the fine-tunes task by task, then the
+//! CKA jobs; that order defines the ids' indices, shards and `--job` lookups.
 
 use std::path::PathBuf;
 
@@ -38,6 +40,17 @@ pub enum JobKind {
         /// The fine-tune's seed.
         seed: u64,
     },
+    /// Feature reuse of one row's fine-tunes of a task and seed: its initial weights
+    /// against each fine-tune (rows with initial weights), and the fewest-label
+    /// fine-tune against the most-label one (two budgets or more).
+    Cka {
+        /// The row.
+        method: MethodSpec,
+        /// Index into the study's tasks.
+        task: usize,
+        /// The fine-tunes' seed.
+        seed: u64,
+    },
 }
 
 /// One job of the plan.
@@ -58,11 +71,11 @@ impl Job {
     }
 
     /// The file whose presence means the job is done; it is the last one the job
-    /// writes, atomically: the pretraining's `result.json`, the fine-tune's test
-    /// evaluation `test.json`.
+    /// writes, atomically: the pretraining's and the CKA's `result.json`, the
+    /// fine-tune's test evaluation `test.json`.
     pub fn done_file(&self, study: &StudyDefinition) -> PathBuf {
         self.dir(study).join(match self.kind {
-            JobKind::Pretrain { .. } => "result.json",
+            JobKind::Pretrain { .. } | JobKind::Cka { .. } => "result.json",
             JobKind::Finetune { .. } => "test.json",
         })
     }
@@ -71,7 +84,7 @@ impl Job {
 /// A study's jobs in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Pretraining jobs, then fine-tunes.
+    /// Pretraining jobs, then fine-tunes, then CKA jobs.
     pub jobs: Vec<Job>,
 }
 
@@ -118,6 +131,32 @@ impl Plan {
                 }
             }
         }
+        for (t, task) in study.tasks.iter().enumerate() {
+            for method in study.methods() {
+                let comparisons = usize::from(method != MethodSpec::Scratch)
+                    + usize::from(study.finetune.budgets.len() > 1);
+                if comparisons == 0 {
+                    continue;
+                }
+                for &seed in &study.finetune.seeds {
+                    let needs = (0..jobs.len())
+                        .filter(|&k| {
+                            matches!(&jobs[k].kind, JobKind::Finetune { method: m, task: jt, seed: s, .. }
+                                if *m == method && *jt == t && *s == seed)
+                        })
+                        .collect();
+                    jobs.push(Job {
+                        id: format!("cka/{}/{}.seed-{seed}", task.name, method.label()),
+                        kind: JobKind::Cka {
+                            method: method.clone(),
+                            task: t,
+                            seed,
+                        },
+                        needs,
+                    });
+                }
+            }
+        }
         Plan { jobs }
     }
 
@@ -145,19 +184,21 @@ impl Plan {
             .collect())
     }
 
-    /// Where the fine-tune job `job` takes its initial weights from: `None` for
+    /// Where the fine-tunes of `job`'s row take their initial weights from: `None` for
     /// scratch, the pretraining job's encoder, or the imported file.
     pub fn init_weights(&self, study: &StudyDefinition, job: &Job) -> Option<PathBuf> {
-        match &job.kind {
-            JobKind::Finetune { method, .. } => match method {
-                MethodSpec::Scratch => None,
-                MethodSpec::Ssl(_) => job
-                    .needs
-                    .first()
-                    .map(|&n| self.jobs[n].dir(study).join(ENCODER_FILE)),
-                MethodSpec::Import(path) => Some(study.resolve(path)),
-            },
-            JobKind::Pretrain { .. } => None,
+        let method = match &job.kind {
+            JobKind::Finetune { method, .. } | JobKind::Cka { method, .. } => method,
+            JobKind::Pretrain { .. } => return None,
+        };
+        match method {
+            MethodSpec::Scratch => None,
+            MethodSpec::Ssl(name) => self
+                .jobs
+                .iter()
+                .find(|j| matches!(&j.kind, JobKind::Pretrain { method } if method == name))
+                .map(|j| j.dir(study).join(ENCODER_FILE)),
+            MethodSpec::Import(path) => Some(study.resolve(path)),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The study report: `OUT/report/report.md` and a self-contained
-//! `OUT/report/index.html` with the same tables, each captioned with what was run.
+//! `OUT/report/index.html` with the same tables and figures (inline SVG in the HTML,
+//! PNG beside the Markdown, both under `OUT/report/figures/`), each captioned with what
+//! was run.
 
 use std::fmt::Write as _;
 
@@ -8,7 +10,10 @@ use medssl_io::atomic::write_atomically;
 use crate::analysis::{ALPHA, Analysis, Outcome};
 use crate::definition::{Modality, StudyDefinition};
 use crate::error::{BenchError, Result};
+use crate::feature_reuse::{CkaResult, FeatureReuse, PROBE_PATCHES};
+use crate::figures::Figure;
 use crate::plan::{JobKind, Plan};
+use crate::report_figures::figures;
 
 /// A table cell: text, and whether it is the best of its column.
 #[derive(Debug, Clone, PartialEq)]
@@ -305,6 +310,77 @@ fn transfer(a: &Analysis, setup: &str) -> Table {
     }
 }
 
+/// CKA per method and encoder stage, `minibatch (linear)`, for one comparison.
+fn cka_table(
+    a: &Analysis,
+    title: String,
+    what: &str,
+    setup: &str,
+    pick: impl Fn(&CkaResult) -> Option<&FeatureReuse> + Copy,
+) -> Option<Table> {
+    let stages = a.cka_stages();
+    let mut header = vec!["method".to_string()];
+    header.extend(stages.iter().cloned());
+    let rows: Vec<Vec<Entry>> = (0..a.methods.len())
+        .filter_map(|m| {
+            let cells: Vec<(Option<f64>, Option<f64>)> =
+                (0..stages.len()).map(|s| a.cka(m, s, pick)).collect();
+            cells.iter().any(|c| c.0.is_some()).then(|| {
+                let mut row = vec![Entry::from(a.methods[m].clone())];
+                row.extend(
+                    cells
+                        .iter()
+                        .map(|c| Entry::from(format!("{} ({})", fmt(c.0, 3), fmt(c.1, 3)))),
+                );
+                row
+            })
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        title,
+        caption: format!(
+            "{what} Unbiased minibatch CKA (in parentheses: linear CKA over all patches),              mean over tasks and seeds, on {PROBE_PATCHES} patches of the validation cases              (then test cases, for small tasks) of the most-label fine-tune; each stage              output is flattened to channels × voxels per patch. {setup}"
+        ),
+        header,
+        rows,
+    })
+}
+
+fn cka_tables(a: &Analysis, setup: &str) -> Vec<Table> {
+    let mut tables: Vec<Table> = a
+        .budgets
+        .iter()
+        .filter_map(|budget| {
+            cka_table(
+                a,
+                format!("Feature reuse: pretrained against fine-tuned, budget {budget}"),
+                "How much of each encoder stage fine-tuning kept (1: unchanged).",
+                setup,
+                |r| r.pretrained_vs_finetuned.get(budget),
+            )
+        })
+        .collect();
+    tables.extend(cka_table(
+        a,
+        "Feature reuse: fewest-label against most-label fine-tune".into(),
+        "Whether few labels reach the features many labels do, per method and seed.",
+        setup,
+        |r| r.few_vs_many.as_ref(),
+    ));
+    tables
+}
+
+/// `<figure>` with the inline SVG, for the HTML report.
+fn figure_html(figure: &Figure) -> String {
+    format!(
+        "<figure id=\"{}\">\n<h3>{}</h3>\n{}\n<figcaption>{}</figcaption>\n</figure>\n",
+        figure.name,
+        escape(&figure.title),
+        figure.svg,
+        escape(&figure.caption)
+    )
+}
+
 /// Writes `OUT/report/report.md` and `OUT/report/index.html`; returns the HTML path.
 pub fn write_report(study: &StudyDefinition, plan: &Plan) -> Result<std::path::PathBuf> {
     let analysis = Analysis::new(study, plan)?;
@@ -324,6 +400,8 @@ pub fn write_report(study: &StudyDefinition, plan: &Plan) -> Result<std::path::P
     if analysis.modalities.contains(&Modality::Mri) && analysis.modalities.contains(&Modality::Ct) {
         tables.push(transfer(&analysis, &setup));
     }
+    tables.extend(cka_tables(&analysis, &setup));
+    let figures = figures(&analysis, &setup)?;
     let title = format!("medssl study: {}", study.name);
     let mut md = format!("# {title}\n\n{setup}\n\n");
     let mut html = format!(
@@ -332,7 +410,7 @@ pub fn write_report(study: &StudyDefinition, plan: &Plan) -> Result<std::path::P
          table{{border-collapse:collapse;margin:1em 0}}\
          td,th{{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}}\
          td:first-child,th:first-child{{text-align:left}}\
-         .caption{{color:#444;font-size:0.9em}}</style></head>\n<body>\n<h1>{t}</h1>\n<p>{s}</p>\n",
+         .caption,figcaption{{color:#444;font-size:0.9em}}figure{{margin:2em 0}}</style></head>\n<body>\n<h1>{t}</h1>\n<p>{s}</p>\n",
         t = escape(&title),
         s = escape(&setup)
     );
@@ -340,9 +418,26 @@ pub fn write_report(study: &StudyDefinition, plan: &Plan) -> Result<std::path::P
         md.push_str(&table.markdown());
         html.push_str(&table.html());
     }
-    html.push_str("</body></html>\n");
+    md.push_str("## Figures\n\n");
+    html.push_str("<h2>Figures</h2>\n");
     let dir = study.out_dir().join("report");
-    std::fs::create_dir_all(&dir).map_err(|e| BenchError::io(&dir, e))?;
+    let figure_dir = dir.join("figures");
+    std::fs::create_dir_all(&figure_dir).map_err(|e| BenchError::io(&figure_dir, e))?;
+    for figure in &figures {
+        for (extension, bytes) in [
+            ("svg", figure.svg.as_bytes().to_vec()),
+            ("png", figure.png()?),
+        ] {
+            let path = figure_dir.join(format!("{}.{extension}", figure.name));
+            write_atomically(&path, &bytes).map_err(|e| BenchError::io(&path, e))?;
+        }
+        md.push_str(&format!(
+            "### {}\n\n![{}](figures/{}.png)\n\n{} ([SVG](figures/{}.svg))\n\n",
+            figure.title, figure.title, figure.name, figure.caption, figure.name
+        ));
+        html.push_str(&figure_html(figure));
+    }
+    html.push_str("</body></html>\n");
     for (name, text) in [("report.md", &md), ("index.html", &html)] {
         let path = dir.join(name);
         write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))?;

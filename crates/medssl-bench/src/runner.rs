@@ -21,6 +21,7 @@ use medssl_train::pretrain::{Pretrain, PretrainConfig};
 
 use crate::definition::StudyDefinition;
 use crate::error::{BenchError, Result};
+use crate::feature_reuse::run_cka_job;
 use crate::plan::{Job, JobKind, Plan};
 use crate::state::{self, JobState};
 
@@ -220,6 +221,7 @@ impl<'a> Runner<'a> {
         let outcome = match &job.kind {
             JobKind::Pretrain { method } => self.pretrain(job, method),
             JobKind::Finetune { .. } => self.finetune(job),
+            JobKind::Cka { .. } => run_cka_job(self.study, self.plan, job, &self.device),
         };
         let error = outcome.as_ref().err().map(|e| e.to_string());
         state::mark_ended(self.study, job, error.as_deref())?;

@@ -1,8 +1,10 @@
 //! Slurm array jobs for a study: one array for the pretraining jobs, one for the
-//! fine-tunes that starts when the first has succeeded (`--dependency=afterok`), and
-//! one job that writes the results and the report after both. Each array task runs exactly one study
-//! job (`medssl study run FILE --job ID`), so a cluster runs the study with the same
-//! resumable job directories as a laptop; a resubmitted array skips the finished jobs.
+//! fine-tunes that starts when the first has succeeded (`--dependency=afterok`), one
+//! for the CKA jobs after the fine-tunes have ended (`afterany`: a failed fine-tune
+//! blocks only the CKA jobs that need it), and one job that writes the results and the
+//! report at the end. Each array task runs exactly one study job (`medssl study run
+//! FILE --job ID`), so a cluster runs the study with the same resumable job directories
+//! as a laptop; a resubmitted array skips the finished jobs.
 
 use std::path::{Path, PathBuf};
 
@@ -39,9 +41,11 @@ pub struct SlurmScripts {
     pub pretrain: Option<PathBuf>,
     /// `finetune.sbatch`.
     pub finetune: PathBuf,
+    /// `cka.sbatch` (absent when the study has no CKA job).
+    pub cka: Option<PathBuf>,
     /// `report.sbatch`.
     pub report: PathBuf,
-    /// `submit.sh`, which submits the three with their dependencies.
+    /// `submit.sh`, which submits them with their dependencies.
     pub submit: PathBuf,
 }
 
@@ -102,10 +106,10 @@ pub fn write_scripts(
 ) -> Result<SlurmScripts> {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| BenchError::io(&logs, e))?;
-    let ids = |pretrain: bool| -> Vec<&str> {
+    let ids = |stage: fn(&JobKind) -> bool| -> Vec<&str> {
         plan.jobs
             .iter()
-            .filter(|j| matches!(j.kind, JobKind::Pretrain { .. }) == pretrain)
+            .filter(|j| stage(&j.kind))
             .map(|j| j.id.as_str())
             .collect()
     };
@@ -114,7 +118,7 @@ pub fn write_scripts(
         write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
         Ok(path)
     };
-    let pretrain_ids = ids(true);
+    let pretrain_ids = ids(|k| matches!(k, JobKind::Pretrain { .. }));
     let pretrain = if pretrain_ids.is_empty() {
         None
     } else {
@@ -134,13 +138,29 @@ pub fn write_scripts(
         "finetune.sbatch",
         array_script(
             "medssl-finetune",
-            &ids(false),
+            &ids(|k| matches!(k, JobKind::Finetune { .. })),
             study,
             options,
             &options.finetune_time,
             &logs,
         ),
     )?;
+    let cka_ids = ids(|k| matches!(k, JobKind::Cka { .. }));
+    let cka = if cka_ids.is_empty() {
+        None
+    } else {
+        Some(write(
+            "cka.sbatch",
+            array_script(
+                "medssl-cka",
+                &cka_ids,
+                study,
+                options,
+                &options.finetune_time,
+                &logs,
+            ),
+        )?)
+    };
     let mut report_text = header("medssl-report", options, "00:30:00", &logs, false);
     report_text.push_str(&format!(
         "set -euo pipefail\nexec {} study report {}\n",
@@ -159,10 +179,18 @@ pub fn write_scripts(
         ),
         None => submit_text.push_str("finetune=$(sbatch --parsable finetune.sbatch)\n"),
     }
-    submit_text.push_str(
-        "sbatch --dependency=afterany:$finetune report.sbatch\n\
-         echo \"submitted: ${pretrain:-} $finetune\"\n",
-    );
+    let last = match &cka {
+        Some(_) => {
+            submit_text
+                .push_str("cka=$(sbatch --parsable --dependency=afterany:$finetune cka.sbatch)\n");
+            "$cka"
+        }
+        None => "$finetune",
+    };
+    submit_text.push_str(&format!(
+        "sbatch --dependency=afterany:{last} report.sbatch\n\
+         echo \"submitted: ${{pretrain:-}} $finetune ${{cka:-}}\"\n"
+    ));
     let submit = write("submit.sh", submit_text)?;
     #[cfg(unix)]
     {
@@ -173,6 +201,7 @@ pub fn write_scripts(
     Ok(SlurmScripts {
         pretrain,
         finetune,
+        cka,
         report,
         submit,
     })

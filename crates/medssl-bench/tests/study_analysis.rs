@@ -1,7 +1,8 @@
 //! The analysis and the report on planted fine-tune outputs: cells pool cases and seeds,
 //! ranks order the methods, the paired test marks a method that is clearly worse and
 //! not one that is as good, few-shot gaps and modality means come out of the same
-//! cells, and results.csv and the report hold every row.
+//! cells, CKA means pool tasks and seeds, and results.csv and the report hold every row
+//! and figure.
 
 use std::path::Path;
 
@@ -50,9 +51,51 @@ fn dice(method: &str, task: usize, budget: usize, seed: u64, c: usize) -> f64 {
     method_part + 0.1 * budget as f64 - 0.05 * task as f64
 }
 
+/// The planted CKA of a stage: `base` plus 0.01 per task index and 0.002 per seed, so
+/// the mean over the two tasks and seeds is `base + 0.006`.
+fn stages(base: impl Fn(usize) -> f64, task: usize, seed: u64) -> serde_json::Value {
+    let names = ["patch_embed", "stage1", "stage2", "stage3", "stage4"];
+    let stages: Vec<serde_json::Value> = (0..5)
+        .map(|s| {
+            let v = base(s) + 0.01 * task as f64 + 0.002 * seed as f64;
+            serde_json::json!({"stage": names[s], "features": 100, "linear_cka": v + 0.05,
+                "minibatch_cka": v})
+        })
+        .collect();
+    serde_json::json!({"a": "x", "b": "y", "probe_run": "r", "cases": ["c"], "patches": 32,
+        "roi": [32, 32, 32], "stages": stages})
+}
+
+/// Pretrained against fine-tuned: 0.9 − 0.1·stage − 0.2·budget (simclr) or 0.1 less
+/// (mocov3); few against many: 0.8 − 0.1·stage for every row.
+fn plant_cka(study: &StudyDefinition, job: &medssl_bench::Job) {
+    let JobKind::Cka { method, task, seed } = &job.kind else {
+        return;
+    };
+    let offset = if method.label() == "mocov3" { 0.1 } else { 0.0 };
+    let pretrained: serde_json::Map<String, serde_json::Value> = match method.label().as_str() {
+        "scratch" => serde_json::Map::new(),
+        _ => ["2-shots", "all"]
+            .iter()
+            .enumerate()
+            .map(|(b, label)| {
+                let base = |s: usize| 0.9 - 0.1 * s as f64 - 0.2 * b as f64 - offset;
+                (label.to_string(), stages(base, *task, *seed))
+            })
+            .collect(),
+    };
+    let result = serde_json::json!({
+        "pretrained_vs_finetuned": pretrained,
+        "few_vs_many": stages(|s| 0.8 - 0.1 * s as f64, *task, *seed),
+    });
+    std::fs::create_dir_all(job.dir(study)).unwrap();
+    std::fs::write(job.done_file(study), result.to_string()).unwrap();
+}
+
 fn plant(dir: &Path, study: &StudyDefinition, plan: &Plan) {
     let budgets: Vec<String> = study.finetune.budgets.iter().map(|b| b.label()).collect();
     for job in &plan.jobs {
+        plant_cka(study, job);
         let JobKind::Finetune {
             method,
             task,
@@ -135,6 +178,17 @@ fn planted_results_come_out_of_the_tables() {
     assert!((a.spread(0).unwrap() - 0.1925).abs() < 1e-9);
     assert_eq!(a.convergence(simclr, 0, 1, |o| o.epoch_to.0), Some(5.0));
 
+    // CKA: 3 rows × 2 tasks × 2 seeds, means over tasks and seeds.
+    assert_eq!(a.cka.len(), 12);
+    assert_eq!(a.cka_stages().len(), 5);
+    let (minibatch, linear) = a.cka(mocov3, 2, |r| r.pretrained_vs_finetuned.get("all"));
+    assert!((minibatch.unwrap() - (0.9 - 0.2 - 0.2 - 0.1 + 0.006)).abs() < 1e-12);
+    assert!((linear.unwrap() - (0.9 - 0.2 - 0.2 - 0.1 + 0.056)).abs() < 1e-12);
+    let none = a.cka(scratch, 0, |r| r.pretrained_vs_finetuned.get("2-shots"));
+    assert_eq!(none, (None, None));
+    let few_many = a.cka(scratch, 4, |r| r.few_vs_many.as_ref()).0.unwrap();
+    assert!((few_many - (0.8 - 0.4 + 0.006)).abs() < 1e-12);
+
     assert_eq!(write_results(&study, &plan).unwrap(), 24);
     let report = write_report(&study, &plan).unwrap();
     let html = std::fs::read_to_string(&report).unwrap();
@@ -151,4 +205,50 @@ fn planted_results_come_out_of_the_tables() {
     assert!(scratch_row.contains("* (3.0)"), "{scratch_row}");
     assert!(md.contains("**0.70"), "the best is bold");
     assert!(html.contains("<b>0.70"), "the best is bold");
+
+    // simclr, pretrained against fine-tuned with all labels, patch_embed: 0.706 (0.756).
+    let cka_row = md
+        .lines()
+        .skip_while(|l| !l.contains("pretrained against fine-tuned, budget all"))
+        .find(|l| l.starts_with("| simclr |"))
+        .unwrap();
+    assert!(
+        cka_row.starts_with("| simclr | 0.706 (0.756) | 0.606 (0.656)"),
+        "{cka_row}"
+    );
+    assert!(md.contains("fewest-label against most-label"));
+
+    // Bars per task, mean rank, few-vs-many lines, 2 × 2 convergence plots, CKA heatmaps
+    // for both budgets and for few-vs-many: each as SVG (inline in the HTML) and PNG.
+    let figures = report.with_file_name("figures");
+    let names = [
+        "dice-ct-task",
+        "dice-mri-task",
+        "mean-rank",
+        "few-vs-many",
+        "convergence-ct-task-2-shots",
+        "convergence-mri-task-all",
+        "cka-pretrained-2-shots",
+        "cka-pretrained-all",
+        "cka-few-vs-many",
+    ];
+    for name in names {
+        let svg = std::fs::read_to_string(figures.join(format!("{name}.svg"))).unwrap();
+        assert!(html.contains(&svg), "{name} is inline in the HTML");
+        let png = std::fs::read(figures.join(format!("{name}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{name}");
+        assert!(md.contains(&format!("(figures/{name}.png)")), "{name}");
+    }
+    assert_eq!(std::fs::read_dir(&figures).unwrap().count(), 2 * 11);
+    let bars = std::fs::read_to_string(figures.join("dice-ct-task.svg")).unwrap();
+    let has_text = |svg: &str, text: &str| svg.contains(&format!(">\n{text}\n<"));
+    for text in ["scratch", "mocov3", "all"] {
+        assert!(has_text(&bars, text), "{text}");
+    }
+    let heatmap = std::fs::read_to_string(figures.join("cka-pretrained-all.svg")).unwrap();
+    // mocov3 at stage4: 0.9 − 0.4 − 0.2 − 0.1 + 0.006; scratch has no pretrained row.
+    assert!(
+        has_text(&heatmap, "0.21") && !has_text(&heatmap, "scratch"),
+        "{heatmap}"
+    );
 }

@@ -28,8 +28,9 @@ fn the_example_plans_every_row_task_budget_and_seed() {
     assert_eq!(study.methods().len(), 10);
     assert_eq!(study.ssl_methods().len(), 9);
     let plan = Plan::new(&study);
-    // 9 pretrainings, then 10 rows × 2 tasks × 2 budgets × 1 seed.
-    assert_eq!(plan.jobs.len(), 9 + 40);
+    // 9 pretrainings, then 10 rows × 2 tasks × 2 budgets × 1 seed, then one CKA job
+    // per row × task × seed.
+    assert_eq!(plan.jobs.len(), 9 + 40 + 20);
     let ids: std::collections::BTreeSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(ids.len(), plan.jobs.len(), "ids are unique");
     assert_eq!(plan.jobs[0].id, "pretrain/simclr");
@@ -59,6 +60,32 @@ fn the_example_plans_every_row_task_budget_and_seed() {
             ..
         }
     ));
+    let cka = &plan.jobs[plan.find("cka/abdomen-mri/dino.seed-0").unwrap()];
+    let needs: Vec<&str> = cka
+        .needs
+        .iter()
+        .map(|&n| plan.jobs[n].id.as_str())
+        .collect();
+    assert_eq!(
+        needs,
+        [
+            "finetune/abdomen-mri/dino.2-shots.seed-0",
+            "finetune/abdomen-mri/dino.all.seed-0"
+        ]
+    );
+    assert_eq!(
+        plan.init_weights(&study, cka).unwrap(),
+        dir.path().join("study/pretrain/dino/encoder.safetensors")
+    );
+    assert_eq!(
+        cka.done_file(&study),
+        dir.path()
+            .join("study/cka/abdomen-mri/dino.seed-0/result.json")
+    );
+    assert!(
+        plan.find("cka/abdomen-ct/scratch.seed-0").is_ok(),
+        "few against many"
+    );
     let err = plan.find("finetune/nope").unwrap_err().to_string();
     assert!(err.contains("no job `finetune/nope`"), "{err}");
 }

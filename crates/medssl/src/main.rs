@@ -1,5 +1,6 @@
 //! The `medssl` command-line program.
 
+mod cka_command;
 mod demo_command;
 mod evaluate_commands;
 mod finetune_command;
@@ -53,6 +54,8 @@ enum Command {
     Evaluate(evaluate_commands::EvaluateArgs),
     /// Segment an image with a fine-tuned run, written on the input's grid.
     Predict(evaluate_commands::PredictArgs),
+    /// Compare two networks' encoder stages on validation patches (linear and minibatch CKA).
+    Cka(cka_command::CkaArgs),
     /// Write synthetic CT/MRI phantoms as an MSD task or a pretraining collection.
     Synth(synth_command::SynthArgs),
     /// Run the whole study in miniature on synthetic data and write its report.
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Finetune(args) => finetune_command::finetune(&args),
         Command::Evaluate(args) => evaluate_commands::evaluate_command(&args),
         Command::Predict(args) => evaluate_commands::predict_command(&args),
+        Command::Cka(args) => cka_command::cka_command(&args),
         Command::Study(command) => study_command::study(&command),
         Command::Demo(args) => demo_command::demo(&args),
     };

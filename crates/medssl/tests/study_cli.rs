@@ -1,8 +1,8 @@
 //! `medssl study` end to end on a miniature study (SimMIM and scratch, one synthetic
-//! task, two pretraining steps, two fine-tune epochs): it runs, reruns do nothing, a
-//! killed run resumed writes the same results.csv as one left alone, a failed
-//! pretraining blocks only its fine-tunes, `--job` runs exactly one job, and the Slurm
-//! scripts chain the arrays.
+//! task, two pretraining steps, two fine-tune epochs, SimMIM's CKA job): it runs, reruns
+//! do nothing, a killed run resumed writes the same results.csv as one left alone, a
+//! failed pretraining blocks only its fine-tunes and CKA job, `--job` runs exactly one
+//! job, and the Slurm scripts chain the arrays.
 
 mod common;
 
@@ -74,15 +74,38 @@ fn a_killed_study_resumes_to_the_same_results() {
     let out = medssl(&["study", "run", &file]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("[3/3] done"), "{log}");
+    assert!(log.contains("[4/4] done"), "{log}");
     let expected = results(straight.path());
     assert_eq!(expected.lines().count(), 3, "{expected}");
     assert!(expected.starts_with("job,method,task,modality,budget,seed,train_cases"));
     let status = stdout_ok(&["study", "status", &file]);
-    assert!(status.contains("3 jobs: 3 done"), "{status}");
+    assert!(status.contains("4 jobs: 4 done"), "{status}");
+    let cka: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            straight
+                .path()
+                .join("study/cka/abd/simmim.seed-0/result.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let stages = cka["pretrained_vs_finetuned"]["2-shots"]["stages"]
+        .as_array()
+        .unwrap();
+    assert_eq!(stages.len(), 5, "{cka}");
+    for stage in stages {
+        let value = stage["minibatch_cka"].as_f64().unwrap();
+        assert!(value.is_finite() && value <= 1.0 + 1e-9, "{stage}");
+    }
+    assert!(cka["few_vs_many"].is_null(), "one budget: {cka}");
+    let report = std::fs::read_to_string(straight.path().join("study/report/report.md")).unwrap();
+    assert!(
+        report.contains("(figures/cka-pretrained-2-shots.png)"),
+        "{report}"
+    );
     let again = medssl(&["study", "run", &file]);
     let log = String::from_utf8_lossy(&again.stderr);
-    assert!(log.contains("0 finished now, 3 already done"), "{log}");
+    assert!(log.contains("0 finished now, 4 already done"), "{log}");
 
     // Killed twice: during the pretraining, then during the first fine-tune.
     let killed = tempfile::tempdir().unwrap();
@@ -139,7 +162,7 @@ fn a_failed_pretraining_blocks_only_its_finetunes() {
         "{status}"
     );
     assert!(
-        status.contains("3 jobs: 1 done, 1 failed, 1 waiting"),
+        status.contains("4 jobs: 1 done, 1 failed, 2 waiting"),
         "{status}"
     );
     assert_eq!(results(dir.path()).lines().count(), 2);
@@ -174,7 +197,16 @@ fn slurm_arrays_run_one_job_each() {
         submit.contains("--dependency=afterok:$pretrain finetune.sbatch"),
         "{submit}"
     );
-    assert!(submit.contains("report.sbatch"), "{submit}");
+    let cka = read("cka.sbatch");
+    assert!(
+        cka.contains("#SBATCH --array=0-0") && cka.contains("'cka/abd/simmim.seed-0'"),
+        "{cka}"
+    );
+    assert!(
+        submit.contains("--dependency=afterany:$finetune cka.sbatch")
+            && submit.contains("--dependency=afterany:$cka report.sbatch"),
+        "{submit}"
+    );
     assert!(read("report.sbatch").contains("study report"));
 
     // What an array task runs: exactly the one job it names.
@@ -192,7 +224,7 @@ fn slurm_arrays_run_one_job_each() {
     );
     let status = stdout_ok(&["study", "status", &file]);
     assert!(
-        status.contains("3 jobs: 1 done, 1 ready, 1 waiting"),
+        status.contains("4 jobs: 1 done, 1 ready, 2 waiting"),
         "{status}"
     );
     let out = medssl(&["study", "run", &file, "--job", "finetune/abd/nope"]);

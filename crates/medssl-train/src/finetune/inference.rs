@@ -62,21 +62,29 @@ impl TrainedRun {
         })
     }
 
-    /// Class probabilities `[K, I, J, K]` for `image` on the image's own grid: the
-    /// run's preprocessing, sliding-window inference, softmax, then trilinear
-    /// resampling back through the affines.
-    pub fn probabilities(&self, id: &str, image: &Volume) -> Result<Volume> {
-        let fail = |e: String| TrainError::Invalid(format!("case {id}: {e}"));
+    /// `image` through the run's preprocessing (the grid and intensities the network
+    /// was trained on).
+    pub fn prepare(&self, id: &str, image: &Volume) -> Result<Volume> {
         // The preprocessing is deterministic: its random stream is never drawn from.
         let mut unused = stream(0, &[]);
         let mut prepared = self
             .preprocess
             .run(Sample::unlabelled(id, image.clone()), &mut unused)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| TrainError::Invalid(format!("case {id}: {e}")))?;
         if prepared.len() != 1 {
-            return Err(fail("preprocessing must give one volume per case".into()));
+            return Err(TrainError::Invalid(format!(
+                "case {id}: preprocessing must give one volume per case"
+            )));
         }
-        let prepared = prepared.remove(0).image;
+        Ok(prepared.remove(0).image)
+    }
+
+    /// Class probabilities `[K, I, J, K]` for `image` on the image's own grid: the
+    /// run's preprocessing, sliding-window inference, softmax, then trilinear
+    /// resampling back through the affines.
+    pub fn probabilities(&self, id: &str, image: &Volume) -> Result<Volume> {
+        let fail = |e: String| TrainError::Invalid(format!("case {id}: {e}"));
+        let prepared = self.prepare(id, image)?;
         let logits = sliding_window(&self.config)
             .run(prepared.data().view().insert_axis(Axis(0)), |batch| {
                 self.network.predict_array(batch, &self.device)

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod evaluate;
+pub mod feature_reuse;
 pub mod inference;
 pub mod init_weights;
 pub mod pipelines;

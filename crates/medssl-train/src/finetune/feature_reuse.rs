@@ -1,0 +1,462 @@
+//! Feature reuse: how much of an encoder survives fine-tuning, measured as the CKA
+//! between the encoder stage outputs of two networks on one fixed set of probe patches.
+//!
+//! The probe is cut from the validation cases of a fine-tune run's split, after that
+//! run's preprocessing: `model.roi`-sized patches on a regular grid covering each volume
+//! (a side shorter than the roi is zero-padded, as sliding-window inference pads), taken
+//! round-robin over the cases so that a small probe still spans every case. When the
+//! validation cases give fewer patches than asked (small tasks of small volumes), the
+//! test cases follow: neither part was trained on, and no label is read. No random
+//! draw is involved, so every comparison of a study sees the same patches.
+//!
+//! Each stage output `[C, D, H, W]` of a patch is flattened, channel-major, to one row
+//! of `C·D·H·W` features: the spatial layout is kept, since pooling would hide features
+//! that moved. Two estimates per stage: linear CKA over all patches (Kornblith et al.
+//! 2019, Gram form, biased HSIC), which holds every patch's features, and the unbiased
+//! minibatch CKA (Nguyen, Raghu & Kornblith 2021), which holds one batch. The first is
+//! skipped, not approximated, when the features would pass [`FULL_SET_LIMIT_BYTES`].
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use medssl_data::dataset::Task;
+use medssl_data::splits::Split;
+use medssl_eval::cka::{Estimator, MinibatchCka, cka};
+use medssl_model::SwinUnetr;
+use medssl_model::arrays::{to_array, to_tensor};
+use ndarray::{Array2, Array4, Array5, Axis, s};
+use serde::{Deserialize, Serialize};
+
+use super::inference::TrainedRun;
+use super::init_weights::load_weights;
+use super::trainer::RunInfo;
+use crate::error::{Result, TrainError};
+use crate::run_dir::RunDir;
+
+/// Names of the five encoder outputs, shallow to deep (MONAI's `hidden_states_out`).
+pub const STAGES: [&str; 5] = ["patch_embed", "stage1", "stage2", "stage3", "stage4"];
+
+/// The most feature memory (both networks, all stages) the all-patch linear CKA may hold.
+pub const FULL_SET_LIMIT_BYTES: usize = 4 << 30;
+
+/// A fixed set of preprocessed patches both networks are run on.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The cases the patches come from.
+    pub cases: Vec<String>,
+    /// `[C, D, H, W]` patches of the run's `model.roi`.
+    pub patches: Vec<Array4<f32>>,
+}
+
+impl Probe {
+    /// Up to `count` patches of the validation cases (then the test cases) of the run
+    /// in `run_dir` (opened as `trained`), prepared by its preprocessing. `task_dir`
+    /// overrides the task path the run recorded.
+    pub fn validation(
+        run_dir: &Path,
+        trained: &TrainedRun,
+        task_dir: Option<&Path>,
+        count: usize,
+    ) -> Result<Probe> {
+        let run = RunDir::open(run_dir)?;
+        let info: RunInfo = run.read_json("run.json")?;
+        let task = Task::open(task_dir.unwrap_or(&info.task))
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let split =
+            Split::load(&run.path("split.json")).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let mut probe = Probe {
+            cases: Vec::new(),
+            patches: Vec::with_capacity(count),
+        };
+        for part in [&split.validation, &split.test] {
+            if probe.patches.len() < count && !part.is_empty() {
+                let per_case = part
+                    .iter()
+                    .map(|id| case_patches(&task, trained, id))
+                    .collect::<Result<Vec<_>>>()?;
+                probe.cases.extend(part.iter().cloned());
+                probe.take_round_robin(&per_case, count);
+            }
+        }
+        if probe.cases.is_empty() {
+            return Err(TrainError::file(
+                run.path("split.json"),
+                "no validation or test cases to cut probe patches from",
+            ));
+        }
+        Ok(probe)
+    }
+
+    /// Adds patches of `per_case`, one case after the other, until there are `count`.
+    fn take_round_robin(&mut self, per_case: &[Vec<Array4<f32>>], count: usize) {
+        let most = per_case.iter().map(Vec::len).max().unwrap_or(0);
+        for k in 0..most {
+            for case in per_case {
+                if self.patches.len() == count {
+                    return;
+                }
+                if let Some(patch) = case.get(k) {
+                    self.patches.push(patch.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The grid patches of case `id` after the run's preprocessing.
+fn case_patches(task: &Task, trained: &TrainedRun, id: &str) -> Result<Vec<Array4<f32>>> {
+    let case = task.case(id).ok_or_else(|| {
+        TrainError::Invalid(format!("case {id} of split.json is not in the task"))
+    })?;
+    let sample = task
+        .load_case(case)
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let prepared = trained.prepare(id, &sample.image)?;
+    Ok(grid_patches(prepared.data(), trained.config.model.roi))
+}
+
+/// The `roi` patches of a regular grid covering `volume` `[C, D, H, W]`: per axis
+/// `ceil(size / roi)` starts spread evenly from 0 to `size - roi`, raster order.
+fn grid_patches(volume: &Array4<f32>, roi: [usize; 3]) -> Vec<Array4<f32>> {
+    let shape = volume.shape();
+    let starts: Vec<Vec<usize>> = (0..3)
+        .map(|a| {
+            let (size, r) = (shape[a + 1], roi[a]);
+            let n = size.div_ceil(r).max(1);
+            if n == 1 {
+                return vec![0];
+            }
+            (0..n)
+                .map(|k| ((k * (size - r)) as f64 / (n - 1) as f64).round() as usize)
+                .collect()
+        })
+        .collect();
+    let mut patches = Vec::new();
+    for &i in &starts[0] {
+        for &j in &starts[1] {
+            for &k in &starts[2] {
+                let mut patch = Array4::<f32>::zeros((shape[0], roi[0], roi[1], roi[2]));
+                let ends = [
+                    (i + roi[0]).min(shape[1]),
+                    (j + roi[1]).min(shape[2]),
+                    (k + roi[2]).min(shape[3]),
+                ];
+                patch
+                    .slice_mut(s![.., ..ends[0] - i, ..ends[1] - j, ..ends[2] - k])
+                    .assign(&volume.slice(s![.., i..ends[0], j..ends[1], k..ends[2]]));
+                patches.push(patch);
+            }
+        }
+    }
+    patches
+}
+
+/// A network to compare: the best network of the fine-tune run in `source` (a
+/// directory), or weights from a file (e.g. a pretrained `encoder.safetensors`) loaded
+/// into the architecture of `reference`. A file must provide the whole encoder.
+pub fn open_network(source: &Path, reference: &TrainedRun, device: &Device) -> Result<SwinUnetr> {
+    if source.is_dir() {
+        let network = TrainedRun::open(source, device.clone())?.network;
+        return Ok(network);
+    }
+    let config = reference.network.config().clone();
+    let mut network =
+        SwinUnetr::new(&config, device).map_err(|e| TrainError::file(source, e.to_string()))?;
+    let channels: Vec<String> = (0..config.in_channels).map(|c| c.to_string()).collect();
+    let report = load_weights(&mut network, source, &config, &channels)?;
+    if let Some(name) = report.missing.iter().find(|n| n.starts_with("swinViT.")) {
+        return Err(TrainError::file(
+            source,
+            format!("the encoder is incomplete: no tensor for {name}"),
+        ));
+    }
+    Ok(network)
+}
+
+/// Two networks compared on a probe: what `medssl cka --json` prints and a study's CKA
+/// job stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureReuse {
+    /// The first network (run directory or weights file).
+    pub a: PathBuf,
+    /// The second network.
+    pub b: PathBuf,
+    /// The fine-tune run whose validation cases and preprocessing made the probe.
+    pub probe_run: PathBuf,
+    /// The cases the patches come from.
+    pub cases: Vec<String>,
+    /// Probe patches.
+    pub patches: usize,
+    /// Patch size.
+    pub roi: [usize; 3],
+    /// Per encoder stage, shallow to deep.
+    pub stages: Vec<StageSimilarity>,
+}
+
+/// Compares each pair of networks (see [`open_network`]) on up to `patches` patches of
+/// the validation cases of `probe_run`, in minibatches of about `batch`.
+pub fn compare_networks(
+    probe_run: &Path,
+    task_dir: Option<&Path>,
+    pairs: &[(PathBuf, PathBuf)],
+    patches: usize,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<FeatureReuse>> {
+    let reference = TrainedRun::open(probe_run, device.clone())?;
+    let probe = Probe::validation(probe_run, &reference, task_dir, patches)?;
+    pairs
+        .iter()
+        .map(|(a, b)| {
+            let (x, y) = (
+                open_network(a, &reference, device)?,
+                open_network(b, &reference, device)?,
+            );
+            Ok(FeatureReuse {
+                a: a.clone(),
+                b: b.clone(),
+                probe_run: probe_run.to_path_buf(),
+                cases: probe.cases.clone(),
+                patches: probe.patches.len(),
+                roi: reference.config.model.roi,
+                stages: stage_similarity(&x, &y, &probe, batch, device)?,
+            })
+        })
+        .collect()
+}
+
+/// The similarity of one encoder stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageSimilarity {
+    /// The stage's name ([`STAGES`]).
+    pub stage: String,
+    /// Features per patch (`C·D·H·W`).
+    pub features: usize,
+    /// Linear CKA over all patches (`None` past [`FULL_SET_LIMIT_BYTES`]).
+    pub linear_cka: Option<f64>,
+    /// Unbiased minibatch CKA.
+    pub minibatch_cka: f64,
+}
+
+/// The CKA of every encoder stage of `a` and `b` on `probe`, run in minibatches of
+/// about `batch` patches (the probe is split into equal-sized batches of at least 4,
+/// so no patch is dropped).
+pub fn stage_similarity(
+    a: &SwinUnetr,
+    b: &SwinUnetr,
+    probe: &Probe,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<StageSimilarity>> {
+    let n = probe.patches.len();
+    if n < 4 {
+        return Err(TrainError::Invalid(format!(
+            "CKA needs at least 4 probe patches, the validation cases give {n}"
+        )));
+    }
+    let batches = n.div_ceil(batch.max(4)).min(n / 4);
+    let mut minibatch = vec![MinibatchCka::new(); STAGES.len()];
+    let mut rows: Vec<[Vec<Vec<f32>>; 2]> = vec![Default::default(); STAGES.len()];
+    let mut features = [0; STAGES.len()];
+    let mut held = 0usize;
+    let mut full_set = true;
+    let mut start = 0;
+    for index in 0..batches {
+        let size = n / batches + usize::from(index < n % batches);
+        let patches = &probe.patches[start..start + size];
+        start += size;
+        let (x, y) = (
+            stage_features(a, patches, device)?,
+            stage_features(b, patches, device)?,
+        );
+        for (stage, (x, y)) in x.iter().zip(&y).enumerate() {
+            features[stage] = x.ncols();
+            minibatch[stage]
+                .add(x.view(), y.view())
+                .map_err(|e| TrainError::Invalid(format!("{}: {e}", STAGES[stage])))?;
+            held += (x.len() + y.len()) * size_of::<f32>();
+            full_set &= held <= FULL_SET_LIMIT_BYTES;
+            if full_set {
+                for (side, features) in [x, y].into_iter().enumerate() {
+                    rows[stage][side].extend(features.rows().into_iter().map(|r| r.to_vec()));
+                }
+            }
+        }
+        if !full_set {
+            rows = vec![Default::default(); STAGES.len()];
+        }
+    }
+    STAGES
+        .iter()
+        .enumerate()
+        .map(|(stage, &name)| {
+            let fail = |e: medssl_eval::cka::CkaError| TrainError::Invalid(format!("{name}: {e}"));
+            let linear_cka = if full_set {
+                let [x, y] = &rows[stage];
+                Some(cka(gram(x).view(), gram(y).view(), Estimator::Biased).map_err(fail)?)
+            } else {
+                None
+            };
+            Ok(StageSimilarity {
+                stage: name.to_string(),
+                features: features[stage],
+                linear_cka,
+                minibatch_cka: minibatch[stage].finish().map_err(fail)?,
+            })
+        })
+        .collect()
+}
+
+/// The five stage outputs of `network` for `patches`, one row per patch.
+fn stage_features(
+    network: &SwinUnetr,
+    patches: &[Array4<f32>],
+    device: &Device,
+) -> Result<Vec<Array2<f32>>> {
+    let views: Vec<_> = patches.iter().map(|p| p.view()).collect();
+    let batch: Array5<f32> =
+        ndarray::stack(Axis(0), &views).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let outputs = network
+        .encode(to_tensor(batch, device))
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    outputs
+        .into_iter()
+        .map(|tensor| {
+            let array = to_array(tensor).map_err(TrainError::Invalid)?;
+            let rows = array.shape()[0];
+            let columns = array.len() / rows;
+            array
+                .into_shape_with_order((rows, columns))
+                .map_err(|e| TrainError::Invalid(e.to_string()))
+        })
+        .collect()
+}
+
+/// The linear Gram matrix of `rows` in f64.
+fn gram(rows: &[Vec<f32>]) -> Array2<f64> {
+    let n = rows.len();
+    let mut gram = Array2::<f64>::zeros((n, n));
+    for i in 0..n {
+        for j in 0..=i {
+            let dot: f64 = rows[i]
+                .iter()
+                .zip(&rows[j])
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            gram[[i, j]] = dot;
+            gram[[j, i]] = dot;
+        }
+    }
+    gram
+}
+
+#[cfg(test)]
+mod tests {
+    use medssl_eval::cka::gram_linear;
+    use medssl_model::SwinUnetrConfig;
+
+    use super::*;
+
+    #[test]
+    fn grid_patches_cover_the_volume_and_pad_short_sides() {
+        let volume = Array4::from_shape_fn((1, 40, 32, 20), |(_, i, j, k)| {
+            (i * 10_000 + j * 100 + k) as f32
+        });
+        let patches = grid_patches(&volume, [32, 32, 32]);
+        // 40 needs two starts (0 and 8), 32 one, 20 one (zero-padded to 32).
+        assert_eq!(patches.len(), 2);
+        assert_eq!(patches[0][[0, 0, 0, 0]], 0.0);
+        assert_eq!(patches[1][[0, 0, 0, 0]], 80_000.0);
+        assert_eq!(patches[1][[0, 31, 31, 19]], 393_119.0);
+        assert_eq!(patches[1][[0, 31, 31, 20]], 0.0);
+    }
+
+    fn network(seed: u64, device: &Device) -> SwinUnetr {
+        let config = SwinUnetrConfig::new(1, 2).with_feature_size(12);
+        medssl_model::seeding::build_seeded(device, seed, || SwinUnetr::new(&config, device))
+            .unwrap()
+    }
+
+    fn probe(count: usize) -> Probe {
+        let patches = (0..count)
+            .map(|p| {
+                Array4::from_shape_fn((1, 32, 32, 32), |(_, i, j, k)| {
+                    ((i * 7 + j * 3 + k + p * 11) % 17) as f32 / 17.0 - 0.5
+                })
+            })
+            .collect();
+        Probe {
+            cases: vec!["synthetic".into()],
+            patches,
+        }
+    }
+
+    #[test]
+    fn a_network_is_identical_to_itself_at_every_stage() {
+        let device = Device::default();
+        let a = network(1, &device);
+        let similarity = stage_similarity(&a, &a, &probe(8), 4, &device).unwrap();
+        assert_eq!(similarity.len(), 5);
+        let features: Vec<usize> = similarity.iter().map(|s| s.features).collect();
+        assert_eq!(
+            features,
+            [12 * 16 * 16 * 16, 24 * 512, 48 * 64, 96 * 8, 192]
+        );
+        for stage in &similarity {
+            assert!((stage.linear_cka.unwrap() - 1.0).abs() < 1e-9, "{stage:?}");
+            assert!((stage.minibatch_cka - 1.0).abs() < 1e-9, "{stage:?}");
+        }
+    }
+
+    #[test]
+    fn the_all_patch_estimate_equals_linear_cka_of_the_stacked_features() {
+        let device = Device::default();
+        let (a, b) = (network(1, &device), network(2, &device));
+        let probe = probe(10);
+        // 10 patches in batches of about 4 give 2 batches of 5: three would leave one
+        // below the unbiased estimator's 4.
+        let similarity = stage_similarity(&a, &b, &probe, 4, &device).unwrap();
+        let (x, y) = (
+            stage_features(&a, &probe.patches, &device).unwrap(),
+            stage_features(&b, &probe.patches, &device).unwrap(),
+        );
+        for (stage, s) in similarity.iter().enumerate() {
+            let (x, y) = (x[stage].mapv(f64::from), y[stage].mapv(f64::from));
+            let expected = cka(
+                gram_linear(x.view()).view(),
+                gram_linear(y.view()).view(),
+                Estimator::Biased,
+            )
+            .unwrap();
+            let got = s.linear_cka.unwrap();
+            assert!(
+                (got - expected).abs() < 1e-9,
+                "{}: {got} vs {expected}",
+                s.stage
+            );
+            assert!(
+                got < 0.999,
+                "{}: different seeds give equal features",
+                s.stage
+            );
+            let mut minibatch = MinibatchCka::new();
+            for range in [0..5, 5..10] {
+                let rows = |m: &Array2<f64>| m.slice(s![range.clone(), ..]).to_owned();
+                minibatch.add(rows(&x).view(), rows(&y).view()).unwrap();
+            }
+            let expected = minibatch.finish().unwrap();
+            assert!((s.minibatch_cka - expected).abs() < 1e-9, "{}", s.stage);
+        }
+    }
+
+    #[test]
+    fn fewer_than_four_patches_is_an_error() {
+        let device = Device::default();
+        let a = network(1, &device);
+        let error = stage_similarity(&a, &a, &probe(3), 8, &device).unwrap_err();
+        assert!(
+            error.to_string().contains("at least 4 probe patches"),
+            "{error}"
+        );
+    }
+}
