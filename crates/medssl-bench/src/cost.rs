@@ -1,7 +1,8 @@
 //! A cost estimate per job, for `medssl study plan`: the voxels that pass through the
 //! encoder over the job, in billions ("Gvox"). Time grows with it for a given network
 //! and device, so it orders jobs and compares studies; teachers, decoders and the
-//! validation passes are not counted.
+//! validation passes are not counted, and the forward-only passes of the CKA jobs count
+//! a third.
 
 use medssl_data::dataset::Task;
 use medssl_data::manifest::Manifest;
@@ -70,11 +71,11 @@ pub fn estimate(study: &StudyDefinition, plan: &Plan) -> Result<Vec<f64>> {
                 Ok((finetune.train.epochs as usize * samples * roi) as f64 * 1e-9)
             }
             JobKind::Cka { method, .. } => {
-                // Two networks per comparison, each over the probe once.
-                let budgets = study.finetune.budgets.len();
-                let comparisons = usize::from(*method != MethodSpec::Scratch) * budgets
-                    + usize::from(budgets > 1);
-                Ok((2 * comparisons * PROBE_PATCHES * roi) as f64 * 1e-9)
+                // Each network (the initial weights, one fine-tune per budget) runs once
+                // over the probe, forward only: about a third of a training voxel.
+                let networks =
+                    usize::from(*method != MethodSpec::Scratch) + study.finetune.budgets.len();
+                Ok((networks * PROBE_PATCHES * roi) as f64 * 1e-9 / 3.0)
             }
         })
         .collect()

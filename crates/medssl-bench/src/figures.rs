@@ -165,18 +165,29 @@ fn label(anchor: HPos) -> TextStyle<'static> {
     TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(anchor, VPos::Center))
 }
 
+/// One legend entry: a swatch of series `index`'s colour and its name, at `at`.
+fn key(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    index: usize,
+    name: &str,
+    at: (i32, i32),
+) -> Result<()> {
+    let (x, y) = at;
+    let colour = PALETTE[index % PALETTE.len()];
+    area.draw(&Rectangle::new(
+        [(x, y - 6), (x + 14, y + 6)],
+        colour.filled(),
+    ))
+    .map_err(draw_error)?;
+    area.draw(&Text::new(name.to_string(), (x + 18, y), label(HPos::Left)))
+        .map_err(draw_error)
+}
+
 /// A one-line legend of `names` at pixel row `y`, in palette order.
 fn legend(root: &DrawingArea<SVGBackend<'_>, Shift>, names: &[String], y: i32) -> Result<()> {
     let mut x = 130;
     for (i, name) in names.iter().enumerate() {
-        let colour = PALETTE[i % PALETTE.len()];
-        root.draw(&Rectangle::new(
-            [(x, y - 6), (x + 14, y + 6)],
-            colour.filled(),
-        ))
-        .map_err(draw_error)?;
-        root.draw(&Text::new(name.clone(), (x + 18, y), label(HPos::Left)))
-            .map_err(draw_error)?;
+        key(root, i, name, (x, y))?;
         x += 30 + 8 * name.chars().count() as i32;
         if x > 720 {
             return Ok(());
@@ -202,7 +213,7 @@ pub fn lines(
     let pad = ((hi - lo) * 0.05).max(0.25);
     let legend_rows = series.len().div_ceil(5) as u32;
     svg((820, 420 + 20 * legend_rows), |root| {
-        let (plot, key) = root.split_vertically(400);
+        let (plot, keys) = root.split_vertically(400);
         let mut chart = ChartBuilder::on(&plot)
             .margin(12)
             .x_label_area_size(40)
@@ -239,14 +250,7 @@ pub fn lines(
         }
         for (i, (name, _)) in series.iter().enumerate() {
             let (x, y) = (10 + 160 * (i % 5) as i32, 8 + 20 * (i / 5) as i32);
-            let colour = PALETTE[i % PALETTE.len()];
-            key.draw(&Rectangle::new(
-                [(x, y - 5), (x + 14, y + 5)],
-                colour.filled(),
-            ))
-            .map_err(draw_error)?;
-            key.draw(&Text::new(name.clone(), (x + 18, y), label(HPos::Left)))
-                .map_err(draw_error)?;
+            key(&keys, i, name, (x, y))?;
         }
         Ok(())
     })

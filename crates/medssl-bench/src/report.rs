@@ -319,6 +319,18 @@ fn cka_table(
     pick: impl Fn(&CkaResult) -> Option<&FeatureReuse> + Copy,
 ) -> Option<Table> {
     let stages = a.cka_stages();
+    let counts: Vec<usize> = a
+        .cka
+        .iter()
+        .filter_map(|c| pick(&c.result))
+        .map(|r| r.patches)
+        .collect();
+    let (fewest, most) = (counts.iter().min()?, counts.iter().max()?);
+    let patches = if fewest == most {
+        fewest.to_string()
+    } else {
+        format!("{fewest}–{most}")
+    };
     let mut header = vec!["method".to_string()];
     header.extend(stages.iter().cloned());
     let rows: Vec<Vec<Entry>> = (0..a.methods.len())
@@ -339,7 +351,11 @@ fn cka_table(
     (!rows.is_empty()).then(|| Table {
         title,
         caption: format!(
-            "{what} Unbiased minibatch CKA (in parentheses: linear CKA over all patches),              mean over tasks and seeds, on {PROBE_PATCHES} patches of the validation cases              (then test cases, for small tasks) of the most-label fine-tune; each stage              output is flattened to channels × voxels per patch. {setup}"
+            "{what} Unbiased minibatch CKA (in parentheses: linear CKA over all patches), \
+             mean over tasks and seeds, on {patches} patches (at most {PROBE_PATCHES}) of \
+             the validation cases of the most-label fine-tune, then its test and training \
+             cases where those give too few; each stage output is flattened to channels × \
+             voxels per patch. {setup}"
         ),
         header,
         rows,

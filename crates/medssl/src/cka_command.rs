@@ -23,7 +23,8 @@ pub struct CkaArgs {
     /// Task directory; defaults to the one the probe run was trained on.
     #[arg(long)]
     task: Option<PathBuf>,
-    /// Probe patches (of the run's `model.roi`), round-robin over the validation cases.
+    /// Probe patches (of the run's `model.roi`), round-robin over the validation cases,
+    /// then the test and training cases when those give too few.
     #[arg(long, default_value_t = 32)]
     patches: usize,
     /// Patches per minibatch of the unbiased minibatch CKA (at least 4).
@@ -73,7 +74,7 @@ pub fn cka_command(args: &CkaArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} patches of {:?} voxels from {} validation cases of {}",
+        "{} patches of {:?} voxels from {} cases of {}",
         reuse.patches,
         reuse.roi,
         reuse.cases.len(),

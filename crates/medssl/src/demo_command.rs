@@ -5,11 +5,9 @@
 //! transfer), writes a study file for the nine methods plus scratch, and runs it. Every
 //! step is resumable: run the same command again after an interruption.
 //!
-//! The scale is about the smallest the network accepts (32³ pretraining volumes and
-//! training patches, a few pretraining steps and fine-tune epochs): the numbers show
-//! that the pipeline works end to end, not which method is best; `medssl study init`
-//! starts a real study. The tasks' volumes are 48³, so that each case gives several
-//! overlapping 32³ probe patches for the CKA analysis.
+//! The scale is the smallest the network accepts (32³ volumes, a few pretraining steps
+//! and fine-tune epochs): the numbers show that the pipeline works end to end, not
+//! which method is best; `medssl study init` starts a real study.
 
 use std::path::{Path, PathBuf};
 
@@ -64,11 +62,8 @@ path = "data/abdomen-mri"
 modality = "MRI"
 "#;
 
-/// Side of the pretraining volumes: the smallest SwinUNETR accepts.
-const COLLECTION_SIZE: usize = 32;
-
-/// Side of the task volumes: 8 overlapping 32³ patches per case for the CKA probe.
-const TASK_SIZE: usize = 48;
+/// Side of the demo's volumes: the smallest SwinUNETR accepts.
+const SIZE: usize = 32;
 
 /// Writes one synthetic dataset unless an earlier run finished it (a marker file beside
 /// it is written last).
@@ -88,14 +83,9 @@ fn synthesise(
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
-    let size = if unlabelled {
-        COLLECTION_SIZE
-    } else {
-        TASK_SIZE
-    };
     let task = Task {
         kind,
-        grid: Grid::fitted(kind, [size; 3])?,
+        grid: Grid::fitted(kind, [SIZE; 3])?,
         seed,
         training: cases,
         test: 0,
@@ -103,7 +93,7 @@ fn synthesise(
     };
     write_task(&task, &dir)?;
     std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))?;
-    eprintln!("synthesised {name}: {cases} cases of {size}³");
+    eprintln!("synthesised {name}: {cases} cases of {SIZE}³");
     Ok(())
 }
 

@@ -126,6 +126,21 @@ impl Evaluation {
     }
 }
 
+/// The fine-tune run in `run_dir`, its task (at `task_dir`, or where the run recorded
+/// it) and its split.
+pub(crate) fn open_task_split(
+    run_dir: &Path,
+    task_dir: Option<&Path>,
+) -> Result<(RunDir, Task, Split)> {
+    let run = RunDir::open(run_dir)?;
+    let info: RunInfo = run.read_json("run.json")?;
+    let task = Task::open(task_dir.unwrap_or(&info.task))
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let split =
+        Split::load(&run.path("split.json")).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    Ok((run, task, split))
+}
+
 /// Scores the run's best network on `part` of its split, with an NSD tolerance of
 /// `nsd_tolerance_mm` for every class; writes `evaluation-PART.csv` and adds the
 /// summary to `result.json` under `evaluation.PART`.
@@ -136,12 +151,7 @@ pub fn evaluate(
     nsd_tolerance_mm: f64,
     device: Device,
 ) -> Result<Evaluation> {
-    let run = RunDir::open(run_dir)?;
-    let info: RunInfo = run.read_json("run.json")?;
-    let task = Task::open(task_dir.unwrap_or(&info.task))
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let split =
-        Split::load(&run.path("split.json")).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let (run, task, split) = open_task_split(run_dir, task_dir)?;
     let ids = match part {
         Part::Val => &split.validation,
         Part::Test => &split.test,

@@ -6,8 +6,9 @@
 //! (a side shorter than the roi is zero-padded, as sliding-window inference pads), taken
 //! round-robin over the cases so that a small probe still spans every case. When the
 //! validation cases give fewer patches than asked (small tasks of small volumes), the
-//! test cases follow: neither part was trained on, and no label is read. No random
-//! draw is involved, so every comparison of a study sees the same patches.
+//! test cases follow, then the training cases (no label is read; the cases used are
+//! recorded). No random draw is involved, so every comparison of a study sees the same
+//! patches.
 //!
 //! Each stage output `[C, D, H, W]` of a patch is flattened, channel-major, to one row
 //! of `C·D·H·W` features: the spatial layout is kept, since pooling would hide features
@@ -20,18 +21,16 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use medssl_data::dataset::Task;
-use medssl_data::splits::Split;
 use medssl_eval::cka::{Estimator, MinibatchCka, cka};
 use medssl_model::SwinUnetr;
 use medssl_model::arrays::{to_array, to_tensor};
 use ndarray::{Array2, Array4, Array5, Axis, s};
 use serde::{Deserialize, Serialize};
 
+use super::evaluate::open_task_split;
 use super::inference::TrainedRun;
 use super::init_weights::load_weights;
-use super::trainer::RunInfo;
 use crate::error::{Result, TrainError};
-use crate::run_dir::RunDir;
 
 /// Names of the five encoder outputs, shallow to deep (MONAI's `hidden_states_out`).
 pub const STAGES: [&str; 5] = ["patch_embed", "stage1", "stage2", "stage3", "stage4"];
@@ -49,7 +48,8 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Up to `count` patches of the validation cases (then the test cases) of the run
+    /// Up to `count` patches of the validation cases (then the test and the training
+    /// cases) of the run
     /// in `run_dir` (opened as `trained`), prepared by its preprocessing. `task_dir`
     /// overrides the task path the run recorded.
     pub fn validation(
@@ -58,17 +58,12 @@ impl Probe {
         task_dir: Option<&Path>,
         count: usize,
     ) -> Result<Probe> {
-        let run = RunDir::open(run_dir)?;
-        let info: RunInfo = run.read_json("run.json")?;
-        let task = Task::open(task_dir.unwrap_or(&info.task))
-            .map_err(|e| TrainError::Invalid(e.to_string()))?;
-        let split =
-            Split::load(&run.path("split.json")).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let (run, task, split) = open_task_split(run_dir, task_dir)?;
         let mut probe = Probe {
             cases: Vec::new(),
             patches: Vec::with_capacity(count),
         };
-        for part in [&split.validation, &split.test] {
+        for part in [&split.validation, &split.test, &split.train] {
             if probe.patches.len() < count && !part.is_empty() {
                 let per_case = part
                     .iter()
@@ -81,7 +76,7 @@ impl Probe {
         if probe.cases.is_empty() {
             return Err(TrainError::file(
                 run.path("split.json"),
-                "no validation or test cases to cut probe patches from",
+                "no cases to cut probe patches from",
             ));
         }
         Ok(probe)
@@ -205,24 +200,40 @@ pub fn compare_networks(
 ) -> Result<Vec<FeatureReuse>> {
     let reference = TrainedRun::open(probe_run, device.clone())?;
     let probe = Probe::validation(probe_run, &reference, task_dir, patches)?;
-    pairs
+    // Each distinct network is opened and run once.
+    let mut sources: Vec<&PathBuf> = pairs.iter().flat_map(|(a, b)| [a, b]).collect();
+    sources.sort();
+    sources.dedup();
+    let networks = sources
         .iter()
-        .map(|(a, b)| {
-            let (x, y) = (
-                open_network(a, &reference, device)?,
-                open_network(b, &reference, device)?,
-            );
-            Ok(FeatureReuse {
-                a: a.clone(),
-                b: b.clone(),
-                probe_run: probe_run.to_path_buf(),
-                cases: probe.cases.clone(),
-                patches: probe.patches.len(),
-                roi: reference.config.model.roi,
-                stages: stage_similarity(&x, &y, &probe, batch, device)?,
-            })
+        .map(|source| open_network(source, &reference, device))
+        .collect::<Result<Vec<_>>>()?;
+    let index = |path: &PathBuf| {
+        sources
+            .binary_search(&path)
+            .expect("every source is listed")
+    };
+    let indices: Vec<(usize, usize)> = pairs.iter().map(|(a, b)| (index(a), index(b))).collect();
+    let similarities = stage_similarity(
+        &networks.iter().collect::<Vec<_>>(),
+        &indices,
+        &probe,
+        batch,
+        device,
+    )?;
+    Ok(pairs
+        .iter()
+        .zip(similarities)
+        .map(|((a, b), stages)| FeatureReuse {
+            a: a.clone(),
+            b: b.clone(),
+            probe_run: probe_run.to_path_buf(),
+            cases: probe.cases.clone(),
+            patches: probe.patches.len(),
+            roi: reference.config.model.roi,
+            stages,
         })
-        .collect()
+        .collect())
 }
 
 /// The similarity of one encoder stage.
@@ -238,25 +249,27 @@ pub struct StageSimilarity {
     pub minibatch_cka: f64,
 }
 
-/// The CKA of every encoder stage of `a` and `b` on `probe`, run in minibatches of
-/// about `batch` patches (the probe is split into equal-sized batches of at least 4,
-/// so no patch is dropped).
+/// The CKA of every encoder stage for each `(i, j)` of `pairs` of `networks`, on
+/// `probe`, in minibatches of about `batch` patches (the probe is split into equal-sized
+/// batches of at least 4, so no patch is dropped). Each network runs once per batch,
+/// however many pairs it is in.
 pub fn stage_similarity(
-    a: &SwinUnetr,
-    b: &SwinUnetr,
+    networks: &[&SwinUnetr],
+    pairs: &[(usize, usize)],
     probe: &Probe,
     batch: usize,
     device: &Device,
-) -> Result<Vec<StageSimilarity>> {
+) -> Result<Vec<Vec<StageSimilarity>>> {
     let n = probe.patches.len();
     if n < 4 {
         return Err(TrainError::Invalid(format!(
-            "CKA needs at least 4 probe patches, the validation cases give {n}"
+            "CKA needs at least 4 probe patches, the cases give {n}"
         )));
     }
     let batches = n.div_ceil(batch.max(4)).min(n / 4);
-    let mut minibatch = vec![MinibatchCka::new(); STAGES.len()];
-    let mut rows: Vec<[Vec<Vec<f32>>; 2]> = vec![Default::default(); STAGES.len()];
+    let mut minibatch = vec![vec![MinibatchCka::new(); STAGES.len()]; pairs.len()];
+    // rows[network][stage]: every patch's features, for the all-patch estimate.
+    let mut rows: Vec<Vec<Vec<Vec<f32>>>> = vec![vec![Vec::new(); STAGES.len()]; networks.len()];
     let mut features = [0; STAGES.len()];
     let mut held = 0usize;
     let mut full_set = true;
@@ -265,44 +278,59 @@ pub fn stage_similarity(
         let size = n / batches + usize::from(index < n % batches);
         let patches = &probe.patches[start..start + size];
         start += size;
-        let (x, y) = (
-            stage_features(a, patches, device)?,
-            stage_features(b, patches, device)?,
-        );
-        for (stage, (x, y)) in x.iter().zip(&y).enumerate() {
-            features[stage] = x.ncols();
-            minibatch[stage]
-                .add(x.view(), y.view())
-                .map_err(|e| TrainError::Invalid(format!("{}: {e}", STAGES[stage])))?;
-            held += (x.len() + y.len()) * size_of::<f32>();
-            full_set &= held <= FULL_SET_LIMIT_BYTES;
-            if full_set {
-                for (side, features) in [x, y].into_iter().enumerate() {
-                    rows[stage][side].extend(features.rows().into_iter().map(|r| r.to_vec()));
+        let outputs = networks
+            .iter()
+            .map(|network| stage_features(network, patches, device))
+            .collect::<Result<Vec<_>>>()?;
+        for (pair, &(i, j)) in pairs.iter().enumerate() {
+            for stage in 0..STAGES.len() {
+                minibatch[pair][stage]
+                    .add(outputs[i][stage].view(), outputs[j][stage].view())
+                    .map_err(|e| TrainError::Invalid(format!("{}: {e}", STAGES[stage])))?;
+            }
+        }
+        for (network, stages) in outputs.into_iter().enumerate() {
+            for (stage, x) in stages.into_iter().enumerate() {
+                features[stage] = x.ncols();
+                held += x.len() * size_of::<f32>();
+                full_set &= held <= FULL_SET_LIMIT_BYTES;
+                if full_set {
+                    rows[network][stage].extend(x.rows().into_iter().map(|r| r.to_vec()));
                 }
             }
         }
         if !full_set {
-            rows = vec![Default::default(); STAGES.len()];
+            rows = vec![vec![Vec::new(); STAGES.len()]; networks.len()];
         }
     }
-    STAGES
+    let grams: Vec<Vec<Array2<f64>>> = rows
         .iter()
-        .enumerate()
-        .map(|(stage, &name)| {
-            let fail = |e: medssl_eval::cka::CkaError| TrainError::Invalid(format!("{name}: {e}"));
-            let linear_cka = if full_set {
-                let [x, y] = &rows[stage];
-                Some(cka(gram(x).view(), gram(y).view(), Estimator::Biased).map_err(fail)?)
-            } else {
-                None
-            };
-            Ok(StageSimilarity {
-                stage: name.to_string(),
-                features: features[stage],
-                linear_cka,
-                minibatch_cka: minibatch[stage].finish().map_err(fail)?,
-            })
+        .map(|stages| stages.iter().map(|r| gram(r)).collect())
+        .collect();
+    pairs
+        .iter()
+        .zip(&minibatch)
+        .map(|(&(i, j), minibatch)| {
+            STAGES
+                .iter()
+                .enumerate()
+                .map(|(stage, &name)| {
+                    let fail =
+                        |e: medssl_eval::cka::CkaError| TrainError::Invalid(format!("{name}: {e}"));
+                    let linear_cka = if full_set {
+                        let (k, l) = (&grams[i][stage], &grams[j][stage]);
+                        Some(cka(k.view(), l.view(), Estimator::Biased).map_err(fail)?)
+                    } else {
+                        None
+                    };
+                    Ok(StageSimilarity {
+                        stage: name.to_string(),
+                        features: features[stage],
+                        linear_cka,
+                        minibatch_cka: minibatch[stage].finish().map_err(fail)?,
+                    })
+                })
+                .collect()
         })
         .collect()
 }
@@ -395,7 +423,9 @@ mod tests {
     fn a_network_is_identical_to_itself_at_every_stage() {
         let device = Device::default();
         let a = network(1, &device);
-        let similarity = stage_similarity(&a, &a, &probe(8), 4, &device).unwrap();
+        let similarity = stage_similarity(&[&a], &[(0, 0)], &probe(8), 4, &device)
+            .unwrap()
+            .remove(0);
         assert_eq!(similarity.len(), 5);
         let features: Vec<usize> = similarity.iter().map(|s| s.features).collect();
         assert_eq!(
@@ -415,7 +445,10 @@ mod tests {
         let probe = probe(10);
         // 10 patches in batches of about 4 give 2 batches of 5: three would leave one
         // below the unbiased estimator's 4.
-        let similarity = stage_similarity(&a, &b, &probe, 4, &device).unwrap();
+        // The pair (b, a) next to (a, b): each network runs once, both pairs agree.
+        let mut both = stage_similarity(&[&a, &b], &[(0, 1), (1, 0)], &probe, 4, &device).unwrap();
+        let similarity = both.remove(0);
+        assert_eq!(similarity, both[0]);
         let (x, y) = (
             stage_features(&a, &probe.patches, &device).unwrap(),
             stage_features(&b, &probe.patches, &device).unwrap(),
@@ -453,7 +486,7 @@ mod tests {
     fn fewer_than_four_patches_is_an_error() {
         let device = Device::default();
         let a = network(1, &device);
-        let error = stage_similarity(&a, &a, &probe(3), 8, &device).unwrap_err();
+        let error = stage_similarity(&[&a], &[(0, 0)], &probe(3), 8, &device).unwrap_err();
         assert!(
             error.to_string().contains("at least 4 probe patches"),
             "{error}"
