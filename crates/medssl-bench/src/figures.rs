@@ -121,6 +121,7 @@ pub fn grouped_bars(
         chart
             .configure_mesh()
             .disable_y_mesh()
+            .light_line_style(TRANSPARENT)
             .y_labels(0)
             .x_desc(x_desc)
             .label_style(("sans-serif", 13))
@@ -231,6 +232,7 @@ pub fn lines(
         mesh.x_desc(x_desc)
             .y_desc(y_desc)
             .x_label_formatter(&tick)
+            .light_line_style(TRANSPARENT)
             .label_style(("sans-serif", 13));
         if let Some(labels) = x_labels {
             mesh.x_labels(labels.len());

@@ -2,13 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use medssl_bench::cost::estimate;
 use medssl_bench::definition::{EXAMPLE, StudyDefinition};
-use medssl_bench::plan::{Plan, parse_shard};
+use medssl_bench::plan::{JobKind, Plan, parse_shard};
 use medssl_bench::report::write_report;
 use medssl_bench::results::write_results;
 use medssl_bench::runner::{RunEvent, Runner};
@@ -199,11 +198,15 @@ pub fn run_study(
     };
     let device = parse_device(device.unwrap_or(&study.device))?;
     let cost = estimate(&study, &plan)?;
-    let total: f64 = selection.iter().map(|&k| cost[k]).sum();
+    let mut left = [0.0; 3];
+    for &k in &selection {
+        if !plan.jobs[k].done_file(&study).is_file() {
+            left[stage(&plan.jobs[k].kind)] += cost[k];
+        }
+    }
     let progress = Mutex::new(Progress {
-        started: Instant::now(),
-        total,
-        done: 0.0,
+        left,
+        spent: [(0.0, 0.0); 3],
         jobs: selection.len(),
         finished: 0,
     });
@@ -215,7 +218,7 @@ pub fn run_study(
             }
             RunEvent::Finished { index, seconds } => {
                 p.finished += 1;
-                p.done += cost[index];
+                p.account(&plan.jobs[index].kind, cost[index], Some(seconds));
                 eprintln!(
                     "{} done  {} ({seconds:.0} s){}",
                     p.prefix(),
@@ -225,11 +228,12 @@ pub fn run_study(
             }
             RunEvent::Failed { index, error } => {
                 p.finished += 1;
-                p.done += cost[index];
+                p.account(&plan.jobs[index].kind, cost[index], None);
                 eprintln!("{} FAILED {}: {error}", p.prefix(), plan.jobs[index].id);
             }
             RunEvent::Blocked { index, needs } => {
                 p.finished += 1;
+                p.account(&plan.jobs[index].kind, cost[index], None);
                 eprintln!(
                     "{} skip  {}: it needs {}, which failed",
                     p.prefix(),
@@ -268,14 +272,27 @@ pub fn run_study(
     Ok(report)
 }
 
-/// The whole-study progress line: jobs finished of the selection, and the time left
-/// estimated from the cost done so far.
+/// The whole-study progress line: jobs finished of the selection, and the time left.
+/// The cost estimate ranks jobs of one kind well but weighs kinds against each other
+/// roughly (it leaves out validation and evaluation), so the time left is the cost
+/// left of each kind at the seconds per cost unit measured on that kind's finished jobs
+/// (on all finished jobs for a kind not seen yet).
 struct Progress {
-    started: Instant,
-    total: f64,
-    done: f64,
+    /// Cost not yet run, per [`stage`].
+    left: [f64; 3],
+    /// Seconds and cost of the jobs finished by this run, per stage.
+    spent: [(f64, f64); 3],
     jobs: usize,
     finished: usize,
+}
+
+/// Pretraining, fine-tuning or CKA, as an index.
+fn stage(kind: &JobKind) -> usize {
+    match kind {
+        JobKind::Pretrain { .. } => 0,
+        JobKind::Finetune { .. } => 1,
+        JobKind::Cka { .. } => 2,
+    }
 }
 
 impl Progress {
@@ -283,12 +300,31 @@ impl Progress {
         format!("[{}/{}]", self.finished, self.jobs)
     }
 
+    /// A job of `kind` and `cost` ended, after `seconds` when it ran to its end.
+    fn account(&mut self, kind: &JobKind, cost: f64, seconds: Option<f64>) {
+        let k = stage(kind);
+        self.left[k] = (self.left[k] - cost).max(0.0);
+        if let Some(seconds) = seconds {
+            self.spent[k].0 += seconds;
+            self.spent[k].1 += cost;
+        }
+    }
+
     fn eta(&self) -> String {
-        if self.done <= 0.0 || self.finished == self.jobs {
+        let (seconds, cost) = self
+            .spent
+            .iter()
+            .fold((0.0, 0.0), |(s, c), &(ks, kc)| (s + ks, c + kc));
+        if cost <= 0.0 || self.finished == self.jobs {
             return String::new();
         }
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let left = elapsed * (self.total - self.done) / self.done;
+        let left: f64 = (0..3)
+            .map(|k| {
+                let (ks, kc) = self.spent[k];
+                let rate = if kc > 0.0 { ks / kc } else { seconds / cost };
+                self.left[k] * rate
+            })
+            .sum();
         format!(", about {:.0} min left", left / 60.0)
     }
 }
