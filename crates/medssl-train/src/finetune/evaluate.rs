@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use burn::tensor::Device;
+use medssl_data::Sample;
 use medssl_data::dataset::Task;
 use medssl_data::splits::Split;
 use medssl_eval::metrics::{
@@ -141,6 +142,15 @@ pub(crate) fn open_task_split(
     Ok((run, task, split))
 }
 
+/// Case `id` of a run's split, read from `task`.
+pub(crate) fn load_split_case(task: &Task, id: &str) -> Result<Sample> {
+    let case = task.case(id).ok_or_else(|| {
+        TrainError::Invalid(format!("case {id} of split.json is not in the task"))
+    })?;
+    task.load_case(case)
+        .map_err(|e| TrainError::Invalid(e.to_string()))
+}
+
 /// Scores the run's best network on `part` of its split, with an NSD tolerance of
 /// `nsd_tolerance_mm` for every class; writes `evaluation-PART.csv` and adds the
 /// summary to `result.json` under `evaluation.PART`.
@@ -166,12 +176,7 @@ pub fn evaluate(
     let classes = task.labels.len();
     let mut cases = Vec::with_capacity(ids.len());
     for id in ids {
-        let case = task.case(id).ok_or_else(|| {
-            TrainError::Invalid(format!("case {id} of split.json is not in the task"))
-        })?;
-        let sample = task
-            .load_case(case)
-            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let sample = load_split_case(&task, id)?;
         let label = sample
             .label
             .as_ref()

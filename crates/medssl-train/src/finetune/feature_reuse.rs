@@ -27,7 +27,7 @@ use medssl_model::arrays::{to_array, to_tensor};
 use ndarray::{Array2, Array4, Array5, Axis, s};
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::open_task_split;
+use super::evaluate::{load_split_case, open_task_split};
 use super::inference::TrainedRun;
 use super::init_weights::load_weights;
 use crate::error::{Result, TrainError};
@@ -100,12 +100,7 @@ impl Probe {
 
 /// The grid patches of case `id` after the run's preprocessing.
 fn case_patches(task: &Task, trained: &TrainedRun, id: &str) -> Result<Vec<Array4<f32>>> {
-    let case = task.case(id).ok_or_else(|| {
-        TrainError::Invalid(format!("case {id} of split.json is not in the task"))
-    })?;
-    let sample = task
-        .load_case(case)
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let sample = load_split_case(task, id)?;
     let prepared = trained.prepare(id, &sample.image)?;
     Ok(grid_patches(prepared.data(), trained.config.model.roi))
 }
