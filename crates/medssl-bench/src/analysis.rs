@@ -313,8 +313,23 @@ impl Analysis {
 
     /// Mean Dice of `method` at `budget` over the tasks of `modality`.
     pub fn modality_dice(&self, method: usize, budget: usize, modality: Modality) -> Option<f64> {
+        self.task_mean_dice(method, budget, |t| self.modalities[t] == modality)
+    }
+
+    /// Mean Dice of `method` at `budget` over all tasks with results.
+    pub fn budget_dice(&self, method: usize, budget: usize) -> Option<f64> {
+        self.task_mean_dice(method, budget, |_| true)
+    }
+
+    /// Mean Dice of `method` at `budget` over the tasks `include` keeps.
+    fn task_mean_dice(
+        &self,
+        method: usize,
+        budget: usize,
+        include: impl Fn(usize) -> bool,
+    ) -> Option<f64> {
         let values: Vec<f64> = (0..self.tasks.len())
-            .filter(|&t| self.modalities[t] == modality)
+            .filter(|&t| include(t))
             .filter_map(|t| self.cells.get(&(method, t, budget)).map(|c| c.dice.0))
             .collect();
         mean_sd(&values).map(|m| m.0)

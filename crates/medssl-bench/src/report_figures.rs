@@ -62,7 +62,7 @@ pub fn figures(a: &Analysis, setup: &str) -> Result<Vec<Figure>> {
     if a.budgets.len() > 1 {
         let series = per_method(a, |m| {
             (0..a.budgets.len())
-                .filter_map(|b| budget_dice(a, m, b).map(|d| (b as f64, d)))
+                .filter_map(|b| a.budget_dice(m, b).map(|d| (b as f64, d)))
                 .collect()
         });
         figures.push(figure(
@@ -137,14 +137,6 @@ fn per_method(
         .map(|m| (a.methods[m].clone(), points(m)))
         .filter(|(_, p)| !p.is_empty())
         .collect()
-}
-
-/// Mean test Dice of method `m` at budget `b` over the tasks with results.
-fn budget_dice(a: &Analysis, m: usize, b: usize) -> Option<f64> {
-    let values: Vec<f64> = (0..a.tasks.len())
-        .filter_map(|t| a.cells.get(&(m, t, b)).map(|c| c.dice.0))
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
 /// The validation curve of (method, task, budget), mean over the seeds at each epoch.

@@ -106,61 +106,50 @@ pub fn write_scripts(
 ) -> Result<SlurmScripts> {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| BenchError::io(&logs, e))?;
-    let ids = |stage: fn(&JobKind) -> bool| -> Vec<&str> {
-        plan.jobs
-            .iter()
-            .filter(|j| stage(&j.kind))
-            .map(|j| j.id.as_str())
-            .collect()
-    };
     let write = |name: &str, text: String| -> Result<PathBuf> {
         let path = dir.join(name);
         write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
         Ok(path)
     };
-    let pretrain_ids = ids(|k| matches!(k, JobKind::Pretrain { .. }));
-    let pretrain = if pretrain_ids.is_empty() {
-        None
-    } else {
-        Some(write(
-            "pretrain.sbatch",
-            array_script(
-                "medssl-pretrain",
-                &pretrain_ids,
+    // The array `medssl-<stage>` in `<stage>.sbatch` of the jobs `of_stage` picks, or
+    // nothing when there are none.
+    let array =
+        |stage: &str, of_stage: fn(&JobKind) -> bool, time: &str| -> Result<Option<PathBuf>> {
+            let ids: Vec<&str> = plan
+                .jobs
+                .iter()
+                .filter(|j| of_stage(&j.kind))
+                .map(|j| j.id.as_str())
+                .collect();
+            if ids.is_empty() {
+                return Ok(None);
+            }
+            let text = array_script(
+                &format!("medssl-{stage}"),
+                &ids,
                 study,
                 options,
-                &options.pretrain_time,
+                time,
                 &logs,
-            ),
-        )?)
-    };
-    let finetune = write(
-        "finetune.sbatch",
-        array_script(
-            "medssl-finetune",
-            &ids(|k| matches!(k, JobKind::Finetune { .. })),
-            study,
-            options,
-            &options.finetune_time,
-            &logs,
-        ),
+            );
+            write(&format!("{stage}.sbatch"), text).map(Some)
+        };
+    let pretrain = array(
+        "pretrain",
+        |k| matches!(k, JobKind::Pretrain { .. }),
+        &options.pretrain_time,
     )?;
-    let cka_ids = ids(|k| matches!(k, JobKind::Cka { .. }));
-    let cka = if cka_ids.is_empty() {
-        None
-    } else {
-        Some(write(
-            "cka.sbatch",
-            array_script(
-                "medssl-cka",
-                &cka_ids,
-                study,
-                options,
-                &options.finetune_time,
-                &logs,
-            ),
-        )?)
-    };
+    let finetune = array(
+        "finetune",
+        |k| matches!(k, JobKind::Finetune { .. }),
+        &options.finetune_time,
+    )?
+    .ok_or_else(|| BenchError::Invalid("the study has no fine-tune job".into()))?;
+    let cka = array(
+        "cka",
+        |k| matches!(k, JobKind::Cka { .. }),
+        &options.finetune_time,
+    )?;
     let mut report_text = header("medssl-report", options, "00:30:00", &logs, false);
     report_text.push_str(&format!(
         "set -euo pipefail\nexec {} study report {}\n",
