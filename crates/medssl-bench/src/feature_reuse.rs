@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::Device;
-use medssl_io::atomic::write_atomically;
+use medssl_io::atomic::{create_dir_for_writes, write_atomically};
 pub use medssl_train::finetune::feature_reuse::FeatureReuse;
 use medssl_train::finetune::feature_reuse::compare_networks;
 use serde::{Deserialize, Serialize};
@@ -89,6 +89,6 @@ pub fn run_cka_job(study: &StudyDefinition, plan: &Plan, job: &Job, device: &Dev
     };
     let text = serde_json::to_string_pretty(&result).map_err(|e| failed(e.to_string()))?;
     let path = job.done_file(study);
-    std::fs::create_dir_all(job.dir(study)).map_err(|e| BenchError::io(job.dir(study), e))?;
+    create_dir_for_writes(&job.dir(study)).map_err(|e| BenchError::io(job.dir(study), e))?;
     write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use medssl_io::atomic::write_atomically;
+use medssl_io::atomic::{create_dir_for_writes, write_atomically};
 
 use crate::analysis::{ALPHA, Analysis, Outcome};
 use crate::definition::{Modality, StudyDefinition};
@@ -438,7 +438,9 @@ pub fn write_report(study: &StudyDefinition, plan: &Plan) -> Result<std::path::P
     html.push_str("<h2>Figures</h2>\n");
     let dir = study.out_dir().join("report");
     let figure_dir = dir.join("figures");
-    std::fs::create_dir_all(&figure_dir).map_err(|e| BenchError::io(&figure_dir, e))?;
+    for d in [&dir, &figure_dir] {
+        create_dir_for_writes(d).map_err(|e| BenchError::io(d, e))?;
+    }
     for figure in &figures {
         for (extension, bytes) in [
             ("svg", figure.svg.as_bytes().to_vec()),

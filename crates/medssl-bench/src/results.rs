@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use medssl_io::atomic::write_atomically;
+use medssl_io::atomic::{create_dir_for_writes, write_atomically};
 use serde_json::Value;
 
 use crate::definition::{Modality, StudyDefinition};
@@ -125,7 +125,7 @@ pub fn write_results(study: &StudyDefinition, plan: &Plan) -> Result<usize> {
         csv.push('\n');
     }
     let out = study.out_dir();
-    std::fs::create_dir_all(&out).map_err(|e| BenchError::io(&out, e))?;
+    create_dir_for_writes(&out).map_err(|e| BenchError::io(&out, e))?;
     let path = out.join("results.csv");
     write_atomically(&path, csv.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
     Ok(finished.len())

@@ -17,7 +17,7 @@ use medssl_ssl::Method;
 use medssl_ssl::methods::{self, MethodVisitor};
 use medssl_train::finetune::evaluate::{Part, evaluate};
 use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
-use medssl_train::pretrain::{Pretrain, PretrainConfig};
+use medssl_train::pretrain::{Event as PretrainEvent, Pretrain, PretrainConfig};
 
 use crate::definition::StudyDefinition;
 use crate::error::{BenchError, Result};
@@ -45,6 +45,9 @@ pub enum RunEvent {
     /// Job `index` waits for job `needs`, which this process does not run (another
     /// shard or array task does).
     Waiting { index: usize, needs: usize },
+    /// Job `index` reports something the user should look at (a damaged checkpoint
+    /// passed over on resume, a collapse monitor below its threshold).
+    Warning { index: usize, message: String },
 }
 
 /// How a run over a selection ended.
@@ -144,7 +147,7 @@ impl<'a> Runner<'a> {
                 Next::Run(k) => {
                     observe(RunEvent::Started { index: k });
                     let started = Instant::now();
-                    let outcome = self.run_job(k);
+                    let outcome = self.run_job(k, observe);
                     let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
                     q.active.retain(|&a| a != k);
                     match outcome {
@@ -215,12 +218,13 @@ impl<'a> Runner<'a> {
     }
 
     /// Runs (or resumes) job `k` to its end, recording a failure in its directory.
-    pub fn run_job(&self, k: usize) -> Result<()> {
+    pub fn run_job(&self, k: usize, observe: &(dyn Fn(RunEvent) + Sync)) -> Result<()> {
         let job = &self.plan.jobs[k];
+        let warn = |message: String| observe(RunEvent::Warning { index: k, message });
         state::mark_running(self.study, job)?;
         let outcome = match &job.kind {
-            JobKind::Pretrain { method } => self.pretrain(job, method),
-            JobKind::Finetune { .. } => self.finetune(job),
+            JobKind::Pretrain { method } => self.pretrain(job, method, &warn),
+            JobKind::Finetune { .. } => self.finetune(job, &warn),
             JobKind::Cka { .. } => run_cka_job(self.study, self.plan, job, &self.device),
         };
         let error = outcome.as_ref().err().map(|e| e.to_string());
@@ -228,7 +232,7 @@ impl<'a> Runner<'a> {
         outcome
     }
 
-    fn pretrain(&self, job: &Job, method: &str) -> Result<()> {
+    fn pretrain(&self, job: &Job, method: &str, warn: &dyn Fn(String)) -> Result<()> {
         let dir = job.dir(self.study);
         let resumable = prepare_dir(&dir)?;
         methods::visit(
@@ -239,6 +243,7 @@ impl<'a> Runner<'a> {
                 method,
                 resumable,
                 device: self.device.clone(),
+                warn,
             },
         )
         .map_err(BenchError::Invalid)?
@@ -248,7 +253,7 @@ impl<'a> Runner<'a> {
         })
     }
 
-    fn finetune(&self, job: &Job) -> Result<()> {
+    fn finetune(&self, job: &Job, warn: &dyn Fn(String)) -> Result<()> {
         let JobKind::Finetune {
             task, budget, seed, ..
         } = &job.kind
@@ -282,6 +287,9 @@ impl<'a> Runner<'a> {
             })
         }
         .map_err(|e| failed(e.to_string()))?;
+        if let Some(warning) = run.resume_warning() {
+            warn(warning.to_string());
+        }
         run.train(u64::MAX, &mut |_| {})
             .map_err(|e| failed(e.to_string()))?;
         drop(run);
@@ -325,6 +333,7 @@ struct PretrainJob<'a> {
     method: &'a str,
     resumable: bool,
     device: Device,
+    warn: &'a dyn Fn(String),
 }
 
 impl MethodVisitor for PretrainJob<'_> {
@@ -340,6 +349,14 @@ impl MethodVisitor for PretrainJob<'_> {
                 .and_then(|config| Pretrain::<M>::start(&data, self.dir, config, self.device))
         }
         .map_err(|e| e.to_string())?;
-        run.train(u64::MAX, &mut |_| {}).map_err(|e| e.to_string())
+        if let Some(warning) = run.resume_warning() {
+            (self.warn)(warning.to_string());
+        }
+        run.train(u64::MAX, &mut |event| {
+            if let PretrainEvent::Warning(message) = event {
+                (self.warn)(message);
+            }
+        })
+        .map_err(|e| e.to_string())
     }
 }

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use medssl_io::atomic::write_atomically;
+use medssl_io::atomic::{create_dir_for_writes, write_atomically};
 use serde::{Deserialize, Serialize};
 
 use crate::definition::StudyDefinition;
@@ -95,7 +95,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| BenchError::Invalid(format!("cannot write {}: {e}", path.display())))?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir, e))?;
+        create_dir_for_writes(dir).map_err(|e| BenchError::io(dir, e))?;
     }
     write_atomically(path, text.as_bytes()).map_err(|e| BenchError::io(path, e))
 }

@@ -41,6 +41,44 @@ pub fn write_with(
     result
 }
 
+/// Removes the temporary files that writers killed mid-write left in `dir` (not its
+/// subdirectories): hidden `.NAME.PID.N.tmp` files whose process is gone. Files of live
+/// processes (another worker still writing) are kept; where liveness cannot be checked
+/// (no `/proc`), nothing is removed. Returns how many files were removed.
+pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<usize> {
+    if !Path::new("/proc/self").exists() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(writer_pid) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Creates `dir` (and its parents) when missing and removes the stale temporaries in it
+/// (see [`remove_stale_temporaries`]): for directories a process is about to write into.
+pub fn create_dir_for_writes(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    remove_stale_temporaries(dir).map(drop)
+}
+
+/// The writer's process id in the name of a [`temporary_sibling`].
+fn writer_pid(name: &str) -> Option<u32> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = inner.rsplitn(3, '.');
+    let (_call, pid, _target) = (parts.next()?, parts.next()?, parts.next()?);
+    pid.parse().ok()
+}
+
 /// Writes `bytes` to `path` atomically (see [`write_with`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_with(path, |w| w.write_all(bytes))
@@ -65,5 +103,30 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         write_atomically(&path, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("weights-3.safetensors");
+        let ours = temporary_sibling(&target);
+        assert_eq!(
+            writer_pid(ours.file_name().unwrap().to_str().unwrap()),
+            Some(std::process::id())
+        );
+        // A child that has exited stands for a killed writer.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir
+            .path()
+            .join(format!(".weights-3.safetensors.{dead}.0.tmp"));
+        let plain = dir.path().join(".hidden.tmp");
+        for path in [&ours, &stale, &plain, &target] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
+        assert!(!stale.exists());
+        assert!(ours.exists() && plain.exists() && target.exists());
     }
 }

@@ -14,6 +14,7 @@
 //! crate never depends on Burn.
 
 pub mod atomic;
+pub mod checksum;
 pub mod dicom;
 mod error;
 pub mod geometry;

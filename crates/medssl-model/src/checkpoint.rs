@@ -77,6 +77,7 @@ impl Checkpoint {
         let (named, wrapper) = if pickle {
             read_pytorch(path)?
         } else {
+            crate::sealed::verify(&bytes).map_err(|problem| error(path, problem))?;
             (read_safetensors(path, &bytes)?, None)
         };
         let mut checkpoint = Checkpoint {
@@ -109,8 +110,8 @@ impl Checkpoint {
             .collect()
     }
 
-    /// The tensors serialised as safetensors with MONAI key names; `path` names the
-    /// checkpoint in errors.
+    /// The tensors serialised as safetensors with MONAI key names and the checksum of
+    /// their data ([`crate::sealed`]); `path` names the checkpoint in errors.
     pub fn to_safetensors(&self, path: &Path) -> Result<Vec<u8>, CheckpointError> {
         let views = self
             .tensors
@@ -121,8 +122,9 @@ impl Checkpoint {
                     .map_err(|e| error(path, format!("{k}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        safetensors::serialize(views, None)
-            .map_err(|e| error(path, format!("cannot serialise: {e}")))
+        let bytes = safetensors::serialize(views, None)
+            .map_err(|e| error(path, format!("cannot serialise: {e}")))?;
+        crate::sealed::seal(&bytes).map_err(|problem| error(path, problem))
     }
 
     /// Writes the tensors as safetensors with MONAI key names, atomically.

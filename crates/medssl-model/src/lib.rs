@@ -10,6 +10,7 @@ pub mod arrays;
 pub mod checkpoint;
 pub mod config;
 mod regularization;
+pub mod sealed;
 pub mod seeding;
 pub mod swin;
 mod swin_unetr;

@@ -12,6 +12,7 @@ use medssl_io::atomic::write_atomically;
 use crate::swin::geometry::relative_position_index;
 
 use crate::config::SwinUnetrConfig;
+use crate::sealed;
 use crate::swin::SwinTransformer;
 use crate::swin_unetr::SwinUnetr;
 
@@ -61,11 +62,19 @@ fn monai_name(path: &str) -> String {
 
 /// Loads a safetensors file with MONAI key names into `model`, leaving tensors the
 /// file lacks as they are (the normal case for an encoder-only SSL checkpoint).
+/// A checksum recorded in the file ([`crate::sealed`]) is checked first: a corrupt file
+/// is an error, never loaded.
 pub fn load_monai_safetensors(
     model: &mut SwinUnetr,
     path: &Path,
 ) -> Result<LoadReport, WeightsError> {
-    load_from_store(model, SafetensorsStore::from_file(path), path)
+    let fail = |problem: String| WeightsError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    sealed::verify(&bytes).map_err(fail)?;
+    load_from_store(model, SafetensorsStore::from_bytes(Some(bytes)), path)
 }
 
 /// [`load_monai_safetensors`] for safetensors bytes already in memory (a checkpoint
@@ -141,7 +150,8 @@ fn load_from_store(
 /// Writes `model` as a MONAI state dict in safetensors: every parameter under MONAI's
 /// key name, in PyTorch layout, plus the `relative_position_index` buffers that MONAI
 /// registers, so `SwinUNETR.load_state_dict(..., strict=True)` accepts the file. The
-/// write is atomic (temporary file, then rename).
+/// file records the checksum of its data ([`crate::sealed`]); the write is atomic
+/// (temporary file, then rename).
 pub fn export_monai_safetensors(model: &SwinUnetr, path: &Path) -> Result<(), WeightsError> {
     write_monai(model, "", model.config(), path)
 }
@@ -203,10 +213,8 @@ fn write_monai<M: ModuleSnapshot>(
         }
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    // One metadata entry: the map is a HashMap, so with several the header (and the
-    // file's bytes) would change from run to run.
-    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let out = safetensors::serialize(tensors, Some(metadata))
+    let out = safetensors::serialize(tensors, None)
         .map_err(|e| fail(format!("cannot serialise: {e}")))?;
+    let out = sealed::seal(&out).map_err(fail)?;
     write_atomically(path, &out).map_err(|e| fail(e.to_string()))
 }

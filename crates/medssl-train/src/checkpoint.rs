@@ -3,15 +3,19 @@
 //! stream derived from the seed and the epoch/iteration counters.
 //!
 //! Files of one generation (`weights-G.safetensors`, `optimizer-G.bin`) are written
-//! first, then `state.json`, which names the generation, replaces the previous one
-//! atomically; only then are older generations removed. A run killed at any moment
-//! therefore resumes from a complete checkpoint.
+//! first; then the current `state.json` becomes `previous.json`, and the new
+//! `state.json`, which names generation G with the size and SHA-256 of each of its
+//! files, replaces it atomically; only then are generations older than G-1 removed. A
+//! run killed at any moment therefore resumes from a complete checkpoint, and a
+//! checkpoint damaged later (a flipped bit, a truncated copy) is detected on load: the
+//! run resumes from the generation before it, with a warning naming the bad file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
+use medssl_io::checksum::{sha256_file, sha256_hex};
 use medssl_model::SwinUnetr;
 use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
 use serde::{Deserialize, Serialize};
@@ -41,12 +45,25 @@ pub struct TrainState {
     pub weights_bytes: u64,
     /// See `weights_bytes`.
     pub optimizer_bytes: u64,
+    /// SHA-256 of the generation's files, checked on load to catch corruption (empty in
+    /// checkpoints written before checksums were recorded: not checked).
+    #[serde(default)]
+    pub weights_sha256: String,
+    /// See `weights_sha256`.
+    #[serde(default)]
+    pub optimizer_sha256: String,
+    /// What a trainer adds to the generation (the pretraining loop's loss and
+    /// collapse-monitor references), saved and restored with it.
+    #[serde(default)]
+    pub extra: serde_json::Value,
     /// The network's parameter ids by module path, which the optimiser state is keyed
     /// on (see `param_ids`).
     pub param_ids: BTreeMap<String, u64>,
 }
 
 const STATE: &str = "checkpoint/state.json";
+/// The state of the generation before the current one, kept as a fallback.
+const PREVIOUS: &str = "checkpoint/previous.json";
 
 fn weights_name(generation: u64) -> String {
     format!("checkpoint/weights-{generation}.safetensors")
@@ -88,9 +105,10 @@ pub fn read_monai(mut model: SwinUnetr, path: &Path) -> Result<SwinUnetr> {
 }
 
 /// Any module's weights under Burn's own module paths (a pretraining method's encoder,
-/// heads and teacher together).
+/// heads and teacher together). Burn's default metadata is left out: it is a map
+/// serialised in random order, which would make equal weights give different files.
 pub fn write_native<M: Module>(model: &M, path: &Path) -> Result<()> {
-    let mut store = SafetensorsStore::from_bytes(None);
+    let mut store = SafetensorsStore::from_bytes(None).clear_metadata();
     model
         .save_into(&mut store)
         .map_err(|e| TrainError::file(path, format!("cannot collect tensors: {e}")))?;
@@ -130,7 +148,6 @@ pub fn save<M: Module>(
     write: impl Fn(&M, &Path) -> Result<()>,
     optimizer: &SegmentationOptimizer,
 ) -> Result<()> {
-    let previous = state.generation;
     state.generation += 1;
     let weights = run.path(&weights_name(state.generation));
     write(model, &weights)?;
@@ -139,50 +156,146 @@ pub fn save<M: Module>(
         .map_err(|e| TrainError::file(run.path(&optimizer_name(state.generation)), e))?;
     run.write(&optimizer_name(state.generation), &bytes)?;
     state.weights_bytes = file_size(&weights)?;
+    state.weights_sha256 = sha256_file(&weights).map_err(|e| TrainError::os(&weights, e))?;
     state.param_ids = param_ids(model);
     state.optimizer_bytes = bytes.len() as u64;
-    run.write_json(STATE, state)?;
-    if previous > 0 {
-        for old in [weights_name(previous), optimizer_name(previous)] {
-            let _ = std::fs::remove_file(run.path(&old));
-        }
+    state.optimizer_sha256 = sha256_hex(&bytes);
+    let current = run.path(STATE);
+    if current.exists() {
+        let bytes = std::fs::read(&current).map_err(|e| TrainError::os(&current, e))?;
+        run.write(PREVIOUS, &bytes)?;
     }
+    run.write_json(STATE, state)?;
+    remove_generations_before(run, state.generation.saturating_sub(1));
     Ok(())
 }
 
+/// Removes the checkpoint files of generations older than `oldest_kept` (best effort:
+/// a file left behind is only disk space, never read).
+fn remove_generations_before(run: &RunDir, oldest_kept: u64) {
+    let Ok(entries) = std::fs::read_dir(run.path("checkpoint")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let generation = name.to_str().and_then(|n| {
+            let stem = n
+                .strip_prefix("weights-")
+                .and_then(|r| r.strip_suffix(".safetensors"))
+                .or_else(|| {
+                    n.strip_prefix("optimizer-")
+                        .and_then(|r| r.strip_suffix(".bin"))
+                })?;
+            stem.parse::<u64>().ok()
+        });
+        if generation.is_some_and(|g| g < oldest_kept) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// A checkpoint loaded for `--resume`.
+pub struct Restored<M> {
+    pub state: TrainState,
+    pub model: M,
+    pub optimizer: SegmentationOptimizer,
+    /// Why the latest checkpoint could not be used, when the run resumes from the one
+    /// before it.
+    pub fallback: Option<String>,
+}
+
 /// Loads the last checkpoint into `model` (with `read`, the counterpart of the `write`
-/// it was saved with) and `optimizer` (fresh ones of the run's
-/// configuration). `None` when the run has no checkpoint yet.
-pub fn load<M: Module>(
+/// it was saved with) and `optimizer` (fresh ones of the run's configuration); when the
+/// latest generation is damaged, the one before it. `None` when the run has no
+/// checkpoint yet; an error naming the bad file when no generation is intact.
+pub fn load<M: Module + Clone>(
     run: &RunDir,
     model: M,
     read: impl Fn(M, &Path) -> Result<M>,
     optimizer: SegmentationOptimizer,
-) -> Result<Option<(TrainState, M, SegmentationOptimizer)>> {
+) -> Result<Option<Restored<M>>> {
     if !run.path(STATE).exists() {
         return Ok(None);
     }
-    let state: TrainState = run.read_json(STATE)?;
+    let latest = match load_generation(run, STATE, model.clone(), &read, optimizer.clone()) {
+        Ok((state, model, optimizer)) => {
+            return Ok(Some(Restored {
+                state,
+                model,
+                optimizer,
+                fallback: None,
+            }));
+        }
+        Err(e) => e,
+    };
+    if !run.path(PREVIOUS).exists() {
+        return Err(latest);
+    }
+    let (state, model, optimizer) = load_generation(run, PREVIOUS, model, &read, optimizer)
+        .map_err(|previous| {
+            TrainError::Invalid(format!(
+                "no intact checkpoint to resume from: {latest}; and the previous one: {previous}"
+            ))
+        })?;
+    // The previous generation becomes the current one, so the next save (which reuses
+    // the damaged generation's number) keeps it as the fallback.
+    let previous = run.path(PREVIOUS);
+    let bytes = std::fs::read(&previous).map_err(|e| TrainError::os(&previous, e))?;
+    run.write(STATE, &bytes)?;
+    Ok(Some(Restored {
+        fallback: Some(format!(
+            "{latest}; resuming from the previous checkpoint (epoch {}, iteration {})",
+            state.epoch, state.iteration
+        )),
+        state,
+        model,
+        optimizer,
+    }))
+}
+
+/// Loads the generation that the state file `state_name` describes, checking the size
+/// and checksum of each of its files first.
+fn load_generation<M: Module>(
+    run: &RunDir,
+    state_name: &str,
+    model: M,
+    read: impl Fn(M, &Path) -> Result<M>,
+    optimizer: SegmentationOptimizer,
+) -> Result<(TrainState, M, SegmentationOptimizer)> {
+    let state: TrainState = run.read_json(state_name)?;
     let weights = run.path(&weights_name(state.generation));
     let optimizer_path = run.path(&optimizer_name(state.generation));
-    for (path, expected) in [
-        (&weights, state.weights_bytes),
-        (&optimizer_path, state.optimizer_bytes),
+    for (path, bytes, sha256) in [
+        (&weights, state.weights_bytes, &state.weights_sha256),
+        (
+            &optimizer_path,
+            state.optimizer_bytes,
+            &state.optimizer_sha256,
+        ),
     ] {
         let size = file_size(path)?;
-        if size != expected {
+        if size != bytes {
             return Err(TrainError::file(
                 path,
-                format!("checkpoint file has {size} bytes, state.json recorded {expected}"),
+                format!("checkpoint file has {size} bytes, {state_name} recorded {bytes}"),
+            ));
+        }
+        let actual = sha256_file(path).map_err(|e| TrainError::os(path, e))?;
+        if !sha256.is_empty() && &actual != sha256 {
+            return Err(TrainError::file(
+                path,
+                format!(
+                    "checkpoint file is corrupt: SHA-256 {actual}, {state_name} recorded {sha256}"
+                ),
             ));
         }
     }
     let model = read(model, &weights)?;
     let model = with_param_ids(model, &state.param_ids)
-        .map_err(|e| TrainError::file(run.path(STATE), e))?;
+        .map_err(|e| TrainError::file(run.path(state_name), e))?;
     let bytes = std::fs::read(&optimizer_path).map_err(|e| TrainError::os(&optimizer_path, e))?;
     let optimizer = optimizer
         .load_bytes(&bytes)
         .map_err(|e| TrainError::file(&optimizer_path, e))?;
-    Ok(Some((state, model, optimizer)))
+    Ok((state, model, optimizer))
 }

@@ -31,6 +31,17 @@ pub enum TrainError {
         epoch: u64,
         iteration: u64,
     },
+    /// The gradient stopped being finite; the step was not applied.
+    #[error(
+        "the gradient norm became {norm} at epoch {epoch}, iteration {iteration}; the step \
+         was not applied, training stopped, the last good checkpoint is kept (lower the \
+         learning rate or enable grad_clip_norm)"
+    )]
+    NonFiniteGradient {
+        norm: f64,
+        epoch: u64,
+        iteration: u64,
+    },
 }
 
 impl TrainError {

@@ -80,19 +80,27 @@ impl SegmentationOptimizer {
         &self.config
     }
 
+    /// True when a gradient of global norm `norm` is scaled down by clipping (PyTorch's
+    /// `clip_grad_norm_`: when max / (norm + 1e-6) < 1).
+    pub fn clips(&self, norm: f64) -> bool {
+        self.config
+            .grad_clip_norm
+            .is_some_and(|max_norm| max_norm / (norm + 1e-6) < 1.0)
+    }
+
     /// One update of `model` with `grads` at base learning rate `lr`. Returns the
-    /// global gradient norm before clipping (for the log).
+    /// global gradient norm before clipping (for the log). A non-finite norm leaves
+    /// `model` as it was: the caller stops the run rather than save NaN weights.
     pub fn step<M: Module>(&mut self, lr: f64, model: M, mut grads: GradientsParams) -> (M, f64) {
         if self.config.freeze_encoder {
             drop_encoder_grads(&model, &mut grads);
         }
         let norm = global_norm(&model, &mut grads);
-        if let Some(max_norm) = self.config.grad_clip_norm {
-            // PyTorch's clip_grad_norm_: scale by max / (norm + 1e-6) when above max.
-            let coefficient = max_norm / (norm + 1e-6);
-            if coefficient < 1.0 {
-                scale_grads(&model, &mut grads, coefficient);
-            }
+        if !norm.is_finite() {
+            return (model, norm);
+        }
+        if let Some(max_norm) = self.config.grad_clip_norm.filter(|_| self.clips(norm)) {
+            scale_grads(&model, &mut grads, max_norm / (norm + 1e-6));
         }
         let model = if self.config.layer_decay == 1.0 {
             self.adam.step(lr, model, grads)
@@ -173,7 +181,7 @@ impl ModuleVisitor for GradVisitor<'_> {
         match &mut self.action {
             GradAction::SumSquares(total) => {
                 if let Some(g) = self.grads.get::<D>(param.id) {
-                    *total += f64::from(g.square().sum().into_scalar::<f32>());
+                    *total += sum_of_squares(g);
                 }
             }
             GradAction::Scale(factor) => {
@@ -192,6 +200,17 @@ impl ModuleVisitor for GradVisitor<'_> {
                 }
             }
         }
+    }
+}
+
+/// The sum of the squares of `g`'s values, in f64 and in index order on the host: a
+/// backend's parallel reduction sums in an order that changes from run to run, and the
+/// clipping factor (like the logged norm) must be the same in every run and resume.
+fn sum_of_squares<const D: usize>(g: Tensor<D>) -> f64 {
+    let data = g.into_data();
+    match data.as_slice::<f32>() {
+        Ok(values) => values.iter().map(|&v| f64::from(v) * f64::from(v)).sum(),
+        Err(_) => data.iter::<f64>().map(|v| v * v).sum(),
     }
 }
 
@@ -298,6 +317,23 @@ mod tests {
         for (a, b) in values(&out_grad).iter().zip(values(&scaled)) {
             assert!((a * 0.25 - b).abs() <= 1e-7 * a.abs().max(1e-3));
         }
+    }
+
+    #[test]
+    fn a_non_finite_gradient_is_not_applied() {
+        let (model, mut grads, _) = tiny();
+        let before = values(&model.out.conv.conv.weight.val());
+        scale_grads(&model, &mut grads, f64::INFINITY);
+        let config = OptimizerConfig {
+            grad_clip_norm: Some(1.0),
+            ..OptimizerConfig::default()
+        };
+        let mut optimizer = SegmentationOptimizer::new(config);
+        let (model, norm) = optimizer.step(1e-3, model, grads);
+        assert!(!norm.is_finite(), "{norm}");
+        assert_eq!(values(&model.out.conv.conv.weight.val()), before);
+        assert!(optimizer.clips(1.0) && !optimizer.clips(1.0 - 2e-6));
+        assert!(!SegmentationOptimizer::new(OptimizerConfig::default()).clips(1e30));
     }
 
     /// A restored optimiser continues exactly like the original: the next step from

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use medssl_io::atomic::write_atomically;
+use medssl_io::atomic::{remove_stale_temporaries, write_atomically};
 
 use crate::error::{Result, TrainError};
 
@@ -37,14 +37,18 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Opens (creating when needed) the directory `root`.
+    /// Opens (creating when needed) the directory `root`, removing the temporary files
+    /// of an earlier process killed mid-write.
     pub fn create(root: impl Into<PathBuf>) -> Result<RunDir> {
         let root = root.into();
         std::fs::create_dir_all(root.join("checkpoint")).map_err(|e| TrainError::os(&root, e))?;
-        Ok(RunDir { root })
+        let run = RunDir { root };
+        run.remove_stale_temporaries()?;
+        Ok(run)
     }
 
-    /// Opens the existing run in `root`; the error says when `root` holds no run.
+    /// Opens the existing run in `root`; the error says when `root` holds no run. The
+    /// temporary files of an earlier process killed mid-write are removed.
     pub fn open(root: impl Into<PathBuf>) -> Result<RunDir> {
         let root = root.into();
         if !root.join("run.json").is_file() {
@@ -53,7 +57,18 @@ impl RunDir {
                 "not a run directory (no run.json); runs are made by `medssl finetune`",
             ));
         }
-        Ok(RunDir { root })
+        let run = RunDir { root };
+        run.remove_stale_temporaries()?;
+        Ok(run)
+    }
+
+    fn remove_stale_temporaries(&self) -> Result<()> {
+        for dir in [self.root.clone(), self.root.join("checkpoint")] {
+            if dir.is_dir() {
+                remove_stale_temporaries(&dir).map_err(|e| TrainError::os(&dir, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// The run's directory.

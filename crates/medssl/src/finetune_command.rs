@@ -66,7 +66,13 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         };
         Finetune::start(task, out, config, init, budget, device)?
     };
-    for warning in run.config().warnings() {
+    for warning in run
+        .config()
+        .warnings()
+        .iter()
+        .map(String::as_str)
+        .chain(run.resume_warning())
+    {
         eprintln!("warning: {warning}");
     }
     if let Some(report) = run.init_report() {
@@ -87,6 +93,15 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         Event::Validation { epoch, dice, best } => {
             eprintln!("epoch {epoch}: validation Dice {dice:.4} (best {best:.4})");
         }
+        Event::Clipped {
+            epoch,
+            clipped,
+            steps,
+            largest_norm,
+        } => eprintln!(
+            "epoch {epoch}: gradient clipped in {clipped} of {steps} steps (largest norm \
+             {largest_norm:.3e})"
+        ),
     };
     let epochs = u64::MAX;
     run.train(epochs, &mut observe)?;

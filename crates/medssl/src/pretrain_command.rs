@@ -129,6 +129,9 @@ impl MethodVisitor for Run<'_> {
                 Pretrain::<M>::start(data, out, new_config::<M>(args)?, device)?
             }
         };
+        if let Some(warning) = run.resume_warning() {
+            eprintln!("warning: {warning}");
+        }
         eprintln!(
             "{}: {} volumes, {} of {} steps done",
             M::INFO.name,

@@ -241,6 +241,9 @@ pub fn run_study(
                     plan.jobs[needs].id
                 );
             }
+            RunEvent::Warning { index, message } => {
+                eprintln!("{} warning {}: {message}", p.prefix(), plan.jobs[index].id)
+            }
             RunEvent::Waiting { index, needs } => eprintln!(
                 "{} wait  {} for {} (run by another process or shard)",
                 p.prefix(),

@@ -288,7 +288,7 @@ fn a_killed_finetune_resumes_from_its_checkpoint() {
     let task = tmp.path().join("task");
     let run = tmp.path().join("run");
     synth("abdomen-ct", &task);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medssl"))
+    let mut child = std::process::Command::new(common::bin())
         .args([
             "finetune",
             "--task",

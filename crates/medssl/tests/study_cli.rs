@@ -111,7 +111,7 @@ fn a_killed_study_resumes_to_the_same_results() {
     let killed = tempfile::tempdir().unwrap();
     let file = setup(killed.path(), 4);
     for wait in [Duration::from_secs(4), Duration::from_secs(20)] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_medssl"))
+        let mut child = Command::new(common::bin())
             .args(["study", "run", &file])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

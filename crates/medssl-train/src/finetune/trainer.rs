@@ -55,6 +55,22 @@ pub enum Event {
     },
     /// A validation finished.
     Validation { epoch: u64, dice: f64, best: f64 },
+    /// Gradient clipping scaled down `clipped` of the epoch's `steps` optimiser steps;
+    /// the largest gradient norm before clipping was `largest_norm`.
+    Clipped {
+        epoch: u64,
+        clipped: u64,
+        steps: u64,
+        largest_norm: f64,
+    },
+}
+
+/// Gradient norms of one epoch's optimiser steps, for the log.
+#[derive(Debug, Default)]
+struct Clipping {
+    steps: u64,
+    clipped: u64,
+    largest_norm: f64,
 }
 
 /// One line of `metrics.jsonl`.
@@ -67,6 +83,12 @@ enum MetricsLine {
         loss: f64,
         lr: f64,
         seconds: f64,
+        /// The largest global gradient norm of the epoch's steps, before clipping.
+        grad_norm_max: f64,
+        /// Steps whose gradient clipping scaled down.
+        clipped_steps: u64,
+        /// Optimiser steps in the epoch.
+        steps: u64,
     },
     Validation {
         epoch: u64,
@@ -119,6 +141,8 @@ pub struct Finetune {
     validation: Arc<dyn SampleSource>,
     batches_per_epoch: usize,
     init_report: Option<InitReport>,
+    /// Why the latest checkpoint was passed over on resume, if it was.
+    fallback: Option<String>,
 }
 
 impl Finetune {
@@ -242,8 +266,10 @@ impl Finetune {
                 Some(report)
             }
         };
+        let mut fallback = None;
         if let Some(restored) = restored {
-            (state, model, optimizer) = restored;
+            (state, model, optimizer) = (restored.state, restored.model, restored.optimizer);
+            fallback = restored.fallback;
         }
         run.truncate_metrics(state.metrics_lines)?;
 
@@ -286,7 +312,14 @@ impl Finetune {
             validation,
             batches_per_epoch,
             init_report,
+            fallback,
         })
+    }
+
+    /// Why `--resume` used the checkpoint before the latest one (the latest was damaged),
+    /// for the user to see.
+    pub fn resume_warning(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The run's settings.
@@ -345,6 +378,7 @@ impl Finetune {
             let mut pending = GradientsAccumulator::<SwinUnetr>::new();
             let mut in_step = 0;
             let mut lr = schedule.at(self.state.iteration);
+            let mut clipping = Clipping::default();
             for batch in self.loader.epoch(epoch, 0) {
                 let batch = batch?;
                 let (loss, grads) = self.loss_and_grads(&batch)?;
@@ -362,13 +396,13 @@ impl Finetune {
                 observe(Event::Batch { loss });
                 if in_step == accumulate {
                     lr = schedule.at(self.state.iteration);
-                    self.apply(pending.grads(), lr);
+                    self.apply(pending.grads(), lr, &mut clipping)?;
                     in_step = 0;
                 }
             }
             if in_step > 0 {
                 lr = schedule.at(self.state.iteration);
-                self.apply(pending.grads(), lr);
+                self.apply(pending.grads(), lr, &mut clipping)?;
             }
             if batches == 0 {
                 return Err(TrainError::Invalid(format!(
@@ -386,12 +420,23 @@ impl Finetune {
                 loss: mean_loss,
                 lr,
                 seconds,
+                grad_norm_max: clipping.largest_norm,
+                clipped_steps: clipping.clipped,
+                steps: clipping.steps,
             })?;
             observe(Event::EpochEnd {
                 epoch: self.state.epoch,
                 mean_loss,
                 seconds,
             });
+            if clipping.clipped > 0 {
+                observe(Event::Clipped {
+                    epoch: self.state.epoch,
+                    clipped: clipping.clipped,
+                    steps: clipping.steps,
+                    largest_norm: clipping.largest_norm,
+                });
+            }
             let last = self.state.epoch == self.config.train.epochs;
             if self.state.epoch % self.config.validation.every == 0 || last {
                 self.validate_and_keep_best(observe)?;
@@ -435,11 +480,26 @@ impl Finetune {
         Ok((value, grads))
     }
 
-    fn apply(&mut self, grads: GradientsParams, lr: f64) {
+    /// One optimiser step; counts it in `clipping`, and stops the run on a non-finite
+    /// gradient (which the optimiser did not apply).
+    fn apply(&mut self, grads: GradientsParams, lr: f64, clipping: &mut Clipping) -> Result<()> {
         let model = self.model.clone();
-        let (model, _norm) = self.optimizer.step(lr, model, grads);
+        let (model, norm) = self.optimizer.step(lr, model, grads);
+        if !norm.is_finite() {
+            return Err(TrainError::NonFiniteGradient {
+                norm,
+                epoch: self.state.epoch + 1,
+                iteration: self.state.iteration,
+            });
+        }
         self.model = model;
         self.state.iteration += 1;
+        clipping.steps += 1;
+        clipping.largest_norm = clipping.largest_norm.max(norm);
+        if self.optimizer.clips(norm) {
+            clipping.clipped += 1;
+        }
+        Ok(())
     }
 
     fn validate_and_keep_best(&mut self, observe: &mut dyn FnMut(Event)) -> Result<()> {

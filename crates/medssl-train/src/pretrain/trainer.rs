@@ -91,6 +91,8 @@ pub struct Pretrain<M: Method> {
     optimizer: SegmentationOptimizer,
     state: TrainState,
     progress: Progress,
+    /// Why the latest checkpoint was passed over on resume, if it was.
+    fallback: Option<String>,
     loader: Loader<ViewPlan>,
     volumes: usize,
     steps_per_epoch: u64,
@@ -183,9 +185,18 @@ impl<M: Method> Pretrain<M> {
         } else {
             None
         };
+        let mut fallback = None;
         if let Some(restored) = restored {
-            (state, net, optimizer) = restored;
-            progress = run.read_json("checkpoint/progress.json")?;
+            (state, net, optimizer) = (restored.state, restored.model, restored.optimizer);
+            fallback = restored.fallback;
+            progress = if state.extra.is_null() {
+                // Checkpoints written before the progress moved into the state.
+                run.read_json("checkpoint/progress.json")?
+            } else {
+                serde_json::from_value(state.extra.clone()).map_err(|e| {
+                    TrainError::file(run.path("checkpoint/state.json"), format!("progress: {e}"))
+                })?
+            };
         }
         run.truncate_metrics(state.metrics_lines)?;
 
@@ -231,11 +242,18 @@ impl<M: Method> Pretrain<M> {
             optimizer,
             state,
             progress,
+            fallback,
             loader,
             volumes,
             steps_per_epoch,
             method: PhantomData,
         })
+    }
+
+    /// Why `--resume` used the checkpoint before the latest one (the latest was damaged),
+    /// for the user to see.
+    pub fn resume_warning(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The run's settings.
@@ -411,6 +429,13 @@ impl<M: Method> Pretrain<M> {
         }
         let net = decay::apply(self.net.clone(), &grads, lr, weight_decay);
         let (net, grad_norm) = self.optimizer.step(lr, net, grads);
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFiniteGradient {
+                norm: grad_norm,
+                epoch: epoch + 1,
+                iteration,
+            });
+        }
         self.net = net.after_step(auxes, momentum);
         self.state.iteration += 1;
 
@@ -456,6 +481,7 @@ impl<M: Method> Pretrain<M> {
             "lr": lr,
             "weight_decay": weight_decay,
             "grad_norm": grad_norm,
+            "clipped": self.optimizer.clips(grad_norm),
             "monitors": monitors,
             "seconds": started.elapsed().as_secs_f64(),
         });
@@ -474,8 +500,8 @@ impl<M: Method> Pretrain<M> {
         let encoder = self.run.path(ENCODER_FILE);
         export_encoder_safetensors(self.net.encoder(), &self.config.network(), &encoder)
             .map_err(|e| TrainError::file(&encoder, e.to_string()))?;
-        self.run
-            .write_json("checkpoint/progress.json", &self.progress)?;
+        self.state.extra = serde_json::to_value(&self.progress)
+            .map_err(|e| TrainError::Invalid(format!("progress: {e}")))?;
         checkpoint::save(
             &self.run,
             &mut self.state,
