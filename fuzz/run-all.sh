@@ -2,6 +2,7 @@
 # Runs every fuzz target for SECONDS each (default 600), JOBS at a time (default 1), and
 # prints per target: executions, seconds, and the crash/timeout/oom files it left.
 # Usage: fuzz/run-all.sh [SECONDS] [JOBS] [TARGET...]
+# Env: FUZZ_TARGET_DIR, the build directory (default fuzz/target).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"; jobs="${2:-1}"; shift $(( $# > 2 ? 2 : $# ))
@@ -9,7 +10,7 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(nifti dicom_file dicom_series dataset_json config_toml checkpoint)
 logs="fuzz/logs"
 mkdir -p "$logs"
-flags=(-O -a -s none)
+flags=(-O -a -s none --target-dir "${FUZZ_TARGET_DIR:-fuzz/target}")
 cargo +nightly fuzz build "${flags[@]}" || exit 1
 
 run() {

@@ -5,6 +5,7 @@
 //! y negated). Values have the modality LUT (Rescale Slope/Intercept) applied, so CT is
 //! in Hounsfield units; no VOI LUT or windowing is applied.
 
+mod lengths;
 mod series;
 mod tags;
 
@@ -36,6 +37,9 @@ pub fn has_dicom_marker(path: &Path) -> bool {
 
 /// Opens a DICOM file, fully or up to (not including) the pixel data.
 fn open(path: &Path, headers_only: bool) -> Result<dicom_object::DefaultDicomObject> {
+    let bytes = std::fs::read(path).map_err(|e| IoError::os(path, e))?;
+    lengths::check_declared_lengths(&bytes)
+        .map_err(|problem| IoError::invalid(path, format!("unreadable DICOM file: {problem}")))?;
     let options = OpenFileOptions::new();
     let options = if headers_only {
         options.read_until(T::PIXEL_DATA)
