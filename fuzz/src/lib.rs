@@ -42,9 +42,15 @@ pub const TARGETS: [(&str, Target); 6] = [
 pub const FILE_SEPARATOR: &[u8] = b"--medssl-fuzz-next-file--";
 
 /// The scratch directory of this process, made once and kept for its lifetime.
+///
+/// On first use it also puts back Rust's default panic hook in place of libFuzzer's,
+/// which aborts on every panic, even one medssl catches (a third-party decoder's panic
+/// on damaged data, turned into an error). A panic that escapes medssl still aborts:
+/// the fuzz harness catches it and reports a crash.
 fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
+        drop(std::panic::take_hook());
         tempfile::Builder::new()
             .prefix("medssl-fuzz")
             .tempdir_in(if Path::new("/dev/shm").is_dir() {

@@ -153,6 +153,46 @@ fn transfer_syntax_name(uid: &str) -> String {
     }
 }
 
+/// Decoded pixel data up to this size is always accepted, however small the file.
+const ALWAYS_ALLOWED_BYTES: u64 = 256 << 20;
+/// Above [`ALWAYS_ALLOWED_BYTES`], the most bytes of decoded pixel data per byte of file
+/// (far beyond what lossless compression of real images reaches).
+const MAX_EXPANSION: u64 = 4096;
+
+/// Fails when the header declares more decoded pixel data than the file can hold:
+/// decoders allocate the declared size before reading, so a damaged Rows, Columns or
+/// Number of Frames would otherwise cost gigabytes before the error.
+fn check_decoded_size(
+    path: &Path,
+    obj: &dicom_object::DefaultDicomObject,
+    info: &FileInfo,
+) -> Result<()> {
+    let file_bytes = std::fs::metadata(path)
+        .map_err(|e| IoError::os(path, e))?
+        .len();
+    let samples = tags::int(obj, T::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as u64;
+    let bytes_per_sample = tags::int(obj, T::BITS_ALLOCATED).unwrap_or(16).max(8) as u64 / 8;
+    let declared = [info.rows, info.columns, info.frames]
+        .iter()
+        .try_fold(samples * bytes_per_sample, |acc, &n| {
+            acc.checked_mul(n as u64)
+        });
+    let fits =
+        declared.is_some_and(|d| d <= ALWAYS_ALLOWED_BYTES || d / MAX_EXPANSION <= file_bytes);
+    if !fits {
+        return Err(IoError::invalid(
+            path,
+            format!(
+                "the header declares {} x {} pixels x {} frames x {samples} samples of \
+                 {bytes_per_sample} bytes, more than a {file_bytes}-byte file can hold \
+                 (damaged Rows, Columns or Number of Frames)",
+                info.columns, info.rows, info.frames
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes the stored pixel values of all frames, row-major `[frame, row, column]`.
 fn decode_samples(
     path: &Path,
@@ -160,7 +200,18 @@ fn decode_samples(
     info: &FileInfo,
 ) -> Result<Samples> {
     let ts_name = || transfer_syntax_name(&info.transfer_syntax);
-    let decoded = obj.decode_pixel_data().map_err(|e| {
+    check_decoded_size(path, obj, info)?;
+    // The decoders of dicom-pixeldata index past the end of some damaged compressed
+    // streams and panic; that is an error about this file, not a crash.
+    let decoded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|_| {
+                IoError::invalid(
+                    path,
+                    format!("damaged pixel data: the {} decoder failed", ts_name()),
+                )
+            })?;
+    let decoded = decoded.map_err(|e| {
         let known = TransferSyntaxRegistry
             .get(&info.transfer_syntax)
             .is_some_and(|ts| ts.can_decode_all());
