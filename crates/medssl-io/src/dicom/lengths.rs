@@ -8,6 +8,12 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 const LONG_VRS: [&[u8; 2]; 13] = [
     b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
 ];
+/// Explicit VRs with a 2-byte length. A VR in neither list is read as UN (4-byte
+/// length), as the parser reads it.
+const SHORT_VRS: [&[u8; 2]; 21] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+];
 
 #[derive(Clone, Copy, PartialEq)]
 enum Encoding {
@@ -69,7 +75,7 @@ impl Walker<'_> {
             });
         }
         let vr = [self.bytes[at + 4], self.bytes[at + 5]];
-        if LONG_VRS.contains(&&vr) {
+        if !SHORT_VRS.contains(&&vr) {
             if left < 12 {
                 return None;
             }
@@ -218,6 +224,14 @@ mod tests {
         let pixels = explicit_le((0x7FE0, 0x0010), b"OW", &[0; 32], None);
         let good = file(EXPLICIT, &[rows.clone(), pixels].concat());
         assert_eq!(check_declared_lengths(&good), Ok(()));
+        // An unknown VR has a 4-byte length, as for UN.
+        let mut unknown = explicit_le((0x0020, 0x000D), b"OW", &[], Some(775_040_561));
+        unknown[4..6].copy_from_slice(b"\0\x01");
+        let err = check_declared_lengths(&file(EXPLICIT, &unknown)).unwrap_err();
+        assert!(
+            err.contains("(0020,000D)") && err.contains("775040561"),
+            "{err}"
+        );
         let huge = explicit_le((0x7FE0, 0x0010), b"OW", &[0; 32], Some(1_443_001_346));
         let bad = file(EXPLICIT, &[rows, huge].concat());
         let err = check_declared_lengths(&bad).unwrap_err();
