@@ -142,9 +142,22 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
             .unwrap();
     assert_eq!(result["epochs"], 2);
     assert!(result["best_dice"].as_f64().unwrap().is_finite());
-    assert!(
-        !straight.join("checkpoint/weights-1.safetensors").exists(),
-        "old generations are removed"
+    // The latest generation and the one before it (the fallback) are kept, nothing else.
+    let mut kept: Vec<String> = std::fs::read_dir(straight.join("checkpoint"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            "optimizer-1.bin",
+            "optimizer-2.bin",
+            "previous.json",
+            "state.json",
+            "weights-1.safetensors",
+            "weights-2.safetensors"
+        ]
     );
 }
 
