@@ -4,12 +4,8 @@
 //! small file would otherwise cost gigabytes and seconds before failing.
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
-/// Explicit VRs whose length field is 4 bytes after 2 reserved bytes.
-const LONG_VRS: [&[u8; 2]; 13] = [
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
-];
-/// Explicit VRs with a 2-byte length. A VR in neither list is read as UN (4-byte
-/// length), as the parser reads it.
+/// Explicit VRs with a 2-byte length. Every other VR (OB, SQ, UN, an unknown one...)
+/// has 2 reserved bytes and a 4-byte length, as the parser reads it.
 const SHORT_VRS: [&[u8; 2]; 21] = [
     b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
     b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
@@ -206,7 +202,7 @@ mod tests {
         out.extend_from_slice(&tag.1.to_le_bytes());
         out.extend_from_slice(vr);
         let len = declared.unwrap_or(value.len() as u32);
-        if LONG_VRS.contains(&vr) {
+        if !SHORT_VRS.contains(&vr) {
             out.extend_from_slice(&[0, 0]);
             out.extend_from_slice(&len.to_le_bytes());
         } else {
