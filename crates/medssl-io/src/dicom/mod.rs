@@ -35,7 +35,8 @@ pub fn has_dicom_marker(path: &Path) -> bool {
         && &head[128..] == b"DICM"
 }
 
-/// Opens a DICOM file, fully or up to (not including) the pixel data.
+/// Opens a DICOM file, fully or up to (not including) the pixel data. The file is read
+/// once: its element lengths are checked on the bytes, which are then parsed.
 fn open(path: &Path, headers_only: bool) -> Result<dicom_object::DefaultDicomObject> {
     let bytes = std::fs::read(path).map_err(|e| IoError::os(path, e))?;
     lengths::check_declared_lengths(&bytes)
@@ -47,7 +48,7 @@ fn open(path: &Path, headers_only: bool) -> Result<dicom_object::DefaultDicomObj
         options
     };
     options
-        .open_file(path)
+        .from_reader(bytes.as_slice())
         .map_err(|e| IoError::invalid(path, format!("unreadable DICOM file: {}", chain(&e))))
 }
 
