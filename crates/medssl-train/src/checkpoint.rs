@@ -17,7 +17,7 @@ use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use medssl_io::checksum::{sha256_file, sha256_hex};
 use medssl_model::SwinUnetr;
-use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
+use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors_bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::convergence::ValidationPoint;
@@ -85,9 +85,10 @@ pub fn write_monai(model: &SwinUnetr, path: &Path) -> Result<()> {
     export_monai_safetensors(model, path).map_err(|e| TrainError::file(path, e.to_string()))
 }
 
-/// Reads weights written by [`write_monai`] into `model`, which must match exactly.
-pub fn read_monai(mut model: SwinUnetr, path: &Path) -> Result<SwinUnetr> {
-    let report = load_monai_safetensors(&mut model, path)
+/// Reads weights written by [`write_monai`] (the `bytes` of the file at `path`) into
+/// `model`, which must match exactly.
+pub fn read_monai(mut model: SwinUnetr, path: &Path, bytes: Vec<u8>) -> Result<SwinUnetr> {
+    let report = load_monai_safetensors_bytes(&mut model, bytes, path)
         .map_err(|e| TrainError::file(path, e.to_string()))?;
     if !report.is_exact() {
         return Err(TrainError::file(
@@ -118,9 +119,10 @@ pub fn write_native<M: Module>(model: &M, path: &Path) -> Result<()> {
     medssl_io::atomic::write_atomically(path, &bytes).map_err(|e| TrainError::os(path, e))
 }
 
-/// Reads weights written by [`write_native`] into `model`, which must match exactly.
-pub fn read_native<M: Module>(mut model: M, path: &Path) -> Result<M> {
-    let mut store = SafetensorsStore::from_file(path);
+/// Reads weights written by [`write_native`] (the `bytes` of the file at `path`) into
+/// `model`, which must match exactly.
+pub fn read_native<M: Module>(mut model: M, path: &Path, bytes: Vec<u8>) -> Result<M> {
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = model
         .load_from(&mut store)
         .map_err(|e| TrainError::file(path, format!("cannot read the checkpoint: {e}")))?;
@@ -211,7 +213,7 @@ pub struct Restored<M> {
 pub fn load<M: Module + Clone>(
     run: &RunDir,
     model: M,
-    read: impl Fn(M, &Path) -> Result<M>,
+    read: impl Fn(M, &Path, Vec<u8>) -> Result<M>,
     optimizer: SegmentationOptimizer,
 ) -> Result<Option<Restored<M>>> {
     if !run.path(STATE).exists() {
@@ -254,48 +256,58 @@ pub fn load<M: Module + Clone>(
 }
 
 /// Loads the generation that the state file `state_name` describes, checking the size
-/// and checksum of each of its files first.
+/// and checksum of each of its files before parsing it.
 fn load_generation<M: Module>(
     run: &RunDir,
     state_name: &str,
     model: M,
-    read: impl Fn(M, &Path) -> Result<M>,
+    read: impl Fn(M, &Path, Vec<u8>) -> Result<M>,
     optimizer: SegmentationOptimizer,
 ) -> Result<(TrainState, M, SegmentationOptimizer)> {
     let state: TrainState = run.read_json(state_name)?;
     let weights = run.path(&weights_name(state.generation));
+    let weights_bytes = read_intact(
+        &weights,
+        state.weights_bytes,
+        &state.weights_sha256,
+        state_name,
+    )?;
     let optimizer_path = run.path(&optimizer_name(state.generation));
-    for (path, bytes, sha256) in [
-        (&weights, state.weights_bytes, &state.weights_sha256),
-        (
-            &optimizer_path,
-            state.optimizer_bytes,
-            &state.optimizer_sha256,
-        ),
-    ] {
-        let size = file_size(path)?;
-        if size != bytes {
-            return Err(TrainError::file(
-                path,
-                format!("checkpoint file has {size} bytes, {state_name} recorded {bytes}"),
-            ));
-        }
-        let actual = sha256_file(path).map_err(|e| TrainError::os(path, e))?;
-        if !sha256.is_empty() && &actual != sha256 {
-            return Err(TrainError::file(
-                path,
-                format!(
-                    "checkpoint file is corrupt: SHA-256 {actual}, {state_name} recorded {sha256}"
-                ),
-            ));
-        }
-    }
-    let model = read(model, &weights)?;
+    let optimizer_bytes = read_intact(
+        &optimizer_path,
+        state.optimizer_bytes,
+        &state.optimizer_sha256,
+        state_name,
+    )?;
+    let model = read(model, &weights, weights_bytes)?;
     let model = with_param_ids(model, &state.param_ids)
         .map_err(|e| TrainError::file(run.path(state_name), e))?;
-    let bytes = std::fs::read(&optimizer_path).map_err(|e| TrainError::os(&optimizer_path, e))?;
     let optimizer = optimizer
-        .load_bytes(&bytes)
+        .load_bytes(&optimizer_bytes)
         .map_err(|e| TrainError::file(&optimizer_path, e))?;
     Ok((state, model, optimizer))
+}
+
+/// The bytes of the checkpoint file at `path`, if they have the size and SHA-256 that
+/// the state file `state_name` recorded (an empty `sha256`: a state written before
+/// checksums were recorded, checked for size only).
+fn read_intact(path: &Path, size: u64, sha256: &str, state_name: &str) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| TrainError::os(path, e))?;
+    if bytes.len() as u64 != size {
+        return Err(TrainError::file(
+            path,
+            format!(
+                "checkpoint file has {} bytes, {state_name} recorded {size}",
+                bytes.len()
+            ),
+        ));
+    }
+    let actual = sha256_hex(&bytes);
+    if !sha256.is_empty() && actual != sha256 {
+        return Err(TrainError::file(
+            path,
+            format!("checkpoint file is corrupt: SHA-256 {actual}, {state_name} recorded {sha256}"),
+        ));
+    }
+    Ok(bytes)
 }
