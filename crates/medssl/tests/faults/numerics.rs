@@ -4,14 +4,15 @@
 //! `nan_voxel_names_case_file_and_position`.)
 
 use crate::common::medssl;
-use crate::run_files::{assert_failed_keeping_checkpoint, checkpointed_finetune, data};
+use crate::run_files::{Checkpointed, assert_failed_keeping_checkpoint, data};
 
 #[test]
 fn a_diverging_run_stops_at_the_step_and_keeps_the_last_good_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    data(dir.path());
-    let run = checkpointed_finetune(dir.path(), 3);
-    let state = std::fs::read(run.join("checkpoint/state.json")).unwrap();
+    let Checkpointed {
+        run,
+        state,
+        dir: _dir,
+    } = Checkpointed::new(3);
     let best = std::fs::read(run.join("best.safetensors")).unwrap();
     // Divergence after the first checkpoint: the stored learning rate is raised so far
     // that the first update sends the weights to 1e30 and the next forward pass to inf.

@@ -6,9 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::run_files::{
-    assert_failed_keeping_checkpoint, checkpointed_finetune, data, temporaries,
-};
+use crate::run_files::{Checkpointed, assert_failed_keeping_checkpoint, data, temporaries};
 
 /// Runs `medssl args` with files limited to `max_bytes` (SIGXFSZ ignored, so a write
 /// past the limit fails with EFBIG instead of killing the process).
@@ -41,10 +39,11 @@ fn resume_to_the_end(run: &Path) {
 
 #[test]
 fn a_full_disk_during_a_checkpoint_write_keeps_the_last_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    data(dir.path());
-    let run = checkpointed_finetune(dir.path(), 3);
-    let state = std::fs::read(run.join("checkpoint/state.json")).unwrap();
+    let Checkpointed {
+        run,
+        state,
+        dir: _dir,
+    } = Checkpointed::new(3);
     // Weights of this network take megabytes; everything else of the run, kilobytes.
     let out = medssl_with_file_limit(
         1 << 20,
@@ -131,10 +130,11 @@ fn is_writable(dir: &Path) -> bool {
 
 #[test]
 fn a_read_only_run_directory_is_an_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    data(dir.path());
-    let run = checkpointed_finetune(dir.path(), 2);
-    let state = std::fs::read(run.join("checkpoint/state.json")).unwrap();
+    let Checkpointed {
+        run,
+        state,
+        dir: _dir,
+    } = Checkpointed::new(2);
     {
         let _root = ReadOnly::new(&run);
         let _checkpoint = ReadOnly::new(&run.join("checkpoint"));
@@ -150,10 +150,7 @@ fn a_read_only_run_directory_is_an_error_naming_it() {
 
 #[test]
 fn an_input_removed_before_a_resume_is_an_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    data(dir.path());
-    let run = checkpointed_finetune(dir.path(), 3);
-    let state = std::fs::read(run.join("checkpoint/state.json")).unwrap();
+    let Checkpointed { dir, run, state } = Checkpointed::new(3);
     let split: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("split.json")).unwrap()).unwrap();
     let case = split["train"][0].as_str().unwrap().to_string();

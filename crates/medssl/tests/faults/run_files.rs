@@ -138,15 +138,31 @@ pub(crate) fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-/// Starts `medssl finetune` on the task `dir/abd` (see [`data`]) for `epochs` epochs,
-/// validating and checkpointing after each, and kills it as soon as its first
-/// checkpoint is complete; returns the run directory.
-pub(crate) fn checkpointed_finetune(dir: &Path, epochs: usize) -> PathBuf {
-    finetune_to_generation(dir, "run", epochs, 1)
+/// A fine-tune of `epochs` epochs on fresh [`data`] in a temporary directory, killed as
+/// soon as its first checkpoint was complete: the starting point of every fault test
+/// on a resumed run.
+pub(crate) struct Checkpointed {
+    /// Holds the data and the run; removed on drop.
+    pub dir: tempfile::TempDir,
+    pub run: PathBuf,
+    /// The bytes of the run's `checkpoint/state.json` after the kill.
+    pub state: Vec<u8>,
 }
 
-/// [`checkpointed_finetune`] into `dir/name`, stopped once checkpoint `generation` is
-/// complete (or at its end, when that comes first).
+impl Checkpointed {
+    pub fn new(epochs: usize) -> Checkpointed {
+        let dir = tempfile::tempdir().unwrap();
+        data(dir.path());
+        let run = finetune_to_generation(dir.path(), "run", epochs, 1);
+        let state = std::fs::read(run.join("checkpoint/state.json")).unwrap();
+        Checkpointed { dir, run, state }
+    }
+}
+
+/// Starts `medssl finetune` on the task `dir/abd` (see [`data`]) into `dir/name` for
+/// `epochs` epochs, validating and checkpointing after each, and kills it as soon as
+/// checkpoint `generation` is complete (or at its end, when that comes first); returns
+/// the run directory.
 pub(crate) fn finetune_to_generation(
     dir: &Path,
     name: &str,
