@@ -3,8 +3,9 @@
 # worth after a few-shot fine-tune: for each method, a `tiny` pretraining of about
 # BUDGET_S seconds on a synthetic unlabelled CT collection (the step count is set from a
 # 3-step calibration run), then a SHOTS-shot fine-tune from its encoder, against the
-# same fine-tune from scratch (same seed, same cases). Prints one row per method: loss
-# at the first and last steps, collapse monitors, steps per second, test Dice.
+# same fine-tune from scratch (same seed, same cases), and from the encoder of that scratch
+# fine-tune (the control). Prints one row per method: loss and collapse monitors over the
+# first and last tenth of the steps, warnings, steps per second, test Dice.
 # Interrupted runs resume when the script is run again with the same OUT.
 # Usage: benches/ssl.sh OUT TASK [METHOD...]   (TASK: a labelled MSD-layout task)
 # Env: MEDSSL (default: build the release binary), BUDGET_S (600), SHOTS (2).
@@ -71,6 +72,12 @@ for method in "${methods[@]}"; do
   pretrain "$method" "${steps:-0}" > "$method.log" 2>&1
 done
 finetune scratch scratch > ft-scratch.log 2>&1
+# The control: the same fine-tune from the encoder of the scratch fine-tune, an encoder
+# that has seen this task's labels. Its gain over scratch is what a useful encoder is
+# worth in this measurement.
+[ -f control-encoder.safetensors ] ||
+  python3 "$root/benches/ssl/encoder_only.py" ft-scratch/best.safetensors control-encoder.safetensors
+finetune control control-encoder.safetensors > ft-control.log 2>&1
 for method in "${methods[@]}"; do
   finetune "$method" "$method/encoder.safetensors" > "ft-$method.log" 2>&1
 done

@@ -1,18 +1,19 @@
-"""The table of benches/ssl.sh: per method, the pretraining loss at the start and the
-end, its collapse monitors, its speed, and the test Dice of a fine-tune from it against
-one from scratch. Usage: table.py OUT METHOD..."""
+"""The table of benches/ssl.sh: per method, the pretraining loss and collapse monitors
+at the start and the end, the warnings it logged (collapse), its speed, and the test
+Dice of a fine-tune from it against one from scratch and the control's (from the
+encoder of the scratch fine-tune). Usage: table.py OUT METHOD..."""
 
 import json
 import os
 import sys
 
 
-def steps(run):
+def events(run):
     path = os.path.join(run, "metrics.jsonl")
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [r for r in map(json.loads, f) if r.get("event") == "step"]
+        return list(map(json.loads, f))
 
 
 def mean(values):
@@ -29,34 +30,49 @@ def dice(out, name):
         return float("nan")
 
 
+def ends(log):
+    """The first and the last tenth of the steps (at least 3 each): one step of a batch of
+    2 is too noisy to say where a run started or ended."""
+    n = max(3, len(log) // 10)
+    return log[:n], log[-n:]
+
+
 def monitors(first, last):
-    keys = sorted(set(first.get("monitors", {})) | set(last.get("monitors", {})))
-    return ", ".join(
-        f"{k} {first['monitors'].get(k, float('nan')):.3g} → {last['monitors'].get(k, float('nan')):.3g}"
-        for k in keys
-    )
+    keys = sorted({k for s in first + last for k in s.get("monitors", {})})
+    at = lambda part, k: mean(s["monitors"][k] for s in part if k in s.get("monitors", {}))
+    return ", ".join(f"{k} {at(first, k):.3g} → {at(last, k):.3g}" for k in keys)
 
 
 def main():
     out, methods = sys.argv[1], sys.argv[2:]
     scratch = dice(out, "scratch")
-    print(f"fine-tune from scratch: test Dice {scratch:.4f}\n")
-    print("| method | steps | steps/s (median) | loss first | loss last 5 | monitors first → last | test Dice | Δ vs scratch |")
+    control = dice(out, "control")
+    print(f"fine-tune from scratch: test Dice {scratch:.4f}")
+    print(
+        f"control, from the encoder of that fine-tune: test Dice {control:.4f} "
+        f"({control - scratch:+.4f})\n"
+    )
+    print(
+        "| method | steps | steps/s (median) | loss, first tenth → last tenth "
+        "| monitors, first tenth → last tenth | warnings | test Dice | Δ vs scratch |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for method in methods:
-        log = steps(os.path.join(out, method))
+        run = events(os.path.join(out, method))
+        log = [e for e in run if e.get("event") == "step"]
         if not log:
             print(f"| {method} | not run | | | | | | |")
             continue
+        warnings = sum(e.get("event") == "warning" for e in run)
         # The median step time: robust to a pause of the process (or a slow first step).
         seconds = sorted(s["seconds"] for s in log)[len(log) // 2]
+        first, last = ends(log)
         d = dice(out, method)
         print(
-            f"| {method} | {len(log)} | {1 / seconds:.3f} | {log[0]['loss']:.4f} "
-            f"| {mean(s['loss'] for s in log[-5:]):.4f} | {monitors(log[0], log[-1])} "
-            f"| {d:.4f} | {d - scratch:+.4f} |"
+            f"| {method} | {len(log)} | {1 / seconds:.3f} "
+            f"| {mean(s['loss'] for s in first):.4f} → {mean(s['loss'] for s in last):.4f} "
+            f"| {monitors(first, last)} | {warnings} | {d:.4f} | {d - scratch:+.4f} |"
         )
-
 
 if __name__ == "__main__":
     main()
