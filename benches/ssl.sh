@@ -5,7 +5,8 @@
 # 3-step calibration run), then a SHOTS-shot fine-tune from its encoder, against the
 # same fine-tune from scratch (same seed, same cases), and from the encoder of that scratch
 # fine-tune (the control). Prints one row per method: loss and collapse monitors over the
-# first and last tenth of the steps, warnings, steps per second, test Dice.
+# first and last tenth of the steps, warnings, steps per second, test Dice and the test
+# cases in which it beats scratch.
 # Interrupted runs resume when the script is run again with the same OUT.
 # Usage: benches/ssl.sh OUT TASK [METHOD...]   (TASK: a labelled MSD-layout task)
 # Env: MEDSSL (default: build the release binary), BUDGET_S (600), SHOTS (2).

@@ -3,6 +3,7 @@ at the start and the end, the warnings it logged (collapse), its speed, and the 
 Dice of a fine-tune from it against one from scratch and the control's (from the
 encoder of the scratch fine-tune). Usage: table.py OUT METHOD..."""
 
+import csv
 import json
 import os
 import sys
@@ -30,6 +31,27 @@ def dice(out, name):
         return float("nan")
 
 
+def case_dice(out, name):
+    """Each test case's Dice, averaged over the classes (`evaluation-test.csv`)."""
+    per_case = {}
+    try:
+        with open(os.path.join(out, f"ft-{name}", "evaluation-test.csv")) as f:
+            for row in csv.DictReader(f):
+                per_case.setdefault(row["case"], []).append(float(row["dice"]))
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {case: mean(values) for case, values in per_case.items()}
+
+
+def above(out, name, reference):
+    """In how many test cases the fine-tune `name` beats `reference` (a paired count: the
+    runs share their seed, so their cases)."""
+    ours = case_dice(out, name)
+    if not ours or not reference:
+        return ""
+    return f"{sum(ours[c] > reference.get(c, float('inf')) for c in ours)}/{len(ours)}"
+
+
 def ends(log):
     """The first and the last tenth of the steps (at least 3 each): one step of a batch of
     2 is too noisy to say where a run started or ended."""
@@ -47,21 +69,22 @@ def main():
     out, methods = sys.argv[1], sys.argv[2:]
     scratch = dice(out, "scratch")
     control = dice(out, "control")
+    reference = case_dice(out, "scratch")
     print(f"fine-tune from scratch: test Dice {scratch:.4f}")
     print(
         f"control, from the encoder of that fine-tune: test Dice {control:.4f} "
-        f"({control - scratch:+.4f})\n"
+        f"({control - scratch:+.4f}, above scratch in {above(out, 'control', reference)} cases)\n"
     )
     print(
         "| method | steps | steps/s (median) | loss, first tenth → last tenth "
-        "| monitors, first tenth → last tenth | warnings | test Dice | Δ vs scratch |"
+        "| monitors, first tenth → last tenth | warnings | test Dice | Δ vs scratch | cases above scratch |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for method in methods:
         run = events(os.path.join(out, method))
         log = [e for e in run if e.get("event") == "step"]
         if not log:
-            print(f"| {method} | not run | | | | | | |")
+            print(f"| {method} | not run | | | | | | | |")
             continue
         warnings = sum(e.get("event") == "warning" for e in run)
         # The median step time: robust to a pause of the process (or a slow first step).
@@ -71,7 +94,8 @@ def main():
         print(
             f"| {method} | {len(log)} | {1 / seconds:.3f} "
             f"| {mean(s['loss'] for s in first):.4f} → {mean(s['loss'] for s in last):.4f} "
-            f"| {monitors(first, last)} | {warnings} | {d:.4f} | {d - scratch:+.4f} |"
+            f"| {monitors(first, last)} | {warnings} | {d:.4f} | {d - scratch:+.4f} "
+            f"| {above(out, method, reference)} |"
         )
 
 if __name__ == "__main__":
