@@ -5,8 +5,8 @@
 # 3-step calibration run), then a SHOTS-shot fine-tune from its encoder, against the
 # same fine-tune from scratch (same seed, same cases), and from the encoder of that scratch
 # fine-tune (the control). Prints one row per method: loss and collapse monitors over the
-# first and last tenth of the steps, warnings, steps per second, test Dice and the test
-# cases in which it beats scratch.
+# first and last tenth of the steps, warnings, steps per second, how far the pretraining
+# moved the encoder, test Dice and the test cases in which it beats scratch.
 # Interrupted runs resume when the script is run again with the same OUT.
 # Usage: benches/ssl.sh OUT TASK [METHOD...]   (TASK: a labelled MSD-layout task)
 # Env: MEDSSL (default: build the release binary), BUDGET_S (600), SHOTS (2).
@@ -63,6 +63,22 @@ print(sum(s["seconds"] for s in steps[1:]) / len(steps[1:]))' "calibrate-$method
   rm -rf "calibrate-$method"
 }
 
+# The encoder a pretraining of METHOD starts from (its seed's initialisation), kept as
+# METHOD.start.safetensors so the table can say how far the pretraining moved it: the
+# encoder of a 1-step run, whose step has learning rate 0 (every recipe warms up from 0;
+# checked in its log).
+initial_encoder() {
+  local method="$1"
+  [ ! -f "$method.start.safetensors" ] || return 0
+  rm -rf "start-$method"
+  "$medssl" pretrain --method "$method" --data ct --out "start-$method" --steps 1 --quiet > /dev/null
+  python3 -c 'import json, sys
+step = next(json.loads(l) for l in open(sys.argv[1]) if "\"step\"" in l)
+sys.exit(step["lr"] != 0)' "start-$method/metrics.jsonl" &&
+    mv "start-$method/encoder.safetensors" "$method.start.safetensors"
+  rm -rf "start-$method"
+}
+
 # Every pretraining first (their figures need no fine-tune), then the fine-tunes.
 for method in "${methods[@]}"; do
   if [ ! -d "$method" ]; then
@@ -70,6 +86,7 @@ for method in "${methods[@]}"; do
     steps=$(python3 -c "print(max(10, round($budget / $per_step)))")
     echo "$method: $per_step s per step, $steps steps"
   fi
+  initial_encoder "$method"
   pretrain "$method" "${steps:-0}" > "$method.log" 2>&1
 done
 finetune scratch scratch > ft-scratch.log 2>&1

@@ -1,12 +1,16 @@
 """The table of benches/ssl.sh: per method, the pretraining loss and collapse monitors
-at the start and the end, the warnings it logged (collapse), its speed, and the test
-Dice of a fine-tune from it against one from scratch and the control's (from the
-encoder of the scratch fine-tune). Usage: table.py OUT METHOD..."""
+at the start and the end, the warnings it logged (collapse), its speed, how far it moved
+the encoder from its initialisation, and the test Dice of a fine-tune from it against
+one from scratch and the control's (from the encoder of the scratch fine-tune).
+Usage: table.py OUT METHOD..."""
 
 import csv
 import json
+import math
 import os
 import sys
+
+import safetensors_file
 
 
 def events(run):
@@ -52,6 +56,20 @@ def above(out, name, reference):
     return f"{sum(ours[c] > reference.get(c, float('inf')) for c in ours)}/{len(ours)}"
 
 
+def moved(out, method):
+    """How far pretraining moved the encoder from its initialisation: ‖end − start‖ / ‖start‖
+    over every encoder weight. Next to a fine-tune's own movement, it says whether the
+    pretraining changed the network enough to matter."""
+    try:
+        start = safetensors_file.float32(os.path.join(out, f"{method}.start.safetensors"), "swinViT.")
+        end = safetensors_file.float32(os.path.join(out, method, "encoder.safetensors"), "swinViT.")
+    except (OSError, ValueError):
+        return float("nan")
+    change = sum((a - b) ** 2 for name, w in start.items() for a, b in zip(end[name], w))
+    size = sum(a * a for w in start.values() for a in w)
+    return math.sqrt(change / size)
+
+
 def ends(log):
     """The first and the last tenth of the steps (at least 3 each): one step of a batch of
     2 is too noisy to say where a run started or ended."""
@@ -77,14 +95,14 @@ def main():
     )
     print(
         "| method | steps | steps/s (median) | loss, first tenth → last tenth "
-        "| monitors, first tenth → last tenth | warnings | test Dice | Δ vs scratch | cases above scratch |"
+        "| monitors, first tenth → last tenth | warnings | encoder moved | test Dice | Δ vs scratch | cases above scratch |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for method in methods:
         run = events(os.path.join(out, method))
         log = [e for e in run if e.get("event") == "step"]
         if not log:
-            print(f"| {method} | not run | | | | | | | |")
+            print(f"| {method} | not run | | | | | | | | |")
             continue
         warnings = sum(e.get("event") == "warning" for e in run)
         # The median step time: robust to a pause of the process (or a slow first step).
@@ -94,7 +112,8 @@ def main():
         print(
             f"| {method} | {len(log)} | {1 / seconds:.3f} "
             f"| {mean(s['loss'] for s in first):.4f} → {mean(s['loss'] for s in last):.4f} "
-            f"| {monitors(first, last)} | {warnings} | {d:.4f} | {d - scratch:+.4f} "
+            f"| {monitors(first, last)} | {warnings} | {moved(out, method):.3f} "
+            f"| {d:.4f} | {d - scratch:+.4f} "
             f"| {above(out, method, reference)} |"
         )
 
