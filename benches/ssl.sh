@@ -3,10 +3,11 @@
 # worth after a few-shot fine-tune: for each method, a `tiny` pretraining of about
 # BUDGET_S seconds on a synthetic unlabelled CT collection (the step count is set from a
 # 3-step calibration run), then a SHOTS-shot fine-tune from its encoder, against the
-# same fine-tune from scratch (same seed, same cases), and from the encoder of that scratch
-# fine-tune (the control). Prints one row per method: loss and collapse monitors over the
-# first and last tenth of the steps, warnings, steps per second, how far the pretraining
-# moved the encoder, test Dice and the test cases in which it beats scratch.
+# same fine-tune from scratch (same seed, same cases), from the encoder of that scratch
+# fine-tune (the control), and from the encoder the pretraining started from. Prints one
+# row per method: loss and collapse monitors over the first and last tenth of the steps,
+# warnings, steps per second, how far the pretraining moved the encoder, test Dice and
+# its differences from scratch and from the starting encoder, with the test cases won.
 # Interrupted runs resume when the script is run again with the same OUT.
 # Usage: benches/ssl.sh OUT TASK [METHOD...]   (TASK: a labelled MSD-layout task)
 # Env: MEDSSL (default: build the release binary), BUDGET_S (600), SHOTS (2).
@@ -98,5 +99,10 @@ finetune scratch scratch > ft-scratch.log 2>&1
 finetune control control-encoder.safetensors > ft-control.log 2>&1
 for method in "${methods[@]}"; do
   finetune "$method" "$method/encoder.safetensors" > "ft-$method.log" 2>&1
+  # The same fine-tune from the encoder this pretraining started from: each method's
+  # random initialisation differs from the others' and from scratch's, and that alone
+  # moves Dice, so the pretraining's own effect is the difference between these two.
+  [ ! -f "$method.start.safetensors" ] ||
+    finetune "$method-start" "$method.start.safetensors" > "ft-$method-start.log" 2>&1
 done
 python3 "$root/benches/ssl/table.py" . "${methods[@]}"

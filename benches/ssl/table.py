@@ -1,7 +1,8 @@
 """The table of benches/ssl.sh: per method, the pretraining loss and collapse monitors
 at the start and the end, the warnings it logged (collapse), its speed, how far it moved
 the encoder from its initialisation, and the test Dice of a fine-tune from it against
-one from scratch and the control's (from the encoder of the scratch fine-tune).
+one from scratch, the control's (from the encoder of the scratch fine-tune) and one from
+the encoder the pretraining started from.
 Usage: table.py OUT METHOD..."""
 
 import csv
@@ -47,13 +48,14 @@ def case_dice(out, name):
     return {case: mean(values) for case, values in per_case.items()}
 
 
-def above(out, name, reference):
-    """In how many test cases the fine-tune `name` beats `reference` (a paired count: the
-    runs share their seed, so their cases)."""
-    ours = case_dice(out, name)
-    if not ours or not reference:
+def versus(out, name, other):
+    """`name`'s test Dice minus `other`'s, and in how many test cases `name` is the higher
+    (a paired count: the runs share their seed, so their cases)."""
+    ours, theirs = case_dice(out, name), case_dice(out, other)
+    if not ours or not theirs:
         return ""
-    return f"{sum(ours[c] > reference.get(c, float('inf')) for c in ours)}/{len(ours)}"
+    wins = sum(ours[c] > theirs.get(c, float("inf")) for c in ours)
+    return f"{dice(out, name) - dice(out, other):+.4f} ({wins}/{len(ours)})"
 
 
 def moved(out, method):
@@ -85,17 +87,15 @@ def monitors(first, last):
 
 def main():
     out, methods = sys.argv[1], sys.argv[2:]
-    scratch = dice(out, "scratch")
-    control = dice(out, "control")
-    reference = case_dice(out, "scratch")
-    print(f"fine-tune from scratch: test Dice {scratch:.4f}")
+    print(f"fine-tune from scratch: test Dice {dice(out, 'scratch'):.4f}")
     print(
-        f"control, from the encoder of that fine-tune: test Dice {control:.4f} "
-        f"({control - scratch:+.4f}, above scratch in {above(out, 'control', reference)} cases)\n"
+        f"control, from the encoder of that fine-tune: test Dice {dice(out, 'control'):.4f}, "
+        f"{versus(out, 'control', 'scratch')} against scratch\n"
     )
     print(
         "| method | steps | steps/s (median) | loss, first tenth → last tenth "
-        "| monitors, first tenth → last tenth | warnings | encoder moved | test Dice | Δ vs scratch | cases above scratch |"
+        "| monitors, first tenth → last tenth | warnings | encoder moved | test Dice "
+        "| Δ vs scratch (cases above) | Δ vs its start (cases above) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for method in methods:
@@ -108,14 +108,14 @@ def main():
         # The median step time: robust to a pause of the process (or a slow first step).
         seconds = sorted(s["seconds"] for s in log)[len(log) // 2]
         first, last = ends(log)
-        d = dice(out, method)
         print(
             f"| {method} | {len(log)} | {1 / seconds:.3f} "
             f"| {mean(s['loss'] for s in first):.4f} → {mean(s['loss'] for s in last):.4f} "
             f"| {monitors(first, last)} | {warnings} | {moved(out, method):.3f} "
-            f"| {d:.4f} | {d - scratch:+.4f} "
-            f"| {above(out, method, reference)} |"
+            f"| {dice(out, method):.4f} | {versus(out, method, 'scratch')} "
+            f"| {versus(out, method, method + '-start')} |"
         )
+
 
 if __name__ == "__main__":
     main()
