@@ -67,6 +67,8 @@ def moved(out, method):
         end = safetensors_file.float32(os.path.join(out, method, "encoder.safetensors"), "swinViT.")
     except (OSError, ValueError):
         return float("nan")
+    if start.keys() != end.keys():
+        return float("nan")
     change = sum((a - b) ** 2 for name, w in start.items() for a, b in zip(end[name], w))
     size = sum(a * a for w in start.values() for a in w)
     return math.sqrt(change / size)
