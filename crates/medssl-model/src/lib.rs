@@ -9,6 +9,7 @@
 pub mod arrays;
 pub mod checkpoint;
 pub mod config;
+pub mod conv;
 mod regularization;
 pub mod sealed;
 pub mod seeding;

@@ -9,6 +9,8 @@ use burn::nn::{InstanceNorm, InstanceNormConfig};
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::conv::conv3d_same;
+
 const SLOPE: f64 = 0.01;
 
 /// A convolution as MONAI nests it (`...conv1.conv.weight`).
@@ -18,6 +20,16 @@ pub struct ConvLayer {
 }
 
 impl ConvLayer {
+    /// `conv(x)`: the 3x3x3 convolutions go through [`conv3d_same`], the fast path on CPU.
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        match &self.conv.bias {
+            None if self.conv.kernel_size[0] % 2 == 1 && self.conv.kernel_size[0] > 1 => {
+                conv3d_same(x, self.conv.weight.val())
+            }
+            _ => self.conv.forward(x),
+        }
+    }
+
     fn new(cin: usize, cout: usize, kernel: usize, bias: bool, device: &Device) -> ConvLayer {
         let pad = kernel / 2;
         ConvLayer {
@@ -61,13 +73,10 @@ impl UnetResBlock {
     }
 
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let out = leaky_relu(
-            self.norm1.forward(self.conv1.conv.forward(x.clone())),
-            SLOPE,
-        );
-        let out = self.norm2.forward(self.conv2.conv.forward(out));
+        let out = leaky_relu(self.norm1.forward(self.conv1.forward(x.clone())), SLOPE);
+        let out = self.norm2.forward(self.conv2.forward(out));
         let residual = match (&self.conv3, &self.norm3) {
-            (Some(conv), Some(norm)) => norm.forward(conv.conv.forward(x)),
+            (Some(conv), Some(norm)) => norm.forward(conv.forward(x)),
             _ => x,
         };
         leaky_relu(out + residual, SLOPE)

@@ -1,0 +1,90 @@
+//! Stride-1 "same" 3-D convolution, the operation that dominates SwinUNETR's decoder.
+//!
+//! On the CPU (flex) with `f32` tensors it runs our kernels ([`kernel`]) through a Burn
+//! backend extension ([`backend`]), forward and backward; on other devices and types it
+//! is Burn's `conv3d`. Both compute the same function; only speed differs.
+
+mod backend;
+mod kernel;
+
+use burn::tensor::module::conv3d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Device, Tensor};
+
+use backend::SameConv3d;
+
+/// `conv(x, weight)` with stride 1, zero padding `k / 2`, no bias: `x` `[B, C, D, H, W]`,
+/// `weight` `[O, C, k, k, k]` with `k` odd; returns `[B, O, D, H, W]`.
+pub fn conv3d_same(x: Tensor<5>, weight: Tensor<5>) -> Tensor<5> {
+    if runs_our_kernel(&x, &weight) {
+        let y = <burn::backend::Dispatch as SameConv3d>::same_conv3d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+        );
+        Tensor::from_dispatch(y)
+    } else {
+        let pad = weight.dims()[2] / 2;
+        conv3d(
+            x,
+            weight,
+            None,
+            ConvOptions::new([1; 3], [pad; 3], [1; 3], 1),
+        )
+    }
+}
+
+/// Whether [`conv3d_same`] runs our kernels: `f32` tensors on flex, with or without
+/// autodiff (device equality ignores it).
+fn runs_our_kernel(x: &Tensor<5>, weight: &Tensor<5>) -> bool {
+    x.device() == Device::flex() && x.dtype() == DType::F32 && weight.dtype() == DType::F32
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    fn max_abs_diff(a: Tensor<5>, b: Tensor<5>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// Output and both gradients of the flex path equal Burn's own convolution.
+    #[test]
+    fn flex_path_and_its_gradients_equal_burns_conv3d() {
+        let device = Device::flex().autodiff();
+        for (shape, out, k) in [([2, 3, 6, 5, 7], 4, 3), ([1, 2, 4, 9, 5], 3, 5)] {
+            let x =
+                Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let weight = Tensor::<5>::random(
+                [out, shape[1], k, k, k],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            )
+            .require_grad();
+            let probe = Tensor::<5>::random(
+                [shape[0], out, shape[2], shape[3], shape[4]],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let pad = k / 2;
+            let options = ConvOptions::new([1; 3], [pad; 3], [1; 3], 1);
+            assert!(runs_our_kernel(&x, &weight));
+            let theirs = conv3d(x.clone(), weight.clone(), None, options);
+            let ours = conv3d_same(x.clone(), weight.clone());
+            let theirs_grads = (theirs.clone() * probe.clone()).sum().backward();
+            let ours_grads = (ours.clone() * probe).sum().backward();
+            assert!(max_abs_diff(ours, theirs) < 1e-4, "output, kernel {k}");
+            let dx = |g| x.grad(g).expect("x gradient");
+            let dw = |g| weight.grad(g).expect("weight gradient");
+            assert!(
+                max_abs_diff(dx(&ours_grads), dx(&theirs_grads)) < 1e-4,
+                "dx, kernel {k}"
+            );
+            assert!(
+                max_abs_diff(dw(&ours_grads), dw(&theirs_grads)) < 1e-3,
+                "dw, kernel {k}"
+            );
+        }
+    }
+}
