@@ -9,10 +9,10 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, DType, Flex, Shape, TensorMetadata, backend_extension};
-use burn::tensor::Bytes;
+use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 
 use super::kernel::{self, Geometry};
+use crate::flex_data::{contiguous, tensor};
 
 /// Burn's options for a stride-1 convolution padded by half of `weight`'s kernel.
 fn same_options(weight: &impl TensorMetadata) -> ConvOptions<3> {
@@ -67,26 +67,12 @@ fn geometry(x: &FlexTensor, weight: &FlexTensor) -> (Geometry, usize) {
     (geom, out)
 }
 
-fn flex_f32(values: Vec<f32>, shape: [usize; 5]) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        burn::backend::flex::Layout::contiguous(Shape::from(shape.to_vec())),
-        DType::F32,
-    )
-}
-
-/// Contiguous `f32` data of a flex tensor (other element types go through Burn's own
-/// convolution, see [`super::conv3d_same`]).
-fn data(t: &FlexTensor) -> FlexTensor {
-    t.to_contiguous()
-}
-
 impl SameConv3d for Flex {
     fn same_conv3d(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
         let (geom, out) = geometry(&x, &weight);
-        let (x, weight) = (data(&x), data(&weight));
+        let (x, weight) = (contiguous(&x), contiguous(&weight));
         let y = kernel::forward(x.storage(), &geom, weight.storage(), out);
-        flex_f32(
+        tensor(
             y,
             [geom.batch, out, geom.size[0], geom.size[1], geom.size[2]],
         )
@@ -94,16 +80,16 @@ impl SameConv3d for Flex {
 
     fn same_conv3d_x_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let (geom, out) = geometry(&x, &weight);
-        let (grad, weight) = (data(&grad), data(&weight));
+        let (grad, weight) = (contiguous(&grad), contiguous(&weight));
         let dx = kernel::input_grad(grad.storage(), &geom, weight.storage(), out);
-        flex_f32(dx, x.shape().dims())
+        tensor(dx, x.shape().dims::<5>())
     }
 
     fn same_conv3d_weight_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let (geom, out) = geometry(&x, &weight);
-        let (x, grad) = (data(&x), data(&grad));
+        let (x, grad) = (contiguous(&x), contiguous(&grad));
         let dw = kernel::weight_grad(x.storage(), &geom, grad.storage(), out);
-        flex_f32(dw, weight.shape().dims())
+        tensor(dw, weight.shape().dims::<5>())
     }
 }
 

@@ -7,16 +7,17 @@
 mod backend;
 mod kernel;
 
+use burn::tensor::Tensor;
 use burn::tensor::module::conv3d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Device, Tensor};
 
+use crate::flex_data::runs_our_kernels;
 use backend::SameConv3d;
 
 /// `conv(x, weight)` with stride 1, zero padding `k / 2`, no bias: `x` `[B, C, D, H, W]`,
 /// `weight` `[O, C, k, k, k]` with `k` odd; returns `[B, O, D, H, W]`.
 pub fn conv3d_same(x: Tensor<5>, weight: Tensor<5>) -> Tensor<5> {
-    if runs_our_kernel(&x, &weight) {
+    if runs_our_kernels(&x.device(), &[x.dtype(), weight.dtype()]) {
         let y = <burn::backend::Dispatch as SameConv3d>::same_conv3d(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -33,15 +34,9 @@ pub fn conv3d_same(x: Tensor<5>, weight: Tensor<5>) -> Tensor<5> {
     }
 }
 
-/// Whether [`conv3d_same`] runs our kernels: `f32` tensors on flex, with or without
-/// autodiff (device equality ignores it).
-fn runs_our_kernel(x: &Tensor<5>, weight: &Tensor<5>) -> bool {
-    x.device() == Device::flex() && x.dtype() == DType::F32 && weight.dtype() == DType::F32
-}
-
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Distribution;
+    use burn::tensor::{Device, Distribution};
 
     use super::*;
 
@@ -69,7 +64,7 @@ mod tests {
             );
             let pad = k / 2;
             let options = ConvOptions::new([1; 3], [pad; 3], [1; 3], 1);
-            assert!(runs_our_kernel(&x, &weight));
+            assert!(runs_our_kernels(&device, &[x.dtype(), weight.dtype()]));
             let theirs = conv3d(x.clone(), weight.clone(), None, options);
             let ours = conv3d_same(x.clone(), weight.clone());
             let theirs_grads = (theirs.clone() * probe.clone()).sum().backward();

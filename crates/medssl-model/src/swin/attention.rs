@@ -2,11 +2,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::geometry::bias_index;
 use crate::regularization::dropout;
+use crate::softmax::biased_softmax;
 
 /// MONAI's `WindowAttention`: `softmax((q * scale) k^T + bias [+ mask]) v`, with `qkv`
 /// laid out as `[B, N, 3, heads, C / heads]`.
@@ -52,8 +52,8 @@ impl WindowAttention {
         }
     }
 
-    /// The bias `[1, heads, n, n]` for windows of `n` tokens.
-    fn bias(&self, n: usize) -> Tensor<4> {
+    /// The bias `[heads, n, n]` for windows of `n` tokens.
+    fn bias(&self, n: usize) -> Tensor<3> {
         let table = self.relative_position_bias_table.val();
         let index: Vec<i64> = bias_index(self.full_window, n)
             .into_iter()
@@ -64,7 +64,6 @@ impl WindowAttention {
             .select(0, index)
             .reshape([n, n, self.heads])
             .permute([2, 0, 1])
-            .unsqueeze::<4>()
     }
 
     /// `x`: `[windows * batch, n, C]`; `mask`: `[n_windows, n, n]` for shifted windows.
@@ -86,14 +85,12 @@ impl WindowAttention {
             .reshape([b, self.heads, n, head_dim]);
         let v = qkv.narrow(0, 2, 1).reshape([b, self.heads, n, head_dim]);
         let q = q.mul_scalar((head_dim as f64).powf(-0.5));
-        let mut attn = q.matmul(k.swap_dims(2, 3)) + self.bias(n);
-        if let Some(mask) = mask {
-            let windows = mask.dims()[0];
-            let masked = attn.reshape([b / windows, windows, self.heads, n, n])
-                + mask.clone().reshape([1, windows, 1, n, n]);
-            attn = masked.reshape([b, self.heads, n, n]);
-        }
-        let attn = dropout(softmax(attn, 3), self.attn_drop);
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let mask = match mask {
+            Some(mask) => mask.clone(),
+            None => Tensor::zeros([1, n, n], &scores.device()),
+        };
+        let attn = dropout(biased_softmax(scores, self.bias(n), mask), self.attn_drop);
         let out = attn.matmul(v).swap_dims(1, 2).reshape([b, n, c]);
         dropout(self.proj.forward(out), self.proj_drop)
     }

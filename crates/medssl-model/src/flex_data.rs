@@ -1,0 +1,25 @@
+//! Moving `f32` data between flex tensors and the slices our CPU kernels work on.
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::{DType, Shape};
+use burn::tensor::{Bytes, Device};
+
+/// Whether our CPU kernels take an operation: the device is flex, with or without
+/// autodiff (device equality ignores it), and every operand is `f32`.
+pub fn runs_our_kernels(device: &Device, dtypes: &[DType]) -> bool {
+    *device == Device::flex() && dtypes.iter().all(|d| *d == DType::F32)
+}
+
+/// A contiguous copy (or the tensor itself when already contiguous) to read as a slice.
+pub fn contiguous(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+/// A contiguous `f32` flex tensor of `shape` holding `values`.
+pub fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(Shape::from(shape.to_vec())),
+        DType::F32,
+    )
+}
