@@ -22,9 +22,10 @@ fn same_options(weight: &impl TensorMetadata) -> ConvOptions<3> {
 
 /// A stride-1, zero-padded ("same"), bias-free, single-group 3-D convolution with an odd
 /// cubic kernel, and its two gradients. The defaults are Burn's own operations; the flex
-/// backend replaces them with [`kernel`], which reads each input row with one copy
-/// instead of per-element index arithmetic and computes the weight gradient as one
-/// matrix product per tile rather than a convolution with a volume-sized kernel.
+/// backend replaces them with [`kernel`], which runs one matrix product per kernel tap
+/// straight from a padded copy of the input, where Burn builds an im2col matrix element
+/// by element and computes the weight gradient as a convolution with a volume-sized
+/// kernel.
 #[backend_extension(Flex, Autodiff)]
 pub trait SameConv3d: Backend {
     /// `conv(x, weight)`: `[B, C, D, H, W]` by `[O, C, k, k, k]` to `[B, O, D, H, W]`.

@@ -13,10 +13,12 @@ const LANES: usize = 8;
 /// `[-87, 88]` (the normal range of `f32`); NaN stays NaN.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    // Adding and subtracting 1.5·2^23 rounds to the nearest integer.
+    // Adding 1.5·2^23 rounds to an integer `n`, which then sits in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.0 { 88.0 } else { x };
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     // ln 2 in two parts, so that `x - n·ln 2` is exact.
     let g = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = ((((1.987_569_2e-4 * g + 1.398_199_9e-3) * g + 8.333_452e-3) * g + 4.166_579_6e-2) * g
@@ -24,7 +26,9 @@ pub fn exp(x: f32) -> f32 {
         * g
         + 0.5;
     let y = p * g * g + g + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from the bits of `shifted` (integer arithmetic only, so that it vectorises).
+    let two_n = f32::from_bits(shifted.to_bits().wrapping_sub(ROUND.to_bits() - 127) << 23);
+    y * two_n
 }
 
 /// Lane-wise reduction of `v` with `f`, then across lanes.
@@ -70,23 +74,40 @@ fn backward_row(ds: &mut [f32], p: &[f32], g: &[f32]) {
     }
 }
 
-/// Runs `body` with AVX2 and FMA enabled when the CPU has them (twice the vector
-/// width of the x86-64 baseline), else as compiled.
+/// Rows of `n`: `p = softmax(s + bias + mask)`.
 #[inline(always)]
-fn vectorised(body: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        fn wide(body: impl FnOnce()) {
-            body()
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the features `wide` is compiled for.
-            unsafe { wide(body) };
-            return;
-        }
+fn forward_rows(p: &mut [f32], s: &[f32], bias: &[f32], mask: &[f32], n: usize) {
+    let rows = p.chunks_mut(n).zip(s.chunks(n));
+    for ((p, s), (b, m)) in rows.zip(bias.chunks(n).zip(mask.chunks(n))) {
+        forward_row(p, s, b, m);
     }
-    body()
+}
+
+/// Rows of `n`: `ds = p ⊙ (g − Σ g ⊙ p)`.
+#[inline(always)]
+fn backward_rows(ds: &mut [f32], p: &[f32], g: &[f32], n: usize) {
+    for ((d, p), g) in ds.chunks_mut(n).zip(p.chunks(n)).zip(g.chunks(n)) {
+        backward_row(d, p, g);
+    }
+}
+
+/// The row loops compiled for AVX2 and FMA (twice the vector width of the x86-64
+/// baseline), chosen at run time when the CPU has them.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    #[target_feature(enable = "avx2,fma")]
+    pub fn forward_rows(p: &mut [f32], s: &[f32], bias: &[f32], mask: &[f32], n: usize) {
+        super::forward_rows(p, s, bias, mask, n)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn backward_rows(ds: &mut [f32], p: &[f32], g: &[f32], n: usize) {
+        super::backward_rows(ds, p, g, n)
+    }
+
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
 }
 
 /// `softmax(scores + bias[h] + mask[b mod windows])` over the last axis: `scores`
@@ -103,16 +124,12 @@ pub fn forward(scores: &[f32], bias: &[f32], mask: &[f32], heads: usize, n: usiz
         .for_each(|(i, (p, s))| {
             let bias = &bias[(i % heads) * square..][..square];
             let mask = &mask[(i / heads % windows) * square..][..square];
-            vectorised(|| {
-                for (((p, s), b), m) in p
-                    .chunks_mut(n)
-                    .zip(s.chunks(n))
-                    .zip(bias.chunks(n))
-                    .zip(mask.chunks(n))
-                {
-                    forward_row(p, s, b, m);
-                }
-            });
+            #[cfg(target_arch = "x86_64")]
+            if wide::available() {
+                // SAFETY: the CPU has the features `wide` is compiled for.
+                return unsafe { wide::forward_rows(p, s, bias, mask, n) };
+            }
+            forward_rows(p, s, bias, mask, n);
         });
     probs
 }
@@ -125,11 +142,12 @@ pub fn backward(probs: &[f32], grad: &[f32], n: usize) -> Vec<f32> {
     ds.par_chunks_mut(block)
         .zip(probs.par_chunks(block).zip(grad.par_chunks(block)))
         .for_each(|(d, (p, g))| {
-            vectorised(|| {
-                for ((d, p), g) in d.chunks_mut(n).zip(p.chunks(n)).zip(g.chunks(n)) {
-                    backward_row(d, p, g);
-                }
-            });
+            #[cfg(target_arch = "x86_64")]
+            if wide::available() {
+                // SAFETY: the CPU has the features `wide` is compiled for.
+                return unsafe { wide::backward_rows(d, p, g, n) };
+            }
+            backward_rows(d, p, g, n);
         });
     ds
 }
