@@ -16,6 +16,10 @@ use rayon::prelude::*;
 /// tile's `out × TILE` results stay in cache across the taps.
 const TILE: usize = 512;
 
+/// Groups of tiles whose weight-gradient sums run in parallel (each holds one copy of
+/// the weight gradient).
+const GROUPS: usize = 8;
+
 /// The shape of one convolution: `batch × channels × d × h × w` input, `k³` kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
@@ -210,54 +214,68 @@ pub fn weight_grad(x: &[f32], geom: &Geometry, grad: &[f32], out: usize) -> Vec<
         ..*geom
     };
     let spread = embed(grad, &grad_geom, positions, 0);
-    let (taps, stride) = (geom.taps(), geom.padded_len());
-    let depth = geom.channels * taps;
-    tiles(geom)
-        .into_par_iter()
-        .fold(
-            || vec![0.0f32; out * depth],
-            |mut acc, (b, start, len)| {
-                let sample = &padded[b * geom.channels * stride..];
-                for t in 0..taps {
-                    // SAFETY: the destination is tap `t` of `acc` (`[out, channels, taps]`);
-                    // the left operand is columns `start..start + len` of sample `b`'s
-                    // `out` gradient rows (row stride `positions`); the right operand is
-                    // the tap's `[channels, len]` input rows (row stride `stride`) read
-                    // transposed, inside the padded sample.
-                    unsafe {
-                        gemm(
-                            out,
-                            geom.channels,
-                            len,
-                            acc.as_mut_ptr().add(t),
-                            taps as isize,
-                            depth as isize,
-                            true,
-                            spread.as_ptr().add(b * out * positions + start),
-                            1,
-                            positions as isize,
-                            sample.as_ptr().add(start + geom.tap_offset(t)),
-                            stride as isize,
-                            1,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
-                }
-                acc
-            },
-        )
-        .reduce(
-            || vec![0.0f32; out * depth],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        )
+    let depth = geom.channels * geom.taps();
+    // Fixed groups of tiles, each summed in order and the groups then in order: the
+    // result does not depend on thread count or scheduling (runs resume exactly).
+    let tiles = tiles(geom);
+    let partials: Vec<Vec<f32>> = tiles
+        .par_chunks(tiles.len().div_ceil(GROUPS))
+        .map(|group| {
+            let mut acc = vec![0.0f32; out * depth];
+            for &tile in group {
+                add_tile_weight_grad(&mut acc, &padded, &spread, geom, out, tile);
+            }
+            acc
+        })
+        .collect();
+    let mut sum = vec![0.0f32; out * depth];
+    for partial in &partials {
+        sum.iter_mut().zip(partial).for_each(|(s, p)| *s += p);
+    }
+    sum
+}
+
+/// Adds one tile's share of the weight gradient to `acc` (`[out, channels, taps]`):
+/// per tap, the tile's output-gradient rows times the tap's input rows, transposed.
+fn add_tile_weight_grad(
+    acc: &mut [f32],
+    padded: &[f32],
+    spread: &[f32],
+    geom: &Geometry,
+    out: usize,
+    (b, start, len): (usize, usize, usize),
+) {
+    let (taps, stride, positions) = (geom.taps(), geom.padded_len(), geom.positions());
+    let sample = &padded[b * geom.channels * stride..];
+    for t in 0..taps {
+        // SAFETY: the destination is tap `t` of `acc`; the left operand is columns
+        // `start..start + len` of sample `b`'s `out` gradient rows (row stride
+        // `positions`); the right operand is the tap's `[channels, len]` input rows (row
+        // stride `stride`) read transposed, inside the padded sample.
+        unsafe {
+            gemm(
+                out,
+                geom.channels,
+                len,
+                acc.as_mut_ptr().add(t),
+                taps as isize,
+                (geom.channels * taps) as isize,
+                true,
+                spread.as_ptr().add(b * out * positions + start),
+                1,
+                positions as isize,
+                sample.as_ptr().add(start + geom.tap_offset(t)),
+                stride as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -416,5 +434,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The weight gradient sums its tiles in a fixed order, whatever the thread count,
+    /// so that interrupted and resumed runs end with the same weights.
+    #[test]
+    fn weight_gradient_does_not_depend_on_thread_count() {
+        let g = Geometry {
+            batch: 2,
+            channels: 3,
+            size: [16, 16, 16],
+            kernel: 3,
+        };
+        let x = values(g.batch * g.channels * g.voxels(), 6);
+        let grad = values(g.batch * 4 * g.voxels(), 7);
+        let with_threads = |n| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap();
+            pool.install(|| weight_grad(&x, &g, &grad, 4))
+        };
+        let one = with_threads(1);
+        assert_eq!(one, with_threads(3));
+        assert_eq!(one, with_threads(5));
     }
 }
