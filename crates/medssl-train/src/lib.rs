@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod convergence;
 pub mod error;
+mod exact_f64;
 pub mod finetune;
 pub mod loss;
 pub mod optimizer;

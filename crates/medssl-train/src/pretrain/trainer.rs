@@ -75,9 +75,12 @@ struct PretrainResult<'a> {
 /// step's loss (for `result.json`) and the collapse monitor's reference.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Progress {
+    #[serde(default, with = "crate::exact_f64")]
     first_loss: Option<f64>,
+    #[serde(default, with = "crate::exact_f64")]
     last_loss: Option<f64>,
     /// The embedding spread at the first step (collapse warnings compare with it).
+    #[serde(default, with = "crate::exact_f64")]
     first_spread: Option<f64>,
     /// The last epoch that logged a collapse warning.
     collapse_warned_epoch: Option<u64>,
