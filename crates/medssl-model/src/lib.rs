@@ -17,6 +17,8 @@ pub mod seeding;
 pub mod softmax;
 pub mod swin;
 mod swin_unetr;
+#[cfg(test)]
+mod test_values;
 pub mod unetr;
 pub mod weights;
 

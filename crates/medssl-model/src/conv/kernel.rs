@@ -321,64 +321,24 @@ mod tests {
     }
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
+        crate::test_values::uniform(n, seed, 1.0)
     }
 
+    /// Batch 2, kernels 1/3/5, non-cubic volumes and a map smaller than the kernel; with
+    /// the output channel count.
     fn geometries() -> Vec<(Geometry, usize)> {
+        let geom = |batch, channels, size, kernel| Geometry {
+            batch,
+            channels,
+            size,
+            kernel,
+        };
         vec![
-            (
-                Geometry {
-                    batch: 1,
-                    channels: 1,
-                    size: [4, 4, 4],
-                    kernel: 3,
-                },
-                1,
-            ),
-            (
-                Geometry {
-                    batch: 2,
-                    channels: 3,
-                    size: [5, 7, 6],
-                    kernel: 3,
-                },
-                4,
-            ),
-            (
-                Geometry {
-                    batch: 1,
-                    channels: 2,
-                    size: [3, 9, 17],
-                    kernel: 5,
-                },
-                3,
-            ),
-            (
-                Geometry {
-                    batch: 1,
-                    channels: 5,
-                    size: [2, 2, 2],
-                    kernel: 3,
-                },
-                2,
-            ),
-            (
-                Geometry {
-                    batch: 1,
-                    channels: 2,
-                    size: [8, 8, 8],
-                    kernel: 1,
-                },
-                3,
-            ),
+            (geom(1, 1, [4, 4, 4], 3), 1),
+            (geom(2, 3, [5, 7, 6], 3), 4),
+            (geom(1, 2, [3, 9, 17], 5), 3),
+            (geom(1, 5, [2, 2, 2], 3), 2),
+            (geom(1, 2, [8, 8, 8], 1), 3),
         ]
     }
 

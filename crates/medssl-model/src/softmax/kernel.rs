@@ -171,17 +171,7 @@ mod tests {
         assert!(exp(-1000.0) < 1e-37);
     }
 
-    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                scale * (((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5)
-            })
-            .collect()
-    }
+    use crate::test_values::uniform as values;
 
     /// Forward and backward against the definitions in f64, with a shifted-window mask
     /// of -100 entries and rows longer and shorter than the lane count.
