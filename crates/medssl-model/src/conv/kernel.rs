@@ -125,6 +125,47 @@ fn extract(src: &[f32], geom: &Geometry) -> Vec<f32> {
     dst
 }
 
+/// `dst (+)= lhs · rhs` for `[m, n, k]` matrices given as (pointer, column stride, row
+/// stride), on the calling thread (the callers parallelise over tiles); `dst` is added
+/// to when `accumulate`, else overwritten.
+///
+/// # Safety
+/// Every element the strides reach must lie in its allocation, and `dst`'s elements
+/// must be written by no one else meanwhile.
+unsafe fn multiply(
+    [m, n, k]: [usize; 3],
+    dst: (*mut f32, usize, usize),
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+) {
+    let stride = |s: usize| s as isize;
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            stride(dst.1),
+            stride(dst.2),
+            accumulate,
+            lhs.0,
+            stride(lhs.1),
+            stride(lhs.2),
+            rhs.0,
+            stride(rhs.1),
+            stride(rhs.2),
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
 /// Tiles of computed positions: (sample, first position, length).
 fn tiles(geom: &Geometry) -> Vec<(usize, usize, usize)> {
     let n = geom.positions();
@@ -149,26 +190,12 @@ pub fn forward(x: &[f32], geom: &Geometry, weight: &[f32], out: usize) -> Vec<f3
             // SAFETY: as above; the right operand is `[channels, len]` with row stride
             // `stride`, inside the padded sample; the left is tap `t` of the weights.
             unsafe {
-                gemm(
-                    out,
-                    len,
-                    geom.channels,
-                    dst.at(b * out * positions + start),
-                    1,
-                    positions as isize,
+                multiply(
+                    [out, len, geom.channels],
+                    (dst.at(b * out * positions + start), 1, positions),
                     t > 0,
-                    weight.as_ptr().add(t),
-                    taps as isize,
-                    depth as isize,
-                    sample.as_ptr().add(start + geom.tap_offset(t)),
-                    1,
-                    stride as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (weight.as_ptr().add(t), taps, depth),
+                    (sample.as_ptr().add(start + geom.tap_offset(t)), 1, stride),
                 );
             }
         }
@@ -253,26 +280,16 @@ fn add_tile_weight_grad(
         // `positions`); the right operand is the tap's `[channels, len]` input rows (row
         // stride `stride`) read transposed, inside the padded sample.
         unsafe {
-            gemm(
-                out,
-                geom.channels,
-                len,
-                acc.as_mut_ptr().add(t),
-                taps as isize,
-                (geom.channels * taps) as isize,
+            multiply(
+                [out, geom.channels, len],
+                (acc.as_mut_ptr().add(t), taps, geom.channels * taps),
                 true,
-                spread.as_ptr().add(b * out * positions + start),
-                1,
-                positions as isize,
-                sample.as_ptr().add(start + geom.tap_offset(t)),
-                stride as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
+                (
+                    spread.as_ptr().add(b * out * positions + start),
+                    1,
+                    positions,
+                ),
+                (sample.as_ptr().add(start + geom.tap_offset(t)), stride, 1),
             );
         }
     }
