@@ -14,10 +14,9 @@ use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use super::kernel::{self, Geometry};
 use crate::flex_data::{contiguous, tensor};
 
-/// Burn's options for a stride-1 convolution padded by half of `weight`'s kernel.
-fn same_options(weight: &impl TensorMetadata) -> ConvOptions<3> {
-    let pad = weight.shape()[2] / 2;
-    ConvOptions::new([1; 3], [pad; 3], [1; 3], 1)
+/// Burn's options for a stride-1 convolution padded by half of a `kernel`-sized kernel.
+pub(super) fn same_options(kernel: usize) -> ConvOptions<3> {
+    ConvOptions::new([1; 3], [kernel / 2; 3], [1; 3], 1)
 }
 
 /// A stride-1, zero-padded ("same"), bias-free, single-group 3-D convolution with an odd
@@ -30,7 +29,7 @@ fn same_options(weight: &impl TensorMetadata) -> ConvOptions<3> {
 pub trait SameConv3d: Backend {
     /// `conv(x, weight)`: `[B, C, D, H, W]` by `[O, C, k, k, k]` to `[B, O, D, H, W]`.
     fn same_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        let options = same_options(&weight);
+        let options = same_options(weight.shape()[2]);
         Self::conv3d(x, weight, None, options)
     }
 
@@ -40,7 +39,7 @@ pub trait SameConv3d: Backend {
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let options = same_options(&weight);
+        let options = same_options(weight.shape()[2]);
         Self::conv3d_x_backward(x, weight, grad, options)
     }
 
@@ -50,7 +49,7 @@ pub trait SameConv3d: Backend {
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let options = same_options(&weight);
+        let options = same_options(weight.shape()[2]);
         Self::conv3d_weight_backward(x, weight, grad, options)
     }
 }

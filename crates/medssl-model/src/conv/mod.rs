@@ -9,10 +9,9 @@ mod kernel;
 
 use burn::tensor::Tensor;
 use burn::tensor::module::conv3d;
-use burn::tensor::ops::ConvOptions;
 
 use crate::flex_data::runs_our_kernels;
-use backend::SameConv3d;
+use backend::{SameConv3d, same_options};
 
 /// `conv(x, weight)` with stride 1, zero padding `k / 2`, no bias: `x` `[B, C, D, H, W]`,
 /// `weight` `[O, C, k, k, k]` with `k` odd; returns `[B, O, D, H, W]`.
@@ -24,13 +23,8 @@ pub fn conv3d_same(x: Tensor<5>, weight: Tensor<5>) -> Tensor<5> {
         );
         Tensor::from_dispatch(y)
     } else {
-        let pad = weight.dims()[2] / 2;
-        conv3d(
-            x,
-            weight,
-            None,
-            ConvOptions::new([1; 3], [pad; 3], [1; 3], 1),
-        )
+        let options = same_options(weight.dims()[2]);
+        conv3d(x, weight, None, options)
     }
 }
 
@@ -62,8 +56,7 @@ mod tests {
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let pad = k / 2;
-            let options = ConvOptions::new([1; 3], [pad; 3], [1; 3], 1);
+            let options = same_options(k);
             assert!(runs_our_kernels(&device, &[x.dtype(), weight.dtype()]));
             let theirs = conv3d(x.clone(), weight.clone(), None, options);
             let ours = conv3d_same(x.clone(), weight.clone());
