@@ -3,8 +3,10 @@
 //! foreground class: finite values to 1e-5 relative (1e-6 absolute near 0), and the
 //! same `nan`/`inf` pattern, including the fixture's table of empty-mask behaviours.
 //! The fixture's float64 re-implementation of the same rules (`independent_f64_results`)
-//! is matched to 1e-7 relative: MONAI's float32 distances limit the first comparison,
-//! not this implementation.
+//! is matched to 1e-9 relative: medssl computes distances, means and the HD95
+//! percentile in f64 too, so only summation order separates the two (~1e-15); MONAI's
+//! float32 distances and its float32-rounded percentile rank limit the first
+//! comparison, not this implementation.
 
 use std::collections::BTreeMap;
 
@@ -96,7 +98,7 @@ fn fixture_metrics_match_monai() {
                     "{name} class {class} {metric}: got {g}, MONAI {w}"
                 );
                 assert!(
-                    deviation(g, w64, 1e-7) <= 1.0,
+                    deviation(g, w64, 1e-9) <= 1.0,
                     "{name} class {class} {metric}: got {g}, float64 {w64}"
                 );
                 for (key, w) in [

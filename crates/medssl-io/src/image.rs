@@ -52,8 +52,25 @@ pub struct Image {
     pub scaling: Scaling,
     /// Voxel index to RAS+ mm, or `None` when the file carries no geometry.
     pub affine: Option<Affine>,
+    /// Set only when `affine` is `None`: the geometry a converter may assume instead.
+    pub assumed_geometry: Option<AssumedGeometry>,
     /// Format-specific header facts for people (`medssl info` without `--json`).
     pub details: Vec<(String, String)>,
+}
+
+/// What dcm2niix (and ITK) assume for a DICOM file without a complete geometry: the
+/// voxel spacing the file states — PixelSpacing for columns and rows,
+/// SpacingBetweenSlices or else SliceThickness between frames, 1 mm for whatever is
+/// absent — the direction cosines of ImageOrientationPatient, or the identity in DICOM
+/// patient coordinates (LPS) without it, and the first ImagePositionPatient as origin,
+/// or 0. In RAS terms a file with none of them gets `diag(-column spacing, -row
+/// spacing, slice spacing)` with origin 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssumedGeometry {
+    pub affine: Affine,
+    /// The attributes the file lacks, e.g. `["ImagePositionPatient",
+    /// "ImageOrientationPatient"]`.
+    pub missing: Vec<&'static str>,
 }
 
 impl Image {
@@ -66,12 +83,30 @@ impl Image {
     /// channels (a 4-D NIfTI's volumes); missing ones have size 1.
     pub fn to_volume(&self) -> Result<Volume> {
         let affine = self.affine.ok_or_else(|| {
+            let missing = match &self.assumed_geometry {
+                Some(g) => g.missing.join(", "),
+                None => "position/orientation/spacing".to_string(),
+            };
             IoError::invalid(
                 &self.path,
-                "the file carries no geometry (no position/orientation/spacing), so it cannot \
-                 become a volume",
+                format!(
+                    "the file carries no geometry (no {missing}), so it cannot become a volume"
+                ),
             )
         })?;
+        self.volume_with(affine)
+    }
+
+    /// Like [`Image::to_volume`], but a file without geometry becomes a volume with its
+    /// [`AssumedGeometry`] (returned too, so the caller can say so) instead of an error.
+    pub fn to_volume_or_assumed(&self) -> Result<(Volume, Option<&AssumedGeometry>)> {
+        match (&self.affine, &self.assumed_geometry) {
+            (None, Some(assumed)) => Ok((self.volume_with(assumed.affine)?, Some(assumed))),
+            _ => Ok((self.to_volume()?, None)),
+        }
+    }
+
+    fn volume_with(&self, affine: Affine) -> Result<Volume> {
         let dim = |a: usize| self.shape.get(a).copied().unwrap_or(1);
         let channels: usize = self.shape.iter().skip(3).product();
         let dims = [dim(0), dim(1), dim(2)];

@@ -27,7 +27,7 @@ mod volume;
 
 pub use error::{IoError, Result};
 pub use geometry::Affine;
-pub use image::{Format, Image, ReadOptions, read_image, read_volume};
+pub use image::{AssumedGeometry, Format, Image, ReadOptions, read_image, read_volume};
 pub use nalgebra;
 pub use ndarray;
 pub use samples::{ByteOrder, SampleType, Samples, Scaling, Stats};

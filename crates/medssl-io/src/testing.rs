@@ -1,6 +1,6 @@
 //! Helpers shared by the fixture-driven tests of every crate in the workspace.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The reference fixture directory: `$MEDSSL_FIXTURES`, else `../shared/fixtures`
 /// beside the repository root (relative values are taken from the repository root).
@@ -46,4 +46,16 @@ pub fn le_i64(bytes: &[u8]) -> Vec<i64> {
         .chunks_exact(8)
         .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
         .collect()
+}
+
+/// Copies the DICOM file `src` to `dst` without the attributes `tags`, given as (group,
+/// element) pairs, e.g. `(0x0020, 0x0032)` for ImagePositionPatient: a file without
+/// geometry made from one with it. Transfer syntax and pixel data are kept.
+pub fn copy_dicom_without(src: &Path, dst: &Path, tags: &[(u16, u16)]) -> Result<(), String> {
+    let mut obj = dicom_object::open_file(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    for &(group, element) in tags {
+        obj.remove_element(dicom_core::Tag(group, element));
+    }
+    obj.write_to_file(dst)
+        .map_err(|e| format!("{}: {e}", dst.display()))
 }

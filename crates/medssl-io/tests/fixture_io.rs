@@ -203,22 +203,116 @@ fn fixture_nifti_files_match_nibabel() {
     }
 }
 
-fn dicom_spacing_matches(case: &str, image: &Image, e: &Value) {
-    let affine = image.affine.expect("these files carry geometry");
-    let ps = nums(&e["pixel_spacing"]);
-    let slice = e["spacing_between_slices"]
-        .as_f64()
-        .or(e["slice_thickness"].as_f64())
-        .unwrap();
-    let got = spacing(&affine);
-    for (a, want) in [ps[1], ps[0], slice].into_iter().enumerate() {
-        assert_close(case, &format!("spacing[{a}]"), got[a], want, 1e-9);
+/// An optional numeric list of the reference (`null` when the attribute is absent).
+fn opt_nums(v: &Value) -> Option<Vec<f64>> {
+    (!v.is_null()).then(|| nums(v))
+}
+
+/// What the reference entry of a single DICOM file says about its geometry: the RAS
+/// affine (index i = column, j = row, k = frame) its PixelSpacing,
+/// ImageOrientationPatient, ImagePositionPatient and slice spacing describe, and the
+/// attributes it lacks. When some are absent, the affine is the documented assumed
+/// geometry (`medssl_io::AssumedGeometry`, dcm2niix's rule): 1 mm spacing, identity
+/// direction (LPS), origin 0 for what is missing.
+fn reference_dicom_geometry(e: &Value) -> (Affine, Vec<&'static str>) {
+    let mut missing = Vec::new();
+    let position = opt_nums(&e["image_position_patient"]);
+    let orientation = opt_nums(&e["image_orientation_patient"]);
+    let pixel_spacing = opt_nums(&e["pixel_spacing"]);
+    if position.is_none() {
+        missing.push("ImagePositionPatient");
     }
-    let ipp = nums(&e["image_position_patient"]);
-    let ras = [-ipp[0], -ipp[1], ipp[2]];
-    for (a, want) in ras.into_iter().enumerate() {
-        assert_close(case, "origin", affine[(a, 3)], want, 1e-9);
+    if orientation.is_none() {
+        missing.push("ImageOrientationPatient");
     }
+    if pixel_spacing.is_none() {
+        missing.push("PixelSpacing");
+    }
+    let p = position.unwrap_or(vec![0.0; 3]);
+    let o = orientation.unwrap_or(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    let ps = pixel_spacing.unwrap_or(vec![1.0, 1.0]);
+    let slice = [&e["spacing_between_slices"], &e["slice_thickness"]]
+        .into_iter()
+        .filter_map(Value::as_f64)
+        .find(|s| *s > 0.0)
+        .unwrap_or(1.0);
+    let row = nalgebra::Vector3::new(o[0], o[1], o[2]);
+    let col = nalgebra::Vector3::new(o[3], o[4], o[5]);
+    let normal = row.cross(&col).normalize();
+    let lps = [row * ps[1], col * ps[0], normal * slice];
+    // RAS = diag(-1, -1, 1) · LPS.
+    let sign = [-1.0, -1.0, 1.0];
+    let affine = Affine::from_fn(|r, c| match (r, c) {
+        (3, 3) => 1.0,
+        (3, _) => 0.0,
+        (_, 3) => sign[r] * p[r],
+        _ => sign[r] * lps[c][r],
+    });
+    (affine, missing)
+}
+
+/// Compares the columns of `got` with `want`: columns 0 and 1 (spacing times the row
+/// and column direction cosines) and the origin always, column 2 (slice spacing along
+/// the normal) only when `with_slice_column` (single-frame files, whose slice spacing
+/// is nominal).
+fn assert_dicom_affine(case: &str, got: &Affine, want: &Affine, with_slice_column: bool) {
+    for c in [0, 1, 3].into_iter().chain(with_slice_column.then_some(2)) {
+        for r in 0..3 {
+            assert_close(
+                case,
+                &format!("affine[{r}][{c}]"),
+                got[(r, c)],
+                want[(r, c)],
+                1e-9,
+            );
+        }
+    }
+}
+
+/// A file with geometry must have it exactly; one whose reference lacks position,
+/// orientation or pixel spacing has none (`affine` `None`, `to_volume` refuses) and
+/// carries the documented assumed geometry instead.
+fn check_dicom_geometry(case: &str, image: &Image, e: &Value) {
+    let frames = usizes(&e["shape"])[0];
+    let (want, missing) = reference_dicom_geometry(e);
+    if missing.is_empty() {
+        let affine = image
+            .affine
+            .unwrap_or_else(|| panic!("{case}: the reference has geometry, medssl found none"));
+        assert!(image.assumed_geometry.is_none(), "{case}");
+        assert_dicom_affine(case, &affine, &want, frames == 1);
+        if frames == 1 {
+            let ps = nums(&e["pixel_spacing"]);
+            for (a, s) in [ps[1], ps[0]].into_iter().enumerate() {
+                assert_close(case, &format!("spacing[{a}]"), spacing(&affine)[a], s, 1e-9);
+            }
+        }
+        return;
+    }
+    if frames > 1 && image.affine.is_some() {
+        // The reference reads top-level attributes only; an enhanced multi-frame file
+        // keeps its geometry in the functional-group sequences, where medssl finds it.
+        eprintln!("{case}: geometry from the functional groups (none at the top level)");
+        return;
+    }
+    assert!(
+        image.affine.is_none(),
+        "{case}: the reference lacks {missing:?}, medssl found an affine"
+    );
+    let assumed = image
+        .assumed_geometry
+        .as_ref()
+        .unwrap_or_else(|| panic!("{case}: no assumed geometry"));
+    assert_eq!(assumed.missing, missing, "{case}: missing attributes");
+    assert_dicom_affine(case, &assumed.affine, &want, frames == 1);
+    let err = image.to_volume().unwrap_err().to_string();
+    assert!(
+        err.contains(missing[0]) && err.contains(case.rsplit('/').next().unwrap()),
+        "{case}: {err}"
+    );
+    let (volume, used) = image.to_volume_or_assumed().unwrap();
+    assert_eq!(used, Some(assumed), "{case}");
+    assert_eq!(volume.affine(), &assumed.affine, "{case}");
 }
 
 #[test]
@@ -245,7 +339,7 @@ fn fixture_dicom_files_match_pydicom() {
         } else {
             assert!(image.scaling.is_identity(), "{case}: no rescale tags");
         }
-        dicom_spacing_matches(case, &image, e);
+        check_dicom_geometry(case, &image, e);
         let values = &e["values_after_modality_lut_f64"];
         check_values(case, &image, values, "sha256_f64le_frame_row_col");
         for p in values["probes"].as_array().unwrap() {
@@ -257,6 +351,71 @@ fn fixture_dicom_files_match_pydicom() {
                 num(&p["value"]),
                 0.0,
             );
+        }
+    }
+}
+
+/// ImagePositionPatient, ImageOrientationPatient.
+const POSITION_AND_ORIENTATION: [(u16, u16); 2] = [(0x0020, 0x0032), (0x0020, 0x0037)];
+/// PixelSpacing, SliceThickness, SpacingBetweenSlices.
+const SPACINGS: [(u16, u16); 3] = [(0x0028, 0x0030), (0x0018, 0x0050), (0x0018, 0x0088)];
+
+/// Every fixture DICOM file with its position and orientation removed (and then its
+/// spacings too) is still read, values unchanged, with no affine and the documented
+/// assumed geometry: so that path is checked even when the reference set has no file
+/// without geometry.
+#[test]
+fn fixture_dicom_files_without_geometry_get_the_assumed_geometry() {
+    let expected = expected();
+    let dir = fixtures_dir().join("io");
+    let tmp = tempfile::tempdir().unwrap();
+    for e in expected["dicom"].as_array().expect("dicom list") {
+        let case = e["file"].as_str().unwrap();
+        let name = case.rsplit('/').next().unwrap();
+        let stripped_spacing = POSITION_AND_ORIENTATION
+            .iter()
+            .chain(&SPACINGS)
+            .copied()
+            .collect::<Vec<_>>();
+        for (what, tags, nulls) in [
+            (
+                "no-position",
+                &POSITION_AND_ORIENTATION[..],
+                &["image_position_patient", "image_orientation_patient"][..],
+            ),
+            (
+                "no-geometry",
+                &stripped_spacing[..],
+                &[
+                    "image_position_patient",
+                    "image_orientation_patient",
+                    "pixel_spacing",
+                    "slice_thickness",
+                    "spacing_between_slices",
+                ][..],
+            ),
+        ] {
+            let path = tmp.path().join(format!("{what}-{name}"));
+            medssl_io::testing::copy_dicom_without(&dir.join(case), &path, tags).unwrap();
+            let mut reference = e.clone();
+            for key in nulls {
+                reference[*key] = Value::Null;
+            }
+            let label = format!("{what}-{name}");
+            let image = read_image(&path, &ReadOptions::default())
+                .unwrap_or_else(|err| panic!("{label}: {err}"));
+            check_dicom_geometry(&label, &image, &reference);
+            check_values(
+                &label,
+                &image,
+                &e["values_after_modality_lut_f64"],
+                "sha256_f64le_frame_row_col",
+            );
+            if what == "no-geometry" && usizes(&e["shape"])[0] == 1 {
+                let assumed = image.assumed_geometry.as_ref().unwrap();
+                let diag = Affine::from_diagonal(&nalgebra::Vector4::new(-1.0, -1.0, 1.0, 1.0));
+                assert_eq!(assumed.affine, diag, "{label}");
+            }
         }
     }
 }

@@ -61,8 +61,8 @@ fn assert_affine_close(a: &Affine, b: &Affine) -> Result<(), TestCaseError> {
 
 /// The qform can only hold a rotation to the precision its float32 quaternion allows.
 /// The real part `a = sqrt(1 - b² - c² - d²)` is recovered from the stored (b, c, d);
-/// rounding them (relative 2^-24 each, plus the float32 sum nibabel also uses) moves a²
-/// by up to about 4·2^-23. For most rotations that moves `a` by ~1e-6, but near a
+/// rounding them to float32 (relative 2^-24 each) moves a² by up to about 4·2^-23, and
+/// nibabel (like medssl) sets a = 0 when |a²| < 3·2^-23. For most rotations that moves `a` by ~1e-6, but near a
 /// 180-degree turn (a ≈ 0) by up to sqrt(4·2^-23) ≈ 7e-4, and each rotation entry (terms
 /// 2·a·b etc.) by twice that, times the column's zoom. nibabel's own qform of such an
 /// affine is off by the same amount.

@@ -101,7 +101,17 @@ pub fn info(args: &InfoArgs) -> Result<()> {
                 rows.push((label.into(), format!("{row:>12.6?}")));
             }
         }
-        None => rows.push(("geometry".into(), "none in the file".into())),
+        None => {
+            let mut text = "none in the file".to_string();
+            if let Some(assumed) = &image.assumed_geometry {
+                text = format!(
+                    "none in the file (no {}); convert assumes spacing {:.6?} mm",
+                    assumed.missing.join(", "),
+                    spacing(&assumed.affine)
+                );
+            }
+            rows.push(("geometry".into(), text));
+        }
     }
     rows.push((
         "values".into(),
@@ -132,7 +142,22 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
     let options = ReadOptions {
         series: args.series.clone(),
     };
-    let mut volume = read_image(&args.input, &options)?.to_volume()?;
+    let image = read_image(&args.input, &options)?;
+    let (mut volume, assumed) = image.to_volume_or_assumed()?;
+    if let Some(assumed) = assumed {
+        let s = spacing(&assumed.affine);
+        eprintln!(
+            "warning: {}: no geometry in the file (no {}); writing it as dcm2niix does: \
+             voxel spacing [{}, {}, {}] mm (PixelSpacing, SpacingBetweenSlices or \
+             SliceThickness, 1 mm where absent), identity direction (LPS) without an \
+             orientation, origin 0 without a position; its place in the world is not real",
+            args.input.display(),
+            assumed.missing.join(", "),
+            s[0],
+            s[1],
+            s[2]
+        );
+    }
     if args.canonical {
         volume = volume.to_canonical().with_context(|| {
             format!(

@@ -22,7 +22,7 @@ pub use series::{SeriesSummary, list_series, read_series};
 
 use crate::error::{IoError, Result, chain};
 use crate::geometry::{Affine, affine_from_rows};
-use crate::image::{Format, Image};
+use crate::image::{AssumedGeometry, Format, Image};
 use crate::samples::{SampleType, Samples, Scaling};
 
 /// True when `path` has the DICOM Part 10 marker `DICM` at byte 128.
@@ -137,11 +137,13 @@ impl FileInfo {
         })
     }
 
-    /// The slice spacing to use when positions cannot give it (a single slice).
+    /// The slice spacing to use when positions cannot give it (a single slice): the
+    /// first positive of SpacingBetweenSlices and SliceThickness, else 1 mm.
     fn nominal_slice_spacing(&self) -> f64 {
-        self.spacing_between_slices
-            .or(self.slice_thickness)
-            .filter(|s| *s > 0.0)
+        [self.spacing_between_slices, self.slice_thickness]
+            .into_iter()
+            .flatten()
+            .find(|s| *s > 0.0)
             .unwrap_or(1.0)
     }
 }
@@ -382,6 +384,10 @@ pub fn read_file(path: &Path) -> Result<Image> {
         )?),
         _ => None,
     };
+    let assumed_geometry = match affine {
+        Some(_) => None,
+        None => Some(assumed_geometry(path, &info)),
+    };
     Ok(Image {
         path: path.to_path_buf(),
         format: Format::Dicom,
@@ -390,8 +396,44 @@ pub fn read_file(path: &Path) -> Result<Image> {
         samples,
         scaling: info.scaling,
         affine,
+        assumed_geometry,
         details: describe(&info),
     })
+}
+
+/// The geometry dcm2niix assumes for a file lacking position, orientation or pixel
+/// spacing (see [`AssumedGeometry`]): what the file has, the identity direction (LPS),
+/// origin 0 and 1 mm for the rest; frames are `nominal_slice_spacing` apart.
+fn assumed_geometry(path: &Path, info: &FileInfo) -> AssumedGeometry {
+    const IDENTITY: [f64; 6] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+    let first = info.planes[0];
+    let mut missing = Vec::new();
+    if info.planes.iter().any(|p| p.position.is_none()) {
+        missing.push("ImagePositionPatient");
+    }
+    if first.orientation.is_none() {
+        missing.push("ImageOrientationPatient");
+    }
+    if first.pixel_spacing.is_none() {
+        missing.push("PixelSpacing");
+    }
+    let spacing = first.pixel_spacing.unwrap_or([1.0, 1.0]);
+    let origin = first.position.unwrap_or([0.0; 3]);
+    let nominal = info.nominal_slice_spacing();
+    let no_name = |i: usize| format!("frame {}", i + 1);
+    // A single position never fails the evenness check; only a degenerate orientation
+    // can fail, and then the identity stands in for it too.
+    let affine = first
+        .orientation
+        .and_then(|o| stack_affine(path, &o, &spacing, &[origin], nominal, &no_name).ok())
+        .unwrap_or_else(|| {
+            if first.orientation.is_some() {
+                missing.push("a valid ImageOrientationPatient");
+            }
+            stack_affine(path, &IDENTITY, &spacing, &[origin], nominal, &no_name)
+                .expect("the identity orientation is valid")
+        });
+    AssumedGeometry { affine, missing }
 }
 
 fn describe(info: &FileInfo) -> Vec<(String, String)> {

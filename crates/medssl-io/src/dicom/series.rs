@@ -292,6 +292,7 @@ fn stack_series(dir: &Path, files: Vec<(PathBuf, FileInfo)>) -> Result<Image> {
         samples,
         scaling,
         affine: Some(affine),
+        assumed_geometry: None,
         details,
     })
 }

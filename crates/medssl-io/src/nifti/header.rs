@@ -63,7 +63,9 @@ pub fn header_size(first4: [u8; 4]) -> Option<(u8, ByteOrder)> {
 }
 
 impl NiftiHeader {
-    /// Parses a header from the start of `bytes`; the error is a sentence for a person.
+    /// Parses a header from the start of `bytes`, with the repairs nibabel makes on
+    /// loading (zero or negative pixdim[1..3], a qfac other than ±1, unknown xform
+    /// codes); the error is a sentence for a person.
     pub fn parse(bytes: &[u8]) -> Result<NiftiHeader, String> {
         let first4: [u8; 4] = bytes
             .get(..4)
@@ -92,7 +94,7 @@ impl NiftiHeader {
                 bytes.len()
             ));
         }
-        let header = if version == 1 {
+        let mut header = if version == 1 {
             parse_nifti1(&bytes[..size])?
         } else {
             match order {
@@ -101,7 +103,30 @@ impl NiftiHeader {
             }
         };
         header.validate()?;
+        header.fix_like_nibabel();
         Ok(header)
+    }
+
+    /// The repairs nibabel makes to every header it loads (`check_fix`), so that the
+    /// affine, zooms and qform are the ones nibabel reports: a zero pixdim[1..3] becomes
+    /// 1 and a negative one its absolute value; a qfac (pixdim[0]) other than -1 or 1
+    /// becomes 1; a qform or sform code outside 0..=5 becomes 0 (unused).
+    fn fix_like_nibabel(&mut self) {
+        for zoom in &mut self.pixdim[1..4] {
+            if *zoom == 0.0 {
+                *zoom = 1.0;
+            } else if *zoom < 0.0 {
+                *zoom = zoom.abs();
+            }
+        }
+        if self.pixdim[0] != -1.0 && self.pixdim[0] != 1.0 {
+            self.pixdim[0] = 1.0;
+        }
+        for code in [&mut self.qform_code, &mut self.sform_code] {
+            if !(0..=5).contains(code) {
+                *code = 0;
+            }
+        }
     }
 
     /// Size of this header in bytes.
@@ -169,50 +194,39 @@ impl NiftiHeader {
         affine_from_rows([s[0], s[1], s[2], [0.0, 0.0, 0.0, 1.0]])
     }
 
-    /// The qform (quaternion, pixdim, qfac, qoffset) as an affine, as nibabel computes it.
+    /// The qform (quaternion, pixdim, qfac, qoffset) as an affine, as nibabel 5's
+    /// `Nifti1Header.get_qform` computes it.
+    ///
+    /// nibabel recovers the quaternion's real part `a` from the stored (b, c, d) in its
+    /// widest float type (`fillpositive`): `a² = 1 − b² − c² − d²`, set to 0 when
+    /// `|a²|` is below 3 machine epsilons of the stored type (float32 for NIfTI-1,
+    /// float64 for NIfTI-2) and an error when more negative. Near a half turn `a²`
+    /// cancels to a few ulps, so it is evaluated here without rounding error
+    /// (double-double) before its one rounding to f64: computing it in float32, or
+    /// naively in f64, moves `a` and the rotation entries `2·a·b` etc. visibly (5e-5 for
+    /// `a ≈ 1e-3`). The rotation is nibabel's `quat2mat`, term for term; the columns are
+    /// scaled by pixdim[1..3], the third times qfac (pixdim[0], -1 or 1 after
+    /// [`NiftiHeader::parse`]).
     pub fn qform_affine(&self) -> Result<Affine, String> {
         let [b, c, d] = self.quatern;
-        // The quaternion's real part comes from 1 - |bcd|^2, which cancels badly near 0:
-        // compute it in the precision the header stores (float32 for NIfTI-1), as nibabel
-        // and nifti_clib do, or near-180-degree rotations come out visibly different.
-        let a2 = if self.version == 1 {
-            let [b, c, d] = self.quatern.map(|v| v as f32);
-            f64::from(1.0f32 - (b * b + c * c + d * d))
+        let w2 = one_minus_sum_of_squares([b, c, d]);
+        let threshold = if self.version == 1 {
+            3.0 * f64::from(f32::EPSILON)
         } else {
-            1.0 - (b * b + c * c + d * d)
+            3.0 * f64::EPSILON
         };
-        // nibabel tolerates a slightly negative a^2 from float rounding and sets a = 0.
-        if a2 < -3.0 * f64::from(f32::EPSILON) {
+        let a = if w2.abs() < threshold {
+            0.0
+        } else if w2 < 0.0 {
             return Err(format!(
                 "invalid qform quaternion (b, c, d) = ({b}, {c}, {d}): b^2 + c^2 + d^2 > 1"
             ));
-        }
-        let a = a2.max(0.0).sqrt();
-        let zooms = [self.pixdim[1], self.pixdim[2], self.pixdim[3]];
-        if zooms.iter().any(|z| *z < 0.0) {
-            return Err(format!("negative pixdim[1..3] {zooms:?} in a qform"));
-        }
+        } else {
+            w2.sqrt()
+        };
+        let r = quat_to_rotation(a, b, c, d);
         let qfac = if self.pixdim[0] == -1.0 { -1.0 } else { 1.0 };
-        let n = a * a + b * b + c * c + d * d;
-        let s = if n > 0.0 { 2.0 / n } else { 0.0 };
-        let r = [
-            [
-                1.0 - s * (c * c + d * d),
-                s * (b * c - a * d),
-                s * (b * d + a * c),
-            ],
-            [
-                s * (b * c + a * d),
-                1.0 - s * (b * b + d * d),
-                s * (c * d - a * b),
-            ],
-            [
-                s * (b * d - a * c),
-                s * (c * d + a * b),
-                1.0 - s * (b * b + c * c),
-            ],
-        ];
-        let scale = [zooms[0], zooms[1], zooms[2] * qfac];
+        let scale = [self.pixdim[1], self.pixdim[2], self.pixdim[3] * qfac];
         let row = |i: usize| -> [f64; 4] {
             [
                 r[i][0] * scale[0],
@@ -270,6 +284,43 @@ impl NiftiHeader {
         }
         Ok(())
     }
+}
+
+/// `1 − (x₀² + x₁² + x₂²)` with a single rounding at the end: products split exactly
+/// with a fused multiply-add and the sum carried as a double-double, so the cancellation
+/// near 1 loses nothing (nibabel evaluates it in extended precision).
+fn one_minus_sum_of_squares(xs: [f64; 3]) -> f64 {
+    let (mut hi, mut lo) = (1.0f64, 0.0f64);
+    for x in xs {
+        let p = x * x;
+        let p_err = x.mul_add(x, -p);
+        // Two-sum of hi and -p: s + e == hi - p exactly.
+        let s = hi - p;
+        let back = s - hi;
+        let e = (hi - (s - back)) + (-p - back);
+        hi = s;
+        lo += e - p_err;
+    }
+    hi + lo
+}
+
+/// nibabel's `quaternions.quat2mat` for the quaternion (w, x, y, z), term for term:
+/// the rotation of a (not necessarily unit) quaternion, identity when it is ~0.
+fn quat_to_rotation(w: f64, x: f64, y: f64, z: f64) -> [[f64; 3]; 3] {
+    let nq = w * w + x * x + y * y + z * z;
+    if nq < f64::EPSILON {
+        return [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    }
+    let s = 2.0 / nq;
+    let (xs, ys, zs) = (x * s, y * s, z * s);
+    let (wx, wy, wz) = (w * xs, w * ys, w * zs);
+    let (xx, xy, xz) = (x * xs, x * ys, x * zs);
+    let (yy, yz, zz) = (y * ys, y * zs, z * zs);
+    [
+        [1.0 - (yy + zz), xy - wz, xz + wy],
+        [xy + wz, 1.0 - (xx + zz), yz - wx],
+        [xz - wy, yz + wx, 1.0 - (xx + yy)],
+    ]
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -394,4 +445,172 @@ pub fn extensions(bytes: &[u8], header: &NiftiHeader, data_start: usize) -> Vec<
         pos += size as usize;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(version: u8, quatern: [f64; 3], pixdim: [f64; 4], qoffset: [f64; 3]) -> NiftiHeader {
+        NiftiHeader {
+            version,
+            byte_order: ByteOrder::Little,
+            dim: [3, 4, 5, 6, 1, 1, 1, 1],
+            datatype: 16,
+            bitpix: 32,
+            pixdim: [
+                pixdim[0], pixdim[1], pixdim[2], pixdim[3], 0.0, 0.0, 0.0, 0.0,
+            ],
+            vox_offset: 352.0,
+            scl_slope: 1.0,
+            scl_inter: 0.0,
+            cal_min: 0.0,
+            cal_max: 0.0,
+            qform_code: 1,
+            sform_code: 0,
+            quatern,
+            qoffset,
+            srow: [[0.0; 4]; 3],
+            xyzt_units: 2,
+            intent_code: 0,
+            descrip: String::new(),
+            single_file: true,
+        }
+    }
+
+    /// `1 − b² − c² − d²` for float32 b, c, d, exactly: in units of 2^-100 every square
+    /// of a float32 above 2^-26 is an integer, and the sum fits an i128. Rounded to f64
+    /// once. Independent of the double-double evaluation under test.
+    fn exact_w2_of_f32(bcd: [f32; 3]) -> f64 {
+        let unit = 2f64.powi(-100);
+        let mut total: i128 = 1 << 100;
+        for x in bcd {
+            let scaled = f64::from(x) * 2f64.powi(50); // exact: x has 24 bits, |x| >= 2^-26
+            assert_eq!(scaled.fract(), 0.0);
+            let m = scaled as i128;
+            total -= m * m;
+        }
+        total as f64 * unit
+    }
+
+    /// Rotation of the quaternion (a, v), normalised first, by the vector formula
+    /// R = (a² − |v|²) I + 2 v vᵀ + 2 a [v]×, a different route from `quat2mat`.
+    fn rotation_by_vector_formula(a: f64, v: [f64; 3]) -> [[f64; 3]; 3] {
+        let norm = (a * a + v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        let (a, v) = (a / norm, v.map(|x| x / norm));
+        let vv = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+        let cross = [[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]];
+        std::array::from_fn(|i| {
+            std::array::from_fn(|j| {
+                let diag = if i == j { a * a - vv } else { 0.0 };
+                diag + 2.0 * v[i] * v[j] + 2.0 * a * cross[i][j]
+            })
+        })
+    }
+
+    #[test]
+    fn near_zero_real_part_matches_nibabel() {
+        // b, c, d as float32 with a² = 1 − b² − c² − d² ≈ 1.53e-6, above nibabel's
+        // NIfTI-1 threshold 3·eps(float32) ≈ 3.6e-7, so a ≈ 1.235e-3 is kept.
+        let bcd = [0.6f32, -0.48f32, 0.639_998_8_f32];
+        let quatern = bcd.map(f64::from);
+        let pixdim = [-1.0, 1.5, 0.75, 2.5];
+        let qoffset = [10.0, -20.5, 30.25];
+        let got = header(1, quatern, pixdim, qoffset).qform_affine().unwrap();
+
+        // nibabel 5.4.2 (numpy 2.4.6, x86-64) on this header: `h = Nifti1Header();
+        // h.set_data_shape((4, 5, 6)); h['quatern_b'], h['quatern_c'], h['quatern_d'] =
+        // np.float32(0.6), np.float32(-0.48), np.float32(0.6399987936019897);
+        // h['pixdim'][:4] = [-1, 1.5, 0.75, 2.5]; qoffset (10, -20.5, 30.25);
+        // qform_code 1; h.get_qform()`, printed with repr(float(x)).
+        let nibabel = [
+            [
+                -0.4199953365369593,
+                -0.43318585883161315,
+                -1.917031823274139,
+                10.0,
+            ],
+            [
+                -0.8616283123775131,
+                -0.4043977266333485,
+                1.5397028628246903,
+                -20.5,
+            ],
+            [
+                1.1537766545552415,
+                -0.45968738334013176,
+                0.4520000915527378,
+                30.25,
+            ],
+        ];
+        // An independent f64 derivation: exact a², then the vector rotation formula.
+        let w2 = exact_w2_of_f32(bcd);
+        assert!((w2 - 1.525_877_450_170_298_7e-6).abs() < 1e-20, "{w2}");
+        let r = rotation_by_vector_formula(w2.sqrt(), quatern);
+        let scale = [1.5, 0.75, -2.5];
+        for i in 0..3 {
+            for j in 0..4 {
+                let g = got[(i, j)];
+                assert!(
+                    (g - nibabel[i][j]).abs() <= 1e-12,
+                    "[{i}][{j}]: {g} vs nibabel {}",
+                    nibabel[i][j]
+                );
+                let independent = if j < 3 {
+                    r[i][j] * scale[j]
+                } else {
+                    qoffset[i]
+                };
+                assert!(
+                    (g - independent).abs() <= 1e-12,
+                    "[{i}][{j}]: {g} vs {independent}"
+                );
+            }
+        }
+        // a² in float32 (1.5497208e-6) would have moved a by 1e-5 and element [0][2]
+        // by 2e-5: far outside these tolerances.
+        let [b, c, d] = bcd;
+        let a_f32 = f64::from(1.0f32 - (b * b + c * c + d * d)).sqrt();
+        assert!((a_f32 - w2.sqrt()).abs() > 5e-6);
+    }
+
+    #[test]
+    fn real_part_below_the_stored_precision_is_zero_as_in_nibabel() {
+        // nibabel 5.4.2 stores this half turn as (0.18202418, -0.5920768, 0.7850556);
+        // a² = 2.587e-8 is below 3·eps(float32), so nibabel sets a = 0 for NIfTI-1. A
+        // NIfTI-2 header holds float64 values, whose threshold is 3·eps(float64).
+        let quatern = [0.18202418f32, -0.5920768f32, 0.7850556f32].map(f64::from);
+        let pixdim = [1.0, 1.0, 1.0, 1.0];
+        let one = header(1, quatern, pixdim, [0.0; 3]).qform_affine().unwrap();
+        let r = rotation_by_vector_formula(0.0, quatern);
+        let two = header(2, quatern, pixdim, [0.0; 3]).qform_affine().unwrap();
+        let a = one_minus_sum_of_squares(quatern).sqrt();
+        let r2 = rotation_by_vector_formula(a, quatern);
+        for i in 0..3 {
+            for j in 0..3 {
+                assert!((one[(i, j)] - r[i][j]).abs() < 1e-12, "{one}");
+                assert!((two[(i, j)] - r2[i][j]).abs() < 1e-12, "{two}");
+            }
+        }
+        assert!((one - two).amax() > 1e-4);
+        // More negative than the threshold is an error, as in nibabel.
+        let err = header(1, [0.8, 0.6, 0.1], pixdim, [0.0; 3])
+            .qform_affine()
+            .unwrap_err();
+        assert!(err.contains("b^2 + c^2 + d^2 > 1"), "{err}");
+    }
+
+    #[test]
+    fn load_repairs_follow_nibabel() {
+        let mut h = header(1, [0.0; 3], [0.5, 0.0, -2.0, 3.0], [0.0; 3]);
+        h.qform_code = 7;
+        h.sform_code = -1;
+        h.fix_like_nibabel();
+        assert_eq!(&h.pixdim[..4], &[1.0, 1.0, 2.0, 3.0]);
+        assert_eq!((h.qform_code, h.sform_code), (0, 0));
+        let mut h = header(1, [0.0; 3], [-1.0, 1.0, 1.0, 1.0], [0.0; 3]);
+        h.sform_code = 5;
+        h.fix_like_nibabel();
+        assert_eq!((h.pixdim[0], h.qform_code, h.sform_code), (-1.0, 1, 5));
+    }
 }

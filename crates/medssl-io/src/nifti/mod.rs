@@ -162,6 +162,7 @@ pub fn read(path: &Path) -> Result<Image> {
         samples,
         scaling: Scaling::nifti(header.scl_slope, header.scl_inter),
         affine: Some(affine),
+        assumed_geometry: None,
         details,
     })
 }
