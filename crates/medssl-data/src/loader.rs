@@ -39,7 +39,8 @@ pub struct LoaderConfig {
     pub shuffle: bool,
     /// Leave out the last batch of an epoch when it is short.
     pub drop_last: bool,
-    /// Threads that load and transform cases.
+    /// Threads that load and transform cases: at least 1, at most
+    /// [`LoaderConfig::max_workers`] (64, or 4 per core on a machine with more than 16).
     pub num_workers: usize,
     /// Ready batches queued ahead of the consumer (0: each batch is handed over as
     /// it is made).
@@ -59,6 +60,42 @@ impl Default for LoaderConfig {
 }
 
 impl LoaderConfig {
+    /// The most `num_workers` a configuration may ask for on this machine: 4 per core
+    /// (`std::thread::available_parallelism`), and never less than 64, so that any
+    /// setting up to 64 is valid on every machine and a configuration moves between
+    /// them. More threads than that only wait for cores while each holds a case in
+    /// memory; a larger number is a typo, refused before any thread starts.
+    pub fn max_workers() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.saturating_mul(4).max(64)
+    }
+
+    /// Checks the settings, naming the one that is wrong (`data.loader.*`, as in a run
+    /// configuration) and its limit.
+    pub fn check(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(DataError::Config(
+                "data.loader.batch_size must be at least 1".into(),
+            ));
+        }
+        if self.num_workers == 0 {
+            return Err(DataError::Config(
+                "data.loader.num_workers must be at least 1 (cases are always loaded beside \
+                 the training thread)"
+                    .into(),
+            ));
+        }
+        let max = LoaderConfig::max_workers();
+        if self.num_workers > max {
+            return Err(DataError::Config(format!(
+                "data.loader.num_workers = {} is more than this machine's limit of {max} \
+                 loader threads (4 per core, at least 64)",
+                self.num_workers
+            )));
+        }
+        Ok(())
+    }
+
     /// Batches an epoch of `samples` items is cut into (the last, short one counted
     /// unless `drop_last`).
     pub fn batches(&self, samples: usize) -> usize {
@@ -89,18 +126,7 @@ impl<W: CaseWork> Loader<W> {
         config: LoaderConfig,
         seed: u64,
     ) -> Result<Loader<W>> {
-        if config.batch_size == 0 {
-            return Err(DataError::Config(
-                "loader: batch_size must be at least 1".into(),
-            ));
-        }
-        if config.num_workers == 0 {
-            return Err(DataError::Config(
-                "loader: num_workers must be at least 1 (cases are always loaded beside \
-                 the training thread)"
-                    .into(),
-            ));
-        }
+        config.check()?;
         Ok(Loader {
             source,
             work: Arc::new(work),

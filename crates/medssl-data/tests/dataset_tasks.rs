@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use medssl_data::dataset::{CheckReport, Task};
+use medssl_data::dataset::{CheckReport, MAX_CLASSES, Task};
 use medssl_io::geometry::affine_from_rows;
 use medssl_io::ndarray::{Array4, s};
 use medssl_io::nifti::{OutputType, write_volume};
@@ -243,6 +243,29 @@ fn nnunet_explicit_dataset_map_is_used() {
     assert!(task.test.is_empty());
     let sample = task.load_case(&task.training[0]).unwrap();
     assert_eq!(sample.image, image(2, 1));
+}
+
+/// Label maps are uint8: 256 classes (values 0-255) fit, 257 are refused, naming the
+/// count, instead of wrapping class 256 to 0.
+#[test]
+fn more_classes_than_a_uint8_label_holds_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = |classes: usize| {
+        let labels: serde_json::Map<String, serde_json::Value> = (0..classes)
+            .map(|i| (i.to_string(), json!(format!("class{i}"))))
+            .collect();
+        json!({"modality": {"0": "CT"}, "labels": labels, "training": []})
+    };
+    write_json(tmp.path(), spec(MAX_CLASSES));
+    assert_eq!(Task::open(tmp.path()).unwrap().labels.len(), 256);
+    write_json(tmp.path(), spec(MAX_CLASSES + 1));
+    assert_mentions(
+        &error_text(Task::open(tmp.path())),
+        &[
+            "dataset.json",
+            "labels: 257 classes, more than the 256 (values 0-255) a uint8 label map can hold",
+        ],
+    );
 }
 
 #[test]

@@ -2,7 +2,11 @@
 //! `benches/parity/make_intensity_references.py` into `tests/data/intensity/`), their
 //! random behaviour, NaN handling and configuration errors.
 
+mod common;
+
 use std::collections::BTreeMap;
+
+use common::max_abs_diff;
 
 use medssl_data::intensity;
 use medssl_data::intensity::contrast::{self, RandAdjustContrast};
@@ -15,7 +19,7 @@ use medssl_data::transform::{self, Pipeline, Transform};
 use medssl_data::{DataError, Sample};
 use medssl_io::testing::test_crate_dir;
 use medssl_io::{Affine, Volume};
-use ndarray::Array4;
+use ndarray::{Array4, ArrayView1};
 use serde_json::Value;
 
 /// Allowed difference, relative to the largest magnitude of the reference array (at
@@ -97,15 +101,11 @@ fn assert_matches(case: &str, got: &Sample, input: &Sample, expected: &[f64]) {
         "{case}: shape changed"
     );
     let got = got.image.data().as_slice().unwrap();
+    let (worst, at) = max_abs_diff(case, ArrayView1::from(got), ArrayView1::from(expected));
     let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(expected)
-        .map(|(&g, &e)| (f64::from(g) - e).abs())
-        .fold(0.0, f64::max);
     assert!(
         worst <= TOL * scale,
-        "{case}: max difference {worst:e} exceeds {:e}",
+        "{case}: max difference {worst:e} (at {at}) exceeds {:e}",
         TOL * scale
     );
 }

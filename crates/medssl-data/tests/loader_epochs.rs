@@ -427,7 +427,7 @@ fn bad_settings_are_refused_with_the_setting_named() {
     );
     assert_eq!(
         zero_batch.err().unwrap().to_string(),
-        "loader: batch_size must be at least 1"
+        "data.loader.batch_size must be at least 1"
     );
     let no_workers = Loader::new(cases, Pipeline::default(), config(1, false, 0), SEED);
     assert!(
@@ -454,6 +454,35 @@ fn bad_settings_are_refused_with_the_setting_named() {
         typo.contains("unknown field `batch_sise`") && typo.contains("batch_size"),
         "{typo}"
     );
+}
+
+/// A worker count beyond the machine's limit (4 per core, at least 64) is a
+/// configuration error naming the setting and the limit, before any thread starts.
+#[test]
+fn too_many_workers_are_refused_naming_the_limit() {
+    let cases: Arc<dyn SampleSource> = Arc::new(Cases::new(1));
+    let max = LoaderConfig::max_workers();
+    assert!(max >= 64);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(max >= 4 * cores);
+    for ok in [1, 64, max] {
+        config(1, false, ok).check().unwrap();
+    }
+    let too_many = Loader::new(cases, Pipeline::default(), config(1, false, max + 1), SEED);
+    let message = too_many.err().unwrap().to_string();
+    assert_eq!(
+        message,
+        format!(
+            "data.loader.num_workers = {} is more than this machine's limit of {max} loader \
+             threads (4 per core, at least 64)",
+            max + 1
+        )
+    );
+    let absurd = config(1, false, usize::MAX)
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(absurd.contains("data.loader.num_workers") && absurd.contains(&max.to_string()));
 }
 
 /// Batches per second of a one-step pipeline (a random shift) on 2 x [1, 64, 64, 64]

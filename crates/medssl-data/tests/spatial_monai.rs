@@ -6,9 +6,12 @@
 //! (`rand_affine`, whose MONAI grid is float32); everything copied (crops, pads, flips,
 //! quarter turns, reorientation) and every nearest-neighbour sample exactly.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use common::max_abs_diff;
 use medssl_data::spatial::axes::AxisMove;
 use medssl_data::spatial::params::spatial_axis;
 use medssl_data::spatial::pos_neg::correct_crop_center;
@@ -16,7 +19,7 @@ use medssl_data::{Pipeline, Sample, rng};
 use medssl_io::nalgebra::Matrix4;
 use medssl_io::testing::{le_f32, le_f64, test_crate_dir};
 use medssl_io::{Affine, Volume};
-use ndarray::{Array4, Axis};
+use ndarray::{Array4, ArrayView1, Axis};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
@@ -95,17 +98,6 @@ fn run_case(case: &Value, sample: Sample) -> Sample {
     }
 }
 
-/// Largest absolute difference, with where it is.
-fn worst(a: &Array4<f32>, b: &Array4<f32>) -> (f32, Vec<usize>) {
-    a.indexed_iter()
-        .zip(b.iter())
-        .map(|((at, x), y)| ((x - y).abs(), vec![at.0, at.1, at.2, at.3]))
-        .fold(
-            (0.0, vec![]),
-            |best, cur| if cur.0 > best.0 { cur } else { best },
-        )
-}
-
 #[test]
 fn spatial_transforms_match_monai() {
     let cases: Value =
@@ -136,12 +128,14 @@ fn spatial_transforms_match_monai() {
             Some("rand_affine") => 1e-5,
             _ => 0.0,
         };
-        let (err, at) = worst(out.image.data(), &want_image);
-        assert!(err <= tolerance, "{name}: image differs by {err} at {at:?}");
+        let what = format!("{name}: image");
+        let (err, at) = max_abs_diff(&what, out.image.data().view(), want_image.view());
+        assert!(err <= tolerance, "{what} differs by {err} at {at:?}");
 
         let label = out.label.as_ref().expect("label kept");
-        let (err, at) = worst(label.data(), &want_label);
-        assert_eq!(err, 0.0, "{name}: label differs at {at:?}");
+        let what = format!("{name}: label");
+        let (err, at) = max_abs_diff(&what, label.data().view(), want_label.view());
+        assert_eq!(err, 0.0, "{what} differs at {at:?}");
 
         // MONAI's RandAffine builds its matrix in float32.
         let affine_tol = if case["transform"] == "rand_affine" {
@@ -153,10 +147,15 @@ fn spatial_transforms_match_monai() {
             .into_iter()
             .zip([want_affine; 2])
         {
-            let diff = (got - want).abs().max();
+            let what = format!("{name}: affine");
+            let (diff, _) = max_abs_diff(
+                &what,
+                ArrayView1::from(got.as_slice()),
+                ArrayView1::from(want.as_slice()),
+            );
             assert!(
                 diff <= affine_tol,
-                "{name}: affine {got} differs from MONAI's {want}"
+                "{what} {got} differs from MONAI's {want}"
             );
         }
         assert!(

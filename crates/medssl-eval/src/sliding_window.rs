@@ -33,6 +33,11 @@ pub enum SlidingWindowError {
     Overlap(f64),
     #[error("roi size and window batch must be at least 1, got roi {roi:?} and batch {batch}")]
     Empty { roi: [usize; 3], batch: usize },
+    #[error(
+        "the image [B, C, D, H, W] = {shape:?} has no voxels to infer (an empty batch or an \
+         empty axis)"
+    )]
+    EmptyImage { shape: Vec<usize> },
     #[error("the network returned shape {got:?} for windows of shape {sent:?}")]
     OutputShape { sent: Vec<usize>, got: Vec<usize> },
     #[error("the network failed: {0}")]
@@ -111,6 +116,11 @@ impl SlidingWindow {
             return Err(SlidingWindowError::Empty {
                 roi: self.roi,
                 batch: self.batch,
+            });
+        }
+        if image.is_empty() {
+            return Err(SlidingWindowError::EmptyImage {
+                shape: image.shape().to_vec(),
             });
         }
         let (b, c) = (image.shape()[0], image.shape()[1]);
@@ -217,6 +227,62 @@ impl SlidingWindow {
 mod tests {
     use super::*;
 
+    /// The largest `|got - want|`; panics, naming the index, at a NaN or infinity on
+    /// either side (checked first: `f32::max` drops a NaN, so an all-NaN output would
+    /// otherwise pass).
+    fn max_abs_diff(what: &str, got: &Array5<f32>, want: &Array5<f32>) -> f32 {
+        assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
+        for (side, values) in [("got", got), ("want", want)] {
+            if let Some((at, v)) = values.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                panic!("{what}: {side}{at:?} is {v}, not a finite value");
+            }
+        }
+        got.iter()
+            .zip(want.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    #[should_panic(expected = "identity: got(0, 0, 1, 2, 0) is NaN")]
+    fn max_abs_diff_fails_on_a_nan() {
+        let want = Array5::<f32>::zeros((1, 1, 2, 3, 1));
+        let mut got = want.clone();
+        got[[0, 0, 1, 2, 0]] = f32::NAN;
+        max_abs_diff("identity", &got, &want);
+    }
+
+    #[test]
+    #[should_panic(expected = "identity: want(0, 0, 0, 1, 0) is inf")]
+    fn max_abs_diff_fails_on_an_infinity() {
+        let got = Array5::<f32>::zeros((1, 1, 2, 3, 1));
+        let mut want = got.clone();
+        want[[0, 0, 0, 1, 0]] = f32::INFINITY;
+        max_abs_diff("identity", &got, &want);
+    }
+
+    /// An empty batch (or an empty axis) is an error, not a panic, and the network is
+    /// never called.
+    #[test]
+    fn an_empty_image_is_an_error() {
+        let sw = SlidingWindow {
+            roi: [4, 4, 4],
+            overlap: 0.5,
+            batch: 2,
+            blend: Blend::Constant,
+            cval: 0.0,
+        };
+        for shape in [(0, 1, 8, 8, 8), (1, 1, 8, 0, 8)] {
+            let image = Array5::<f32>::zeros(shape);
+            let err = sw
+                .run(image.view(), |_| panic!("the network is not called"))
+                .unwrap_err();
+            let dims = [shape.0, shape.1, shape.2, shape.3, shape.4].to_vec();
+            assert_eq!(err, SlidingWindowError::EmptyImage { shape: dims });
+            assert!(err.to_string().contains("no voxels to infer"), "{err}");
+        }
+    }
+
     #[test]
     fn windows_match_monai_for_the_fixture_geometry() {
         let image = [80, 72, 64];
@@ -259,11 +325,7 @@ mod tests {
             };
             let out = sw.run(image.view(), Ok).unwrap();
             assert_eq!(out.shape(), image.shape());
-            let err = out
-                .iter()
-                .zip(image.iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let err = max_abs_diff(&format!("{blend:?}"), &out, &image);
             assert!(err < 1e-4, "{blend:?}: {err}");
         }
     }

@@ -1,26 +1,27 @@
 //! Every sliding-window case in `$MEDSSL_FIXTURES/swinunetr/` (MONAI's
-//! `sliding_window_inference` over a SwinUNETR) is reproduced to 1e-4.
+//! `sliding_window_inference` over a SwinUNETR) is reproduced to 1e-5
+//! (`common::TOLERANCE`), with the network built from every argument its weights' case
+//! states and the window settings from the case.
+
+mod common;
 
 use burn::tensor::Device;
-use medssl_eval::sliding_window::{Blend, SlidingWindow};
-use medssl_io::testing::{fixtures_dir, le_f32};
+use common::{TOLERANCE, json, network_config, read_f32};
+use medssl_eval::sliding_window::{Blend, SlidingWindow, scan_interval, window_starts};
+use medssl_io::testing::fixtures_dir;
+use medssl_model::SwinUnetr;
+use medssl_model::testing::max_abs_diff;
 use medssl_model::weights::load_monai_safetensors;
-use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use ndarray::{Array5, IxDyn};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
-fn read_f32(st: &SafeTensors, name: &str) -> Array5<f32> {
-    let view = st.tensor(name).unwrap();
-    let values = le_f32(view.data());
-    ndarray::ArrayD::from_shape_vec(IxDyn(view.shape()), values)
+fn array5(st: &SafeTensors, name: &str) -> Array5<f32> {
+    let (shape, values) = read_f32(st, name);
+    ndarray::ArrayD::from_shape_vec(IxDyn(&shape), values)
         .unwrap()
         .into_dimensionality()
         .unwrap()
-}
-
-fn json(path: &std::path::Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn usize3(v: &Value) -> [usize; 3] {
@@ -31,6 +32,28 @@ fn usize3(v: &Value) -> [usize; 3] {
         .map(|x| x.as_u64().unwrap() as usize)
         .collect();
     v.try_into().unwrap()
+}
+
+/// The inferer a case describes; panics on a blending or padding mode medssl lacks.
+fn inferer(name: &str, case: &Value) -> SlidingWindow {
+    let blend = match case["mode"].as_str() {
+        Some("gaussian") => Blend::Gaussian {
+            sigma_scale: case["sigma_scale"].as_f64().unwrap(),
+        },
+        Some("constant") => Blend::Constant,
+        other => panic!("{name}: mode {other:?} is not supported (gaussian or constant)"),
+    };
+    assert_eq!(
+        case["padding_mode"], "constant",
+        "{name}: only constant padding is supported"
+    );
+    SlidingWindow {
+        roi: usize3(&case["roi_size"]),
+        overlap: case["overlap"].as_f64().unwrap(),
+        batch: case["sw_batch_size"].as_u64().unwrap() as usize,
+        blend,
+        cval: case["cval"].as_f64().unwrap() as f32,
+    }
 }
 
 #[test]
@@ -44,42 +67,52 @@ fn fixture_sliding_window_matches_monai() {
         .filter(|v| v["function"] == "monai.inferers.sliding_window_inference")
         .collect();
     cases.sort_by_key(|v| v["case"].as_str().unwrap().to_string());
-    assert!(!cases.is_empty());
+    assert!(
+        !cases.is_empty(),
+        "no sliding-window cases in {}",
+        dir.display()
+    );
     let device = Device::flex();
     for case in cases {
         let name = case["case"].as_str().unwrap();
         let weights = dir.join(case["weights_from"].as_str().unwrap());
-        let net = json(&weights.with_extension("json"));
-        let mut config = SwinUnetrConfig::new(
-            net["in_channels"].as_u64().unwrap() as usize,
-            net["out_channels"].as_u64().unwrap() as usize,
-        );
-        config.feature_size = net["feature_size"].as_u64().unwrap() as usize;
-        config.window_size = [net["window_size"].as_u64().unwrap() as usize; 3];
+        let config = network_config(&json(&weights.with_extension("json")));
         let mut model = SwinUnetr::new(&config, &device).unwrap();
         let report = load_monai_safetensors(&mut model, &weights).unwrap();
         assert!(
             report.missing.is_empty() && report.mismatched.is_empty(),
-            "{name}"
+            "{name}: missing {:?}, mismatched {:?}",
+            report.missing,
+            report.mismatched
         );
 
         let bytes = std::fs::read(dir.join(format!("{name}.safetensors"))).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
-        let input = read_f32(&st, "__input__");
-        let want = read_f32(&st, "__output__");
-        let blend = match case["mode"].as_str().unwrap() {
-            "gaussian" => Blend::Gaussian {
-                sigma_scale: case["sigma_scale"].as_f64().unwrap(),
-            },
-            _ => Blend::Constant,
-        };
-        let sw = SlidingWindow {
-            roi: usize3(&case["roi_size"]),
-            overlap: case["overlap"].as_f64().unwrap(),
-            batch: case["sw_batch_size"].as_u64().unwrap() as usize,
-            blend,
-            cval: case["cval"].as_f64().unwrap() as f32,
-        };
+        let input = array5(&st, "__input__");
+        let want = array5(&st, "__output__");
+        let sw = inferer(name, &case);
+        // Windows tile the image padded to at least the roi.
+        let size: [usize; 3] = std::array::from_fn(|a| input.shape()[a + 2].max(sw.roi[a]));
+        let interval = scan_interval(size, sw.roi, sw.overlap);
+        assert_eq!(
+            interval,
+            usize3(&case["scan_interval"]),
+            "{name}: scan interval"
+        );
+        let starts = window_starts(size, sw.roi, interval);
+        let mut windows = Vec::new();
+        for &d in &starts[0] {
+            for &h in &starts[1] {
+                for &w in &starts[2] {
+                    windows.push(serde_json::json!([d, h, w]));
+                }
+            }
+        }
+        assert_eq!(
+            Value::from(windows),
+            case["window_starts_dhw"],
+            "{name}: window starts"
+        );
         let mut calls = 0;
         let got = sw
             .run(input.view(), |batch| {
@@ -93,11 +126,13 @@ fn fixture_sliding_window_matches_monai() {
             "{name}: windows"
         );
         assert_eq!(got.shape(), want.shape(), "{name}");
-        let diff = got
-            .iter()
-            .zip(want.iter())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(diff <= 1e-4, "{name}: output differs by {diff}");
+        let what = format!("{name}: output");
+        let diff = max_abs_diff(
+            &what,
+            got.as_slice().expect("standard layout"),
+            want.as_slice().expect("standard layout"),
+        );
+        eprintln!("{what} max |diff| {diff:.3e}");
+        assert!(diff <= TOLERANCE, "{what} differs by {diff:e}");
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Case;
+use super::{Case, MAX_CLASSES};
 use crate::error::{DataError, Result};
 
 /// The file as written; keys that medssl does not use (`description`, `licence`,
@@ -194,6 +194,16 @@ fn labels(path: &Path, raw: BTreeMap<String, Value>) -> Result<Vec<String>> {
             }
         };
         entries.push(entry);
+    }
+    if entries.len() > MAX_CLASSES {
+        return Err(DataError::file(
+            path,
+            format!(
+                "labels: {} classes, more than the {MAX_CLASSES} (values 0-255) a uint8 label \
+                 map can hold",
+                entries.len()
+            ),
+        ));
     }
     consecutive(path, "labels", entries)
 }

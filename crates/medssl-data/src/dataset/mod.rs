@@ -38,6 +38,10 @@ pub use source::TaskSource;
 /// The file every task directory holds.
 pub const DATASET_JSON: &str = "dataset.json";
 
+/// The most classes (background included) a task may have: label maps are read,
+/// predicted and written as uint8, whose values 0-255 name 256 classes.
+pub const MAX_CLASSES: usize = 256;
+
 /// A segmentation task: where its files are, what its channels and labels mean, and its
 /// cases.
 #[derive(Debug, Clone, PartialEq)]

@@ -54,39 +54,41 @@ pub trait SameConv3d: Backend {
     }
 }
 
-/// The geometry of `x` convolved with `weight`, and the number of output channels.
-fn geometry(x: &FlexTensor, weight: &FlexTensor) -> (Geometry, usize) {
-    let [batch, channels, d, h, w] = x.shape().dims();
-    let [out, _, kernel, _, _] = weight.shape().dims();
-    let geom = Geometry {
-        batch,
-        channels,
-        size: [d, h, w],
-        kernel,
-    };
+/// The geometry of `x` convolved with `weight`, and the number of output channels;
+/// panics (naming the shapes) unless the two fit and, when given, `grad` has the
+/// output's shape.
+fn geometry(x: &FlexTensor, weight: &FlexTensor, grad: Option<&FlexTensor>) -> (Geometry, usize) {
+    let (geom, out) = Geometry::of(x.shape().dims(), weight.shape().dims());
+    if let Some(grad) = grad {
+        let shape: [usize; 5] = grad.shape().dims();
+        assert_eq!(
+            shape,
+            geom.output_shape(out),
+            "same conv3d: the output gradient's shape does not fit input {:?} and weight {:?}",
+            geom.input_shape(),
+            geom.weight_shape(out)
+        );
+    }
     (geom, out)
 }
 
 impl SameConv3d for Flex {
     fn same_conv3d(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        let (geom, out) = geometry(&x, &weight);
+        let (geom, out) = geometry(&x, &weight, None);
         let (x, weight) = (contiguous(&x), contiguous(&weight));
         let y = kernel::forward(x.storage(), &geom, weight.storage(), out);
-        tensor(
-            y,
-            [geom.batch, out, geom.size[0], geom.size[1], geom.size[2]],
-        )
+        tensor(y, geom.output_shape(out))
     }
 
     fn same_conv3d_x_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let (geom, out) = geometry(&x, &weight);
+        let (geom, out) = geometry(&x, &weight, Some(&grad));
         let (grad, weight) = (contiguous(&grad), contiguous(&weight));
         let dx = kernel::input_grad(grad.storage(), &geom, weight.storage(), out);
         tensor(dx, x.shape().dims::<5>())
     }
 
     fn same_conv3d_weight_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let (geom, out) = geometry(&x, &weight);
+        let (geom, out) = geometry(&x, &weight, Some(&grad));
         let (x, grad) = (contiguous(&x), contiguous(&grad));
         let dw = kernel::weight_grad(x.storage(), &geom, grad.storage(), out);
         tensor(dw, weight.shape().dims::<5>())

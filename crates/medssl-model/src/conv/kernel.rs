@@ -30,6 +30,83 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of an input `[batch, channels, d, h, w]` convolved with a weight
+    /// `[out, channels, k, k, k]`, and `out`.
+    ///
+    /// # Panics
+    /// Unless the weight's input channels equal the input's, its kernel is cubic and
+    /// odd, and the input's spatial sizes, channels and `out` are at least 1 (the
+    /// message gives both shapes).
+    pub fn of(x: [usize; 5], weight: [usize; 5]) -> (Geometry, usize) {
+        let [batch, channels, d, h, w] = x;
+        let [out, weight_channels, k0, k1, k2] = weight;
+        assert!(
+            weight_channels == channels
+                && k0 == k1
+                && k1 == k2
+                && k0 % 2 == 1
+                && out > 0
+                && channels > 0
+                && d > 0
+                && h > 0
+                && w > 0,
+            "same conv3d: input {x:?} and weight {weight:?} do not fit: expected input \
+             [batch, channels, d, h, w] and weight [out, channels, k, k, k] with k odd and \
+             every size but batch at least 1"
+        );
+        let geom = Geometry {
+            batch,
+            channels,
+            size: [d, h, w],
+            kernel: k0,
+        };
+        (geom, out)
+    }
+
+    /// The input's shape `[batch, channels, d, h, w]`.
+    pub fn input_shape(&self) -> [usize; 5] {
+        let [d, h, w] = self.size;
+        [self.batch, self.channels, d, h, w]
+    }
+
+    /// The weight's shape `[out, channels, k, k, k]`.
+    pub fn weight_shape(&self, out: usize) -> [usize; 5] {
+        let k = self.kernel;
+        [out, self.channels, k, k, k]
+    }
+
+    /// The output's shape (and its gradient's) `[batch, out, d, h, w]`.
+    pub fn output_shape(&self, out: usize) -> [usize; 5] {
+        let [d, h, w] = self.size;
+        [self.batch, out, d, h, w]
+    }
+
+    /// Panics unless `operand` (named `name`, one of `op`'s) holds exactly the values of
+    /// `shape`, and the geometry is one the kernels handle (odd kernel, every size but
+    /// the batch at least 1): the raw-pointer loops rely on it to stay in bounds.
+    fn check(&self, op: &str, name: &str, operand: &[f32], shape: [usize; 5]) {
+        let Geometry {
+            batch,
+            channels,
+            size: [d, h, w],
+            kernel,
+        } = *self;
+        assert!(
+            kernel % 2 == 1 && channels > 0 && d > 0 && h > 0 && w > 0,
+            "same conv3d {op}: unsupported geometry batch {batch}, channels {channels}, \
+             size {:?}, kernel {kernel} (the kernel must be odd, every size but the batch \
+             at least 1)",
+            self.size
+        );
+        let needed = shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+        assert!(
+            needed == Some(operand.len()),
+            "same conv3d {op}: {name} holds {} values, its shape {shape:?} needs {}",
+            operand.len(),
+            needed.map_or_else(|| "more than usize::MAX".into(), |n| n.to_string())
+        );
+    }
+
     fn pad(&self) -> usize {
         self.kernel / 2
     }
@@ -176,7 +253,17 @@ fn tiles(geom: &Geometry) -> Vec<(usize, usize, usize)> {
 
 /// `y = conv(x, weight)`: `x` `[batch, channels, d, h, w]`, `weight`
 /// `[out, channels, k, k, k]`; returns `[batch, out, d, h, w]`.
+///
+/// # Panics
+/// Unless `x` and `weight` hold exactly those shapes' values, `out` is at least 1 and
+/// the geometry has an odd kernel and no empty axis but the batch.
 pub fn forward(x: &[f32], geom: &Geometry, weight: &[f32], out: usize) -> Vec<f32> {
+    assert!(
+        out > 0,
+        "same conv3d forward: out channels must be at least 1"
+    );
+    geom.check("forward", "x", x, geom.input_shape());
+    geom.check("forward", "weight", weight, geom.weight_shape(out));
     let padded = embed(x, geom, geom.padded_len(), geom.origin());
     let depth = geom.channels * geom.taps();
     let positions = geom.positions();
@@ -212,7 +299,16 @@ pub fn forward(x: &[f32], geom: &Geometry, weight: &[f32], out: usize) -> Vec<f3
 /// The gradient of [`forward`] with respect to `x`, from the output gradient `grad`
 /// (`[batch, out, d, h, w]`): the same convolution of `grad` with the kernel flipped in
 /// all three axes and its channel axes swapped.
+///
+/// # Panics
+/// As [`forward`], unless `grad` and `weight` hold exactly those shapes' values.
 pub fn input_grad(grad: &[f32], geom: &Geometry, weight: &[f32], out: usize) -> Vec<f32> {
+    assert!(
+        out > 0,
+        "same conv3d input_grad: out channels must be at least 1"
+    );
+    geom.check("input_grad", "grad", grad, geom.output_shape(out));
+    geom.check("input_grad", "weight", weight, geom.weight_shape(out));
     let taps = geom.taps();
     let mut flipped = vec![0.0f32; weight.len()];
     for o in 0..out {
@@ -233,7 +329,16 @@ pub fn input_grad(grad: &[f32], geom: &Geometry, weight: &[f32], out: usize) -> 
 
 /// The gradient of [`forward`] with respect to `weight` (`[out, channels, k, k, k]`),
 /// from the input `x` and the output gradient `grad`.
+///
+/// # Panics
+/// As [`forward`], unless `x` and `grad` hold exactly those shapes' values.
 pub fn weight_grad(x: &[f32], geom: &Geometry, grad: &[f32], out: usize) -> Vec<f32> {
+    assert!(
+        out > 0,
+        "same conv3d weight_grad: out channels must be at least 1"
+    );
+    geom.check("weight_grad", "x", x, geom.input_shape());
+    geom.check("weight_grad", "grad", grad, geom.output_shape(out));
     let padded = embed(x, geom, geom.padded_len(), geom.origin());
     let positions = geom.positions();
     let grad_geom = Geometry {
@@ -411,6 +516,102 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The geometry of the shape checks: operands that do not hold its shapes are
+    /// refused, naming the shape, before any pointer into them is formed.
+    fn small() -> Geometry {
+        Geometry {
+            batch: 2,
+            channels: 3,
+            size: [4, 5, 6],
+            kernel: 3,
+        }
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "same conv3d forward: x holds 719 values, its shape [2, 3, 4, 5, 6] needs 720"
+    )]
+    fn forward_refuses_a_short_input() {
+        forward(&values(719, 1), &small(), &values(2 * 3 * 27, 2), 2);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "same conv3d forward: weight holds 160 values, its shape [2, 3, 3, 3, 3] needs 162"
+    )]
+    fn forward_refuses_a_short_weight() {
+        forward(&values(720, 1), &small(), &values(160, 2), 2);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "same conv3d input_grad: grad holds 720 values, its shape [2, 2, 4, 5, 6] needs 480"
+    )]
+    fn input_grad_refuses_a_gradient_of_another_shape() {
+        input_grad(&values(720, 1), &small(), &values(2 * 3 * 27, 2), 2);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "same conv3d input_grad: weight holds 81 values, its shape [2, 3, 3, 3, 3] needs 162"
+    )]
+    fn input_grad_refuses_a_short_weight() {
+        input_grad(&values(480, 1), &small(), &values(81, 2), 2);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "same conv3d weight_grad: x holds 480 values, its shape [2, 3, 4, 5, 6] needs 720"
+    )]
+    fn weight_grad_refuses_an_input_of_another_shape() {
+        weight_grad(&values(480, 1), &small(), &values(480, 2), 2);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "same conv3d weight_grad: grad holds 479 values, its shape [2, 2, 4, 5, 6] needs 480"
+    )]
+    fn weight_grad_refuses_a_short_gradient() {
+        weight_grad(&values(720, 1), &small(), &values(479, 2), 2);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "same conv3d forward: unsupported geometry batch 2, channels 3, size [4, 5, 6], kernel 2"
+    )]
+    fn an_even_kernel_is_refused() {
+        let g = Geometry {
+            kernel: 2,
+            ..small()
+        };
+        forward(&values(720, 1), &g, &values(2 * 3 * 8, 2), 2);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "same conv3d: input [1, 3, 4, 4, 4] and weight [2, 4, 3, 3, 3] do not fit"
+    )]
+    fn a_weight_for_other_input_channels_is_refused() {
+        Geometry::of([1, 3, 4, 4, 4], [2, 4, 3, 3, 3]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "same conv3d: input [1, 3, 4, 4, 4] and weight [2, 3, 3, 3, 1] do not fit"
+    )]
+    fn a_non_cubic_kernel_is_refused() {
+        Geometry::of([1, 3, 4, 4, 4], [2, 3, 3, 3, 1]);
+    }
+
+    #[test]
+    fn an_empty_batch_gives_an_empty_output() {
+        let g = Geometry {
+            batch: 0,
+            ..small()
+        };
+        assert!(forward(&[], &g, &values(2 * 3 * 27, 2), 2).is_empty());
     }
 
     /// The weight gradient sums its tiles in a fixed order, whatever the thread count,

@@ -33,10 +33,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     use super::*;
-
-    fn max_abs_diff(a: Tensor<5>, b: Tensor<5>) -> f32 {
-        (a - b).abs().max().into_scalar::<f32>()
-    }
+    use crate::testing::max_abs_diff_tensors as max_abs_diff;
 
     /// Output and both gradients of the flex path equal Burn's own convolution.
     #[test]
@@ -62,17 +59,32 @@ mod tests {
             let ours = conv3d_same(x.clone(), weight.clone());
             let theirs_grads = (theirs.clone() * probe.clone()).sum().backward();
             let ours_grads = (ours.clone() * probe).sum().backward();
-            assert!(max_abs_diff(ours, theirs) < 1e-4, "output, kernel {k}");
+            assert!(
+                max_abs_diff("output", ours, theirs) < 1e-4,
+                "output, kernel {k}"
+            );
             let dx = |g| x.grad(g).expect("x gradient");
             let dw = |g| weight.grad(g).expect("weight gradient");
             assert!(
-                max_abs_diff(dx(&ours_grads), dx(&theirs_grads)) < 1e-4,
+                max_abs_diff("dx", dx(&ours_grads), dx(&theirs_grads)) < 1e-4,
                 "dx, kernel {k}"
             );
             assert!(
-                max_abs_diff(dw(&ours_grads), dw(&theirs_grads)) < 1e-3,
+                max_abs_diff("dw", dw(&ours_grads), dw(&theirs_grads)) < 1e-3,
                 "dw, kernel {k}"
             );
         }
+    }
+
+    /// A weight whose shape does not fit the input stops before the kernels run.
+    #[test]
+    #[should_panic(
+        expected = "same conv3d: input [1, 2, 4, 4, 4] and weight [3, 5, 3, 3, 3] do not fit"
+    )]
+    fn a_weight_for_other_input_channels_panics_naming_the_shapes() {
+        let device = Device::flex();
+        let x = Tensor::<5>::random([1, 2, 4, 4, 4], Distribution::Normal(0.0, 1.0), &device);
+        let weight = Tensor::<5>::random([3, 5, 3, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+        conv3d_same(x, weight);
     }
 }

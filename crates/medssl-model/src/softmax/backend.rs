@@ -52,6 +52,7 @@ pub trait BiasedSoftmax: Backend {
 impl BiasedSoftmax for Flex {
     fn biased_softmax(scores: FlexTensor, bias: FlexTensor, mask: FlexTensor) -> FlexTensor {
         let dims: [usize; 4] = scores.shape().dims();
+        kernel::check_shapes(dims, bias.shape().dims(), mask.shape().dims());
         let [scores, bias, mask] = [&scores, &bias, &mask].map(contiguous);
         let probs = kernel::forward(
             scores.storage(),
@@ -65,6 +66,11 @@ impl BiasedSoftmax for Flex {
 
     fn biased_softmax_backward(probs: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let dims: [usize; 4] = probs.shape().dims();
+        let grad_dims: [usize; 4] = grad.shape().dims();
+        assert_eq!(
+            grad_dims, dims,
+            "biased softmax backward: the gradient's shape differs from the probabilities'"
+        );
         let [probs, grad] = [&probs, &grad].map(contiguous);
         tensor(
             kernel::backward(probs.storage(), grad.storage(), dims[3]),

@@ -110,12 +110,62 @@ mod wide {
     }
 }
 
+/// Panics, naming the shapes, unless `scores`, `bias` and `mask` are
+/// `[batch, heads, n, n]`, `[heads, n, n]` and `[windows, n, n]` with `batch` a multiple
+/// of `windows` and `heads`, `n`, `windows` at least 1.
+pub fn check_shapes(scores: [usize; 4], bias: [usize; 3], mask: [usize; 3]) {
+    let [batch, heads, n, _] = scores;
+    let windows = mask[0];
+    assert!(
+        scores[3] == n
+            && bias == [heads, n, n]
+            && mask == [windows, n, n]
+            && heads > 0
+            && n > 0
+            && windows > 0
+            && batch % windows == 0,
+        "biased softmax: scores {scores:?}, bias {bias:?} and mask {mask:?} do not fit: \
+         expected [batch, heads, n, n], [heads, n, n] and [windows, n, n] with batch a \
+         multiple of windows and heads, n, windows at least 1"
+    );
+}
+
+/// The product of `dims`, `None` when it overflows.
+fn product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &b| a.checked_mul(b))
+}
+
 /// `softmax(scores + bias[h] + mask[b mod windows])` over the last axis: `scores`
 /// `[batch, heads, n, n]`, `bias` `[heads, n, n]`, `mask` `[windows, n, n]`, `batch` a
 /// multiple of `windows`.
+///
+/// # Panics
+/// Unless the lengths fit those shapes for some `batch` and `windows` (at least 1),
+/// with `heads` and `n` at least 1.
 pub fn forward(scores: &[f32], bias: &[f32], mask: &[f32], heads: usize, n: usize) -> Vec<f32> {
-    let square = n * n;
+    let square = product(&[n, n]).filter(|&s| s > 0);
+    let per_sample = square.and_then(|s| product(&[heads, s])).filter(|&p| p > 0);
+    let (Some(square), Some(per_sample)) = (square, per_sample) else {
+        panic!("biased softmax: heads {heads} and row length {n} must be at least 1");
+    };
+    assert!(
+        bias.len() == per_sample,
+        "biased softmax: bias holds {} values, not the {per_sample} of [heads {heads}, n {n}, n {n}]",
+        bias.len()
+    );
     let windows = mask.len() / square;
+    assert!(
+        windows > 0 && mask.len() % square == 0,
+        "biased softmax: mask holds {} values, not [windows, n {n}, n {n}] with windows >= 1",
+        mask.len()
+    );
+    let batch = scores.len() / per_sample;
+    assert!(
+        scores.len() % per_sample == 0 && batch % windows == 0,
+        "biased softmax: scores hold {} values, not [batch, heads {heads}, n {n}, n {n}] \
+         with batch a multiple of the mask's {windows} windows",
+        scores.len()
+    );
     let mut probs = vec![0.0f32; scores.len()];
     probs
         .par_chunks_mut(square)
@@ -136,7 +186,17 @@ pub fn forward(scores: &[f32], bias: &[f32], mask: &[f32], heads: usize, n: usiz
 
 /// The gradient of [`forward`] with respect to `scores`, from the probabilities it
 /// returned and the gradient of its output (both `[rows, n]`).
+///
+/// # Panics
+/// Unless `n` is at least 1 and `probs` and `grad` hold the same whole number of rows.
 pub fn backward(probs: &[f32], grad: &[f32], n: usize) -> Vec<f32> {
+    assert!(
+        n > 0 && probs.len() == grad.len() && probs.len() % n == 0,
+        "biased softmax backward: probabilities ({} values) and gradient ({} values) must \
+         be the same whole number of rows of {n}",
+        probs.len(),
+        grad.len()
+    );
     let mut ds = vec![0.0f32; probs.len()];
     let block = n * 64;
     ds.par_chunks_mut(block)
@@ -163,6 +223,7 @@ mod tests {
             let x = -87.0 + 175.0 * f64::from(i) / 2_000_000.0;
             let got = f64::from(exp(x as f32));
             let want = f64::from(x as f32).exp();
+            assert!(got.is_finite(), "exp({x}) = {got}");
             worst = worst.max((got - want).abs() / want);
         }
         assert!(worst < 2.5e-7, "relative error {worst}");
@@ -172,6 +233,110 @@ mod tests {
     }
 
     use crate::test_values::uniform as values;
+
+    #[test]
+    #[should_panic(
+        expected = "biased softmax: bias holds 49 values, not the 50 of [heads 2, n 5, n 5]"
+    )]
+    fn forward_refuses_a_bias_of_another_shape() {
+        forward(
+            &values(4 * 50, 1, 1.0),
+            &values(49, 2, 1.0),
+            &[0.0; 25],
+            2,
+            5,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "biased softmax: mask holds 30 values, not [windows, n 5, n 5]")]
+    fn forward_refuses_a_mask_of_another_shape() {
+        forward(
+            &values(4 * 50, 1, 1.0),
+            &values(50, 2, 1.0),
+            &[0.0; 30],
+            2,
+            5,
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "biased softmax: mask holds 0 values, not [windows, n 5, n 5] with windows >= 1"
+    )]
+    fn forward_refuses_an_empty_mask() {
+        forward(&values(4 * 50, 1, 1.0), &values(50, 2, 1.0), &[], 2, 5);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "biased softmax: scores hold 199 values, not [batch, heads 2, n 5, n 5]"
+    )]
+    fn forward_refuses_scores_of_another_shape() {
+        forward(&values(199, 1, 1.0), &values(50, 2, 1.0), &[0.0; 25], 2, 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "with batch a multiple of the mask's 3 windows")]
+    fn forward_refuses_a_batch_that_is_not_a_multiple_of_the_windows() {
+        forward(
+            &values(4 * 50, 1, 1.0),
+            &values(50, 2, 1.0),
+            &[0.0; 75],
+            2,
+            5,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "biased softmax: heads 0 and row length 5 must be at least 1")]
+    fn forward_refuses_zero_heads() {
+        forward(&[], &[], &[0.0; 25], 0, 5);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "biased softmax backward: probabilities (20 values) and gradient (19 values)"
+    )]
+    fn backward_refuses_a_gradient_of_another_shape() {
+        backward(&values(20, 1, 1.0), &values(19, 2, 1.0), 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "must be the same whole number of rows of 6")]
+    fn backward_refuses_partial_rows() {
+        backward(&values(20, 1, 1.0), &values(20, 2, 1.0), 6);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "biased softmax: scores [4, 2, 5, 5], bias [2, 5, 4] and mask [1, 5, 5] do not fit"
+    )]
+    fn check_shapes_refuses_a_bias_of_another_shape() {
+        check_shapes([4, 2, 5, 5], [2, 5, 4], [1, 5, 5]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "biased softmax: scores [4, 2, 5, 6], bias [2, 5, 5] and mask [1, 5, 5] do not fit"
+    )]
+    fn check_shapes_refuses_non_square_scores() {
+        check_shapes([4, 2, 5, 6], [2, 5, 5], [1, 5, 5]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "biased softmax: scores [4, 2, 5, 5], bias [2, 5, 5] and mask [3, 5, 5] do not fit"
+    )]
+    fn check_shapes_refuses_a_batch_that_is_not_a_multiple_of_the_windows() {
+        check_shapes([4, 2, 5, 5], [2, 5, 5], [3, 5, 5]);
+    }
+
+    #[test]
+    fn check_shapes_accepts_fitting_shapes() {
+        check_shapes([6, 2, 5, 5], [2, 5, 5], [3, 5, 5]);
+        check_shapes([0, 2, 5, 5], [2, 5, 5], [3, 5, 5]);
+    }
 
     /// Forward and backward against the definitions in f64, with a shifted-window mask
     /// of -100 entries and rows longer and shorter than the lane count.

@@ -41,6 +41,7 @@ mod tests {
     use burn::tensor::{DType, Device, Distribution, Tensor};
 
     use super::*;
+    use crate::testing::max_abs_diff_tensors as max_abs_diff;
 
     /// The flex kernels and Burn's expression agree in value and in the gradients of
     /// scores and bias, with and without a mask of several windows.
@@ -65,21 +66,31 @@ mod tests {
                     + mask.reshape([1, windows, 1, n, n]);
                 softmax(s.reshape([b, heads, n, n]), 3)
             };
-            let diff = |a: Tensor<4>, c: Tensor<4>| (a - c).abs().max().into_scalar::<f32>();
-            assert!(diff(ours.clone(), theirs.clone()) < 1e-6, "probabilities");
+            let p_diff = max_abs_diff("probabilities", ours.clone(), theirs.clone());
+            assert!(p_diff < 1e-6, "probabilities {p_diff}");
             let ours_grads = (ours * probe.clone()).sum().backward();
             let theirs_grads = (theirs * probe).sum().backward();
             let ds = |g| scores.grad(g).expect("scores gradient");
-            assert!(
-                diff(ds(&ours_grads), ds(&theirs_grads)) < 1e-5,
-                "scores gradient"
-            );
+            let ds_diff = max_abs_diff("scores gradient", ds(&ours_grads), ds(&theirs_grads));
+            assert!(ds_diff < 1e-5, "scores gradient {ds_diff}");
             let db = |g| bias.grad(g).expect("bias gradient");
-            let db_diff = (db(&ours_grads) - db(&theirs_grads))
-                .abs()
-                .max()
-                .into_scalar::<f32>();
+            let db_diff = max_abs_diff("bias gradient", db(&ours_grads), db(&theirs_grads));
             assert!(db_diff < 1e-5, "bias gradient {db_diff}");
         }
+    }
+
+    /// A bias whose shape does not fit the scores stops before the kernel runs.
+    #[test]
+    #[should_panic(
+        expected = "biased softmax: scores [2, 3, 4, 4], bias [3, 4, 5] and mask [1, 4, 4] do not fit"
+    )]
+    fn a_bias_of_another_shape_panics_naming_the_shapes() {
+        let device = Device::flex();
+        let normal = Distribution::Normal(0.0, 1.0);
+        biased_softmax(
+            Tensor::<4>::random([2, 3, 4, 4], normal, &device),
+            Tensor::<3>::random([3, 4, 5], normal, &device),
+            Tensor::<3>::zeros([1, 4, 4], &device),
+        );
     }
 }

@@ -182,7 +182,7 @@ pub fn evaluate(
             .as_ref()
             .ok_or_else(|| TrainError::Invalid(format!("case {id} has no label map")))?;
         let probabilities = trained.probabilities(id, &sample.image)?;
-        let predicted = argmax_classes(probabilities.data());
+        let predicted = argmax_classes(probabilities.data())?;
         let truth = label.channel(0).mapv(|v| v as u8);
         let settings = MetricSettings {
             num_classes: classes,

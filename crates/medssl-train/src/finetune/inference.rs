@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use burn::tensor::Device;
+use medssl_data::dataset::MAX_CLASSES;
 use medssl_data::rng::stream;
 use medssl_data::spatial::resample::{Interpolation, Padding, resample};
 use medssl_data::{Pipeline, Sample};
@@ -120,9 +121,17 @@ fn softmax_classes(mut logits: Array4<f32>) -> Array4<f32> {
 }
 
 /// The most probable class at each voxel of `[K, I, J, K]` probabilities (first on
-/// ties).
-pub fn argmax_classes(probabilities: &Array4<f32>) -> Array3<u8> {
+/// ties), as a uint8 label map: an error naming the count for more than
+/// [`MAX_CLASSES`] classes, which uint8 cannot hold.
+pub fn argmax_classes(probabilities: &Array4<f32>) -> Result<Array3<u8>> {
     let shape = probabilities.shape();
+    if shape[0] > MAX_CLASSES {
+        return Err(TrainError::Invalid(format!(
+            "the network predicts {} classes, more than the {MAX_CLASSES} (values 0-255) a \
+             uint8 label map can hold",
+            shape[0]
+        )));
+    }
     let mut labels = Array3::<u8>::zeros((shape[1], shape[2], shape[3]));
     let mut best = probabilities.index_axis(Axis(0), 0).to_owned();
     for k in 1..shape[0] {
@@ -136,7 +145,7 @@ pub fn argmax_classes(probabilities: &Array4<f32>) -> Array3<u8> {
                 }
             });
     }
-    labels
+    Ok(labels)
 }
 
 /// `medssl predict`: segments the image at `input` (NIfTI file or DICOM series) with
@@ -155,7 +164,7 @@ pub fn predict_file(
         .map_err(|e| TrainError::Invalid(e.to_string()))?;
     let id = input.display().to_string();
     let probabilities = trained.probabilities(&id, &image)?;
-    let labels = argmax_classes(probabilities.data())
+    let labels = argmax_classes(probabilities.data())?
         .mapv(f32::from)
         .insert_axis(Axis(0));
     let write = |path: &Path, volume: &Volume, ty| {
@@ -171,4 +180,31 @@ pub fn predict_file(
         write(path, &probabilities, OutputType::Float32)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 256 classes fit a uint8 label map: the last is class 255, not wrapped.
+    #[test]
+    fn argmax_names_each_of_256_classes() {
+        let mut p = Array4::<f32>::zeros((256, 1, 1, 2));
+        p[[255, 0, 0, 0]] = 1.0;
+        p[[7, 0, 0, 1]] = 1.0;
+        p[[9, 0, 0, 1]] = 1.0;
+        let labels = argmax_classes(&p).unwrap();
+        assert_eq!(labels.into_raw_vec_and_offset().0, vec![255, 7]);
+    }
+
+    #[test]
+    fn more_classes_than_uint8_holds_are_an_error_naming_the_count() {
+        let p = Array4::<f32>::zeros((257, 1, 1, 1));
+        let err = argmax_classes(&p).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the network predicts 257 classes, more than the 256 (values 0-255) a uint8 \
+             label map can hold"
+        );
+    }
 }

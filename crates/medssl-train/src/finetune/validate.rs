@@ -47,7 +47,7 @@ pub fn predict_labels(
             network.predict_array(batch, device)
         })
         .map_err(|e| e.to_string())?;
-    Ok(argmax_classes(&logits.index_axis_move(Axis(0), 0)))
+    argmax_classes(&logits.index_axis_move(Axis(0), 0)).map_err(|e| e.to_string())
 }
 
 /// Validates `network` on every case of `source`.

@@ -86,9 +86,32 @@ fn spawn(args: &[String], log: &Path) -> Child {
         .unwrap()
 }
 
+/// How long the uninterrupted reference run may take before the test gives up on it.
+const REFERENCE_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// How long any later run may take, as a multiple of the reference run's time plus a
+/// fixed margin (process start, a loaded machine).
+fn run_deadline(reference: Duration) -> Duration {
+    reference * 10 + Duration::from_secs(120)
+}
+
+/// Most processes one chain of `kills` kills may start: every kill costs one, and a
+/// run that ends before its kill fires (a random delay past its end, or no write of
+/// the kind awaited) one more. Beyond this the chain is not converging.
+fn max_launches(kills: usize) -> usize {
+    4 * kills + 8
+}
+
 /// Runs `args` and kills it as `at` says; `None` when it ended by itself first (then
-/// it must have succeeded), else the temporaries present at the kill.
-fn run_and_kill(args: &[String], at: KillAt, watch: &Path, log: &Path) -> Option<Vec<PathBuf>> {
+/// it must have succeeded), else the temporaries present at the kill. A run still going
+/// after `deadline` is killed and the test fails, naming it.
+fn run_and_kill(
+    args: &[String],
+    at: KillAt,
+    watch: &Path,
+    log: &Path,
+    deadline: Duration,
+) -> Option<Vec<PathBuf>> {
     let mut child = spawn(args, log);
     let started = Instant::now();
     let before: Vec<PathBuf> = temporaries(watch);
@@ -100,6 +123,15 @@ fn run_and_kill(args: &[String], at: KillAt, watch: &Path, log: &Path) -> Option
                 std::fs::read_to_string(log).unwrap_or_default()
             );
             return None;
+        }
+        if started.elapsed() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "medssl {args:?} still ran after {deadline:?} (waiting to kill it {at:?}); \
+                 killed. Its log: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         let fire = match at {
             KillAt::Random(delay) => started.elapsed() >= delay,
@@ -197,6 +229,29 @@ fn assert_same(reference: &BTreeMap<String, String>, got: &BTreeMap<String, Stri
 /// resuming after each kill; a run
 /// that finishes before all kills are spent is compared and started over.
 fn kill_and_resume(make: impl Fn(&Path) -> Scenario, kills: usize, seed: u64) -> Tally {
+    kill_chain(make, kills, seed, alternating)
+}
+
+/// Where a chain places kill number `kill` (counted from 0), from the generator and the
+/// reference run's length.
+type Schedule = fn(usize, &mut Draw, Duration) -> KillAt;
+
+/// Random moments, alternating with the start of a checkpoint write or of any write.
+fn alternating(kill: usize, draw: &mut Draw, length: Duration) -> KillAt {
+    match kill % 4 {
+        1 => KillAt::CheckpointWrite,
+        3 => KillAt::AnyWrite,
+        _ => KillAt::Random(length.mul_f64(draw.unit())),
+    }
+}
+
+/// [`kill_and_resume`] with the kills placed by `schedule`.
+fn kill_chain(
+    make: impl Fn(&Path) -> Scenario,
+    kills: usize,
+    seed: u64,
+    schedule: Schedule,
+) -> Tally {
     let reference_dir = tempfile::tempdir().unwrap();
     let reference = make(reference_dir.path());
     let log = reference_dir.path().join("medssl.log");
@@ -206,15 +261,18 @@ fn kill_and_resume(make: impl Fn(&Path) -> Scenario, kills: usize, seed: u64) ->
             &reference.start,
             KillAt::Random(Duration::MAX),
             &reference.out,
-            &log
+            &log,
+            REFERENCE_DEADLINE,
         )
         .is_none()
     );
     let length = started.elapsed();
+    let deadline = run_deadline(length);
     let expected = outcome(&reference.out);
 
     let mut draw = Draw(seed | 1);
     let mut tally = Tally::default();
+    let mut launches = 0;
     while tally.kills < kills {
         let dir = tempfile::tempdir().unwrap();
         let scenario = make(dir.path());
@@ -228,13 +286,19 @@ fn kill_and_resume(make: impl Fn(&Path) -> Scenario, kills: usize, seed: u64) ->
             let at = if tally.kills >= kills {
                 KillAt::Random(Duration::MAX)
             } else {
-                match tally.kills % 4 {
-                    1 => KillAt::CheckpointWrite,
-                    3 => KillAt::AnyWrite,
-                    _ => KillAt::Random(length.mul_f64(draw.unit())),
-                }
+                schedule(tally.kills, &mut draw, length)
             };
-            let Some(writing) = run_and_kill(args, at, &scenario.out, &log) else {
+            launches += 1;
+            assert!(
+                launches <= max_launches(kills),
+                "{}: {} of {kills} kills landed in {} runs (the most allowed), the last \
+                 waiting to kill {at:?}; a kill that never fires before the run ends does \
+                 not converge: {tally:?}",
+                scenario.name,
+                tally.kills,
+                max_launches(kills)
+            );
+            let Some(writing) = run_and_kill(args, at, &scenario.out, &log, deadline) else {
                 break;
             };
             tally.kills += 1;
@@ -388,6 +452,22 @@ fn assert_killed_mid_checkpoint(tally: &Tally) {
         tally.during_checkpoint_writes >= 1,
         "no kill struck a checkpoint write: {tally:?}"
     );
+}
+
+/// A kill that never fires (here: at a checkpoint write of a command that writes
+/// none) ends the chain with an error after a bounded number of runs, not a hang.
+#[test]
+#[should_panic(expected = "methods: 0 of 1 kills landed in 12 runs (the most allowed)")]
+fn a_kill_that_never_fires_fails_instead_of_hanging() {
+    let methods = |dir: &Path| Scenario {
+        name: "methods",
+        start: strings(&["methods"]),
+        resume: strings(&["methods"]),
+        out: dir.to_path_buf(),
+        started: |_| false,
+        after_kill: nothing_more,
+    };
+    kill_chain(methods, 1, 1, |_, _, _| KillAt::CheckpointWrite);
 }
 
 #[test]
