@@ -1,17 +1,34 @@
-//! Slurm array jobs for a study: one array for the pretraining jobs, one for the
-//! fine-tunes that starts when the first has succeeded (`--dependency=afterok`), one
-//! for the CKA jobs after the fine-tunes have ended (`afterany`: a failed fine-tune
-//! blocks only the CKA jobs that need it), and one job that writes the results and the
-//! report at the end. Each array task runs exactly one study job (`medssl study run
-//! FILE --job ID`), so a cluster runs the study with the same resumable job directories
-//! as a laptop; a resubmitted array skips the finished jobs.
+//! Slurm scripts for a study. Each array task runs exactly one study job (`medssl study
+//! run FILE --job ID`), so a cluster runs the study with the same resumable job
+//! directories as a laptop, and a resubmission skips the finished jobs.
+//!
+//! Slurm gives one `--dependency` to all the tasks of an array, and a fine-tune must
+//! wait for its own method's pretraining only. So there is one script per stage, which
+//! lists that stage's jobs grouped by row, and `submit.sh` submits each row's range of
+//! it as its own array with that row's dependency:
+//!
+//! - `pretrain.sbatch`: one array, a task per SSL method, no dependency;
+//! - `finetune.sbatch`: an array per row; an SSL row's starts when its own pretraining
+//!   task has succeeded (`afterok:PRETRAIN_TASK`), so a failed pretraining blocks only
+//!   its own fine-tunes; `scratch` and `import:` rows start at once;
+//! - `cka.sbatch`: an array per row that has CKA jobs, when the row's fine-tunes have
+//!   ended (`afterany`: a CKA job whose fine-tune failed sees it and stops at once) and,
+//!   for an SSL row, its pretraining succeeded (`afterok`);
+//! - `report.sbatch`: one job when every array has ended (`afterany`), so a failure
+//!   leaves out only its own rows: `medssl study report` writes `results.csv` and the
+//!   report from whatever finished. It is the only task that writes them.
+//!
+//! The fine-tune and CKA scripts carry `--kill-on-invalid-dep=yes`: tasks whose
+//! `afterok` can never be met are cancelled instead of pending for ever, so the report's
+//! `afterany` is reached.
 
 use std::path::{Path, PathBuf};
 
 use medssl_io::atomic::write_atomically;
 
+use crate::definition::MethodSpec;
 use crate::error::{BenchError, Result};
-use crate::plan::{JobKind, Plan};
+use crate::plan::{Job, JobKind, Plan};
 
 /// The cluster settings of the generated scripts.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,29 +89,106 @@ fn header(name: &str, options: &SlurmOptions, time: &str, logs: &Path, array: bo
     lines.join("\n") + "\n"
 }
 
-/// An array script running the jobs `ids`, one per task.
-fn array_script(
-    name: &str,
-    ids: &[&str],
-    study: &Path,
-    options: &SlurmOptions,
-    time: &str,
-    logs: &Path,
-) -> String {
-    let mut text = header(name, options, time, logs, true);
-    text.push_str(&format!("#SBATCH --array=0-{}\n", ids.len() - 1));
-    text.push_str("set -euo pipefail\njobs=(\n");
-    for id in ids {
+/// The jobs of one row in one stage's script: tasks `first..first + ids.len()`.
+struct RowRange<'a> {
+    row: &'a MethodSpec,
+    first: usize,
+    ids: Vec<&'a str>,
+}
+
+impl RowRange<'_> {
+    /// `--array` of the row's tasks.
+    fn array(&self) -> String {
+        format!("{}-{}", self.first, self.first + self.ids.len() - 1)
+    }
+}
+
+/// The jobs `of_stage` picks, grouped by row in order of first appearance (the study's
+/// row order), each row's jobs in plan order.
+fn rows<'a>(plan: &'a Plan, of_stage: fn(&Job) -> Option<&MethodSpec>) -> Vec<RowRange<'a>> {
+    let mut rows: Vec<RowRange<'a>> = Vec::new();
+    for job in &plan.jobs {
+        let Some(row) = of_stage(job) else { continue };
+        match rows.iter_mut().find(|r| r.row == row) {
+            Some(range) => range.ids.push(&job.id),
+            None => rows.push(RowRange {
+                row,
+                first: 0,
+                ids: vec![&job.id],
+            }),
+        }
+    }
+    let mut first = 0;
+    for range in &mut rows {
+        range.first = first;
+        first += range.ids.len();
+    }
+    rows
+}
+
+fn finetune_row(job: &Job) -> Option<&MethodSpec> {
+    match &job.kind {
+        JobKind::Finetune { method, .. } => Some(method),
+        _ => None,
+    }
+}
+
+fn cka_row(job: &Job) -> Option<&MethodSpec> {
+    match &job.kind {
+        JobKind::Cka { method, .. } => Some(method),
+        _ => None,
+    }
+}
+
+/// An array script running the jobs `ids`, one per task. `array` is its own `--array`
+/// directive; without one, the script says which ranges `submit.sh` gives it.
+struct ArrayScript<'a> {
+    name: &'a str,
+    ids: Vec<&'a str>,
+    array: Option<String>,
+    comment: String,
+    time: &'a str,
+}
+
+fn array_script(script: &ArrayScript, study: &Path, options: &SlurmOptions, logs: &Path) -> String {
+    let mut text = header(script.name, options, script.time, logs, true);
+    match &script.array {
+        Some(array) => text.push_str(&format!("#SBATCH --array={array}\n")),
+        None => text.push_str("#SBATCH --kill-on-invalid-dep=yes\n"),
+    }
+    text.push_str(&script.comment);
+    text.push_str("set -euo pipefail\n");
+    text.push_str("task=${SLURM_ARRAY_TASK_ID:?run as an array task (submit.sh submits it)}\n");
+    text.push_str("jobs=(\n");
+    for id in &script.ids {
         text.push_str(&format!("  {}\n", quote(id)));
     }
     text.push_str(")\n");
     text.push_str(&format!(
-        "exec {} study run {} --job \"${{jobs[$SLURM_ARRAY_TASK_ID]}}\" --device {}\n",
+        "exec {} study run {} --job \"${{jobs[task]}}\" --device {}\n",
         quote(&options.medssl.to_string_lossy()),
         quote(&study.to_string_lossy()),
         quote(&options.device),
     ));
     text
+}
+
+/// A shell variable name for `prefix` and a row label, unique among `taken`.
+fn variable(prefix: &str, row: &MethodSpec, taken: &mut Vec<String>) -> String {
+    let label: String = row
+        .label()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let base = format!("{prefix}_{label}");
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    taken.push(name.clone());
+    name
 }
 
 /// Writes the scripts for `plan` of the study file `study` (absolute) into `dir`.
@@ -111,76 +205,177 @@ pub fn write_scripts(
         write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
         Ok(path)
     };
-    // The array `medssl-<stage>` in `<stage>.sbatch` of the jobs `of_stage` picks, or
-    // nothing when there are none.
-    let array =
-        |stage: &str, of_stage: fn(&JobKind) -> bool, time: &str| -> Result<Option<PathBuf>> {
-            let ids: Vec<&str> = plan
-                .jobs
-                .iter()
-                .filter(|j| of_stage(&j.kind))
-                .map(|j| j.id.as_str())
-                .collect();
-            if ids.is_empty() {
-                return Ok(None);
-            }
-            let text = array_script(
-                &format!("medssl-{stage}"),
-                &ids,
-                study,
-                options,
-                time,
-                &logs,
-            );
-            write(&format!("{stage}.sbatch"), text).map(Some)
+    let pretrain_methods: Vec<(&str, &str)> = plan
+        .jobs
+        .iter()
+        .filter_map(|j| match &j.kind {
+            JobKind::Pretrain { method } => Some((method.as_str(), j.id.as_str())),
+            _ => None,
+        })
+        .collect();
+    // The pretraining task a row needs (`afterok:${pretrain}_TASK`), if any.
+    let pretrain_task = |row: &MethodSpec| match row {
+        MethodSpec::Ssl(name) => pretrain_methods.iter().position(|(m, _)| m == name),
+        _ => None,
+    };
+    let pretrain = if pretrain_methods.is_empty() {
+        None
+    } else {
+        let script = ArrayScript {
+            name: "medssl-pretrain",
+            ids: pretrain_methods.iter().map(|(_, id)| *id).collect(),
+            array: Some(format!("0-{}", pretrain_methods.len() - 1)),
+            comment: "# One array task per SSL method's pretraining (submit.sh submits it).\n"
+                .into(),
+            time: &options.pretrain_time,
         };
-    let pretrain = array(
-        "pretrain",
-        |k| matches!(k, JobKind::Pretrain { .. }),
-        &options.pretrain_time,
+        Some(write(
+            "pretrain.sbatch",
+            array_script(&script, study, options, &logs),
+        )?)
+    };
+    // A stage script grouped by row, with the ranges submit.sh submits in a comment.
+    let staged = |stage: &str, what: &str, ranges: &[RowRange], time: &str| {
+        let mut comment = format!(
+            "# One array task per {what} job. submit.sh submits each row's range as its own\n\
+             # array, with that row's dependency:\n"
+        );
+        for range in ranges {
+            let after = match pretrain_task(range.row) {
+                Some(task) => format!(" (after pretrain.sbatch task {task})"),
+                None => String::new(),
+            };
+            comment.push_str(&format!(
+                "#   --array={:<7} {}{after}\n",
+                range.array(),
+                range.row.label()
+            ));
+        }
+        let script = ArrayScript {
+            name: &format!("medssl-{stage}"),
+            ids: ranges.iter().flat_map(|r| r.ids.iter().copied()).collect(),
+            array: None,
+            comment,
+            time,
+        };
+        array_script(&script, study, options, &logs)
+    };
+    let finetune_rows = rows(plan, finetune_row);
+    if finetune_rows.is_empty() {
+        return Err(BenchError::Invalid("the study has no fine-tune job".into()));
+    }
+    let finetune = write(
+        "finetune.sbatch",
+        staged(
+            "finetune",
+            "fine-tune",
+            &finetune_rows,
+            &options.finetune_time,
+        ),
     )?;
-    let finetune = array(
-        "finetune",
-        |k| matches!(k, JobKind::Finetune { .. }),
-        &options.finetune_time,
-    )?
-    .ok_or_else(|| BenchError::Invalid("the study has no fine-tune job".into()))?;
-    let cka = array(
-        "cka",
-        |k| matches!(k, JobKind::Cka { .. }),
-        &options.finetune_time,
-    )?;
+    let cka_rows = rows(plan, cka_row);
+    let cka = if cka_rows.is_empty() {
+        None
+    } else {
+        Some(write(
+            "cka.sbatch",
+            staged("cka", "CKA", &cka_rows, &options.finetune_time),
+        )?)
+    };
     let mut report_text = header("medssl-report", options, "00:30:00", &logs, false);
     report_text.push_str(&format!(
-        "set -euo pipefail\nexec {} study report {}\n",
+        "# results.csv and the report, from the jobs that finished.\n\
+         set -euo pipefail\nexec {} study report {}\n",
         quote(&options.medssl.to_string_lossy()),
         quote(&study.to_string_lossy())
     ));
     let report = write("report.sbatch", report_text)?;
-    let mut submit_text = format!(
-        "#!/usr/bin/env bash\n# Submits the study's Slurm jobs with their dependencies.\nset -euo pipefail\ncd {}\n",
-        quote(&dir.to_string_lossy())
+
+    let mut text = String::from(
+        "#!/usr/bin/env bash\n\
+         # Submits the study's Slurm jobs with their dependencies (medssl study slurm):\n\
+         # - pretrain.sbatch: one array, a task per SSL method;\n\
+         # - finetune.sbatch: one array per row; an SSL row's starts when its own\n\
+         #   pretraining task has succeeded (afterok:JOB_TASK), so a failed pretraining\n\
+         #   blocks only that row; scratch and import: rows start at once;\n\
+         # - cka.sbatch: one array per row, when the row's fine-tunes have ended\n\
+         #   (afterany) and its pretraining has succeeded;\n\
+         # - report.sbatch: when everything has ended (afterany), results.csv and the\n\
+         #   report of whatever finished.\n\
+         # Tasks whose afterok can never be met are cancelled (--kill-on-invalid-dep).\n\
+         # Submitting again skips the jobs that are done.\n\
+         set -euo pipefail\n",
     );
-    match &pretrain {
-        Some(_) => submit_text.push_str(
-            "pretrain=$(sbatch --parsable pretrain.sbatch)\n\
-             finetune=$(sbatch --parsable --dependency=afterok:$pretrain finetune.sbatch)\n",
-        ),
-        None => submit_text.push_str("finetune=$(sbatch --parsable finetune.sbatch)\n"),
+    text.push_str(&format!("cd {}\n", quote(&dir.to_string_lossy())));
+    text.push_str(
+        "# The job id `sbatch --parsable` prints (JOBID or JOBID;CLUSTER).\n\
+         submit() {\n  local id\n  id=$(sbatch --parsable \"$@\")\n  echo \"${id%%;*}\"\n}\n",
+    );
+    let mut all = Vec::new();
+    if pretrain.is_some() {
+        text.push_str("pretrain=$(submit pretrain.sbatch)\n");
+        all.push("pretrain".to_string());
     }
-    let last = match &cka {
-        Some(_) => {
-            submit_text
-                .push_str("cka=$(sbatch --parsable --dependency=afterany:$finetune cka.sbatch)\n");
-            "$cka"
+    let mut taken = Vec::new();
+    let mut finetune_of = Vec::new();
+    for range in &finetune_rows {
+        let var = variable("finetune", range.row, &mut taken);
+        let dependency = match pretrain_task(range.row) {
+            Some(task) => format!(" --dependency=\"afterok:${{pretrain}}_{task}\""),
+            None => String::new(),
+        };
+        text.push_str(&format!(
+            "{var}=$(submit --array={}{dependency} finetune.sbatch)\n",
+            range.array()
+        ));
+        finetune_of.push((range.row, var.clone()));
+        all.push(var);
+    }
+    let mut cka_vars = Vec::new();
+    for range in &cka_rows {
+        let var = variable("cka", range.row, &mut taken);
+        let mut after = Vec::new();
+        if let Some(task) = pretrain_task(range.row) {
+            after.push(format!("afterok:${{pretrain}}_{task}"));
         }
-        None => "$finetune",
-    };
-    submit_text.push_str(&format!(
-        "sbatch --dependency=afterany:{last} report.sbatch\n\
-         echo \"submitted: ${{pretrain:-}} $finetune ${{cka:-}}\"\n"
+        if let Some((_, finetunes)) = finetune_of.iter().find(|(row, _)| *row == range.row) {
+            after.push(format!("afterany:${{{finetunes}}}"));
+        }
+        let dependency = if after.is_empty() {
+            String::new()
+        } else {
+            format!(" --dependency=\"{}\"", after.join(","))
+        };
+        text.push_str(&format!(
+            "{var}=$(submit --array={}{dependency} cka.sbatch)\n",
+            range.array()
+        ));
+        cka_vars.push(var.clone());
+        all.push(var);
+    }
+    let everything: Vec<String> = all.iter().map(|v| format!("${{{v}}}")).collect();
+    text.push_str(&format!(
+        "report=$(submit --dependency=\"afterany:{}\" report.sbatch)\n",
+        everything.join(":")
     ));
-    let submit = write("submit.sh", submit_text)?;
+    let list = |vars: &[String]| {
+        vars.iter()
+            .map(|v| format!("${v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let finetune_vars: Vec<String> = finetune_of.iter().map(|(_, v)| v.clone()).collect();
+    text.push_str(&format!(
+        "echo \"submitted: pretrain {}, finetune {}, cka {}, report $report\"\n",
+        if pretrain.is_some() { "$pretrain" } else { "-" },
+        list(&finetune_vars),
+        if cka_vars.is_empty() {
+            "-".to_string()
+        } else {
+            list(&cka_vars)
+        },
+    ));
+    let submit = write("submit.sh", text)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -194,4 +389,89 @@ pub fn write_scripts(
         report,
         submit,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::StudyDefinition;
+
+    const STUDY: &str = r#"name = "rows"
+methods = ["scratch", "simmim", "import:weights/w.safetensors", "dino"]
+[pretraining]
+data = "ct"
+[finetune]
+budgets = [2, "all"]
+[[tasks]]
+name = "a"
+path = "a"
+modality = "CT"
+[[tasks]]
+name = "b"
+path = "b"
+modality = "MRI"
+"#;
+
+    #[test]
+    fn each_row_waits_only_for_its_own_pretraining_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("study.toml");
+        std::fs::write(&file, STUDY).unwrap();
+        let study = StudyDefinition::load(&file).unwrap();
+        let plan = Plan::new(&study);
+        let options = SlurmOptions {
+            medssl: "/opt/medssl".into(),
+            partition: None,
+            gpus: 1,
+            cpus: 4,
+            memory: "16G".into(),
+            pretrain_time: "1:00:00".into(),
+            finetune_time: "1:00:00".into(),
+            device: "cuda".into(),
+        };
+        let out = dir.path().join("slurm");
+        let scripts = write_scripts(&file, &plan, &options, &out).unwrap();
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+        let submit = read(&scripts.submit);
+        for line in [
+            "finetune_scratch=$(submit --array=0-3 finetune.sbatch)\n",
+            "finetune_simmim=$(submit --array=4-7 --dependency=\"afterok:${pretrain}_0\" finetune.sbatch)\n",
+            "finetune_import_w=$(submit --array=8-11 finetune.sbatch)\n",
+            "finetune_dino=$(submit --array=12-15 --dependency=\"afterok:${pretrain}_1\" finetune.sbatch)\n",
+            "cka_scratch=$(submit --array=0-1 --dependency=\"afterany:${finetune_scratch}\" cka.sbatch)\n",
+            "cka_import_w=$(submit --array=4-5 --dependency=\"afterany:${finetune_import_w}\" cka.sbatch)\n",
+            "cka_dino=$(submit --array=6-7 --dependency=\"afterok:${pretrain}_1,afterany:${finetune_dino}\" cka.sbatch)\n",
+        ] {
+            assert!(submit.contains(line), "{line} in {submit}");
+        }
+        // The array tasks of a row's range are that row's jobs, every task and budget.
+        let finetune = read(&scripts.finetune);
+        let ids: Vec<&str> = finetune
+            .lines()
+            .filter_map(|l| l.strip_prefix("  '")?.strip_suffix('\''))
+            .collect();
+        assert_eq!(ids.len(), 16);
+        assert_eq!(
+            ids[12..],
+            [
+                "finetune/a/dino.2-shots.seed-0",
+                "finetune/a/dino.all.seed-0",
+                "finetune/b/dino.2-shots.seed-0",
+                "finetune/b/dino.all.seed-0"
+            ]
+        );
+        assert!(finetune.contains("#   --array=12-15   dino (after pretrain.sbatch task 1)\n"));
+        let pretrain = read(scripts.pretrain.as_ref().unwrap());
+        assert!(
+            pretrain.contains("  'pretrain/simmim'\n  'pretrain/dino'\n"),
+            "{pretrain}"
+        );
+        let report = submit.lines().find(|l| l.starts_with("report=")).unwrap();
+        assert_eq!(
+            report,
+            "report=$(submit --dependency=\"afterany:${pretrain}:${finetune_scratch}:\
+             ${finetune_simmim}:${finetune_import_w}:${finetune_dino}:${cka_scratch}:\
+             ${cka_simmim}:${cka_import_w}:${cka_dino}\" report.sbatch)"
+        );
+    }
 }

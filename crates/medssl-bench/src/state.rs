@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use medssl_io::atomic::{create_dir_for_writes, write_atomically};
+use medssl_io::atomic::{create_dir_for_writes, host_label, this_host, write_atomically};
 use serde::{Deserialize, Serialize};
 
 use crate::definition::StudyDefinition;
@@ -24,7 +24,7 @@ use crate::plan::{Job, Plan};
 pub struct Running {
     /// The process running it.
     pub pid: u32,
-    /// Its host.
+    /// Its host ([`medssl_io::atomic::this_host`]).
     pub host: String,
     /// Seconds since the Unix epoch when it started.
     pub started: u64,
@@ -71,16 +71,10 @@ impl JobState {
 const RUNNING: &str = "running.json";
 const FAILED: &str = "failed.json";
 
-/// This machine's name, for the running marker.
-fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
+/// Whether the process of a running marker is alive. A process id is checked only on
+/// its own host: the marker of another host is taken at its word.
 fn alive(running: &Running) -> bool {
-    if running.host != host() {
+    if host_label(&running.host) != this_host() {
         return true;
     }
     Path::new(&format!("/proc/{}", running.pid)).exists()
@@ -139,7 +133,7 @@ pub fn mark_running(study: &StudyDefinition, job: &Job) -> Result<()> {
         &dir.join(RUNNING),
         &Running {
             pid: std::process::id(),
-            host: host(),
+            host: this_host().to_string(),
             started,
         },
     )

@@ -47,8 +47,9 @@ impl RunDir {
         Ok(run)
     }
 
-    /// Opens the existing run in `root`; the error says when `root` holds no run. The
-    /// temporary files of an earlier process killed mid-write are removed.
+    /// Opens the existing run in `root` to read it (evaluate, predict, CKA, inspect);
+    /// the error says when `root` holds no run. Nothing is deleted: another process,
+    /// possibly on another machine, may be writing into the run.
     pub fn open(root: impl Into<PathBuf>) -> Result<RunDir> {
         let root = root.into();
         if !root.join("run.json").is_file() {
@@ -57,7 +58,14 @@ impl RunDir {
                 "not a run directory (no run.json); runs are made by `medssl finetune`",
             ));
         }
-        let run = RunDir { root };
+        Ok(RunDir { root })
+    }
+
+    /// Opens the existing run in `root` to continue it (resume), removing the temporary
+    /// files of an earlier writer killed mid-write (see
+    /// [`medssl_io::atomic::remove_stale_temporaries`]).
+    pub fn open_for_writes(root: impl Into<PathBuf>) -> Result<RunDir> {
+        let run = RunDir::open(root)?;
         run.remove_stale_temporaries()?;
         Ok(run)
     }
@@ -175,5 +183,23 @@ mod tests {
             .read_json::<serde_json::Value>("missing.json")
             .unwrap_err();
         assert!(err.to_string().contains("missing.json"), "{err}");
+    }
+
+    #[test]
+    fn only_writers_remove_stale_temporaries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path().join("run")).unwrap();
+        run.write_json("run.json", &serde_json::json!({})).unwrap();
+        // A child that has exited stands for a writer killed mid-write on this host.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let host = medssl_io::atomic::this_host();
+        let stale = run.path(&format!(".result.json.{dead}@{host}.0.tmp"));
+        std::fs::write(&stale, b"half").unwrap();
+        RunDir::open(run.root()).unwrap();
+        assert!(stale.exists(), "a reader deletes nothing");
+        RunDir::open_for_writes(run.root()).unwrap();
+        assert!(!stale.exists(), "a writer clears what a dead writer left");
     }
 }

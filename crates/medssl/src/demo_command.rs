@@ -110,7 +110,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         std::fs::write(&file, STUDY).with_context(|| format!("cannot write {}", file.display()))?;
     }
     let started = std::time::Instant::now();
-    let report = run_study(&file, None, None, 1, Some(&args.device))?;
+    let report = run_study(&file, 1, Some(&args.device))?;
     println!(
         "demo done in {:.1} min; report: {}",
         started.elapsed().as_secs_f64() / 60.0,

@@ -29,11 +29,13 @@ pub enum StudyCommand {
     Validate { file: PathBuf },
     /// List the study's jobs, their dependencies, state and estimated cost.
     Plan { file: PathBuf },
-    /// Run the jobs that are not finished (resuming interrupted ones).
+    /// Run the jobs that are not finished (resuming interrupted ones); without --job or
+    /// --shard, then write results.csv and the report.
     Run(RunArgs),
     /// Done / running / failed / waiting per job, with the errors of failed ones.
     Status { file: PathBuf },
-    /// Write Slurm array scripts (pretraining, then fine-tunes, then the report).
+    /// Write Slurm array scripts (pretraining, then each row's fine-tunes after its own
+    /// pretraining, CKA, then the report) and submit.sh.
     Slurm(SlurmArgs),
     /// Write OUT/results.csv and the report (OUT/report/) from the finished fine-tunes.
     Report { file: PathBuf },
@@ -82,7 +84,8 @@ pub struct SlurmArgs {
     /// Time limit of a fine-tune task.
     #[arg(long, default_value = "08:00:00")]
     finetune_time: String,
-    /// Device of the tasks.
+    /// Device of the tasks: cpu, or cuda[:N] (checked now: needs a binary built with
+    /// the cuda feature).
     #[arg(long, default_value = "cuda")]
     device: String,
     /// The medssl binary the tasks run (default: this one).
@@ -165,41 +168,56 @@ fn plan(file: &Path) -> Result<()> {
 }
 
 fn run(args: &RunArgs) -> Result<()> {
-    run_study(
-        &args.file,
-        args.job.as_deref(),
-        args.shard.as_deref(),
-        args.jobs,
-        args.device.as_deref(),
-    )
-    .map(|_| ())
+    let selection = match (&args.job, &args.shard) {
+        (Some(id), _) => Selection::Job(id),
+        (None, Some(shard)) => Selection::Shard(shard),
+        (None, None) => Selection::All,
+    };
+    run_jobs(&args.file, selection, args.jobs, args.device.as_deref()).map(drop)
 }
 
-/// Runs the jobs of the study `file` that are not finished (all, one `job`, or one
-/// `shard`), with a progress line per job, then writes results.csv and the report;
-/// returns the report's path.
-pub fn run_study(
+/// Which jobs of a study a run takes.
+#[derive(Debug, Clone, Copy)]
+enum Selection<'a> {
+    /// Every job; the run ends by writing results.csv and the report.
+    All,
+    /// One job (`--job ID`, what a Slurm array task runs).
+    Job(&'a str),
+    /// One shard (`--shard i/n`).
+    Shard(&'a str),
+}
+
+/// Runs every job of the study `file` that is not finished, with a progress line per
+/// job, then writes results.csv and the report; returns the report's path.
+pub fn run_study(file: &Path, jobs: usize, device: Option<&str>) -> Result<PathBuf> {
+    run_jobs(file, Selection::All, jobs, device)?.context("the study run wrote no report")
+}
+
+/// Runs the jobs of `selection` that are not finished. Only a whole-study run writes
+/// results.csv and the report (and returns the report's path): a job or a shard writes
+/// nothing but its own jobs' directories, since other processes (array tasks, shards)
+/// run the rest; `medssl study report` (the Slurm report job) writes them at the end.
+fn run_jobs(
     file: &Path,
-    job: Option<&str>,
-    shard: Option<&str>,
+    selection: Selection,
     jobs: usize,
     device: Option<&str>,
-) -> Result<PathBuf> {
+) -> Result<Option<PathBuf>> {
     let study = StudyDefinition::load(file)?;
     study.validate(file)?;
     let plan = Plan::new(&study);
-    let selection = match (job, shard) {
-        (Some(id), _) => vec![plan.find(id)?],
-        (None, Some(shard)) => {
+    let chosen = match selection {
+        Selection::Job(id) => vec![plan.find(id)?],
+        Selection::Shard(shard) => {
             let (index, count) = parse_shard(shard)?;
             plan.shard(index, count)?
         }
-        (None, None) => (0..plan.jobs.len()).collect(),
+        Selection::All => (0..plan.jobs.len()).collect(),
     };
     let device = parse_device(device.unwrap_or(&study.device))?;
     let cost = estimate(&study, &plan)?;
     let mut left = [0.0; 3];
-    for &k in &selection {
+    for &k in &chosen {
         if !plan.jobs[k].done_file(&study).is_file() {
             left[stage(&plan.jobs[k].kind)] += cost[k];
         }
@@ -207,7 +225,7 @@ pub fn run_study(
     let progress = Mutex::new(Progress {
         left,
         spent: [(0.0, 0.0); 3],
-        jobs: selection.len(),
+        jobs: chosen.len(),
         finished: 0,
     });
     let observe = |event: RunEvent| {
@@ -252,19 +270,33 @@ pub fn run_study(
             ),
         }
     };
-    let summary = Runner::new(&study, &plan, device).run(&selection, jobs, &observe)?;
-    let rows = write_results(&study, &plan)?;
-    let report = write_report(&study, &plan)?;
-    eprintln!(
-        "{} finished now, {} already done, {} failed, {} skipped; results: {} ({rows} rows); \
-         report: {}",
+    let summary = Runner::new(&study, &plan, device).run(&chosen, jobs, &observe)?;
+    let counts = format!(
+        "{} finished now, {} already done, {} failed, {} skipped",
         summary.finished.len(),
         summary.already_done.len(),
         summary.failed.len(),
         summary.blocked.len(),
-        study.out_dir().join("results.csv").display(),
-        report.display()
     );
+    let report = match selection {
+        Selection::All => {
+            let rows = write_results(&study, &plan)?;
+            let report = write_report(&study, &plan)?;
+            eprintln!(
+                "{counts}; results: {} ({rows} rows); report: {}",
+                study.out_dir().join("results.csv").display(),
+                report.display()
+            );
+            Some(report)
+        }
+        Selection::Job(_) | Selection::Shard(_) => {
+            eprintln!(
+                "{counts}; `medssl study report {}` writes results.csv and the report",
+                file.display()
+            );
+            None
+        }
+    };
     if !summary.failed.is_empty() || !summary.blocked.is_empty() {
         bail!(
             "{} job(s) did not finish; `medssl study status {}` shows why, and running again retries them",
@@ -361,6 +393,11 @@ fn slurm(args: &SlurmArgs) -> Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe().context("cannot find this program's path")?,
     };
+    let this_binary = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .ok()
+        .is_some_and(|exe| std::fs::canonicalize(&medssl).is_ok_and(|m| m == exe));
+    check_device(&args.device, this_binary)?;
     let dir = args
         .out
         .clone()
@@ -382,4 +419,40 @@ fn slurm(args: &SlurmArgs) -> Result<()> {
         scripts.submit.display()
     );
     Ok(())
+}
+
+/// Checks `--device` of the Slurm scripts now rather than in every array task: its
+/// syntax (`cpu`, `cuda`, `cuda:N`) and, when the tasks run this binary
+/// (`this_binary`), that this binary was built with the backend it needs. No device is
+/// opened: the scripts are usually written on a login node without a GPU. Another
+/// binary (`--medssl`) is not run here, so only the syntax is checked for it.
+fn check_device(device: &str, this_binary: bool) -> Result<()> {
+    let index = device.strip_prefix("cuda").map(|rest| match rest {
+        "" => Ok(()),
+        _ => rest
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(drop)
+            .ok_or(()),
+    });
+    match (device, index) {
+        ("cpu", _) => Ok(()),
+        (_, Some(Ok(()))) if this_binary && !cfg!(feature = "cuda") => bail!(
+            "--device {device}: this medssl was built without the `cuda` feature, so the \
+             array tasks would fail at start; rebuild with \
+             `cargo build --release -p medssl --features cuda` (on a machine with the CUDA \
+             toolkit) and run `medssl study slurm` with that binary, or name it with \
+             --medssl, or use --device cpu"
+        ),
+        (_, Some(Ok(()))) => Ok(()),
+        (_, Some(Err(()))) => bail!("bad device {device}: use cuda or cuda:N"),
+        (_, None) => bail!(
+            "unknown device {device}: use cpu{}",
+            if cfg!(feature = "cuda") || !this_binary {
+                " or cuda[:N]"
+            } else {
+                " (this binary was built without the cuda feature)"
+            }
+        ),
+    }
 }
