@@ -3,7 +3,8 @@
 //! A selection (all jobs, a shard, or one `--job`) is worked through in plan order by
 //! `workers` threads. A job starts when every job it needs is done; one that needs a
 //! job outside the selection that another process is running (another shard) waits for
-//! it, polling the disk. A job whose prerequisite failed is skipped and reported.
+//! it, polling the disk. A job whose prerequisite failed (or waits for a failed job) is
+//! skipped and reported.
 //! Failures are recorded in the job's directory and do not stop the other jobs; a later
 //! run retries them.
 
@@ -176,12 +177,11 @@ impl<'a> Runner<'a> {
         while i < q.pending.len() {
             let k = q.pending[i];
             let job = &self.plan.jobs[k];
+            let ours = |n: usize| q.pending.contains(&n) || q.active.contains(&n);
             let failed_need = job.needs.iter().copied().find(|&n| {
-                let ours = q.pending.contains(&n) || q.active.contains(&n);
                 q.summary.failed.iter().any(|(f, _)| *f == n)
                     || q.summary.blocked.contains(&n)
-                    || (!ours
-                        && matches!(state::state(self.study, self.plan, n), JobState::Failed(_)))
+                    || self.cannot_finish(n, &ours)
             });
             if let Some(n) = failed_need {
                 q.pending.remove(i);
@@ -214,6 +214,23 @@ impl<'a> Runner<'a> {
             Next::Stop
         } else {
             Next::Wait
+        }
+    }
+
+    /// Whether job `n` cannot finish as things stand on disk: it is not one this process
+    /// is still to run (`ours`), and it failed, or it waits for a job that cannot finish
+    /// (a fine-tune never run because its pretraining failed, which a CKA job needs).
+    fn cannot_finish(&self, n: usize, ours: &dyn Fn(usize) -> bool) -> bool {
+        if ours(n) {
+            return false;
+        }
+        match state::state(self.study, self.plan, n) {
+            JobState::Failed(_) => true,
+            JobState::Waiting => self.plan.jobs[n]
+                .needs
+                .iter()
+                .any(|&m| self.cannot_finish(m, ours)),
+            _ => false,
         }
     }
 
@@ -272,7 +289,10 @@ impl<'a> Runner<'a> {
             let mut set = self.study.finetune.set.clone();
             set.push(format!("seed={seed}"));
             let init = match self.plan.init_weights(self.study, job) {
-                Some(path) => Init::Weights(path),
+                Some(path) => Init::Weights {
+                    path,
+                    allow_unused: false,
+                },
                 None => Init::Scratch,
             };
             FinetuneConfig::load(self.study.finetune.preset, None, &set).and_then(|config| {

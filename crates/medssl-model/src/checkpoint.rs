@@ -9,6 +9,7 @@ use burn::store::pytorch_reader::{self, PytorchReader};
 use safetensors::Dtype;
 
 use crate::config::SwinUnetrConfig;
+use crate::layouts::{Fate, Layout, SMIT_TO_MONAI_MERGE, fate};
 use medssl_io::atomic::write_atomically;
 
 /// Why a checkpoint could not be read or written.
@@ -38,14 +39,32 @@ pub struct RawTensor {
 type NamedTensors = Vec<(String, RawTensor)>;
 
 /// The tensors of a checkpoint file under MONAI SwinUNETR key names.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Checkpoint {
+    /// The layout the file's keys were read in.
+    pub layout: Layout,
     /// SwinUNETR tensors (`swinViT.*`, `encoder*`, `decoder*`, `out.*`).
     pub tensors: BTreeMap<String, RawTensor>,
-    /// Keys of other modules (SSL heads, optimiser state) that were left out.
+    /// Keys of pretext heads and training state that a SwinUNETR never has, left out as
+    /// the file's own loader leaves them out (file names).
     pub dropped: Vec<String>,
+    /// Keys that are neither SwinUNETR tensors nor known heads (file names), with why:
+    /// importing them would lose something, so the importer refuses them unless told.
+    pub unused: Vec<(String, String)>,
     /// The wrapper the state dict was found in (`state_dict`, `model`, `student`, ...).
     pub wrapper: Option<String>,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Checkpoint {
+        Checkpoint {
+            layout: Layout::Monai,
+            tensors: BTreeMap::new(),
+            dropped: Vec::new(),
+            unused: Vec::new(),
+            wrapper: None,
+        }
+    }
 }
 
 /// Top-level entries under which checkpoints commonly keep the state dict.
@@ -56,13 +75,6 @@ const WRAPPERS: [&str; 5] = [
     "teacher",
     "network_weights",
 ];
-
-/// True for keys that belong to a SwinUNETR.
-fn is_swin_unetr_key(key: &str) -> bool {
-    ["swinViT.", "encoder", "decoder", "out."]
-        .iter()
-        .any(|p| key.starts_with(p))
-}
 
 impl Checkpoint {
     /// Reads a MONAI / SMIT / Tang et al. checkpoint: safetensors, or a PyTorch `.pt` /
@@ -80,16 +92,30 @@ impl Checkpoint {
             crate::sealed::verify(&bytes).map_err(|problem| error(path, problem))?;
             (read_safetensors(path, &bytes)?, None)
         };
+        let layout = Layout::detect(named.iter().map(|(k, _)| strip_wrapper_prefixes(k)));
         let mut checkpoint = Checkpoint {
+            layout,
             wrapper,
             ..Checkpoint::default()
         };
         for (key, tensor) in named {
-            let name = monai_key(&key);
-            if !is_swin_unetr_key(&name) {
-                checkpoint.dropped.push(key);
-            } else if checkpoint.tensors.insert(name.clone(), tensor).is_some() {
-                return Err(error(path, format!("two tensors map to {name}")));
+            match fate(layout, strip_wrapper_prefixes(&key)) {
+                Fate::Tensor { name, smit_merge } => {
+                    let tensor = if smit_merge {
+                        permute_merge_chunks(tensor)
+                            .map_err(|why| error(path, format!("{key}: {why}")))?
+                    } else {
+                        tensor
+                    };
+                    if checkpoint.tensors.insert(name.clone(), tensor).is_some() {
+                        return Err(error(path, format!("two tensors map to {name}")));
+                    }
+                }
+                Fate::Head => checkpoint.dropped.push(key),
+                Fate::NoPlace(why) => checkpoint.unused.push((key, why.to_string())),
+                Fate::Unknown => checkpoint
+                    .unused
+                    .push((key, format!("not a tensor of a {}", layout.describe()))),
             }
         }
         if checkpoint.tensors.is_empty() {
@@ -99,6 +125,7 @@ impl Checkpoint {
             ));
         }
         checkpoint.dropped.sort();
+        checkpoint.unused.sort();
         Ok(checkpoint)
     }
 
@@ -216,25 +243,38 @@ fn read_pytorch(path: &Path) -> Result<(NamedTensors, Option<String>), Checkpoin
     Ok((out, wrapper))
 }
 
-/// Prefixes that training wrappers put before MONAI's names (DataParallel, SSL
+/// Prefixes that training wrappers put before a network's own names (DataParallel, SSL
 /// frameworks' `backbone`), removed in this order.
 const WRAPPER_PREFIXES: [&str; 4] = ["module.", "backbone.", "student.", "model."];
 
-/// The MONAI SwinUNETR name of a checkpoint key: wrapper prefixes removed, `swin_vit.`
-/// spelled `swinViT.`, and encoder-only keys (`patch_embed.*`, `layersN*`, as in Tang et
-/// al.'s `model_swinvit.pt`) placed under `swinViT.`.
-pub fn monai_key(key: &str) -> String {
+/// `key` without the wrapper prefixes of [`WRAPPER_PREFIXES`].
+fn strip_wrapper_prefixes(key: &str) -> &str {
     let mut k = key;
     while let Some(rest) = WRAPPER_PREFIXES.iter().find_map(|p| k.strip_prefix(p)) {
         k = rest;
     }
-    if let Some(rest) = k.strip_prefix("swin_vit.") {
-        return format!("swinViT.{rest}");
+    k
+}
+
+/// Puts the eight chunks of a SMIT patch-merging tensor's last axis (`reduction.weight`
+/// `[2C, 8C]`, `norm.weight`/`norm.bias` `[8C]`) in MONAI's order.
+fn permute_merge_chunks(tensor: RawTensor) -> Result<RawTensor, String> {
+    let last = *tensor
+        .shape
+        .last()
+        .ok_or("a scalar where a patch-merging tensor belongs")?;
+    if last % 8 != 0 {
+        return Err(format!("last axis {last} is not 8 chunks"));
     }
-    if k.starts_with("patch_embed.") || (k.starts_with("layers") && !k.starts_with("layers.")) {
-        return format!("swinViT.{k}");
+    let row = last * tensor.dtype.bitsize() / 8;
+    let chunk = row / 8;
+    let mut data = Vec::with_capacity(tensor.data.len());
+    for src in tensor.data.chunks_exact(row) {
+        for &from in &SMIT_TO_MONAI_MERGE {
+            data.extend_from_slice(&src[from * chunk..(from + 1) * chunk]);
+        }
     }
-    k.to_string()
+    Ok(RawTensor { data, ..tensor })
 }
 
 /// The architecture found in a checkpoint.
@@ -248,6 +288,9 @@ pub struct Architecture {
     pub num_heads: [usize; 4],
     pub window_size: usize,
     pub patch_size: usize,
+    /// Whether the attention's qkv projection has a bias (MONAI's default; SMIT's has
+    /// none).
+    pub qkv_bias: bool,
     pub use_v2: bool,
 }
 
@@ -260,6 +303,7 @@ impl Architecture {
         c.num_heads = self.num_heads;
         c.window_size = [self.window_size; 3];
         c.patch_size = self.patch_size;
+        c.qkv_bias = self.qkv_bias;
         c.use_v2 = self.use_v2;
         c
     }
@@ -270,7 +314,7 @@ impl std::fmt::Display for Architecture {
         write!(
             f,
             "SwinUNETR in_channels={} out_channels={} feature_size={} depths={:?} num_heads={:?} \
-             window_size={} patch_size={} use_v2={}",
+             window_size={} patch_size={} qkv_bias={} use_v2={}",
             self.in_channels,
             self.out_channels
                 .map_or("(encoder only)".to_string(), |c| c.to_string()),
@@ -279,6 +323,7 @@ impl std::fmt::Display for Architecture {
             self.num_heads,
             self.window_size,
             self.patch_size,
+            self.qkv_bias,
             self.use_v2
         )
     }
@@ -333,6 +378,7 @@ pub fn infer_architecture(shapes: &BTreeMap<String, Vec<usize>>) -> Result<Archi
         num_heads,
         window_size,
         patch_size,
+        qkv_bias: shapes.contains_key("swinViT.layers1.0.blocks.0.attn.qkv.bias"),
         use_v2: shapes.keys().any(|k| k.starts_with("swinViT.layers1c.")),
     })
 }
@@ -342,28 +388,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wrapper_prefixes_and_encoder_only_keys_map_to_monai_names() {
+    fn wrapper_prefixes_are_removed_before_the_layout_is_read() {
         assert_eq!(
-            monai_key("module.swinViT.patch_embed.proj.weight"),
+            strip_wrapper_prefixes("module.backbone.swinViT.patch_embed.proj.weight"),
             "swinViT.patch_embed.proj.weight"
         );
         assert_eq!(
-            monai_key("module.backbone.encoder1.layer.conv1.conv.weight"),
-            "encoder1.layer.conv1.conv.weight"
+            strip_wrapper_prefixes("student.model.layers1.0.blocks.0.norm1.weight"),
+            "layers1.0.blocks.0.norm1.weight"
         );
+    }
+
+    #[test]
+    fn smit_merge_chunks_are_reordered_per_row() {
+        // Two rows of eight 1-element chunks, f32.
+        let values: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let tensor = RawTensor {
+            dtype: Dtype::F32,
+            shape: vec![2, 8],
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        let out = permute_merge_chunks(tensor).unwrap();
+        let got: Vec<f32> = out
+            .data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
         assert_eq!(
-            monai_key("module.layers1.0.blocks.0.norm1.weight"),
-            "swinViT.layers1.0.blocks.0.norm1.weight"
+            got,
+            [
+                0., 1., 2., 3., 4., 6., 5., 7., 8., 9., 10., 11., 12., 14., 13., 15.
+            ]
         );
-        assert_eq!(
-            monai_key("student.swin_vit.layers2c.0.layer.conv1.conv.weight"),
-            "swinViT.layers2c.0.layer.conv1.conv.weight"
-        );
-        assert_eq!(
-            monai_key("module.rotation_head.weight"),
-            "rotation_head.weight"
-        );
-        assert_eq!(monai_key("out.conv.conv.bias"), "out.conv.conv.bias");
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod conv;
 mod flex_data;
+pub mod import;
+pub mod layouts;
 mod regularization;
 pub mod sealed;
 pub mod seeding;
@@ -19,6 +21,7 @@ pub mod swin;
 mod swin_unetr;
 #[cfg(test)]
 mod test_values;
+pub mod testing;
 pub mod unetr;
 pub mod weights;
 

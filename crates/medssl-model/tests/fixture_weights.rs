@@ -55,8 +55,13 @@ fn fixture_import_infers_the_architecture() {
         let heads: Vec<u64> = arch.num_heads.iter().map(|&d| d as u64).collect();
         assert_eq!(Value::from(heads), case["num_heads"]);
         assert_eq!(arch.use_v2, case["use_v2"].as_bool().unwrap());
-        // The test tensors (__input__ ...) are not SwinUNETR keys.
-        assert!(checkpoint.dropped.iter().all(|k| k.starts_with("__")));
+        // The test tensors (__input__ ...) are not SwinUNETR keys nor known heads.
+        assert!(checkpoint.dropped.is_empty(), "{:?}", checkpoint.dropped);
+        assert!(
+            checkpoint.unused.iter().all(|(k, _)| k.starts_with("__")),
+            "{:?}",
+            checkpoint.unused
+        );
         assert_eq!(
             checkpoint.tensors.len() as u64,
             case["num_parameter_tensors"].as_u64().unwrap()

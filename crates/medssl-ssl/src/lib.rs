@@ -20,4 +20,6 @@ pub mod teacher;
 pub mod temperature;
 
 pub use error::{Result, SslError};
-pub use pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
+pub use pretext::{
+    ClipMode, Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss,
+};

@@ -79,7 +79,8 @@ pub struct Recipe {
     pub lr: f64,
     /// Weight decay at the start and at the end of the cosine schedule.
     pub weight_decay: (f64, f64),
-    /// Global gradient-norm clipping.
+    /// Gradient-norm clipping limit, of the global norm or of each parameter's as
+    /// [`Method::clip_mode`] says.
     pub grad_clip_norm: Option<f64>,
     /// Epochs with the last head layer frozen.
     pub freeze_last_layer: u64,
@@ -101,6 +102,29 @@ impl Recipe {
             teacher_momentum: 0.996,
             crop: None,
         }
+    }
+}
+
+/// How gradients are clipped to the limit (`train.grad_clip_norm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipMode {
+    /// The L2 norm of all gradients together, PyTorch's `clip_grad_norm_`: every
+    /// gradient is scaled by `limit / (norm + 1e-6)` when that is below 1.
+    #[default]
+    Global,
+    /// Each parameter's gradient on its own, DINO's `utils.clip_gradients` (also iBOT's
+    /// and SMIT's): a parameter whose gradient norm `n` gives `limit / (n + 1e-6) < 1`
+    /// has its gradient scaled by that factor; the others are left as they are.
+    PerParameter,
+}
+
+impl std::fmt::Display for ClipMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClipMode::Global => "global",
+            ClipMode::PerParameter => "per_parameter",
+        })
     }
 }
 
@@ -189,6 +213,34 @@ pub trait Method {
 
     /// The optimisation recipe of `preset`.
     fn recipe(preset: Preset) -> Recipe;
+
+    /// How the recipe's `grad_clip_norm` clips (`train.clip_mode`): the global norm
+    /// unless the method's code clips each parameter on its own (DINO's
+    /// `clip_gradients`).
+    fn clip_mode(_preset: Preset) -> ClipMode {
+        ClipMode::Global
+    }
+
+    /// Whether the recipe's learning rate is per 256 volumes (`train.lr_batch_scaling`):
+    /// the run then trains at `lr · batch_size · accumulate / 256`, as DINO scales its
+    /// `lr` by the total batch size over 256. Off by default: `lr` is the rate itself.
+    fn lr_batch_scaling(_preset: Preset) -> bool {
+        false
+    }
+
+    /// The CT window `[a_min, a_max]` in HU that the default preprocessing maps to
+    /// `0..1` (clipped): -1000..1000 HU, the window of Tang et al.'s SwinUNETR
+    /// pretraining, unless the method's paper uses another (SMIT: -175..250).
+    fn intensity_window(_preset: Preset) -> [f64; 2] {
+        [-1000.0, 1000.0]
+    }
+
+    /// The voxel spacing in mm `[x, y, z]` the default preprocessing of the paper
+    /// preset resamples to: 1.5 × 1.5 × 2 mm, Tang et al.'s, unless the method's paper
+    /// uses another (SMIT: 2 mm). The tiny preset does not resample.
+    fn spacing(_preset: Preset) -> [f64; 3] {
+        [1.5, 1.5, 2.0]
+    }
 
     /// Rejects settings that parse but cannot work, naming the key.
     fn check(settings: &Self::Settings, encoder: &SwinUnetrConfig, crop: [usize; 3]) -> Result<()>;

@@ -1,6 +1,8 @@
-//! AdamW for segmentation fine-tuning: global-norm gradient clipping (PyTorch's
-//! `clip_grad_norm_`, not Burn's per-parameter clipping), an optionally frozen encoder,
-//! and layer-wise learning-rate decay over the Swin encoder's stages.
+//! AdamW for segmentation fine-tuning and pretraining: gradient clipping of the global
+//! norm (PyTorch's `clip_grad_norm_`, the default) or of each parameter's norm (DINO's
+//! `utils.clip_gradients`), both computed on the host in a fixed order so every run and
+//! resume clips alike, an optionally frozen encoder, and layer-wise learning-rate decay
+//! over the Swin encoder's stages.
 
 use burn::module::ParamGroup;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
@@ -9,6 +11,8 @@ use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
+
+pub use medssl_ssl::ClipMode;
 
 /// The Swin encoder's parameter groups from the input upwards, each a module-path
 /// prefix (`layers1` also covers the `use_v2` conv block `layers1c`).
@@ -32,8 +36,12 @@ pub struct OptimizerConfig {
     pub beta2: f64,
     /// Adam ε.
     pub epsilon: f64,
-    /// Clip the global L2 norm of all gradients to this value (none when absent).
+    /// Clip gradients to this L2 norm (none when absent), as `clip_mode` says.
     pub grad_clip_norm: Option<f64>,
+    /// `"global"`: the norm of all gradients together (PyTorch's `clip_grad_norm_`);
+    /// `"per_parameter"`: each parameter's gradient on its own (DINO's
+    /// `clip_gradients`). Absent from older files, which read as `"global"`.
+    pub clip_mode: ClipMode,
     /// Do not train the Swin encoder (linear-probe-like transfer).
     pub freeze_encoder: bool,
     /// Layer-wise decay: encoder stage `s` of 5 (patch embedding = 0) trains with
@@ -49,6 +57,7 @@ impl Default for OptimizerConfig {
             beta2: 0.999,
             epsilon: 1e-8,
             grad_clip_norm: None,
+            clip_mode: ClipMode::Global,
             freeze_encoder: false,
             layer_decay: 1.0,
         }
@@ -61,6 +70,8 @@ impl Default for OptimizerConfig {
 pub struct SegmentationOptimizer {
     config: OptimizerConfig,
     adam: ModuleOptimizer,
+    /// Parameters whose gradient the last step scaled down.
+    clipped: usize,
 }
 
 impl SegmentationOptimizer {
@@ -72,7 +83,11 @@ impl SegmentationOptimizer {
             .with_epsilon(config.epsilon as f32)
             .with_weight_decay(config.weight_decay as f32)
             .init();
-        SegmentationOptimizer { config, adam }
+        SegmentationOptimizer {
+            config,
+            adam,
+            clipped: 0,
+        }
     }
 
     /// The settings.
@@ -80,28 +95,56 @@ impl SegmentationOptimizer {
         &self.config
     }
 
-    /// True when a gradient of global norm `norm` is scaled down by clipping (PyTorch's
-    /// `clip_grad_norm_`: when max / (norm + 1e-6) < 1).
+    /// True when the step whose global gradient norm was `norm` scaled gradients down.
+    /// Global clipping: when max / (norm + 1e-6) < 1 (PyTorch's `clip_grad_norm_`), a
+    /// function of `norm` alone. Per-parameter clipping: when the last
+    /// [`step`](Self::step) clipped at least one parameter (`norm` is not used).
     pub fn clips(&self, norm: f64) -> bool {
-        self.config
-            .grad_clip_norm
-            .is_some_and(|max_norm| max_norm / (norm + 1e-6) < 1.0)
+        match self.config.clip_mode {
+            ClipMode::Global => self
+                .config
+                .grad_clip_norm
+                .is_some_and(|max_norm| max_norm / (norm + 1e-6) < 1.0),
+            ClipMode::PerParameter => self.clipped > 0,
+        }
+    }
+
+    /// Parameters whose gradient the last [`step`](Self::step) scaled down: global
+    /// clipping, every parameter with a gradient when the global norm was clipped (else
+    /// none); per-parameter clipping, those whose own gradient norm was over the limit.
+    pub fn clipped_params(&self) -> usize {
+        self.clipped
     }
 
     /// One update of `model` with `grads` at base learning rate `lr`. Returns the
-    /// global gradient norm before clipping (for the log). A non-finite norm leaves
-    /// `model` as it was: the caller stops the run rather than save NaN weights.
+    /// global gradient norm before clipping (for the log; in both clipping modes). A
+    /// non-finite norm leaves `model` as it was: the caller stops the run rather than
+    /// save NaN weights.
     pub fn step<M: Module>(&mut self, lr: f64, model: M, mut grads: GradientsParams) -> (M, f64) {
+        self.clipped = 0;
         if self.config.freeze_encoder {
             drop_encoder_grads(&model, &mut grads);
         }
-        let norm = global_norm(&model, &mut grads);
-        if !norm.is_finite() {
-            return (model, norm);
-        }
-        if let Some(max_norm) = self.config.grad_clip_norm.filter(|_| self.clips(norm)) {
-            scale_grads(&model, &mut grads, max_norm / (norm + 1e-6));
-        }
+        let norm = match (self.config.clip_mode, self.config.grad_clip_norm) {
+            (ClipMode::PerParameter, Some(max_norm)) => {
+                let (norm, clipped) = clip_each(&model, &mut grads, max_norm);
+                if !norm.is_finite() {
+                    return (model, norm);
+                }
+                self.clipped = clipped;
+                norm
+            }
+            _ => {
+                let norm = global_norm(&model, &mut grads);
+                if !norm.is_finite() {
+                    return (model, norm);
+                }
+                if let Some(max_norm) = self.config.grad_clip_norm.filter(|_| self.clips(norm)) {
+                    self.clipped = scale_grads(&model, &mut grads, max_norm / (norm + 1e-6));
+                }
+                norm
+            }
+        };
         let model = if self.config.layer_decay == 1.0 {
             self.adam.step(lr, model, grads)
         } else {
@@ -132,7 +175,11 @@ impl SegmentationOptimizer {
             .adam
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
             .map_err(|e| format!("cannot read the optimiser state: {e:?}"))?;
-        Ok(SegmentationOptimizer { adam, ..self })
+        Ok(SegmentationOptimizer {
+            adam,
+            clipped: 0,
+            ..self
+        })
     }
 }
 
@@ -140,8 +187,17 @@ impl SegmentationOptimizer {
 enum GradAction {
     /// Accumulate the squared L2 norm.
     SumSquares(f64),
-    /// Multiply by a factor.
-    Scale(f64),
+    /// Multiply by a factor, counting the gradients scaled.
+    Scale { factor: f64, scaled: usize },
+    /// DINO's `clip_gradients`: scale each gradient whose L2 norm `n` gives
+    /// `max / (n + 1e-6) < 1` by that factor; accumulate the squared norms before
+    /// clipping (in the order [`GradAction::SumSquares`] sums them) and count the
+    /// gradients clipped.
+    ClipEach {
+        max: f64,
+        total: f64,
+        clipped: usize,
+    },
     /// Remove the gradients of parameters under a module path prefix.
     DropUnder(&'static str),
     /// Remove the gradients of these parameters.
@@ -184,9 +240,26 @@ impl ModuleVisitor for GradVisitor<'_> {
                     *total += sum_of_squares(g);
                 }
             }
-            GradAction::Scale(factor) => {
+            GradAction::Scale { factor, scaled } => {
                 if let Some(g) = self.grads.remove::<D>(param.id) {
                     self.grads.register(param.id, g * *factor);
+                    *scaled += 1;
+                }
+            }
+            GradAction::ClipEach {
+                max,
+                total,
+                clipped,
+            } => {
+                if let Some(g) = self.grads.get::<D>(param.id) {
+                    let squares = sum_of_squares(g);
+                    *total += squares;
+                    let coefficient = *max / (squares.sqrt() + 1e-6);
+                    if coefficient < 1.0 {
+                        let g = self.grads.remove::<D>(param.id).expect("got it above");
+                        self.grads.register(param.id, g * coefficient);
+                        *clipped += 1;
+                    }
                 }
             }
             GradAction::DropUnder(prefix) => {
@@ -222,8 +295,26 @@ fn global_norm<M: Module>(model: &M, grads: &mut GradientsParams) -> f64 {
     }
 }
 
-fn scale_grads<M: Module>(model: &M, grads: &mut GradientsParams, factor: f64) {
-    GradVisitor::run(model, grads, GradAction::Scale(factor));
+/// Multiplies every gradient by `factor`; returns how many there were.
+fn scale_grads<M: Module>(model: &M, grads: &mut GradientsParams, factor: f64) -> usize {
+    match GradVisitor::run(model, grads, GradAction::Scale { factor, scaled: 0 }) {
+        GradAction::Scale { scaled, .. } => scaled,
+        _ => unreachable!("the action is returned as given"),
+    }
+}
+
+/// Per-parameter clipping at `max` (see [`GradAction::ClipEach`]); returns the global
+/// norm before clipping and the number of gradients clipped.
+fn clip_each<M: Module>(model: &M, grads: &mut GradientsParams, max: f64) -> (f64, usize) {
+    let action = GradAction::ClipEach {
+        max,
+        total: 0.0,
+        clipped: 0,
+    };
+    match GradVisitor::run(model, grads, action) {
+        GradAction::ClipEach { total, clipped, .. } => (total.sqrt(), clipped),
+        _ => unreachable!("the action is returned as given"),
+    }
 }
 
 fn drop_encoder_grads<M: Module>(model: &M, grads: &mut GradientsParams) {
@@ -241,6 +332,7 @@ pub fn drop_grads<M: Module>(model: &M, grads: &mut GradientsParams, ids: Vec<Pa
 mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution, Int, TensorData};
+    use medssl_model::testing::max_abs_diff;
     use medssl_model::{SwinUnetr, SwinUnetrConfig};
 
     use crate::DiceCeLoss;
@@ -261,12 +353,9 @@ mod tests {
         t.clone().into_data().try_to_vec::<f32>().unwrap()
     }
 
+    /// The largest change of a weight; panics if either side is not finite.
     fn max_change<const D: usize>(before: &Tensor<D>, after: &Tensor<D>) -> f64 {
-        values(before)
-            .iter()
-            .zip(values(after))
-            .map(|(a, b)| f64::from((a - b).abs()))
-            .fold(0.0, f64::max)
+        f64::from(max_abs_diff("weight", &values(after), &values(before)))
     }
 
     #[test]
@@ -334,6 +423,141 @@ mod tests {
         assert_eq!(values(&model.out.conv.conv.weight.val()), before);
         assert!(optimizer.clips(1.0) && !optimizer.clips(1.0 - 2e-6));
         assert!(!SegmentationOptimizer::new(OptimizerConfig::default()).clips(1e30));
+    }
+
+    /// Two parameters with gradients set by hand: `a` of norm 5, `b` of norm 0.5.
+    #[derive(Module, Debug)]
+    struct Pair {
+        a: Param<Tensor<1>>,
+        b: Param<Tensor<2>>,
+    }
+
+    fn pair() -> (Pair, GradientsParams) {
+        // Parameters on the autodiff device the optimiser steps, gradients on the
+        // inner device (where `backward` puts them).
+        let train_device = Device::flex().autodiff();
+        let device = Device::flex();
+        let pair = Pair {
+            a: Param::from_tensor(Tensor::<1>::zeros([2], &train_device)),
+            b: Param::from_tensor(Tensor::<2>::zeros([2, 2], &train_device)),
+        };
+        let mut grads = GradientsParams::new();
+        let a = Tensor::<1>::from_data(TensorData::new(vec![3.0f32, 4.0], [2]), &device);
+        let b = TensorData::new(vec![0.3f32, 0.4, 0.0, 0.0], [2, 2]);
+        grads.register(pair.a.id, a);
+        grads.register(pair.b.id, Tensor::<2>::from_data(b, &device));
+        (pair, grads)
+    }
+
+    fn grad_values(pair: &Pair, grads: &GradientsParams) -> (Vec<f32>, Vec<f32>) {
+        (
+            values(&grads.get::<1>(pair.a.id).unwrap()),
+            values(&grads.get::<2>(pair.b.id).unwrap()),
+        )
+    }
+
+    fn assert_close(got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 1e-6, "{got:?} != {want:?}");
+        }
+    }
+
+    /// Global clipping at 1: the norm of both is √25.25, and both gradients are scaled
+    /// by 1 / (√25.25 + 1e-6).
+    #[test]
+    fn global_clipping_scales_every_gradient_by_the_total_norm() {
+        let (pair, mut grads) = pair();
+        let norm = global_norm(&pair, &mut grads);
+        assert!((norm - 25.25f64.sqrt()).abs() < 1e-6, "{norm}");
+        let factor = 1.0 / (25.25f64.sqrt() + 1e-6);
+        assert_eq!(scale_grads(&pair, &mut grads, factor), 2);
+        let (a, b) = grad_values(&pair, &grads);
+        assert_close(&a, &[3.0 * factor, 4.0 * factor]);
+        assert_close(&b, &[0.3 * factor, 0.4 * factor, 0.0, 0.0]);
+
+        // The same through a step: global is the default mode, and it counts both.
+        let (pair, grads) = self::pair();
+        let mut optimizer = SegmentationOptimizer::new(OptimizerConfig {
+            grad_clip_norm: Some(1.0),
+            ..OptimizerConfig::default()
+        });
+        assert_eq!(optimizer.config().clip_mode, ClipMode::Global);
+        let (_, norm) = optimizer.step(1e-3, pair, grads);
+        assert!((norm - 25.25f64.sqrt()).abs() < 1e-6, "{norm}");
+        assert!(optimizer.clips(norm));
+        assert_eq!(optimizer.clipped_params(), 2);
+        // Under the limit: nothing clipped.
+        let (pair, grads) = self::pair();
+        let mut optimizer = SegmentationOptimizer::new(OptimizerConfig {
+            grad_clip_norm: Some(6.0),
+            ..OptimizerConfig::default()
+        });
+        let (_, norm) = optimizer.step(1e-3, pair, grads);
+        assert!(!optimizer.clips(norm));
+        assert_eq!(optimizer.clipped_params(), 0);
+    }
+
+    /// DINO's `clip_gradients` at 1: `a` (norm 5) is scaled by 1 / (5 + 1e-6), `b`
+    /// (norm 0.5, coefficient ≈ 2) is left alone; the reported norm is still the global
+    /// norm before clipping. At 5, `a` is scaled by 5 / (5 + 1e-6) < 1 (clipped by a
+    /// hair, as in DINO).
+    #[test]
+    fn per_parameter_clipping_scales_each_gradient_by_its_own_norm() {
+        let (pair, mut grads) = pair();
+        let (norm, clipped) = clip_each(&pair, &mut grads, 1.0);
+        assert!((norm - 25.25f64.sqrt()).abs() < 1e-6, "{norm}");
+        assert_eq!(clipped, 1);
+        let (a, b) = grad_values(&pair, &grads);
+        let factor = 1.0 / (5.0 + 1e-6);
+        assert_close(&a, &[3.0 * factor, 4.0 * factor]);
+        assert_close(&a, &[0.6, 0.8]);
+        assert_eq!(b, vec![0.3f32, 0.4, 0.0, 0.0]);
+
+        let (pair, mut grads) = self::pair();
+        assert_eq!(clip_each(&pair, &mut grads, 5.0).1, 1);
+        let (a, _) = grad_values(&pair, &grads);
+        assert_close(&a, &[3.0 * 5.0 / (5.0 + 1e-6), 4.0 * 5.0 / (5.0 + 1e-6)]);
+        assert!(a[0] < 3.0);
+        let (pair, mut grads) = self::pair();
+        assert_eq!(clip_each(&pair, &mut grads, 0.1).1, 2);
+        let (a, b) = grad_values(&pair, &grads);
+        assert_close(&a, &[0.3 / (5.0 + 1e-6), 0.4 / (5.0 + 1e-6)]);
+        assert_close(&b, &[0.03 / (0.5 + 1e-6), 0.04 / (0.5 + 1e-6), 0.0, 0.0]);
+
+        // Through a step: the count and `clips` follow the parameters clipped.
+        let config = OptimizerConfig {
+            grad_clip_norm: Some(1.0),
+            clip_mode: ClipMode::PerParameter,
+            ..OptimizerConfig::default()
+        };
+        let (pair, grads) = self::pair();
+        let mut optimizer = SegmentationOptimizer::new(config);
+        let (_, norm) = optimizer.step(1e-3, pair, grads);
+        assert!((norm - 25.25f64.sqrt()).abs() < 1e-6, "{norm}");
+        assert_eq!(optimizer.clipped_params(), 1);
+        assert!(optimizer.clips(norm));
+        let (pair, grads) = self::pair();
+        let mut optimizer = SegmentationOptimizer::new(OptimizerConfig {
+            grad_clip_norm: Some(10.0),
+            ..config
+        });
+        let (_, norm) = optimizer.step(1e-3, pair, grads);
+        assert_eq!(optimizer.clipped_params(), 0);
+        assert!(!optimizer.clips(norm));
+    }
+
+    /// Files written before `clip_mode` existed read as global clipping, and the mode
+    /// is written as `global` / `per_parameter`.
+    #[test]
+    fn clip_mode_defaults_to_global_and_reads_by_name() {
+        let old: OptimizerConfig = toml::from_str("grad_clip_norm = 1.0\n").unwrap();
+        assert_eq!(old.clip_mode, ClipMode::Global);
+        let text = toml::to_string(&OptimizerConfig::default()).unwrap();
+        assert!(text.contains("clip_mode = \"global\""), "{text}");
+        let per: OptimizerConfig = toml::from_str("clip_mode = \"per_parameter\"\n").unwrap();
+        assert_eq!(per.clip_mode, ClipMode::PerParameter);
+        assert!(toml::from_str::<OptimizerConfig>("clip_mode = \"each\"\n").is_err());
     }
 
     /// A restored optimiser continues exactly like the original: the next step from

@@ -22,9 +22,14 @@ pub struct FinetuneArgs {
     /// Run directory to create.
     #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
     out: Option<PathBuf>,
-    /// `scratch`, or a safetensors file with MONAI key names (SSL encoder or SwinUNETR).
+    /// `scratch`, or a checkpoint: an SSL encoder or a SwinUNETR, as medssl, MONAI, Tang
+    /// et al. or SMIT write them (.safetensors, .pt, .pth).
     #[arg(long, default_value = "scratch")]
     init: String,
+    /// Import --init weights even when they hold tensors that have no place in a
+    /// SwinUNETR and are not known pretext heads (listed in the key report).
+    #[arg(long)]
+    allow_unused: bool,
     /// Train on this many labelled cases (a nested, seeded subset).
     #[arg(long, conflicts_with = "fraction")]
     shots: Option<usize>,
@@ -54,7 +59,10 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         let config = FinetuneConfig::load(args.run.preset.into(), text.as_deref(), &args.run.set)?;
         let init = match args.init.as_str() {
             "scratch" => Init::Scratch,
-            path => Init::Weights(PathBuf::from(path)),
+            path => Init::Weights {
+                path: PathBuf::from(path),
+                allow_unused: args.allow_unused,
+            },
         };
         let budget = match (args.shots, args.fraction) {
             (Some(n), _) => Some(Budget::Shots(n)),

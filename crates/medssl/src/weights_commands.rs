@@ -8,6 +8,7 @@ use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use medssl_model::SwinUnetr;
 use medssl_model::checkpoint::{Architecture, Checkpoint, infer_architecture};
+use medssl_model::import::import_checkpoint;
 use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors_bytes};
 
 /// `medssl weights` subcommands.
@@ -19,12 +20,23 @@ pub enum WeightsCommand {
     /// List a checkpoint's tensors and the architecture they imply.
     Inspect(InspectArgs),
     /// Write a file that MONAI's SwinUNETR loads with load_state_dict(strict=True).
-    Export(ImportArgs),
+    Export(ExportArgs),
 }
 
-/// Input and output of `import` and `export`.
+/// Input and output of `import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    /// Import even when the file holds tensors that have no place in a SwinUNETR and are
+    /// not known pretext heads (they are listed, then left out of the output).
+    #[arg(long)]
+    pub allow_unused: bool,
+}
+
+/// Input and output of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
     pub input: PathBuf,
     pub output: PathBuf,
 }
@@ -50,20 +62,23 @@ fn architecture(checkpoint: &Checkpoint, path: &Path) -> Result<Architecture> {
         .map_err(|why| anyhow!("{}: cannot infer the architecture: {why}", path.display()))
 }
 
+/// Reads a foreign checkpoint, loads it into the network it describes under the import
+/// rule ([`import_checkpoint`]), and writes the tensors that were loaded.
 fn import(args: &ImportArgs) -> Result<()> {
-    let checkpoint = Checkpoint::read(&args.input)?;
+    let mut checkpoint = Checkpoint::read(&args.input)?;
     let arch = architecture(&checkpoint, &args.input)?;
     println!("{arch}");
     if let Some(wrapper) = &checkpoint.wrapper {
         println!("state dict found under '{wrapper}'");
     }
-    if !checkpoint.dropped.is_empty() {
-        println!(
-            "left out {} tensors of other modules: {}",
-            checkpoint.dropped.len(),
-            checkpoint.dropped.join(", ")
-        );
-    }
+    let mut model = SwinUnetr::new(&arch.config(), &Device::flex())?;
+    let report = import_checkpoint(&mut model, &checkpoint, &args.input, args.allow_unused)?;
+    println!("{}", report.summary());
+    // Only what reached the network (and MONAI's derived index buffers) is written, so
+    // the output imports exactly.
+    checkpoint.tensors.retain(|name, _| {
+        name.ends_with(".relative_position_index") || report.loaded.binary_search(name).is_ok()
+    });
     checkpoint.write(&args.output)?;
     println!(
         "wrote {} ({} tensors)",
@@ -78,8 +93,12 @@ fn inspect(args: &InspectArgs) -> Result<()> {
     for (name, t) in &checkpoint.tensors {
         println!("{name:<70} {:?} {:?}", t.dtype, t.shape);
     }
+    println!("layout: {}", checkpoint.layout.describe());
     for name in &checkpoint.dropped {
-        println!("{name:<70} (not part of SwinUNETR)");
+        println!("{name:<70} (pretext head, left out)");
+    }
+    for (name, why) in &checkpoint.unused {
+        println!("{name:<70} (no place in SwinUNETR: {why})");
     }
     match infer_architecture(&checkpoint.shapes()) {
         Ok(arch) => println!("{arch}"),
@@ -88,7 +107,7 @@ fn inspect(args: &InspectArgs) -> Result<()> {
     Ok(())
 }
 
-fn export(args: &ImportArgs) -> Result<()> {
+fn export(args: &ExportArgs) -> Result<()> {
     let checkpoint = Checkpoint::read(&args.input)?;
     let arch = architecture(&checkpoint, &args.input)?;
     if arch.out_channels.is_none() {

@@ -35,8 +35,19 @@ fn fixture_weights_inspect_import_export() {
         assert!(inspect.contains("swinViT.patch_embed.proj.weight"));
 
         let imported = tmp.path().join("imported.safetensors");
-        let text = stdout_ok(&["weights", "import", &weights, imported.to_str().unwrap()]);
+        // The fixture files carry test tensors (__input__ ...) beside the network's.
+        let out = medssl(&["weights", "import", &weights, imported.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("__input__"));
+        let text = stdout_ok(&[
+            "weights",
+            "import",
+            &weights,
+            imported.to_str().unwrap(),
+            "--allow-unused",
+        ]);
         assert!(text.contains(&format!("feature_size={fs}")), "{text}");
+        assert!(text.contains("not imported (--allow-unused)"), "{text}");
         assert!(text.contains("wrote"), "{text}");
 
         let exported = tmp.path().join("exported.safetensors");

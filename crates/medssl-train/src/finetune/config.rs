@@ -27,6 +27,35 @@ pub struct ModelSettings {
     pub use_v2: bool,
     /// Training crop and sliding-window size `[D, H, W]`, multiples of 32.
     pub roi: [usize; 3],
+    /// Swin blocks per stage (MONAI's default 2-2-2-2; SMIT's encoder 2-2-4-2).
+    #[serde(default = "default_depths")]
+    pub depths: [usize; 4],
+    /// Attention heads per stage (MONAI's default 3-6-12-24; SMIT's 4-4-4-4).
+    #[serde(default = "default_heads")]
+    pub num_heads: [usize; 4],
+    /// Attention window edge (MONAI's default 7; SMIT's 4).
+    #[serde(default = "default_window")]
+    pub window_size: usize,
+    /// Whether the attention's qkv projection has a bias (MONAI's default; SMIT's has
+    /// none).
+    #[serde(default = "default_qkv_bias")]
+    pub qkv_bias: bool,
+}
+
+fn default_depths() -> [usize; 4] {
+    SwinUnetrConfig::new(1, 1).depths
+}
+
+fn default_heads() -> [usize; 4] {
+    SwinUnetrConfig::new(1, 1).num_heads
+}
+
+fn default_window() -> usize {
+    SwinUnetrConfig::new(1, 1).window_size[0]
+}
+
+fn default_qkv_bias() -> bool {
+    SwinUnetrConfig::new(1, 1).qkv_bias
 }
 
 /// Data preparation: deterministic preprocessing (cached) then random augmentation,
@@ -120,6 +149,10 @@ impl FinetuneConfig {
         let mut network =
             SwinUnetrConfig::new(channels, classes).with_feature_size(self.model.feature_size);
         network.use_v2 = self.model.use_v2;
+        network.depths = self.model.depths;
+        network.num_heads = self.model.num_heads;
+        network.window_size = [self.model.window_size; 3];
+        network.qkv_bias = self.model.qkv_bias;
         network
     }
 
@@ -140,6 +173,10 @@ impl FinetuneConfig {
                 feature_size: if tiny { 12 } else { 48 },
                 use_v2: false,
                 roi: if tiny { [32; 3] } else { [96; 3] },
+                depths: default_depths(),
+                num_heads: default_heads(),
+                window_size: default_window(),
+                qkv_bias: default_qkv_bias(),
             },
             data: DataSettings {
                 preprocess: Vec::new(),
@@ -208,6 +245,9 @@ impl FinetuneConfig {
                 self.model.roi
             ));
         }
+        if let Err(e) = self.network(1, 2).validate() {
+            return bad(format!("model: {e}"));
+        }
         if self.train.epochs == 0 || self.validation.every == 0 || self.train.accumulate == 0 {
             return bad(
                 "train.epochs, train.accumulate and validation.every must be at least 1".into(),
@@ -229,6 +269,7 @@ impl FinetuneConfig {
                 self.split.validation, self.split.test
             ));
         }
+        self.data.loader.check()?;
         Ok(())
     }
 
@@ -287,6 +328,22 @@ mod tests {
         assert_eq!(config.data.spacing, Some([1.0, 1.0, 2.0]));
         assert!(config.train.optimizer.freeze_encoder);
         assert_eq!(config.model.feature_size, 12, "untouched defaults stay");
+    }
+
+    #[test]
+    fn too_many_loader_workers_are_refused_on_load() {
+        let err = FinetuneConfig::load(
+            Preset::Tiny,
+            None,
+            &["data.loader.num_workers=100000".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("data.loader.num_workers = 100000")
+                && err.contains(&LoaderConfig::max_workers().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //! classes gives everything but its output head, which starts from the seed (as a
 //! transfer study expects).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Device;
 use medssl_model::checkpoint::{Architecture, Checkpoint, infer_architecture};
-use medssl_model::weights::load_monai_safetensors_bytes;
+use medssl_model::import::{ImportReport, abbreviated, import_checkpoint, per_stage};
+use medssl_model::layouts::Layout;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use serde::{Deserialize, Serialize};
 
@@ -25,11 +28,21 @@ pub struct InitReport {
     pub weights: PathBuf,
     /// The architecture found in the file.
     pub architecture: String,
+    /// The layout the file was read in (absent in reports of older runs).
+    #[serde(default)]
+    pub layout: Option<Layout>,
+    /// Network tensors loaded per stage (`patch_embed`, `layers1`.., `decoder`).
+    #[serde(default)]
+    pub loaded_per_stage: BTreeMap<String, usize>,
     /// Network tensors that received a value (MONAI names).
     pub loaded: Vec<String>,
-    /// Network tensors the file did not provide: they start from the seed.
+    /// Network tensors the file did not provide (never encoder tensors): they start
+    /// from the seed.
     pub missing: Vec<String>,
-    /// File tensors the network has no place for.
+    /// Pretext heads of the file, left out.
+    #[serde(default)]
+    pub left_out: Vec<String>,
+    /// File tensors the network has no place for (imported with `--allow-unused`).
     pub unexpected: Vec<String>,
     /// Why the file's output head was not used, when it was not.
     pub head_not_loaded: Option<String>,
@@ -38,20 +51,16 @@ pub struct InitReport {
 impl InitReport {
     /// A few lines for a person: counts, and the names when there are few.
     pub fn summary(&self) -> String {
-        let names = |list: &[String]| -> String {
-            match list.len() {
-                0 => "none".into(),
-                1..=6 => list.join(", "),
-                n => format!("{n} ({}, ...)", list[..3].join(", ")),
-            }
-        };
         let mut text = format!(
-            "init {}: {}\n  loaded {} tensors; missing (from the seed): {}; unexpected: {}",
+            "init {}: {}\n  loaded {} tensors ({}); missing (from the seed): {}; left out \
+             (pretext heads): {}; not imported: {}",
             self.weights.display(),
             self.architecture,
             self.loaded.len(),
-            names(&self.missing),
-            names(&self.unexpected)
+            per_stage(&self.loaded_per_stage),
+            abbreviated(&self.missing),
+            abbreviated(&self.left_out),
+            abbreviated(&self.unexpected)
         );
         if let Some(why) = &self.head_not_loaded {
             text.push_str(&format!("\n  output head not loaded: {why}"));
@@ -103,36 +112,75 @@ pub fn check_weights(
             ),
         ));
     }
-    let layout = |depths: [usize; 4], heads: [usize; 4], window: usize, patch: usize| {
-        format!("depths {depths:?}, heads {heads:?}, window {window}, patch {patch}")
+    let layout = |depths: [usize; 4], heads: [usize; 4], window: usize, patch: usize, bias| {
+        format!(
+            "depths {depths:?}, heads {heads:?}, window {window}, patch {patch}, qkv bias {bias}"
+        )
     };
     let theirs = layout(
         arch.depths,
         arch.num_heads,
         arch.window_size,
         arch.patch_size,
+        arch.qkv_bias,
     );
     let ours = layout(
         network.depths,
         network.num_heads,
         network.window_size[0],
         network.patch_size,
+        network.qkv_bias,
     );
     if theirs != ours {
+        let list = |v: [usize; 4]| format!("{v:?}").replace(' ', "");
         return Err(TrainError::file(
             path,
-            format!("the weights' Swin layout ({theirs}) differs from this run's ({ours})"),
+            format!(
+                "the weights' Swin layout ({theirs}) differs from this run's ({ours}); add \
+                 --set 'model.depths={}' --set 'model.num_heads={}' --set \
+                 model.window_size={} --set model.qkv_bias={}",
+                list(arch.depths),
+                list(arch.num_heads),
+                arch.window_size,
+                arch.qkv_bias
+            ),
+        ));
+    }
+    if arch.patch_size != network.patch_size {
+        return Err(TrainError::file(
+            path,
+            format!(
+                "the weights embed {}-voxel patches, MONAI's SwinUNETR {}",
+                arch.patch_size, network.patch_size
+            ),
         ));
     }
     Ok((checkpoint, arch))
 }
 
-/// Checks and loads `path` into `model`.
+/// Checks `path` against `network` as [`check_weights`] does, then imports it into a
+/// throw-away network of that configuration, so a file whose encoder is incomplete (or
+/// that holds leftovers, unless `allow_unused`) is refused before a run is created.
+pub fn check_import(
+    path: &Path,
+    network: &SwinUnetrConfig,
+    channels: &[String],
+    allow_unused: bool,
+) -> Result<()> {
+    let mut model = SwinUnetr::new(network, &Device::flex())
+        .map_err(|e| TrainError::file(path, e.to_string()))?;
+    load_weights(&mut model, path, network, channels, allow_unused).map(|_| ())
+}
+
+/// Checks and loads `path` into `model` under the import rule
+/// ([`medssl_model::import`]): every encoder tensor from the file, leftovers that are
+/// not known heads refused unless `allow_unused`.
 pub fn load_weights(
     model: &mut SwinUnetr,
     path: &Path,
     network: &SwinUnetrConfig,
     channels: &[String],
+    allow_unused: bool,
 ) -> Result<InitReport> {
     let (mut checkpoint, arch) = check_weights(path, network, channels)?;
     let head_not_loaded = match arch.out_channels {
@@ -145,32 +193,25 @@ pub fn load_weights(
         }
         _ => None,
     };
-    let bytes = checkpoint
-        .to_safetensors(path)
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let report = load_monai_safetensors_bytes(model, bytes, path)
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    if let Some((name, why)) = report.mismatched.first() {
-        return Err(TrainError::file(
-            path,
-            format!(
-                "{} tensors do not fit the network (first: {name}: {why})",
-                report.mismatched.len()
-            ),
-        ));
-    }
-    if report.loaded.is_empty() {
-        return Err(TrainError::file(
-            path,
-            "no tensor of the file matches a SwinUNETR tensor name",
-        ));
-    }
+    let report = import_checkpoint(model, &checkpoint, path, allow_unused)
+        .map_err(|e| TrainError::file(path, e.problem))?;
+    let ImportReport {
+        layout,
+        loaded_per_stage,
+        loaded,
+        missing,
+        left_out,
+        unused,
+    } = report;
     Ok(InitReport {
         weights: path.to_path_buf(),
         architecture: arch.to_string(),
-        loaded: report.loaded,
-        missing: report.missing,
-        unexpected: report.unexpected,
+        layout: Some(layout),
+        loaded_per_stage,
+        loaded,
+        missing,
+        left_out,
+        unexpected: unused.into_iter().map(|(k, _)| k).collect(),
         head_not_loaded,
     })
 }

@@ -20,7 +20,7 @@ use medssl_model::weights::export_monai_safetensors;
 use serde::{Deserialize, Serialize};
 
 use super::config::FinetuneConfig;
-use super::init_weights::{InitReport, check_weights, load_weights};
+use super::init_weights::{InitReport, check_import, load_weights};
 use super::pipelines::{default_augment, default_preprocess};
 use super::validate::validate;
 use crate::checkpoint::{self, TrainState};
@@ -36,8 +36,10 @@ use crate::transforms::preprocess_fingerprint;
 pub enum Init {
     /// Random initialisation from the run seed.
     Scratch,
-    /// A safetensors file with MONAI key names: an SSL encoder or a whole SwinUNETR.
-    Weights(PathBuf),
+    /// A checkpoint file (any import layout): an SSL encoder or a whole SwinUNETR.
+    /// Leftover tensors that are not known pretext heads are refused unless
+    /// `allow_unused`.
+    Weights { path: PathBuf, allow_unused: bool },
 }
 
 /// What the loop reports as it goes (for progress bars and logs).
@@ -105,6 +107,9 @@ pub struct RunInfo {
     pub task: PathBuf,
     /// The initial weights (`None`: from scratch).
     pub init: Option<PathBuf>,
+    /// Whether the initial weights were imported with `--allow-unused`.
+    #[serde(default)]
+    pub init_allow_unused: bool,
     /// Image channels of the task.
     pub channels: usize,
     /// Classes including background.
@@ -159,9 +164,9 @@ impl Finetune {
     ) -> Result<Finetune> {
         config.validate()?;
         let task = Task::open(task_dir)?;
-        if let Init::Weights(path) = &init {
+        if let Init::Weights { path, allow_unused } = &init {
             let network = config.network(task.channels.len(), task.labels.len());
-            check_weights(path, &network, &task.channels)?;
+            check_import(path, &network, &task.channels, *allow_unused)?;
         }
         let method = Method::Holdout {
             validation: config.split.validation,
@@ -195,8 +200,15 @@ impl Finetune {
                 task: task_dir,
                 init: match &init {
                     Init::Scratch => None,
-                    Init::Weights(path) => Some(path.clone()),
+                    Init::Weights { path, .. } => Some(path.clone()),
                 },
+                init_allow_unused: matches!(
+                    init,
+                    Init::Weights {
+                        allow_unused: true,
+                        ..
+                    }
+                ),
                 channels: task.channels.len(),
                 classes: task.labels.len(),
             },
@@ -209,12 +221,15 @@ impl Finetune {
     /// (`task_dir` overrides the stored task path, e.g. after moving the data),
     /// restoring the last checkpoint (or starting over when none was written yet).
     pub fn resume(run_dir: &Path, task_dir: Option<&Path>, device: Device) -> Result<Finetune> {
-        let run = RunDir::open(run_dir)?;
+        let run = RunDir::open_for_writes(run_dir)?;
         let config = FinetuneConfig::read(&run)?;
         let split = Split::load(&run.path("split.json"))?;
         let info: RunInfo = run.read_json("run.json")?;
         let init = match info.init {
-            Some(path) => Init::Weights(path),
+            Some(path) => Init::Weights {
+                path,
+                allow_unused: info.init_allow_unused,
+            },
             None => Init::Scratch,
         };
         let task = Task::open(task_dir.unwrap_or(&info.task))?;
@@ -259,9 +274,10 @@ impl Finetune {
         };
         let init_report = match (&init, &restored) {
             (Init::Scratch, _) => None,
-            (Init::Weights(_), Some(_)) => Some(run.read_json("init_report.json")?),
-            (Init::Weights(path), None) => {
-                let report = load_weights(&mut model, path, &network, &task.channels)?;
+            (Init::Weights { .. }, Some(_)) => Some(run.read_json("init_report.json")?),
+            (Init::Weights { path, allow_unused }, None) => {
+                let report =
+                    load_weights(&mut model, path, &network, &task.channels, *allow_unused)?;
                 run.write_json("init_report.json", &report)?;
                 Some(report)
             }
@@ -543,7 +559,7 @@ impl Finetune {
                 task: &self.task.name,
                 init: match &self.init {
                     Init::Scratch => "scratch".into(),
-                    Init::Weights(path) => path.display().to_string(),
+                    Init::Weights { path, .. } => path.display().to_string(),
                 },
                 train_cases: self.split.train.len(),
                 validation_cases: self.split.validation.len(),

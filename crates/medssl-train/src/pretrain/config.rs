@@ -2,17 +2,24 @@
 //! data, optimisation, schedules) and the method's own `[pretext]` table, each with its
 //! default written in code, in two presets, loadable from TOML with `key=value`
 //! overrides. `medssl config show --method NAME --preset P` prints it.
+//!
+//! The defaults follow the method's published recipe where it has one: its clipping
+//! mode ([`Method::clip_mode`]), whether its learning rate scales with the batch
+//! ([`Method::lr_batch_scaling`]), its CT window ([`Method::intensity_window`]) and
+//! voxel spacing ([`Method::spacing`]), and no flips or 90° turns for a method that
+//! predicts rotations.
 
 use medssl_data::Pipeline;
 use medssl_data::loader::LoaderConfig;
+use medssl_data::views::{Crops, ViewPlan};
 use medssl_model::SwinUnetrConfig;
-use medssl_ssl::{Method, Preset};
+use medssl_ssl::{ClipMode, Method, Preset};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::run_dir::RunDir;
 use crate::settings::layered;
-use crate::transforms::table;
+use crate::transforms::{floats, ints, table};
 
 /// The encoder being pretrained and the crops it sees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,12 +39,35 @@ pub struct EncoderSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PretrainData {
-    /// Deterministic steps, cached per volume: orientation to RAS and the CT window
-    /// -1000..1000 HU to 0..1, clipped (the SwinUNETR pretraining recipe). Collections
-    /// of MRI should use a percentile scaling instead.
+    /// Deterministic steps, cached per volume. The default is the pretraining
+    /// preprocessing of Tang et al.'s SwinUNETR (MONAI transforms):
+    /// 1. `orientation` to RAS;
+    /// 2. paper preset only: `spacing` to the method's voxel spacing
+    ///    ([`Method::spacing`]: 1.5 × 1.5 × 2 mm unless the method's paper says
+    ///    otherwise; SMIT 2 mm). The tiny preset does not resample: its synthetic
+    ///    volumes have ~5 mm voxels, which 1.5 mm would blow up tenfold;
+    /// 3. `scale_intensity_range`: the method's CT window ([`Method::intensity_window`],
+    ///    -1000..1000 HU unless its paper says otherwise; SMIT -175..250) to 0..1,
+    ///    clipped;
+    /// 4. `crop_foreground` (MONAI's `CropForegroundd` on the windowed image): the box
+    ///    of the voxels above 0, i.e. above the window's lower bound (not air), margin
+    ///    0. A volume with no such voxel (all air, or a blank scan) stops the run with
+    ///    an error naming the case: take it out of the collection;
+    /// 5. `spatial_pad` (symmetric, with 0) to the largest view the method cuts, so no
+    ///    crop reaches outside the volume.
+    ///
+    /// The last step's size follows `encoder.crop` and the method's settings: while
+    /// `data.preprocess` is left at its default, loading a configuration derives it
+    /// from the final settings. Collections of MRI should replace step 3 by a
+    /// percentile scaling (`scale_intensity_range_percentiles`).
     pub preprocess: Vec<toml::Table>,
-    /// Random steps applied to each view after it is cut (one sample in, one out):
-    /// flips along each axis and intensity scale/shift.
+    /// Random steps applied to each view after it is cut (one sample in, one out).
+    /// Default: flips along each axis (p 0.5 each) and intensity scale/shift by up to
+    /// 10% (p 0.5 each); for a method that predicts the rotation of its views (RotNet,
+    /// SwinUNETR-SSL) the flips are left out, as in Tang et al.'s pretraining: a flip
+    /// or 90° turn of a view is itself a rotation or mirror image, which makes the
+    /// rotation label ambiguous. Such a method refuses `rand_flip` and
+    /// `rand_rotate90` here and in `local_augment`.
     pub augment: Vec<toml::Table>,
     /// The same for multi-crop's local views (empty: `augment`).
     pub local_augment: Vec<toml::Table>,
@@ -57,6 +87,13 @@ pub struct PretrainTrain {
     pub lr: f64,
     /// Learning rate at the end of the cosine decay.
     pub min_lr: f64,
+    /// `lr` is per 256 volumes: the run's peak learning rate is
+    /// `lr · data.loader.batch_size · accumulate / 256` (DINO's linear scaling rule;
+    /// `min_lr` is not scaled, as in DINO). The default is the method's
+    /// ([`Method::lr_batch_scaling`]); absent from older files, which read as `false`
+    /// (`lr` is the peak rate itself).
+    #[serde(default)]
+    pub lr_batch_scaling: bool,
     /// Epochs of linear warm-up from 0.
     pub warmup_epochs: u64,
     /// AdamW weight decay at the start, cosine-scheduled to `weight_decay_end`; applied
@@ -68,8 +105,14 @@ pub struct PretrainTrain {
     /// Adam β1, β2 and ε.
     pub betas: [f64; 2],
     pub epsilon: f64,
-    /// Clip the global gradient norm to this (none: no clipping).
+    /// Clip gradients to this L2 norm (none: no clipping), as `clip_mode` says.
     pub grad_clip_norm: Option<f64>,
+    /// How `grad_clip_norm` clips: `"global"`, the norm of all gradients together
+    /// (PyTorch's `clip_grad_norm_`), or `"per_parameter"`, each parameter's gradient
+    /// on its own (DINO's `utils.clip_gradients`). The default is the method's
+    /// ([`Method::clip_mode`]); absent from older files, which read as `"global"`.
+    #[serde(default)]
+    pub clip_mode: ClipMode,
     /// Batches whose gradients are summed into one step.
     pub accumulate: usize,
     /// Epochs during which the method's last head layer is not updated (DINO).
@@ -110,7 +153,7 @@ impl PretrainConfig {
         let pretext = toml::Table::try_from(M::settings(preset)).map_err(|e| {
             TrainError::Invalid(format!("cannot write the {} settings: {e}", M::INFO.name))
         })?;
-        Ok(PretrainConfig {
+        let mut config = PretrainConfig {
             method: M::INFO.name.to_string(),
             preset,
             seed: 0,
@@ -121,20 +164,8 @@ impl PretrainConfig {
                 crop: recipe.crop.unwrap_or(if tiny { [32; 3] } else { [96; 3] }),
             },
             data: PretrainData {
-                preprocess: vec![
-                    table("orientation", &[]),
-                    table(
-                        "scale_intensity_range",
-                        &[
-                            ("a_min", (-1000.0).into()),
-                            ("a_max", 1000.0.into()),
-                            ("b_min", 0.0.into()),
-                            ("b_max", 1.0.into()),
-                            ("clip", true.into()),
-                        ],
-                    ),
-                ],
-                augment: default_augment(),
+                preprocess: Vec::new(),
+                augment: Vec::new(),
                 local_augment: Vec::new(),
                 loader: LoaderConfig {
                     batch_size: 2,
@@ -149,12 +180,14 @@ impl PretrainConfig {
                 steps: None,
                 lr: recipe.lr,
                 min_lr: 1e-6,
+                lr_batch_scaling: M::lr_batch_scaling(preset),
                 warmup_epochs: if tiny { 1 } else { 10 },
                 weight_decay: recipe.weight_decay.0,
                 weight_decay_end: recipe.weight_decay.1,
                 betas: [0.9, 0.999],
                 epsilon: 1e-8,
                 grad_clip_norm: recipe.grad_clip_norm,
+                clip_mode: M::clip_mode(preset),
                 accumulate: 1,
                 freeze_last_layer: recipe.freeze_last_layer,
                 teacher_momentum: recipe.teacher_momentum,
@@ -162,7 +195,11 @@ impl PretrainConfig {
                 checkpoint_every: if tiny { 50 } else { 500 },
             },
             pretext,
-        })
+        };
+        let plan = config.plan::<M>(Pipeline::default(), Pipeline::default())?;
+        config.data.preprocess = default_preprocess::<M>(preset, &plan);
+        config.data.augment = default_augment(plan.rotations.is_some());
+        Ok(config)
     }
 
     /// The defaults of `M` in `preset`, then a TOML file, then `key=value` overrides;
@@ -172,18 +209,28 @@ impl PretrainConfig {
         file: Option<&str>,
         overrides: &[String],
     ) -> Result<PretrainConfig> {
-        let config: PretrainConfig = layered(
-            &PretrainConfig::preset::<M>(preset)?,
-            file,
-            overrides,
-            &OPTIONAL,
-        )?;
+        let defaults = PretrainConfig::preset::<M>(preset)?;
+        let mut config: PretrainConfig = layered(&defaults, file, overrides, &OPTIONAL)?;
         if config.method != M::INFO.name {
             return Err(TrainError::Invalid(format!(
                 "the configuration is for method `{}`, not `{}`",
                 config.method,
                 M::INFO.name
             )));
+        }
+        // Steps left at their defaults follow the final settings (the padding follows
+        // the crop). Settings that cannot cut views are reported by `check` below.
+        let default_preprocess = config.data.preprocess == defaults.data.preprocess;
+        let default_augment = config.data.augment == defaults.data.augment;
+        if default_preprocess || default_augment {
+            if let Ok(plan) = config.plan::<M>(Pipeline::default(), Pipeline::default()) {
+                if default_preprocess {
+                    config.data.preprocess = self::default_preprocess::<M>(config.preset, &plan);
+                }
+                if default_augment {
+                    config.data.augment = self::default_augment(plan.rotations.is_some());
+                }
+            }
         }
         config.check::<M>()?;
         Ok(config)
@@ -211,6 +258,17 @@ impl PretrainConfig {
         network
     }
 
+    /// The peak learning rate of the run: `train.lr`, times `batch_size · accumulate /
+    /// 256` with `train.lr_batch_scaling`.
+    pub fn peak_lr(&self) -> f64 {
+        if self.train.lr_batch_scaling {
+            let volumes = self.data.loader.batch_size * self.train.accumulate;
+            self.train.lr * volumes as f64 / 256.0
+        } else {
+            self.train.lr
+        }
+    }
+
     /// Optimiser steps of the run on a collection of `volumes` volumes.
     pub fn total_steps(&self, volumes: usize) -> u64 {
         let batches = self.data.loader.batches(volumes) as u64;
@@ -222,15 +280,21 @@ impl PretrainConfig {
     /// Voxels of the views of one volume, as method `M` cuts them (see
     /// `Crops::voxels`).
     pub fn view_voxels<M: Method>(&self) -> Result<usize> {
-        let plan = M::view_plan(
+        let plan = self.plan::<M>(Pipeline::default(), Pipeline::default())?;
+        Ok(plan.crops.voxels())
+    }
+
+    /// The views method `M` cuts with these settings, augmented by `augment` and
+    /// `local_augment`.
+    fn plan<M: Method>(&self, augment: Pipeline, local_augment: Pipeline) -> Result<ViewPlan> {
+        M::view_plan(
             &self.pretext::<M>()?,
             &self.network(),
             self.encoder.crop,
-            Pipeline::default(),
-            Pipeline::default(),
+            augment,
+            local_augment,
         )
-        .map_err(|e| TrainError::Invalid(format!("views: {e}")))?;
-        Ok(plan.crops.voxels())
+        .map_err(|e| TrainError::Invalid(format!("views: {e}")))
     }
 
     /// The method's settings, typed.
@@ -281,14 +345,93 @@ impl PretrainConfig {
                 return bad(format!("{name} must be in [0, 1], got {value}"));
             }
         }
+        self.data.loader.check()?;
         M::check(&self.pretext::<M>()?, &self.network(), self.encoder.crop)
-            .map_err(|e| TrainError::Invalid(format!("pretext: {e}")))
+            .map_err(|e| TrainError::Invalid(format!("pretext: {e}")))?;
+        self.check_steps::<M>()
+    }
+
+    /// Builds the transform lists (so a typo is reported before anything is written)
+    /// and refuses augmentations that would make a rotation method's labels wrong
+    /// (`ViewPlan::check`: no `rand_flip` or `rand_rotate90` with rotation labels).
+    fn check_steps<M: Method>(&self) -> Result<()> {
+        let data = &self.data;
+        let build = |key: &str, steps: &[toml::Table]| {
+            Pipeline::from_config(steps).map_err(|e| TrainError::Invalid(format!("{key}: {e}")))
+        };
+        build("data.preprocess", &data.preprocess)?;
+        let augment = build("data.augment", &data.augment)?;
+        let local_augment = build("data.local_augment", &data.local_augment)?;
+        // The global augmentation first, so the error names the list at fault.
+        self.plan::<M>(augment, Pipeline::default())?
+            .check()
+            .map_err(|e| TrainError::Invalid(format!("data.augment: {e}")))?;
+        let augment = build("data.augment", &data.augment)?;
+        self.plan::<M>(augment, local_augment)?
+            .check()
+            .map_err(|e| TrainError::Invalid(format!("data.local_augment: {e}")))
     }
 }
 
-/// Flips along each axis (p 0.5) and intensity scale and shift by up to 10% (p 0.5).
-fn default_augment() -> Vec<toml::Table> {
-    let mut steps: Vec<toml::Table> = (0..3)
+/// The largest view `crops` cut, per axis: what the volume is padded to so no view
+/// reaches outside it (region crops: the region, and at least the views' output size,
+/// so a view is never cut from less than its own size).
+fn largest_view(crops: &Crops) -> [usize; 3] {
+    let max = |a: [usize; 3], b: [usize; 3]| std::array::from_fn(|i| a[i].max(b[i]));
+    match crops {
+        Crops::Random(c) => c.size,
+        Crops::Multi(c) => max(c.global_size, c.local_size),
+        Crops::Nested(c) => max(c.outer_size, c.inner_size),
+        Crops::Region(c) => {
+            let views = c
+                .local
+                .as_ref()
+                .map_or(c.global.size, |l| max(c.global.size, l.size));
+            c.region.map_or(views, |region| max(region, views))
+        }
+        Crops::Grid(g) => g.span(),
+        Crops::Copies { crops, .. } => crops.size,
+    }
+}
+
+/// The default preprocessing of method `M` in `preset` whose views `plan` cuts (see
+/// [`PretrainData::preprocess`]).
+fn default_preprocess<M: Method>(preset: Preset, plan: &ViewPlan) -> Vec<toml::Table> {
+    let [a_min, a_max] = M::intensity_window(preset);
+    let mut steps = vec![table("orientation", &[])];
+    if preset == Preset::Paper {
+        steps.push(table("spacing", &[("pixdim", floats(&M::spacing(preset)))]));
+    }
+    steps.push(table(
+        "scale_intensity_range",
+        &[
+            ("a_min", a_min.into()),
+            ("a_max", a_max.into()),
+            ("b_min", 0.0.into()),
+            ("b_max", 1.0.into()),
+            ("clip", true.into()),
+        ],
+    ));
+    steps.push(table(
+        "crop_foreground",
+        &[
+            ("threshold", 0.0.into()),
+            ("margin", 0.into()),
+            ("allow_smaller", true.into()),
+        ],
+    ));
+    steps.push(table(
+        "spatial_pad",
+        &[("spatial_size", ints(&largest_view(&plan.crops)))],
+    ));
+    steps
+}
+
+/// Flips along each axis (p 0.5; left out for a method with rotation labels) and
+/// intensity scale and shift by up to 10% (p 0.5).
+fn default_augment(rotations: bool) -> Vec<toml::Table> {
+    let flips = if rotations { 0 } else { 3 };
+    let mut steps: Vec<toml::Table> = (0..flips)
         .map(|axis| {
             table(
                 "rand_flip",
@@ -313,7 +456,81 @@ fn default_augment() -> Vec<toml::Table> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medssl_ssl::methods::SimMimMethod;
+    use medssl_ssl::methods::{RotNetMethod, SimMimMethod, SwinUnetrSslMethod};
+    use medssl_ssl::{MethodInfo, Recipe};
+
+    /// SimMIM with every hook a method may override changed: per-parameter clipping,
+    /// batch-scaled learning rate, SMIT's window and spacing.
+    struct Hooked;
+
+    impl Method for Hooked {
+        type Net = <SimMimMethod as Method>::Net;
+        type Settings = <SimMimMethod as Method>::Settings;
+        const INFO: MethodInfo = SimMimMethod::INFO;
+
+        fn settings(preset: Preset) -> Self::Settings {
+            SimMimMethod::settings(preset)
+        }
+        fn recipe(preset: Preset) -> Recipe {
+            SimMimMethod::recipe(preset)
+        }
+        fn clip_mode(_preset: Preset) -> ClipMode {
+            ClipMode::PerParameter
+        }
+        fn lr_batch_scaling(_preset: Preset) -> bool {
+            true
+        }
+        fn intensity_window(_preset: Preset) -> [f64; 2] {
+            [-175.0, 250.0]
+        }
+        fn spacing(_preset: Preset) -> [f64; 3] {
+            [2.0; 3]
+        }
+        fn check(
+            settings: &Self::Settings,
+            encoder: &SwinUnetrConfig,
+            crop: [usize; 3],
+        ) -> medssl_ssl::Result<()> {
+            SimMimMethod::check(settings, encoder, crop)
+        }
+        fn view_plan(
+            settings: &Self::Settings,
+            encoder: &SwinUnetrConfig,
+            crop: [usize; 3],
+            augment: Pipeline,
+            local_augment: Pipeline,
+        ) -> medssl_ssl::Result<ViewPlan> {
+            SimMimMethod::view_plan(settings, encoder, crop, augment, local_augment)
+        }
+        fn build(
+            settings: &Self::Settings,
+            encoder: &SwinUnetrConfig,
+            device: &burn::tensor::Device,
+        ) -> Self::Net {
+            SimMimMethod::build(settings, encoder, device)
+        }
+    }
+
+    fn names(steps: &[toml::Table]) -> Vec<&str> {
+        steps.iter().map(|t| t["name"].as_str().unwrap()).collect()
+    }
+
+    fn step<'a>(steps: &'a [toml::Table], name: &str) -> &'a toml::Table {
+        steps
+            .iter()
+            .find(|t| t["name"].as_str() == Some(name))
+            .unwrap()
+    }
+
+    fn floats_of(value: &toml::Value) -> Vec<f64> {
+        let array = value.as_array().unwrap();
+        array.iter().map(|v| v.as_float().unwrap()).collect()
+    }
+
+    fn ints_of(value: &toml::Value) -> Vec<i64> {
+        let array = value.as_array().unwrap();
+        array.iter().map(|v| v.as_integer().unwrap()).collect()
+    }
 
     #[test]
     fn presets_round_trip_through_toml() {
@@ -351,5 +568,276 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("block_size"), "{err}");
+    }
+
+    /// Tang et al.'s pretraining preprocessing: orientation, (paper) spacing, window,
+    /// foreground crop, padding to the largest view; the tiny preset never resamples.
+    #[test]
+    fn default_preprocessing_is_tangs_with_the_methods_window_and_spacing() {
+        let tiny = PretrainConfig::preset::<SimMimMethod>(Preset::Tiny).unwrap();
+        let steps = &tiny.data.preprocess;
+        assert_eq!(
+            names(steps),
+            [
+                "orientation",
+                "scale_intensity_range",
+                "crop_foreground",
+                "spatial_pad"
+            ]
+        );
+        let window = step(steps, "scale_intensity_range");
+        assert_eq!(window["a_min"].as_float(), Some(-1000.0));
+        assert_eq!(window["a_max"].as_float(), Some(1000.0));
+        assert_eq!(window["clip"].as_bool(), Some(true));
+        let crop = step(steps, "crop_foreground");
+        assert_eq!(crop["threshold"].as_float(), Some(0.0));
+        assert_eq!(crop["margin"].as_integer(), Some(0));
+        // SimMIM cuts one random crop of `encoder.crop`.
+        assert_eq!(
+            ints_of(&step(steps, "spatial_pad")["spatial_size"]),
+            tiny.encoder.crop.map(|c| c as i64)
+        );
+
+        let paper = PretrainConfig::preset::<SimMimMethod>(Preset::Paper).unwrap();
+        let steps = &paper.data.preprocess;
+        assert_eq!(names(steps)[..2], ["orientation", "spacing"]);
+        assert_eq!(floats_of(&steps[1]["pixdim"]), [1.5, 1.5, 2.0]);
+        assert_eq!(
+            ints_of(&step(steps, "spatial_pad")["spatial_size"]),
+            paper.encoder.crop.map(|c| c as i64)
+        );
+        paper.check::<SimMimMethod>().unwrap();
+
+        // A method's own window and spacing.
+        let hooked = PretrainConfig::preset::<Hooked>(Preset::Paper).unwrap();
+        let steps = &hooked.data.preprocess;
+        assert_eq!(floats_of(&step(steps, "spacing")["pixdim"]), [2.0; 3]);
+        let window = step(steps, "scale_intensity_range");
+        assert_eq!(window["a_min"].as_float(), Some(-175.0));
+        assert_eq!(window["a_max"].as_float(), Some(250.0));
+        let tiny = PretrainConfig::preset::<Hooked>(Preset::Tiny).unwrap();
+        assert!(!names(&tiny.data.preprocess).contains(&"spacing"));
+    }
+
+    /// Every method's presets build (the view plan the defaults derive from included)
+    /// and pass their checks; the padding is at least the crop.
+    #[test]
+    fn every_methods_presets_build_and_check() {
+        use medssl_ssl::methods::{
+            CpcMethod, DinoMethod, IbotMethod, MocoV3Method, SimClrMethod, SmitMethod,
+        };
+        fn one<M: Method>() {
+            for preset in [Preset::Tiny, Preset::Paper] {
+                let config = PretrainConfig::preset::<M>(preset).unwrap();
+                config.check::<M>().unwrap();
+                let pad = ints_of(&step(&config.data.preprocess, "spatial_pad")["spatial_size"]);
+                let name = M::INFO.name;
+                assert!(pad.iter().all(|&p| p > 0), "{name}: {pad:?}");
+            }
+        }
+        one::<SimClrMethod>();
+        one::<MocoV3Method>();
+        one::<CpcMethod>();
+        one::<RotNetMethod>();
+        one::<SwinUnetrSslMethod>();
+        one::<SimMimMethod>();
+        one::<SmitMethod>();
+        one::<DinoMethod>();
+        one::<IbotMethod>();
+    }
+
+    /// The padding covers every view: the larger of global and local crops, the outer
+    /// crop, the grid's span, a region crop's region and output sizes.
+    #[test]
+    fn the_padding_covers_the_largest_view() {
+        use medssl_data::views::{CpcGrid, MultiCrop, NestedCrops, RegionCrops, ScaledViews};
+        let multi = MultiCrop {
+            global_size: [32, 32, 64],
+            local_size: [48, 16, 16],
+            local_resize: Some([96; 3]),
+            ..MultiCrop::default()
+        };
+        assert_eq!(largest_view(&Crops::Multi(multi)), [48, 32, 64]);
+        let nested = NestedCrops {
+            outer_size: [64; 3],
+            inner_size: [32; 3],
+            ..NestedCrops::default()
+        };
+        assert_eq!(largest_view(&Crops::Nested(nested)), [64; 3]);
+        let grid = CpcGrid {
+            grid: 3,
+            cell: [16; 3],
+            overlap: 4,
+            ..CpcGrid::default()
+        };
+        assert_eq!(largest_view(&Crops::Grid(grid)), [40; 3]);
+        let views = |size| ScaledViews {
+            count: 2,
+            size,
+            scale: [0.4, 1.0],
+        };
+        let region = RegionCrops {
+            region: Some([64, 64, 16]),
+            global: views([32; 3]),
+            local: Some(views([16, 16, 48])),
+            ..RegionCrops::default()
+        };
+        assert_eq!(largest_view(&Crops::Region(region.clone())), [64, 64, 48]);
+        let whole = RegionCrops {
+            region: None,
+            ..region
+        };
+        assert_eq!(largest_view(&Crops::Region(whole)), [32, 32, 48]);
+    }
+
+    /// The padding follows the final crop while the preprocessing is left at its
+    /// default; a preprocessing given by the user is kept as given.
+    #[test]
+    fn default_padding_follows_the_crop_given() {
+        let config = PretrainConfig::load::<SimMimMethod>(
+            Preset::Tiny,
+            None,
+            &["encoder.crop=[64, 64, 32]".into()],
+        )
+        .unwrap();
+        let pad = step(&config.data.preprocess, "spatial_pad");
+        assert_eq!(ints_of(&pad["spatial_size"]), [64, 64, 32]);
+        let file = "[data]\npreprocess = [{ name = \"orientation\" }]\n";
+        let config = PretrainConfig::load::<SimMimMethod>(
+            Preset::Tiny,
+            Some(file),
+            &["encoder.crop=[64, 64, 32]".into()],
+        )
+        .unwrap();
+        assert_eq!(names(&config.data.preprocess), ["orientation"]);
+    }
+
+    /// An all-air volume (nothing above the window's lower bound) stops the
+    /// preprocessing with an error naming the case.
+    #[test]
+    fn an_all_air_volume_is_an_error_naming_the_case() {
+        use medssl_data::Sample;
+        use medssl_io::{Affine, Volume};
+        let config = PretrainConfig::preset::<SimMimMethod>(Preset::Tiny).unwrap();
+        let pipeline = Pipeline::from_config(&config.data.preprocess).unwrap();
+        let mut rng = medssl_data::rng::stream(0, &[]);
+        let air = ndarray::Array4::from_elem((1, 8, 8, 8), -1000.0f32);
+        let sample = Sample::unlabelled("blank_scan_7", Volume::new(air, Affine::identity()));
+        let err = pipeline.run(sample, &mut rng).unwrap_err().to_string();
+        assert!(err.contains("blank_scan_7"), "{err}");
+        assert!(err.contains("crop_foreground"), "{err}");
+
+        // A small body in air: cropped to it, then padded back to the crop size.
+        let mut body = ndarray::Array4::from_elem((1, 40, 40, 40), -1000.0f32);
+        body.slice_mut(ndarray::s![.., 10..20, 12..30, 5..9])
+            .fill(40.0);
+        let sample = Sample::unlabelled("body", Volume::new(body, Affine::identity()));
+        let out = pipeline.run(sample, &mut rng).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].spatial_shape(), [32, 32, 32]);
+        let image = out[0].image.data();
+        let inside = image.iter().filter(|&&v| v > 0.0).count();
+        assert_eq!(inside, 10 * 18 * 4);
+    }
+
+    /// A method that predicts rotations gets no flips by default and refuses them when
+    /// given, before anything is written.
+    #[test]
+    fn rotation_methods_have_no_flips_and_refuse_them() {
+        let flips = |c: &PretrainConfig| {
+            let steps = names(&c.data.augment);
+            steps.iter().filter(|n| **n == "rand_flip").count()
+        };
+        let simmim = PretrainConfig::preset::<SimMimMethod>(Preset::Tiny).unwrap();
+        assert_eq!(flips(&simmim), 3);
+        for preset in [Preset::Tiny, Preset::Paper] {
+            let rotnet = PretrainConfig::preset::<RotNetMethod>(preset).unwrap();
+            assert_eq!(flips(&rotnet), 0);
+            assert_eq!(
+                names(&rotnet.data.augment),
+                ["rand_scale_intensity", "rand_shift_intensity"]
+            );
+            rotnet.check::<RotNetMethod>().unwrap();
+            let ssl = PretrainConfig::preset::<SwinUnetrSslMethod>(preset).unwrap();
+            assert_eq!(flips(&ssl), 0);
+            ssl.check::<SwinUnetrSslMethod>().unwrap();
+        }
+
+        let mut rotnet = PretrainConfig::preset::<RotNetMethod>(Preset::Tiny).unwrap();
+        rotnet
+            .data
+            .augment
+            .insert(0, simmim.data.augment[1].clone());
+        let err = rotnet.check::<RotNetMethod>().unwrap_err().to_string();
+        assert!(
+            err.contains("data.augment") && err.contains("rand_flip"),
+            "{err}"
+        );
+        let mut ssl = PretrainConfig::preset::<SwinUnetrSslMethod>(Preset::Tiny).unwrap();
+        ssl.data
+            .augment
+            .push(table("rand_rotate90", &[("prob", 0.5.into())]));
+        let err = ssl.check::<SwinUnetrSslMethod>().unwrap_err().to_string();
+        assert!(err.contains("data.augment"), "{err}");
+        assert!(err.contains("rand_rotate90"), "{err}");
+        // Through `load`, as `medssl pretrain --config` reads it.
+        let file = "[[data.augment]]\nname = \"rand_flip\"\nprob = 0.5\n";
+        let err = PretrainConfig::load::<RotNetMethod>(Preset::Tiny, Some(file), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rand_flip"), "{err}");
+        // Methods without rotation labels keep their flips.
+        PretrainConfig::load::<SimMimMethod>(Preset::Tiny, Some(file), &[]).unwrap();
+    }
+
+    /// DINO's rule: `lr · batch / 256` over the volumes of one optimiser step.
+    #[test]
+    fn lr_batch_scaling_multiplies_by_the_step_batch_over_256() {
+        let mut config = PretrainConfig::preset::<SimMimMethod>(Preset::Tiny).unwrap();
+        assert!(!config.train.lr_batch_scaling);
+        config.train.lr = 5e-4;
+        config.data.loader.batch_size = 2;
+        config.train.accumulate = 4;
+        assert_eq!(config.peak_lr(), 5e-4);
+        config.train.lr_batch_scaling = true;
+        assert_eq!(config.peak_lr(), 5e-4 * 8.0 / 256.0);
+        assert_eq!(config.peak_lr(), 1.5625e-5);
+        config.data.loader.batch_size = 64;
+        config.train.accumulate = 4;
+        assert_eq!(config.peak_lr(), 5e-4);
+    }
+
+    /// The method's hooks set the defaults; files written before the settings existed
+    /// read as global clipping without batch scaling.
+    #[test]
+    fn clipping_and_batch_scaling_default_to_the_methods_and_old_files_read() {
+        let simmim = PretrainConfig::preset::<SimMimMethod>(Preset::Paper).unwrap();
+        assert_eq!(simmim.train.clip_mode, ClipMode::Global);
+        let hooked = PretrainConfig::preset::<Hooked>(Preset::Paper).unwrap();
+        assert_eq!(hooked.train.clip_mode, ClipMode::PerParameter);
+        assert!(hooked.train.lr_batch_scaling);
+        let text = hooked.to_toml().unwrap();
+        assert!(text.contains("clip_mode = \"per_parameter\""), "{text}");
+        assert!(text.contains("lr_batch_scaling = true"), "{text}");
+
+        let mut table = toml::Table::try_from(&simmim).unwrap();
+        let train = table["train"].as_table_mut().unwrap();
+        train.remove("clip_mode").unwrap();
+        train.remove("lr_batch_scaling").unwrap();
+        let old: PretrainConfig = toml::from_str(&toml::to_string(&table).unwrap()).unwrap();
+        assert_eq!(old.train.clip_mode, ClipMode::Global);
+        assert!(!old.train.lr_batch_scaling);
+        assert_eq!(old, simmim);
+        let set = PretrainConfig::load::<SimMimMethod>(
+            Preset::Tiny,
+            None,
+            &[
+                "train.clip_mode=per_parameter".into(),
+                "train.lr_batch_scaling=true".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(set.train.clip_mode, ClipMode::PerParameter);
+        assert!(set.train.lr_batch_scaling);
     }
 }

@@ -1,6 +1,7 @@
 //! The one pretraining loop every method runs: batches of views from the collection,
-//! the method's loss, AdamW with scheduled learning rate and weight decay, gradient
-//! clipping and accumulation, the EMA teacher update, a frozen last head layer in the
+//! the method's loss, AdamW with scheduled learning rate (optionally scaled by the batch,
+//! `train.lr_batch_scaling`) and weight decay, gradient clipping (global or per
+//! parameter, `train.clip_mode`) and accumulation, the EMA teacher update, a frozen last head layer in the
 //! first epochs, a metrics line per step, and checkpoints that resume exactly.
 
 use std::marker::PhantomData;
@@ -141,7 +142,7 @@ impl<M: Method> Pretrain<M> {
     /// Re-opens the run in `run_dir` with its stored settings and collection (`data`
     /// overrides the stored path), restoring the last checkpoint.
     pub fn resume(run_dir: &Path, data: Option<&Path>, device: Device) -> Result<Pretrain<M>> {
-        let run = RunDir::open(run_dir)?;
+        let run = RunDir::open_for_writes(run_dir)?;
         let config = PretrainConfig::read(&run)?;
         if config.method != M::INFO.name {
             return Err(TrainError::file(
@@ -178,6 +179,7 @@ impl<M: Method> Pretrain<M> {
             beta2: t.betas[1],
             epsilon: t.epsilon,
             grad_clip_norm: t.grad_clip_norm,
+            clip_mode: t.clip_mode,
             freeze_encoder: false,
             layer_decay: 1.0,
         });
@@ -284,7 +286,9 @@ impl<M: Method> Pretrain<M> {
         self.volumes
     }
 
-    /// The schedules of a step: learning rate, weight decay, teacher momentum.
+    /// The schedules of a step: learning rate (peaking at
+    /// [`PretrainConfig::peak_lr`], which `train.lr_batch_scaling` scales by the batch),
+    /// weight decay, teacher momentum.
     fn schedules(&self) -> [CosineSchedule; 3] {
         let t = &self.config.train;
         let total = self.total_steps();
@@ -297,7 +301,7 @@ impl<M: Method> Pretrain<M> {
             total_iters: total,
         };
         [
-            cosine(t.lr, t.min_lr, warmup),
+            cosine(self.config.peak_lr(), t.min_lr, warmup),
             cosine(t.weight_decay, t.weight_decay_end, 0),
             cosine(t.teacher_momentum, t.teacher_momentum_end, 0),
         ]
@@ -475,6 +479,9 @@ impl<M: Method> Pretrain<M> {
                 observe(Event::Warning(message));
             }
         }
+        // `clipped`: whether clipping scaled any gradient down in this step;
+        // `clipped_params`: how many parameters' gradients it scaled (global clipping:
+        // all of them or none).
         let mut line = serde_json::json!({
             "event": "step",
             "epoch": epoch + 1,
@@ -485,6 +492,7 @@ impl<M: Method> Pretrain<M> {
             "weight_decay": weight_decay,
             "grad_norm": grad_norm,
             "clipped": self.optimizer.clips(grad_norm),
+            "clipped_params": self.optimizer.clipped_params(),
             "monitors": monitors,
             "seconds": started.elapsed().as_secs_f64(),
         });
@@ -595,4 +603,55 @@ fn cache_dir(run_dir: &Path, data: &Path) -> PathBuf {
         .file_name()
         .map_or_else(|| "collection".into(), |n| n.to_string_lossy().into_owned());
     shared_cache_dir(run_dir, &format!("pretrain-{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medssl_data::synth::{Grid, Kind, case_name, generate};
+    use medssl_io::nifti::{OutputType, write_volume};
+    use medssl_ssl::ClipMode;
+    use medssl_ssl::Preset;
+    use medssl_ssl::methods::SimMimMethod;
+
+    /// One SimMIM step with `lr_batch_scaling` and per-parameter clipping at a limit
+    /// every gradient exceeds: the logged rate is `lr · batch / 256` (no warm-up, so
+    /// the first step is at the peak) and every parameter is counted as clipped.
+    #[test]
+    fn a_step_uses_the_scaled_rate_and_logs_per_parameter_clipping() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("ct");
+        std::fs::create_dir_all(&data).unwrap();
+        let grid = Grid::fitted(Kind::AbdomenCt, [40, 40, 40]).unwrap();
+        for case in 0..2 {
+            let sample = generate(Kind::AbdomenCt, &grid, 3, case);
+            let path = data.join(format!("{}.nii.gz", case_name(Kind::AbdomenCt, case)));
+            write_volume(&path, &sample.image, OutputType::Int16).unwrap();
+        }
+        let mut config = PretrainConfig::load::<SimMimMethod>(
+            Preset::Tiny,
+            None,
+            &[
+                "train.steps=1".into(),
+                "train.warmup_epochs=0".into(),
+                "train.lr=0.0128".into(),
+                "train.lr_batch_scaling=true".into(),
+                "train.clip_mode=\"per_parameter\"".into(),
+                "train.grad_clip_norm=1e-12".into(),
+            ],
+        )
+        .unwrap();
+        config.train.min_lr = 0.0;
+        assert_eq!(config.data.loader.batch_size, 2);
+        assert_eq!(config.train.clip_mode, ClipMode::PerParameter);
+        let out = tmp.path().join("run");
+        let mut run = Pretrain::<SimMimMethod>::start(&data, &out, config, Device::flex()).unwrap();
+        run.train(u64::MAX, &mut |_| {}).unwrap();
+        let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(line["lr"].as_f64(), Some(0.0128 * 2.0 / 256.0), "{line}");
+        assert_eq!(line["clipped"], Value::Bool(true), "{line}");
+        let clipped = line["clipped_params"].as_u64().unwrap();
+        assert!(clipped > 50, "{line}");
+    }
 }
