@@ -1,7 +1,10 @@
 //! Random-crop views: N independently augmented crops (SimCLR, MoCo v3), global and
-//! local crops (DINO, iBOT multi-crop) and SMIT's crops nested inside one larger crop.
+//! local crops (DINO, iBOT multi-crop), SMIT's crops nested inside one larger crop, and
+//! random resized crops of one shared region ([`RegionCrops`]), which is how SimCLR, MoCo
+//! v3, DINO and iBOT cut their views in their papers.
 
 use medssl_io::Affine;
+use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use super::{View, ViewStreams, augment, check_crop, random_start};
@@ -18,6 +21,10 @@ const ROLE_GLOBAL: u64 = 1;
 const ROLE_LOCAL: u64 = 2;
 const ROLE_OUTER: u64 = 3;
 const ROLE_INNER: u64 = 4;
+// 5 and 6 (masks, rotations) and 10 (in-painting) are plan.rs's, 7-9 grid.rs's.
+const ROLE_REGION: u64 = 11;
+const ROLE_REGION_GLOBAL: u64 = 12;
+const ROLE_REGION_LOCAL: u64 = 13;
 
 /// `count` crops of `size` voxels at independent uniformly random positions (they may
 /// overlap), each augmented by the same pipeline with its own stream: the two views of
@@ -256,6 +263,175 @@ impl NestedCrops {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(NestedViews { outer_start, views })
+    }
+}
+
+/// Random resized crops of one shared region, in 3-D: torchvision's `RandomResizedCrop`
+/// as SimCLR, MoCo v3, DINO and iBOT apply it to one image.
+///
+/// Why: the positive views of a contrastive or self-distillation method must show the
+/// same content, or there is nothing for their embeddings to agree on. SimCLR takes two
+/// random resized crops of one image (scale 0.08–1 of its area); DINO and iBOT take
+/// global crops covering 40–100% of the image and local crops covering 5–40%. Two crops
+/// cut at independent positions of a whole CT volume (as [`RandomCrops`] and
+/// [`MultiCrop`] do) almost never overlap; crops drawn as large fractions of one region
+/// always do.
+///
+/// How: the region (`region`, or the whole volume when `None`) is placed once at a
+/// uniformly random position on its own stream; a region larger than the volume on an
+/// axis is centred and padded there (see the [module docs](super)). Then each view, on
+/// its own stream, draws a volume fraction `s` uniformly from its group's `scale`, takes
+/// the box of side `clamp(round(region_a · s^(1/3)), 1, region_a)` on each axis `a`, places
+/// it uniformly inside the region, and resizes it to the group's `size` (trilinear with
+/// PyTorch's `align_corners=False` positions, labels nearest, as [`MultiCrop`]'s
+/// `local_resize`; no resize when the box already has that size). The box is isotropic:
+/// it keeps the region's proportions, with no aspect-ratio jitter (torchvision draws an
+/// aspect ratio in 3/4–4/3 as well), because stretching anatomy along one axis changes
+/// what it looks like more than it does for photographs. `scale` is a fraction of the
+/// region's *volume*, the 3-D counterpart of torchvision's fraction of the area, so a
+/// view at scale `s` covers the same share of the region as a 2-D crop at `s` of the
+/// image.
+///
+/// Global views are augmented by the plan's `augment` pipeline, local views by its
+/// `local_augment` (DINO augments them differently), each with its own stream; the
+/// returned [`View`]s carry the source box (before the resize).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegionCrops {
+    /// Size of the shared region in voxels; `None` is the whole volume.
+    pub region: Option<[usize; 3]>,
+    /// The global views (SimCLR/MoCo: the two views).
+    pub global: ScaledViews,
+    /// The local views (DINO/iBOT multi-crop), if any.
+    pub local: Option<ScaledViews>,
+    /// Image value of padded voxels (labels pad with background).
+    pub fill: f32,
+}
+
+impl Default for RegionCrops {
+    /// Two 96³ views at 40–100% of the whole volume (DINO's global crops), no local
+    /// views, padding with 0.
+    fn default() -> RegionCrops {
+        RegionCrops {
+            region: None,
+            global: ScaledViews::default(),
+            local: None,
+            fill: 0.0,
+        }
+    }
+}
+
+/// One group of views of [`RegionCrops`]: `count` views whose source boxes cover a
+/// fraction of the region's volume drawn uniformly from `scale`, resized to `size`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScaledViews {
+    /// Number of views.
+    pub count: usize,
+    /// Output size of each view in voxels.
+    pub size: [usize; 3],
+    /// Range `[low, high]` of the fraction of the region's volume a view's box covers,
+    /// `0 < low ≤ high ≤ 1` (torchvision's `RandomResizedCrop(scale=..)`: SimCLR
+    /// 0.08–1, DINO globals 0.4–1, DINO locals 0.05–0.4).
+    pub scale: [f64; 2],
+}
+
+impl Default for ScaledViews {
+    /// Two 96³ views at 40–100% of the region (DINO's global crops).
+    fn default() -> ScaledViews {
+        ScaledViews {
+            count: 2,
+            size: [96; 3],
+            scale: [0.4, 1.0],
+        }
+    }
+}
+
+impl ScaledViews {
+    /// Rejects a zero-sided output or a scale range outside `(0, 1]`.
+    fn check(&self, sample: &Sample, what: &str) -> Result<()> {
+        check_crop(sample, what, self.size)?;
+        let [low, high] = self.scale;
+        if !(low.is_finite() && high.is_finite() && 0.0 < low && low <= high && high <= 1.0) {
+            return Err(DataError::Config(format!(
+                "{what}: scale {:?} must be a range [low, high] with 0 < low <= high <= 1 \
+                 (fractions of the region's volume)",
+                self.scale
+            )));
+        }
+        Ok(())
+    }
+
+    /// The source box of a view covering the fraction `s` of `region`'s volume.
+    fn side(region: [usize; 3], s: f64) -> [usize; 3] {
+        let t = s.cbrt();
+        region.map(|r| ((r as f64 * t).round() as usize).clamp(1, r))
+    }
+}
+
+/// The views of one [`RegionCrops`] call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionViews {
+    /// First voxel of the shared region in the source volume.
+    pub region_start: [isize; 3],
+    /// Size of the shared region (the volume's shape when `region` is `None`).
+    pub region_size: [usize; 3],
+    /// Global views; their boxes are in source-volume voxels and lie inside the region.
+    pub global: Vec<View>,
+    /// Local views, likewise (empty without local views).
+    pub local: Vec<View>,
+}
+
+impl RegionCrops {
+    /// The global and local views of `sample`. The region is never materialised: a box
+    /// cut from the padded region equals the same box cut (and padded) from the source.
+    pub fn generate(
+        &self,
+        sample: &Sample,
+        global_augment: &Pipeline,
+        local_augment: &Pipeline,
+        rng: &mut Rng,
+    ) -> Result<RegionViews> {
+        self.global.check(sample, "region crops (global views)")?;
+        if let Some(local) = &self.local {
+            local.check(sample, "region crops (local views)")?;
+        }
+        if self.global.count == 0 {
+            return Err(DataError::Config(
+                "region crops: global count must be at least 1".into(),
+            ));
+        }
+        let shape = sample.spatial_shape();
+        let region_size = self.region.unwrap_or(shape);
+        if region_size.contains(&0) {
+            return Err(DataError::Config(format!(
+                "region crops: region {region_size:?} has a zero side"
+            )));
+        }
+        let streams = ViewStreams::new(rng);
+        let region_start = random_start(shape, region_size, &mut streams.stream(ROLE_REGION, 0));
+        let views = |role, group: &ScaledViews, pipeline| {
+            (0..group.count)
+                .map(|v| {
+                    let mut rng = streams.stream(role, v);
+                    let s = rng.random_range(group.scale[0]..=group.scale[1]);
+                    let side = ScaledViews::side(region_size, s);
+                    let offset = random_start(region_size, side, &mut rng);
+                    let start = std::array::from_fn(|a| region_start[a] + offset[a]);
+                    let resize = (side != group.size).then_some(group.size);
+                    crop_view(sample, start, side, resize, self.fill, pipeline, &mut rng)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(RegionViews {
+            region_start,
+            region_size,
+            global: views(ROLE_REGION_GLOBAL, &self.global, global_augment)?,
+            local: match &self.local {
+                Some(local) => views(ROLE_REGION_LOCAL, local, local_augment)?,
+                None => Vec::new(),
+            },
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Self-supervised inputs: several augmented views of one volume (SimCLR/MoCo/DINO),
-//! multi-crop (DINO/iBOT), SMIT's nested crops, rotation labels, in-painting corruption
-//! and CPC grids.
+//! multi-crop (DINO/iBOT), SMIT's nested crops, random resized crops of one shared region
+//! (so positive views share content), rotation labels, in-painting corruption and CPC
+//! grids.
 //!
 //! Every generator takes the sample (or volume) and a random stream and returns plain
 //! samples and volumes. Views are cut with [`crate::spatial::region::extract_sample`],
@@ -26,10 +27,13 @@ mod inpainting;
 mod plan;
 mod rotation;
 
-pub use crops::{MultiCrop, MultiCropViews, NestedCrops, NestedViews, RandomCrops};
+pub use crops::{
+    MultiCrop, MultiCropViews, NestedCrops, NestedViews, RandomCrops, RegionCrops, RegionViews,
+    ScaledViews,
+};
 pub use grid::{CpcGrid, GridCell};
 pub use inpainting::{Corruption, CutBox, Cutout, Inpainting};
-pub use plan::{Crops, MaskPlan, ViewBatch, ViewPlan, ViewSet};
+pub use plan::{Crops, MaskPlan, ViewBatch, ViewPlan, ViewSet, check_rotation_augment};
 pub use rotation::{Rotation, RotationSet, rotate};
 
 use rand::RngExt;

@@ -5,7 +5,9 @@
 use ndarray::{Array3, Array4, Array5};
 use rand::RngExt;
 
-use super::{CpcGrid, Inpainting, MultiCrop, NestedCrops, RandomCrops, RotationSet, View};
+use super::{
+    CpcGrid, Inpainting, MultiCrop, NestedCrops, RandomCrops, RegionCrops, RotationSet, View,
+};
 use crate::error::{DataError, Result};
 use crate::loader::CaseWork;
 use crate::loader::stack;
@@ -24,6 +26,10 @@ pub enum Crops {
     Multi(MultiCrop),
     /// Crops nested in one larger crop (SMIT).
     Nested(NestedCrops),
+    /// Random resized crops of one shared region, so positive views share content
+    /// (SimCLR, MoCo v3, DINO and iBOT as their papers cut them); the globals come first
+    /// in the set, then the locals.
+    Region(RegionCrops),
     /// The cells of a grid of sub-volumes, in raster order (CPC).
     Grid(CpcGrid),
     /// Each random crop (augmented once) repeated `copies` times in a row: SwinUNETR's
@@ -48,6 +54,10 @@ impl Crops {
                     + c.local_count * cube(c.local_resize.unwrap_or(c.local_size))
             }
             Crops::Nested(c) => c.count * cube(c.inner_size),
+            Crops::Region(c) => {
+                c.global.count * cube(c.global.size)
+                    + c.local.as_ref().map_or(0, |l| l.count * cube(l.size))
+            }
             Crops::Grid(g) => g.grid.pow(3) * cube(g.cell),
             Crops::Copies { crops, copies } => crops.count * copies * cube(crops.size),
         }
@@ -124,7 +134,62 @@ const ROLE_MASK: u64 = 5;
 const ROLE_ROTATION: u64 = 6;
 const ROLE_INPAINT: u64 = 10;
 
+/// The augmentations that flip or quarter-turn a view, which rotation labels cannot
+/// live with (see [`check_rotation_augment`]).
+const TURNING_AUGMENTATIONS: [&str; 2] = ["rand_flip", "rand_rotate90"];
+
+/// Refuses rotation labels together with an augmentation that flips or quarter-turns
+/// the view (`rand_flip`, `rand_rotate90`): such an augmentation makes the labels
+/// ambiguous, so rotation prediction cannot learn them.
+///
+/// A 180° turn in the plane of two axes is the same array operation as flipping both of
+/// them, so a flipped view of one rotation class can be voxel for voxel the view of
+/// another class (Tang et al.'s 0° and 180°, or the identity and any 180° turn of the
+/// axis-plane set), and a quarter turn by the augmentation is itself one of the rotations
+/// to be predicted. The check goes by the step names only, so it refuses every flip, also
+/// one that on its own could not fake a label. `rand_affine` is not refused: its
+/// rotations are meant to be small, and one whose `rotate_range` reaches ±90° would blur
+/// the labels the same way, so a configuration with rotation labels should keep it small.
+pub fn check_rotation_augment(rotations: Option<RotationSet>, augment: &Pipeline) -> Result<()> {
+    let Some(set) = rotations else {
+        return Ok(());
+    };
+    match augment
+        .steps()
+        .iter()
+        .map(|step| step.name())
+        .find(|name| TURNING_AUGMENTATIONS.contains(name))
+    {
+        None => Ok(()),
+        Some(name) => Err(DataError::Config(format!(
+            "rotation labels ({set:?}, {} classes) cannot be combined with the `{name}` \
+             augmentation: a 180° turn equals flipping the two axes of its plane, and a \
+             quarter-turn augmentation is itself one of the rotations to predict, so a \
+             flipped or turned view of one rotation class can be exactly the view of \
+             another and the labels become ambiguous; remove `{name}` from the \
+             augmentation of rotation-prediction methods",
+            set.targets().len()
+        ))),
+    }
+}
+
 impl ViewPlan {
+    /// Checks that the plan's augmentations leave its labels learnable: with rotation
+    /// labels, neither `augment` nor (when the crops make local views) `local_augment`
+    /// may flip or quarter-turn the views (see [`check_rotation_augment`]).
+    pub fn check(&self) -> Result<()> {
+        check_rotation_augment(self.rotations, &self.augment)?;
+        let locals = match &self.crops {
+            Crops::Multi(c) => c.local_count > 0,
+            Crops::Region(c) => c.local.as_ref().is_some_and(|l| l.count > 0),
+            _ => false,
+        };
+        if locals {
+            check_rotation_augment(self.rotations, &self.local_augment)?;
+        }
+        Ok(())
+    }
+
     /// The views of `sample` and their masks.
     pub fn views(&self, sample: &Sample, rng: &mut Rng) -> Result<ViewSet> {
         let mut views: Vec<View> = match &self.crops {
@@ -134,6 +199,10 @@ impl ViewPlan {
                 set.global.into_iter().chain(set.local).collect()
             }
             Crops::Nested(crops) => crops.generate(sample, &self.augment, rng)?.views,
+            Crops::Region(crops) => {
+                let set = crops.generate(sample, &self.augment, &self.local_augment, rng)?;
+                set.global.into_iter().chain(set.local).collect()
+            }
             Crops::Grid(grid) => grid.views(sample, &self.augment, rng)?,
             Crops::Copies { crops, copies } => crops
                 .generate(sample, &self.augment, rng)?
