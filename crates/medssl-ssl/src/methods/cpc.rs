@@ -1,6 +1,6 @@
 //! Contrastive predictive coding (van den Oord et al. 2018) in 3-D as Taleb et al.
-//! (NeurIPS 2020): a grid of `g × g × g` sub-volumes of `encoder.crop` voxels (cells
-//! overlapping by `overlap`) is cut at a random position; each cell is encoded
+//! (NeurIPS 2020): a grid of `g × g × g` touching sub-volumes of `encoder.crop` voxels
+//! is cut at a random position; each cell is encoded
 //! separately to one vector (the pooled deepest stage). The cells of the first
 //! `context_rows` rows of the grid (along the first axis) are the context; a context
 //! network summarises them and predicts the embedding of every cell of the remaining
@@ -12,6 +12,12 @@
 //! knows which cell each came from), its last layer holding the per-cell maps. Taleb et
 //! al.'s GRU over the context rows reads the same cells; with one to two context rows a
 //! recurrence has nothing to carry.
+//!
+//! The cells touch, as Taleb et al.'s 3-D preprocessing cuts them (`preprocess_3d`:
+//! `patch_overlap = 0  # dont use overlap here`; `preprocess_grid_3d(skip_row=False)`
+//! predicts the row right after the context): a predicted cell that shared voxels with
+//! a context cell could be predicted by copying them, so `check` refuses a grid whose
+//! cells overlap or are jittered.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -47,9 +53,11 @@ pub struct CpcSettings {
     pub grid: usize,
     /// Rows (along the first axis) that form the context; the rest are predicted.
     pub context_rows: usize,
-    /// Voxels shared by neighbouring cells.
+    /// Voxels shared by neighbouring cells: must be 0, since the first predicted row
+    /// would share them with the last context row (kept so that files naming it read).
     pub overlap: usize,
-    /// Largest random shift of a cell, per axis, in voxels.
+    /// Largest random shift of a cell, per axis, in voxels: must be 0, since two
+    /// neighbouring cells shifted towards each other share voxels.
     pub jitter: usize,
     /// Hidden width of the context network.
     pub hidden_dim: usize,
@@ -102,15 +110,17 @@ impl Method for CpcMethod {
                       et al. 2018, Taleb et al. 2020)",
     };
 
-    /// `paper`: 3³ cells of 64³ overlapping by half (a 128³ region), the first row the
-    /// context; `tiny`: 2³ touching cells of 32³. Dot-product scores as van den Oord et
-    /// al.
+    /// `paper`: 3³ touching cells of 64³ (a 192³ region, 288 × 288 × 384 mm at the
+    /// paper spacing: most of an abdomen, as Taleb et al.'s 4³ touching cells of 32³
+    /// tile a whole volume resized to 128³, `images_resized_128_bbox`), the first row
+    /// the context and the two after it predicted; `tiny`: 2³ touching cells of 32³.
+    /// Dot-product scores as van den Oord et al.
     fn settings(preset: Preset) -> CpcSettings {
         let tiny = preset == Preset::Tiny;
         CpcSettings {
             grid: if tiny { 2 } else { 3 },
             context_rows: 1,
-            overlap: if tiny { 0 } else { 32 },
+            overlap: 0,
             jitter: 0,
             hidden_dim: if tiny { 256 } else { 1024 },
             score: Score::Dot,
@@ -118,15 +128,18 @@ impl Method for CpcMethod {
         }
     }
 
-    /// AdamW at 1e-4 (Taleb et al.'s Adam rate); cells of 64³ in `paper`.
+    /// Taleb et al.'s (`configs/train/cpc_3d.json`, `CPCBuilder`): Adam at 1e-4, no
+    /// weight decay, no gradient clipping; cells of 64³ in `paper`.
     fn recipe(preset: Preset) -> Recipe {
         Recipe {
+            weight_decay: (0.0, 0.0),
+            grad_clip_norm: None,
             crop: (preset == Preset::Paper).then_some([64; 3]),
             ..Recipe::adamw(1e-4)
         }
     }
 
-    fn check(settings: &CpcSettings, _encoder: &SwinUnetrConfig, crop: [usize; 3]) -> Result<()> {
+    fn check(settings: &CpcSettings, _encoder: &SwinUnetrConfig, _crop: [usize; 3]) -> Result<()> {
         if settings.grid < 2 {
             return Err(SslError::Invalid(format!(
                 "grid must be at least 2 (a context row and a predicted row), got {}",
@@ -140,11 +153,16 @@ impl Method for CpcMethod {
                 settings.context_rows
             )));
         }
-        let smallest = crop.iter().copied().min().unwrap_or(0);
-        if settings.overlap >= smallest {
+        // Along the first axis a cell of the last context row reaches up to `overlap +
+        // jitter` voxels past the unshifted start of the first predicted row, whose cells
+        // may start up to `jitter` voxels early.
+        let shared = settings.overlap + 2 * settings.jitter;
+        if shared > 0 {
             return Err(SslError::Invalid(format!(
-                "overlap {} must be below the cell size (encoder.crop {crop:?})",
-                settings.overlap
+                "overlap {} and jitter {} let a predicted cell share up to {shared} voxels \
+                 along the first axis with a context cell, which the prediction could copy: \
+                 set overlap = 0 and jitter = 0 (touching cells, as Taleb et al.'s 3-D CPC)",
+                settings.overlap, settings.jitter
             )));
         }
         checks::positive("temperature", settings.temperature)?;
@@ -229,5 +247,157 @@ impl Pretext for Cpc {
 
     fn encoder(&self) -> &SwinTransformer {
         &self.swin_vit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medssl_data::rng;
+    use medssl_io::{Affine, Volume};
+    use ndarray::Array4;
+
+    fn encoder() -> SwinUnetrConfig {
+        SwinUnetrConfig::new(1, 2).with_feature_size(12)
+    }
+
+    fn grid(settings: &CpcSettings, crop: [usize; 3]) -> CpcGrid {
+        let plan = CpcMethod::view_plan(
+            settings,
+            &encoder(),
+            crop,
+            Pipeline::default(),
+            Pipeline::default(),
+        )
+        .unwrap();
+        match plan.crops {
+            Crops::Grid(grid) => grid,
+            other => panic!("CPC cuts a grid, not {other:?}"),
+        }
+    }
+
+    /// Voxels shared by any context cell and any predicted cell of `grid`, cut from a
+    /// volume of its span.
+    fn shared_voxels(grid: &CpcGrid, context_rows: usize) -> usize {
+        let [x, y, z] = grid.span();
+        let volume = Volume::new(Array4::zeros((1, x, y, z)), Affine::identity());
+        let cells = grid.cells(&volume, &mut rng::stream(0, &[])).unwrap();
+        let (context, predicted): (Vec<_>, Vec<_>) = cells
+            .iter()
+            .partition(|cell| cell.position[0] < context_rows);
+        let mut shared = 0;
+        for a in &context {
+            for b in &predicted {
+                let overlap: [isize; 3] = std::array::from_fn(|i| {
+                    let end = |c: &medssl_data::views::GridCell| c.start[i] + grid.cell[i] as isize;
+                    (end(a).min(end(b)) - a.start[i].max(b.start[i])).max(0)
+                });
+                shared += overlap.iter().product::<isize>() as usize;
+            }
+        }
+        shared
+    }
+
+    /// `paper`: 3³ touching 64³ cells (a 192³ region), one context row; `tiny`: 2³
+    /// touching 32³ cells. No predicted cell shares a voxel with a context cell.
+    #[test]
+    fn preset_cells_touch_without_sharing_voxels() {
+        let paper = CpcMethod::settings(Preset::Paper);
+        let crop = CpcMethod::recipe(Preset::Paper).crop.unwrap();
+        assert_eq!(crop, [64; 3]);
+        CpcMethod::check(&paper, &encoder(), crop).unwrap();
+        let cells = grid(&paper, crop);
+        assert_eq!((cells.grid, cells.overlap, cells.jitter), (3, 0, 0));
+        assert_eq!(cells.span(), [192; 3]);
+        assert_eq!(paper.context_rows, 1);
+        assert_eq!(shared_voxels(&cells, paper.context_rows), 0);
+
+        let tiny = CpcMethod::settings(Preset::Tiny);
+        assert_eq!(CpcMethod::recipe(Preset::Tiny).crop, None);
+        CpcMethod::check(&tiny, &encoder(), [32; 3]).unwrap();
+        let cells = grid(&tiny, [32; 3]);
+        assert_eq!((cells.grid, cells.overlap, cells.jitter), (2, 0, 0));
+        assert_eq!(cells.span(), [64; 3]);
+        assert_eq!(shared_voxels(&cells, tiny.context_rows), 0);
+    }
+
+    /// The grid the `paper` preset used to cut (64³ cells overlapping by 32) shares half
+    /// of each first-row predicted cell with the context, and is refused, naming the
+    /// settings; so is a jittered grid.
+    #[test]
+    fn grids_whose_predicted_cells_overlap_the_context_are_refused() {
+        let paper = CpcMethod::settings(Preset::Paper);
+        let overlapping = CpcSettings {
+            overlap: 32,
+            ..paper.clone()
+        };
+        // Each of the 9 first-row predicted cells shares a 32 × 64 × 64 slab with the
+        // context cell before it, and parts of its neighbours' (16 + 16 of 64 per side).
+        let cells = grid(&overlapping, [64; 3]);
+        let slab = 32 * 64 * 64;
+        assert!(shared_voxels(&cells, 1) >= 9 * slab);
+        let err = CpcMethod::check(&overlapping, &encoder(), [64; 3])
+            .unwrap_err()
+            .to_string();
+        for part in ["overlap 32", "jitter 0", "32 voxels", "overlap = 0"] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+
+        let jittered = CpcSettings {
+            jitter: 4,
+            ..paper.clone()
+        };
+        let err = CpcMethod::check(&jittered, &encoder(), [64; 3])
+            .unwrap_err()
+            .to_string();
+        for part in ["overlap 0", "jitter 4", "8 voxels", "jitter = 0"] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+    }
+
+    #[test]
+    fn other_bad_settings_are_named() {
+        let tiny = CpcMethod::settings(Preset::Tiny);
+        for (settings, key) in [
+            (
+                CpcSettings {
+                    grid: 1,
+                    ..tiny.clone()
+                },
+                "grid",
+            ),
+            (
+                CpcSettings {
+                    context_rows: 2,
+                    ..tiny.clone()
+                },
+                "context_rows",
+            ),
+            (
+                CpcSettings {
+                    hidden_dim: 0,
+                    ..tiny.clone()
+                },
+                "hidden_dim",
+            ),
+        ] {
+            let err = CpcMethod::check(&settings, &encoder(), [32; 3])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    /// Taleb et al.'s optimiser: Adam at 1e-4, no weight decay, no clipping.
+    #[test]
+    fn recipe_is_talebs() {
+        for preset in [Preset::Tiny, Preset::Paper] {
+            let recipe = CpcMethod::recipe(preset);
+            assert_eq!(recipe.lr, 1e-4);
+            assert_eq!(recipe.weight_decay, (0.0, 0.0));
+            assert_eq!(recipe.grad_clip_norm, None);
+            assert!(!CpcMethod::lr_batch_scaling(preset));
+            assert_eq!(CpcMethod::intensity_window(preset), [-1000.0, 1000.0]);
+        }
     }
 }

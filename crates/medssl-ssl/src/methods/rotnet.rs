@@ -67,14 +67,21 @@ impl Method for RotNetMethod {
                       (Gidaris et al. 2018, Taleb et al. 2020)",
     };
 
+    /// Taleb et al.'s 10 classes in both presets.
     fn settings(_preset: Preset) -> RotNetSettings {
         RotNetSettings {
             rotations: Rotations::AxisPlanes,
         }
     }
 
+    /// Taleb et al.'s 3-D rotation task (`configs/train/rotation_3d.json`,
+    /// `RotationBuilder`): Adam at 1e-4, no weight decay, no gradient clipping.
     fn recipe(_preset: Preset) -> Recipe {
-        Recipe::adamw(3e-4)
+        Recipe {
+            weight_decay: (0.0, 0.0),
+            grad_clip_norm: None,
+            ..Recipe::adamw(1e-4)
+        }
     }
 
     /// A rotation must keep the crop's shape (quarter turns swap two axes).
@@ -168,5 +175,60 @@ impl Pretext for RotNet {
 
     fn encoder(&self) -> &SwinTransformer {
         &self.swin_vit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoder() -> SwinUnetrConfig {
+        SwinUnetrConfig::new(1, 2).with_feature_size(12)
+    }
+
+    /// Taleb et al.'s 3-D RotNet: 10 axis-plane classes, Adam at 1e-4 without weight
+    /// decay or clipping; one random crop of the run's size, rotated; the default CT
+    /// window.
+    #[test]
+    fn presets_follow_talebs_rotation_task() {
+        for (preset, crop) in [(Preset::Tiny, 32), (Preset::Paper, 96)] {
+            let settings = RotNetMethod::settings(preset);
+            assert_eq!(settings.rotations, Rotations::AxisPlanes);
+            assert_eq!(settings.rotations.set().targets().len(), 10);
+            RotNetMethod::check(&settings, &encoder(), [crop; 3]).unwrap();
+            let plan = RotNetMethod::view_plan(
+                &settings,
+                &encoder(),
+                [crop; 3],
+                Pipeline::default(),
+                Pipeline::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                plan.crops,
+                Crops::Random(RandomCrops {
+                    count: 1,
+                    size: [crop; 3],
+                    fill: 0.0
+                })
+            );
+            assert_eq!(plan.rotations, Some(RotationSet::AxisPlanes));
+            let recipe = RotNetMethod::recipe(preset);
+            assert_eq!(recipe.lr, 1e-4);
+            assert_eq!(recipe.weight_decay, (0.0, 0.0));
+            assert_eq!(recipe.grad_clip_norm, None);
+            assert_eq!(recipe.crop, None);
+            assert!(!RotNetMethod::lr_batch_scaling(preset));
+            assert_eq!(RotNetMethod::intensity_window(preset), [-1000.0, 1000.0]);
+        }
+    }
+
+    #[test]
+    fn a_crop_that_is_not_a_cube_is_refused() {
+        let settings = RotNetMethod::settings(Preset::Tiny);
+        let err = RotNetMethod::check(&settings, &encoder(), [32, 32, 64])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encoder.crop"), "{err}");
     }
 }

@@ -167,3 +167,79 @@ impl Pretext for SimMim {
         &self.swin_vit
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pretext::ClipMode;
+
+    fn encoder() -> SwinUnetrConfig {
+        SwinUnetrConfig::new(1, 2).with_feature_size(12)
+    }
+
+    /// SimMIM's `config.py` and Swin-B pretraining config: mask ratio 0.6, AdamW with
+    /// weight decay 0.05, gradients clipped to a global norm of 5
+    /// (`clip_grad_norm_(model.parameters(), TRAIN.CLIP_GRAD = 5.0)`); 16³ blocks, one
+    /// crop of the run's size.
+    #[test]
+    fn presets_follow_simmims_config() {
+        for (preset, crop, lr) in [(Preset::Tiny, 32, 5e-4), (Preset::Paper, 96, 2e-4)] {
+            let settings = SimMimMethod::settings(preset);
+            assert_eq!(settings.mask_ratio, 0.6);
+            assert_eq!(settings.block_size, 16);
+            SimMimMethod::check(&settings, &encoder(), [crop; 3]).unwrap();
+            let plan = SimMimMethod::view_plan(
+                &settings,
+                &encoder(),
+                [crop; 3],
+                Pipeline::default(),
+                Pipeline::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                plan.crops,
+                Crops::Random(RandomCrops {
+                    count: 1,
+                    size: [crop; 3],
+                    fill: 0.0
+                })
+            );
+            let masks = plan.masks.unwrap();
+            assert_eq!((masks.views, masks.block_size), (1, 16));
+
+            let recipe = SimMimMethod::recipe(preset);
+            assert_eq!(recipe.lr, lr);
+            assert_eq!(recipe.weight_decay, (0.05, 0.05));
+            assert_eq!(recipe.grad_clip_norm, Some(5.0));
+            assert_eq!(SimMimMethod::clip_mode(preset), ClipMode::Global);
+            assert!(!SimMimMethod::lr_batch_scaling(preset));
+        }
+    }
+
+    #[test]
+    fn bad_masks_are_named() {
+        let settings = SimMimMethod::settings(Preset::Tiny);
+        let err = SimMimMethod::check(
+            &SimMimSettings {
+                mask_ratio: 1.5,
+                ..settings.clone()
+            },
+            &encoder(),
+            [32; 3],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mask_ratio"), "{err}");
+        let err = SimMimMethod::check(
+            &SimMimSettings {
+                block_size: 3,
+                ..settings
+            },
+            &encoder(),
+            [32; 3],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("block_size"), "{err}");
+    }
+}

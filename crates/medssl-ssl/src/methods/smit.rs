@@ -5,6 +5,14 @@
 //! (the pooled, layer-normalised stage-3 output), and L1 reconstruction of the masked
 //! voxels from the last stage (SimMIM's head); total 0.1 patch + 0.1 global + 1.0
 //! reconstruction.
+//!
+//! As SMIT's `train_self_supervised.py` runs it: the global tokens' teacher temperature
+//! is warmed from 0.04 to 0.07 over the first epochs, while the patch tokens' is held at
+//! `warmup_teacher_patch_temp` until `mim_start_epoch` (its `pred_start_epoch`) and
+//! warmed to `teacher_patch_temp` over as many epochs after it (`Cls_Patch_Loss`'s
+//! `teacher_temp2_schedule`); the student masks and the patch term are on from the first
+//! epoch. Preprocessing: 2 mm voxels and the CT window -175..250 HU; AdamW at 1e-4 per
+//! volume of the batch, PyTorch's default weight decay, no gradient clipping.
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
@@ -22,7 +30,9 @@ use crate::heads::{DinoHead, HeadSettings};
 use crate::inputs::{coarse_mask, pixel_shuffle, token_mask, tokens, view, voxel_mask};
 use crate::losses::smit::{SmitBatch, SmitLoss};
 use crate::monitors::{embedding_spread, pooled, teacher_entropy};
-use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
+use crate::pretext::{
+    ClipMode, Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss,
+};
 use crate::teacher::{ema, frozen_copy, mean_center, split_updates};
 use crate::temperature::Sharpening;
 
@@ -38,12 +48,52 @@ pub struct SmitSettings {
     pub block_size: usize,
     /// The global and patch heads.
     pub head: HeadSettings,
-    /// Temperatures (the teacher's for global and patch tokens alike) and centring.
+    /// Student temperature, the global tokens' teacher temperature and its warm-up
+    /// (`warmup_teacher_temp_epochs`, which SMIT's global and patch schedules share), and
+    /// the centres' momentum (SMIT's `center_momentum` and `center_momentum2`, both 0.9).
     pub sharpening: Sharpening,
+    /// The patch tokens' teacher temperature after its warm-up (`teacher_patch_temp`,
+    /// SMIT: 0.07; absent from older files, which read as 0.07).
+    #[serde(default = "teacher_patch_temp")]
+    pub teacher_patch_temp: f64,
+    /// The patch tokens' teacher temperature until `mim_start_epoch` and at the start of
+    /// its warm-up (`warmup_teacher_patch_temp`, SMIT: 0.04; absent from older files,
+    /// which read as 0.04).
+    #[serde(default = "warmup_teacher_patch_temp")]
+    pub warmup_teacher_patch_temp: f64,
+    /// Epochs (from 0) the patch temperature is held at `warmup_teacher_patch_temp`
+    /// before its warm-up begins (SMIT's `mim_start_epoch`, set from `pred_start_epoch
+    /// = 30`; absent from older files, which read as 0: the global tokens' schedule).
+    #[serde(default)]
+    pub mim_start_epoch: u64,
     /// Weights of the patch, global and reconstruction terms.
     pub patch_weight: f64,
     pub global_weight: f64,
     pub reconstruction_weight: f64,
+}
+
+/// SMIT's `teacher_patch_temp`.
+fn teacher_patch_temp() -> f64 {
+    0.07
+}
+
+/// SMIT's `warmup_teacher_patch_temp`.
+fn warmup_teacher_patch_temp() -> f64 {
+    0.04
+}
+
+impl SmitSettings {
+    /// The patch tokens' teacher temperature and centring: `warmup_teacher_patch_temp`
+    /// for `mim_start_epoch` epochs, warmed linearly to `teacher_patch_temp` over the
+    /// shared warm-up epochs, then held (SMIT's `teacher_temp2_schedule`).
+    pub fn patch_sharpening(&self) -> Sharpening {
+        Sharpening {
+            teacher_temp: self.teacher_patch_temp,
+            warmup_teacher_temp: self.warmup_teacher_patch_temp,
+            delay_epochs: self.mim_start_epoch,
+            ..self.sharpening
+        }
+    }
 }
 
 /// The SMIT method.
@@ -73,6 +123,9 @@ pub struct Smit {
     patch: usize,
     #[module(skip)]
     sharpening: Sharpening,
+    /// The patch tokens' schedule ([`SmitSettings::patch_sharpening`]).
+    #[module(skip)]
+    patch_sharpening: Sharpening,
     patch_weight: f64,
     global_weight: f64,
     reconstruction_weight: f64,
@@ -89,36 +142,78 @@ impl Method for SmitMethod {
                       teacher plus masked-voxel reconstruction (Jiang et al. 2022)",
     };
 
-    /// The paper's: two 96³ views of a 128³ crop, 70% of 16³-voxel blocks masked,
-    /// heads of 8192 prototypes (hidden 2048, bottleneck 256), temperatures 0.1 and 0.04
-    /// to 0.07 over 30 epochs, centre momentum 0.9, weights 0.1 / 0.1 / 1.0. `tiny`: two
-    /// 32³ views of a 48³ crop, heads of 1024 (hidden 256, bottleneck 64), warm-up over
-    /// 5 epochs.
+    /// The paper's, as `train_self_supervised.py`: two 96³ views of a 128³ crop
+    /// (`RandSpatialCropSamplesd` 128³, then two of 96³), 70% of 16³-voxel blocks masked
+    /// (`MaskGenerator(mask_patch_size=16, mask_ratio=0.7)`), heads of 8192 prototypes
+    /// (hidden 2048, bottleneck 256), student temperature 0.1, global teacher 0.04 to
+    /// 0.07 over 30 epochs (`warmup_teacher_temp_epochs`), patch teacher 0.04 until epoch
+    /// 30 (`pred_start_epoch`) and 0.04 to 0.07 over the 30 epochs after it, centre
+    /// momenta 0.9, weights 0.1 / 0.1 / 1.0 (`--patch_w`, `--cls_w`, `--rec_w`).
+    ///
+    /// `tiny`: two 32³ views of a 48³ crop, heads of 1024 (hidden 256, bottleneck 64);
+    /// SMIT's schedules in the same shape (the patch warm-up, epochs 30-59 of its 500,
+    /// starts when the global one, epochs 0-29, ends) in epochs that fit the tiny
+    /// preset's 20: the global temperature warmed over epochs 0-4, the patch
+    /// temperature held at 0.04 for epochs 0-4 and warmed over epochs 5-9, 0.07 from
+    /// epoch 9 on.
     fn settings(preset: Preset) -> SmitSettings {
         let tiny = preset == Preset::Tiny;
+        let warmup = if tiny { 5 } else { 30 };
         SmitSettings {
             outer_size: [if tiny { 48 } else { 128 }; 3],
             mask_ratio: 0.7,
             block_size: 16,
             head: HeadSettings::preset(preset, 8192),
-            sharpening: Sharpening::recipe(if tiny { 5 } else { 30 }),
+            sharpening: Sharpening::recipe(warmup),
+            teacher_patch_temp: teacher_patch_temp(),
+            warmup_teacher_patch_temp: warmup_teacher_patch_temp(),
+            mim_start_epoch: warmup,
             patch_weight: 0.1,
             global_weight: 0.1,
             reconstruction_weight: 1.0,
         }
     }
 
-    /// AdamW at 1e-4 × batch size (the paper's rule: 2e-4 for the preset's batch of 2),
-    /// weight decay 0.04 to 0.4 and clipping at 3 as in its DINO/iBOT code base.
+    /// `train_self_supervised.py`'s optimisation: `torch.optim.AdamW(lr=1e-4 *
+    /// batch_size)`, i.e. 1e-4 per volume of the batch (written here as 0.0256 per 256
+    /// volumes with `lr_batch_scaling`: 2e-4 at the presets' batch of 2, 6e-4 at its
+    /// batch of 6), PyTorch's default weight decay 0.01, constant, no gradient clipping
+    /// (its `clip_gradients` is never called), the last head layers frozen in the first
+    /// epoch (`cancel_gradients_last_layer(epoch, model_S, 1)`), teacher momentum 0.996
+    /// (the start of its cosine schedule to 1, which its loop indexes by the step within
+    /// the epoch, so that its momentum stays near 0.996 throughout).
     fn recipe(_preset: Preset) -> Recipe {
         Recipe {
-            lr: 2e-4,
-            weight_decay: (0.04, 0.4),
-            grad_clip_norm: Some(3.0),
+            lr: 0.0256,
+            weight_decay: (0.01, 0.01),
+            grad_clip_norm: None,
             freeze_last_layer: 1,
             teacher_momentum: 0.996,
             crop: None,
         }
+    }
+
+    /// Irrelevant without clipping; SMIT's `train_utils.clip_gradients` (unused) would
+    /// clip per parameter.
+    fn clip_mode(_preset: Preset) -> ClipMode {
+        ClipMode::PerParameter
+    }
+
+    /// SMIT's `lr = 0.0001 * batch_size`: the rate follows the batch.
+    fn lr_batch_scaling(_preset: Preset) -> bool {
+        true
+    }
+
+    /// `ScaleIntensityRanged(a_min=-175, a_max=250)` in `MIMTransform` (and its
+    /// fine-tuning's `--a_min`/`--a_max` defaults).
+    fn intensity_window(_preset: Preset) -> [f64; 2] {
+        [-175.0, 250.0]
+    }
+
+    /// `Spacingd(pixdim=(2.0, 2.0, 2.0))` in `MIMTransform` (its fine-tuning resamples
+    /// to 1.5 × 1.5 × 2 mm).
+    fn spacing(_preset: Preset) -> [f64; 3] {
+        [2.0, 2.0, 2.0]
     }
 
     fn check(settings: &SmitSettings, encoder: &SwinUnetrConfig, crop: [usize; 3]) -> Result<()> {
@@ -135,6 +230,11 @@ impl Method for SmitMethod {
         }
         settings.sharpening.check()?;
         settings.head.check()?;
+        checks::positive("teacher_patch_temp", settings.teacher_patch_temp)?;
+        checks::positive(
+            "warmup_teacher_patch_temp",
+            settings.warmup_teacher_patch_temp,
+        )?;
         Ok(())
     }
 
@@ -192,6 +292,7 @@ impl Method for SmitMethod {
             stride,
             patch: encoder.patch_size,
             sharpening: settings.sharpening,
+            patch_sharpening: settings.patch_sharpening(),
             patch_weight: settings.patch_weight,
             global_weight: settings.global_weight,
             reconstruction_weight: settings.reconstruction_weight,
@@ -221,13 +322,14 @@ impl Pretext for Smit {
         let spread = embedding_spread(pooled(student3.clone()));
         let distill = self.sharpening.at(context.epoch);
         let teacher_temp = distill.teacher_temp;
+        let teacher_patch_temp = self.patch_sharpening.at(context.epoch).teacher_temp;
         let smit = SmitLoss {
             patch_weight: self.patch_weight,
             cls_weight: self.global_weight,
             recon_weight: self.reconstruction_weight,
             student_temp: distill.student_temp,
             teacher_temp_cls: teacher_temp,
-            teacher_temp_patch: teacher_temp,
+            teacher_temp_patch: teacher_patch_temp,
             center_momentum: distill.center_momentum,
         };
         let teacher_cls = self
@@ -249,7 +351,11 @@ impl Pretext for Smit {
             self.center_global.val(),
             self.center_patch.val(),
         );
-        let mut monitors = vec![("teacher_temp", teacher_temp), ("teacher_entropy", entropy)];
+        let mut monitors = vec![
+            ("teacher_temp", teacher_temp),
+            ("teacher_patch_temp", teacher_patch_temp),
+            ("teacher_entropy", entropy),
+        ];
         monitors.extend(spread.map(|s| ("embedding_spread", s)));
         Ok(StepLoss {
             total: out.total,
@@ -294,5 +400,222 @@ impl Pretext for Smit {
         let mut ids = self.head_global.last_layer();
         ids.extend(self.head_patch.last_layer());
         ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heads::HeadSettings;
+    use ndarray::{Array4, Array5};
+
+    fn encoder() -> SwinUnetrConfig {
+        SwinUnetrConfig::new(1, 2).with_feature_size(12)
+    }
+
+    fn close(got: f64, want: f64) -> bool {
+        (got - want).abs() < 1e-15
+    }
+
+    /// `paper` as `train_self_supervised.py`: `warmup_teacher_temp_epochs = 30`,
+    /// `pred_start_epoch = 30`, temperatures 0.04 to 0.07 for both token kinds.
+    #[test]
+    fn paper_temperatures_follow_smits_schedules() {
+        let paper = SmitMethod::settings(Preset::Paper);
+        assert_eq!(paper.sharpening, Sharpening::recipe(30));
+        assert_eq!(paper.mim_start_epoch, 30);
+        assert_eq!(paper.warmup_teacher_patch_temp, 0.04);
+        assert_eq!(paper.teacher_patch_temp, 0.07);
+        SmitMethod::check(&paper, &encoder(), [96; 3]).unwrap();
+        // Global tokens: np.linspace(0.04, 0.07, 30), then 0.07.
+        let global = |e| paper.sharpening.at(e).teacher_temp;
+        assert_eq!(global(0), 0.04);
+        assert!(close(global(15), 0.04 + 0.03 * 15.0 / 29.0));
+        assert!(close(global(29), 0.07));
+        assert_eq!(global(30), 0.07);
+        // Patch tokens: np.ones(30) * 0.04, np.linspace(0.04, 0.07, 30), then 0.07.
+        let patch = paper.patch_sharpening();
+        let temp = |e| patch.at(e).teacher_temp;
+        for epoch in [0, 1, 15, 29] {
+            assert_eq!(temp(epoch), 0.04, "before mim_start_epoch: epoch {epoch}");
+        }
+        assert_eq!(temp(30), 0.04, "at mim_start_epoch");
+        assert!(close(temp(31), 0.04 + 0.03 / 29.0), "{}", temp(31));
+        assert!(close(temp(45), 0.04 + 0.03 * 15.0 / 29.0), "{}", temp(45));
+        assert!(close(temp(59), 0.07), "{}", temp(59));
+        assert_eq!(temp(60), 0.07);
+        assert_eq!(temp(499), 0.07);
+        // The student temperature and the centre momentum are the global ones.
+        assert_eq!(patch.at(40).student_temp, 0.1);
+        assert_eq!(patch.at(40).center_momentum, 0.9);
+    }
+
+    /// `tiny`: global warm-up over epochs 0-4, patch temperature held until epoch 5 and
+    /// warmed over epochs 5-9.
+    #[test]
+    fn tiny_temperatures_fit_a_twenty_epoch_run() {
+        let tiny = SmitMethod::settings(Preset::Tiny);
+        assert_eq!(tiny.sharpening, Sharpening::recipe(5));
+        assert_eq!(tiny.mim_start_epoch, 5);
+        SmitMethod::check(&tiny, &encoder(), [32; 3]).unwrap();
+        let global: Vec<f64> = (0..6).map(|e| tiny.sharpening.at(e).teacher_temp).collect();
+        let want = [0.04, 0.0475, 0.055, 0.0625, 0.07, 0.07];
+        assert!(
+            global.iter().zip(want).all(|(g, w)| close(*g, w)),
+            "{global:?}"
+        );
+        let patch = tiny.patch_sharpening();
+        let temps: Vec<f64> = (0..12).map(|e| patch.at(e).teacher_temp).collect();
+        let want = [
+            0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.0475, 0.055, 0.0625, 0.07, 0.07, 0.07,
+        ];
+        assert!(
+            temps.iter().zip(want).all(|(t, w)| close(*t, w)),
+            "{temps:?}"
+        );
+    }
+
+    /// Crops, optimisation and preprocessing as the script: 96³ views of a 128³ crop,
+    /// AdamW at 1e-4 per volume, weight decay 0.01, no clipping, -175..250 HU, 2 mm.
+    #[test]
+    fn recipe_and_preprocessing_follow_smits_script() {
+        for (preset, outer, crop) in [(Preset::Paper, 128, 96), (Preset::Tiny, 48, 32)] {
+            let settings = SmitMethod::settings(preset);
+            let plan = SmitMethod::view_plan(
+                &settings,
+                &encoder(),
+                [crop; 3],
+                Pipeline::default(),
+                Pipeline::default(),
+            )
+            .unwrap();
+            match plan.crops {
+                Crops::Nested(nested) => {
+                    assert_eq!(nested.outer_size, [outer; 3]);
+                    assert_eq!(nested.inner_size, [crop; 3]);
+                    assert_eq!(nested.count, 2);
+                }
+                other => panic!("SMIT cuts nested crops, not {other:?}"),
+            }
+            let masks = plan.masks.unwrap();
+            assert_eq!((masks.views, masks.block_size), (2, 16));
+
+            let recipe = SmitMethod::recipe(preset);
+            assert!(SmitMethod::lr_batch_scaling(preset));
+            // lr · batch / 256: 1e-4 per volume (2e-4 at batch 2, 6e-4 at its batch of 6).
+            for (batch, want) in [(1.0, 1e-4), (2.0, 2e-4), (6.0, 6e-4)] {
+                let lr = recipe.lr * batch / 256.0;
+                assert!((lr - want).abs() < 1e-15, "batch {batch}: {lr}");
+            }
+            assert_eq!(recipe.weight_decay, (0.01, 0.01));
+            assert_eq!(recipe.grad_clip_norm, None);
+            assert_eq!(recipe.freeze_last_layer, 1);
+            assert_eq!(recipe.teacher_momentum, 0.996);
+            assert_eq!(recipe.crop, None);
+            assert_eq!(SmitMethod::intensity_window(preset), [-175.0, 250.0]);
+            assert_eq!(SmitMethod::spacing(preset), [2.0; 3]);
+        }
+    }
+
+    /// Settings written before the patch schedule existed read as the global one: no
+    /// delay, 0.04 to 0.07.
+    #[test]
+    fn old_settings_read_with_the_global_schedule() {
+        let mut json = serde_json::to_value(SmitMethod::settings(Preset::Paper)).unwrap();
+        let table = json.as_object_mut().unwrap();
+        for key in [
+            "teacher_patch_temp",
+            "warmup_teacher_patch_temp",
+            "mim_start_epoch",
+        ] {
+            table.remove(key).unwrap();
+        }
+        let old: SmitSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(old.mim_start_epoch, 0);
+        assert_eq!(old.patch_sharpening(), old.sharpening);
+    }
+
+    #[test]
+    fn bad_patch_temperatures_are_named() {
+        let tiny = SmitMethod::settings(Preset::Tiny);
+        for (settings, key) in [
+            (
+                SmitSettings {
+                    teacher_patch_temp: 0.0,
+                    ..tiny.clone()
+                },
+                "teacher_patch_temp",
+            ),
+            (
+                SmitSettings {
+                    warmup_teacher_patch_temp: -0.04,
+                    ..tiny.clone()
+                },
+                "warmup_teacher_patch_temp",
+            ),
+        ] {
+            let err = SmitMethod::check(&settings, &encoder(), [32; 3])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    /// The loss uses the patch schedule for the patch tokens: with a 2-epoch global
+    /// warm-up and `mim_start_epoch = 2`, the global temperature is 0.07 from epoch 1
+    /// while the patch temperature is 0.04 before and at epoch 2, 0.07 after it.
+    #[test]
+    fn the_loss_warms_the_patch_temperature_after_mim_start_epoch() {
+        let device = Device::flex();
+        let settings = SmitSettings {
+            head: HeadSettings {
+                out_dim: 32,
+                hidden_dim: 16,
+                bottleneck_dim: 8,
+                norm_last_layer: true,
+            },
+            sharpening: Sharpening::recipe(2),
+            mim_start_epoch: 2,
+            ..SmitMethod::settings(Preset::Tiny)
+        };
+        SmitMethod::check(&settings, &encoder(), [32; 3]).unwrap();
+        let net = SmitMethod::build(&settings, &encoder(), &device);
+        let view = |k: f32| {
+            Array5::from_shape_fn((2, 1, 32, 32, 32), |(b, _, z, y, x)| {
+                ((z * 7 + y * 3 + x) as f32 * 0.05 + k + b as f32).sin()
+            })
+        };
+        // Tokens of the 16³ patch grid; the first half along the first axis masked.
+        let mask = Array4::from_shape_fn((2, 16, 16, 16), |(_, z, _, _)| z < 8);
+        let batch = ViewBatch {
+            ids: vec!["a".into(), "b".into()],
+            views: vec![view(0.0), view(1.0)],
+            masks: vec![mask.clone(), mask],
+            labels: Vec::new(),
+        };
+        let at = |epoch| {
+            let context = StepContext {
+                epoch,
+                epochs: 10,
+                iteration: 0,
+            };
+            let step = net.loss(&batch, &context).unwrap();
+            let monitor = |name| step.monitors.iter().find(|(n, _)| *n == name).unwrap().1;
+            let total = f64::from(step.total.into_data().try_to_vec::<f32>().unwrap()[0]);
+            assert!(total.is_finite() && total > 0.0, "epoch {epoch}: {total}");
+            (monitor("teacher_temp"), monitor("teacher_patch_temp"))
+        };
+        for (epoch, want, when) in [
+            (0, (0.04, 0.04), "first epoch"),
+            (1, (0.07, 0.04), "before mim_start_epoch"),
+            (2, (0.07, 0.04), "at mim_start_epoch"),
+            (3, (0.07, 0.07), "after mim_start_epoch"),
+        ] {
+            let got = at(epoch);
+            assert!(
+                close(got.0, want.0) && close(got.1, want.1),
+                "{when}: {got:?} != {want:?}"
+            );
+        }
     }
 }

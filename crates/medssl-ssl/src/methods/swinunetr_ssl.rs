@@ -236,3 +236,93 @@ impl Pretext for SwinUnetrSsl {
         &self.swin_vit
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoder() -> SwinUnetrConfig {
+        SwinUnetrConfig::new(1, 2).with_feature_size(12)
+    }
+
+    /// As `SwinUNETR/Pretrain/main.py`: two copies of one crop (96³ in `paper`, its
+    /// `roi_x/y/z`; 64³ in `tiny`), each turned by one of 4 quarter turns in one plane
+    /// and in-painted (`aug_rand`: up to 30% of the voxels, boxes of 5-25% of a side);
+    /// NT-Xent at 0.5 on a 512-d head, weights 1/1/1; AdamW at 4e-4, weight decay 0.1,
+    /// no clipping (`--grad_clip` off); the window -1000..1000 HU (`--a_min/--a_max`).
+    #[test]
+    fn presets_follow_tangs_pretraining_script() {
+        for (preset, crop) in [(Preset::Tiny, 64), (Preset::Paper, 96)] {
+            let settings = SwinUnetrSslMethod::settings(preset);
+            assert_eq!(settings.contrastive_dim, 512);
+            assert_eq!(settings.temperature, 0.5);
+            assert_eq!(
+                (
+                    settings.rotation_weight,
+                    settings.contrastive_weight,
+                    settings.reconstruction_weight
+                ),
+                (1.0, 1.0, 1.0)
+            );
+            assert_eq!(settings.inpainting, Inpainting::default());
+            assert_eq!(settings.inpainting.max_drop, 0.3);
+            assert_eq!(settings.inpainting.max_block, 0.25);
+            assert_eq!(settings.inpainting.min_block, 0.05);
+
+            let recipe = SwinUnetrSslMethod::recipe(preset);
+            let run_crop = recipe.crop.unwrap_or([96; 3]);
+            assert_eq!(run_crop, [crop; 3]);
+            assert_eq!(recipe.lr, 4e-4);
+            assert_eq!(recipe.weight_decay, (0.1, 0.1));
+            assert_eq!(recipe.grad_clip_norm, None);
+            assert!(!SwinUnetrSslMethod::lr_batch_scaling(preset));
+            assert_eq!(
+                SwinUnetrSslMethod::intensity_window(preset),
+                [-1000.0, 1000.0]
+            );
+
+            SwinUnetrSslMethod::check(&settings, &encoder(), run_crop).unwrap();
+            let plan = SwinUnetrSslMethod::view_plan(
+                &settings,
+                &encoder(),
+                run_crop,
+                Pipeline::default(),
+                Pipeline::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                plan.crops,
+                Crops::Copies {
+                    crops: RandomCrops {
+                        count: 1,
+                        size: [crop; 3],
+                        fill: 0.0
+                    },
+                    copies: 2
+                }
+            );
+            assert_eq!(plan.rotations, Some(RotationSet::Tang));
+            assert_eq!(plan.inpainting, Some(Inpainting::default()));
+            assert_eq!(plan.masks, None);
+        }
+    }
+
+    #[test]
+    fn crops_the_heads_cannot_read_are_refused() {
+        let settings = SwinUnetrSslMethod::settings(Preset::Tiny);
+        for crop in [[32; 3], [64, 64, 96]] {
+            let err = SwinUnetrSslMethod::check(&settings, &encoder(), crop)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("encoder.crop"), "{crop:?}: {err}");
+        }
+        let cold = SwinUnetrSslSettings {
+            temperature: 0.0,
+            ..settings
+        };
+        let err = SwinUnetrSslMethod::check(&cold, &encoder(), [64; 3])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("temperature"), "{err}");
+    }
+}
