@@ -236,8 +236,10 @@ pub trait Method {
     }
 
     /// The voxel spacing in mm `[x, y, z]` the default preprocessing of the paper
-    /// preset resamples to: 1.5 × 1.5 × 2 mm, Tang et al.'s, unless the method's paper
-    /// uses another (SMIT: 2 mm). The tiny preset does not resample.
+    /// preset resamples to, so every method sees the same anatomy per voxel: 1.5 × 1.5 ×
+    /// 2 mm, the spacing of SwinUNETR's fine-tuning recipes (Tang et al.'s pretraining
+    /// script imports `Spacingd` but does not apply it), unless the method's paper
+    /// resamples to another (SMIT: 2 mm). The tiny preset does not resample.
     fn spacing(_preset: Preset) -> [f64; 3] {
         [1.5, 1.5, 2.0]
     }
