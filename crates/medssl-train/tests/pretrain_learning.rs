@@ -1,0 +1,878 @@
+//! Every pretraining method learns: a short run on a small synthetic CT collection must
+//! bring the method's loss well below its chance level and keep its collapse monitor
+//! above a floor.
+//!
+//! The chance level of each loss is the loss of a network that has learnt nothing about
+//! its input, computed from the run's own settings (read back from its configuration):
+//!
+//! - NT-Xent (SimCLR, SwinUNETR-SSL's contrastive term): `ln(2B − 1)`, the loss when
+//!   every one of the `2B − 1` other views of the batch is as similar as the positive
+//!   (exactly the loss of collapsed embeddings);
+//! - MoCo v3: `2 · 2T · ln B`, two `ctr` terms of `B` keys each, scaled by `2T`;
+//! - CPC: `ln(B · P)`, each prediction against the `B · P` predicted cells of the batch;
+//! - rotation (RotNet, SwinUNETR-SSL): `ln(classes)`;
+//! - distillation (DINO, iBOT, SMIT's distillation terms): `ln(out_dim)`, the
+//!   cross-entropy against a uniform target (what a teacher collapsed to uniform gives:
+//!   the loss cannot go below it then);
+//! - reconstruction (SimMIM, SMIT, SwinUNETR-SSL): the L1 of the best constant
+//!   prediction, computed from the very batches the run judged: the loader draws them
+//!   again with the run's seed and settings, and the baseline is the L1 of the
+//!   reconstructed voxels (SimMIM and SMIT: the masked ones; SwinUNETR-SSL: the whole
+//!   clean copies) to their batch mean and to their batch median, whichever is lower.
+//!
+//! A method's loss (the mean over the last steps of the run) must be below `factor ×`
+//! the sum of its terms' chance levels, each weighted as the method weights the term.
+//! The collapse monitor, `embedding_spread`, must stay above a tenth of its value at the
+//! first step (the trainer's own collapse warning, `COLLAPSE_FRACTION`): a random
+//! encoder already maps different crops to similar embeddings, so its absolute value
+//! says little, while a spread falling tenfold is collapse. The self-distillation
+//! methods also need their teacher's entropy below `ln(out_dim)` by a margin, the
+//! rotation methods their accuracy above chance.
+//!
+//! `ln(out_dim)` alone does not show a distillation method learning: a student that
+//! starts as a copy of its teacher is below it from the first step (DINO's first loss
+//! is about 4.7 against ln 1024 = 6.9), so the teacher's entropy and the spread carry
+//! that verdict.
+//!
+//! The CI versions run 12 steps each and the `--ignored` versions 80, with tighter
+//! margins. The aim was the nine CI tests together in about a minute on 2 cores; at the
+//! tiny preset a step costs 1 to 30 s there (measured under a load of about 6: 12 steps
+//! took 40 s for RotNet, 46 s SimMIM, 75 s SimCLR, 110 s DINO and iBOT, 120 s MoCo v3
+//! and SMIT, 300 s CPC, 390 s SwinUNETR-SSL), so they take far longer. Settings the
+//! tests change, each for a reason stated where it is set: the collection size (4
+//! phantoms: short epochs, so the methods' epoch-based schedules — warm-ups, frozen
+//! last layer, iBOT's start of masked prediction — run their course within a short
+//! run), the number of steps and the learning rate (3 × the recipe's, see
+//! [`with_lr`]; `MEDSSL_LEARNING_LR_BOOST` sets another factor). Batch size, views,
+//! masks, temperatures and schedules are the tiny preset's.
+//!
+//! State (this commit): every method fails its check. DINO, iBOT, SMIT and
+//! SwinUNETR-SSL collapse (spread falls 10- to 1000-fold, teachers near uniform, the
+//! contrastive term at exactly ln 3); RotNet stays below chance accuracy even over 80
+//! steps, which points at its labels or head rather than the run length; SimCLR, MoCo
+//! v3 and CPC stay at chance over 12 steps; SimMIM reconstructs better than a constant
+//! but its pooled embedding collapses. So all of them are `#[ignore]`d until the methods
+//! learn; the fast tests of the thresholds themselves run in CI.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use medssl_data::Pipeline;
+use medssl_data::cache::PreprocessCache;
+use medssl_data::loader::{Loader, SampleSource};
+use medssl_data::manifest::{CollectionSource, Manifest};
+use medssl_data::synth::{Grid, Kind, case_name, generate};
+use medssl_data::views::ViewBatch;
+use medssl_io::nifti::{OutputType, write_volume};
+use medssl_ssl::methods::{
+    CpcMethod, DinoMethod, IbotMethod, MocoV3Method, RotNetMethod, SimClrMethod, SimMimMethod,
+    SmitMethod, SwinUnetrSslMethod,
+};
+use medssl_ssl::{Method, Preset};
+use medssl_train::pretrain::{Pretrain, PretrainConfig};
+use medssl_train::transforms::preprocess_fingerprint;
+use serde_json::Value;
+
+mod common;
+use common::metrics;
+
+/// The trainer's collapse warning: a spread below this fraction of the first step's.
+const COLLAPSE_FRACTION: f64 = 0.1;
+
+/// `volumes` unlabelled abdomen CT phantoms of 40³ voxels.
+fn write_collection(dir: &Path, volumes: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let kind = Kind::AbdomenCt;
+    let grid = Grid::fitted(kind, [40, 40, 40]).unwrap();
+    for case in 0..volumes {
+        let sample = generate(kind, &grid, 3, case);
+        let path = dir.join(format!("{}.nii.gz", case_name(kind, case)));
+        write_volume(&path, &sample.image, OutputType::Int16).unwrap();
+    }
+}
+
+/// How long a run is and what it may change from the tiny preset.
+#[derive(Debug, Clone)]
+struct Setup {
+    /// Phantoms in the collection.
+    volumes: u64,
+    /// Optimiser steps.
+    steps: u64,
+    /// The last steps whose mean loss and monitors are judged.
+    tail: usize,
+    /// Further `key=value` overrides, each with its reason where the test sets it.
+    overrides: Vec<String>,
+}
+
+/// A finished run: its settings, its step lines and how long it took.
+struct Run {
+    config: PretrainConfig,
+    lines: Vec<Value>,
+    seconds: f64,
+    data: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+impl Run {
+    fn batch_size(&self) -> usize {
+        self.config.data.loader.batch_size
+    }
+
+    fn tail(&self, setup: &Setup) -> &[Value] {
+        &self.lines[self.lines.len() - setup.tail..]
+    }
+
+    /// The mean of `value` over `lines`.
+    fn mean(lines: &[Value], value: impl Fn(&Value) -> Option<f64>) -> f64 {
+        let values: Vec<f64> = lines.iter().map(|l| value(l).unwrap()).collect();
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+
+    fn tail_loss(&self, setup: &Setup) -> f64 {
+        Run::mean(self.tail(setup), |l| l["loss"].as_f64())
+    }
+
+    fn tail_component(&self, setup: &Setup, name: &str) -> f64 {
+        Run::mean(self.tail(setup), |l| l["components"][name].as_f64())
+    }
+
+    fn tail_monitor(&self, setup: &Setup, name: &str) -> f64 {
+        Run::mean(self.tail(setup), |l| l["monitors"][name].as_f64())
+    }
+
+    fn first_monitor(&self, name: &str) -> f64 {
+        self.lines[0]["monitors"][name].as_f64().unwrap()
+    }
+
+    /// The batches of the judged steps, drawn again by the run's loader (same seed,
+    /// preprocessing, views and order; the loader is deterministic, as resuming relies
+    /// on).
+    fn tail_batches<M: Method>(&self, setup: &Setup) -> Vec<ViewBatch> {
+        let config = &self.config;
+        assert_eq!(config.train.accumulate, 1, "one batch per step");
+        let (manifest, _) = Manifest::index(&self.data, None).unwrap();
+        let volumes = manifest.entries.len();
+        let source: Arc<dyn SampleSource> = Arc::new(CollectionSource::new(&manifest));
+        let preprocess = Pipeline::from_config(&config.data.preprocess).unwrap();
+        let fingerprint = preprocess_fingerprint(&config.data.preprocess).unwrap();
+        let cache = self.tmp.path().join("baseline-cache");
+        let cached: Arc<dyn SampleSource> =
+            Arc::new(PreprocessCache::new(cache, source, preprocess, fingerprint).unwrap());
+        let augment = Pipeline::from_config(&config.data.augment).unwrap();
+        let local = if config.data.local_augment.is_empty() {
+            &config.data.augment
+        } else {
+            &config.data.local_augment
+        };
+        let plan = M::view_plan(
+            &config.pretext::<M>().unwrap(),
+            &config.network(),
+            config.encoder.crop,
+            augment,
+            Pipeline::from_config(local).unwrap(),
+        )
+        .unwrap();
+        let loader = Loader::new(cached, plan, config.data.loader.clone(), config.seed).unwrap();
+        let per_epoch = config.data.loader.batches(volumes) as u64;
+        let steps = self.lines.len() as u64;
+        let first = steps - setup.tail as u64;
+        let mut batches = Vec::new();
+        for epoch in first / per_epoch..steps.div_ceil(per_epoch) {
+            for (i, batch) in loader.epoch(epoch, 0).enumerate() {
+                let step = epoch * per_epoch + i as u64;
+                if (first..steps).contains(&step) {
+                    batches.push(batch.unwrap());
+                }
+            }
+        }
+        assert_eq!(batches.len(), setup.tail);
+        batches
+    }
+}
+
+/// A run that was never trained: `config` the defaults of `M` at the tiny preset, one
+/// step line per entry of `steps` (loss, component `component` equal to it, monitors).
+fn fake<M: Method>(component: &str, steps: &[(f64, Value)]) -> Run {
+    let lines = steps
+        .iter()
+        .map(|(loss, monitors)| {
+            serde_json::json!({
+                "event": "step",
+                "loss": loss,
+                "components": { component: loss },
+                "monitors": monitors,
+            })
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    Run {
+        config: PretrainConfig::preset::<M>(Preset::Tiny).unwrap(),
+        lines,
+        seconds: 0.0,
+        data: tmp.path().join("ct"),
+        tmp,
+    }
+}
+
+/// Trains method `M` as `setup` says, on a fresh collection.
+fn train<M: Method>(setup: &Setup) -> Run {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ct");
+    write_collection(&data, setup.volumes);
+    let out = tmp.path().join("run");
+    let mut overrides = vec![
+        format!("train.steps={}", setup.steps),
+        // One loader worker: the CI machine has 2 cores and the step needs them.
+        "data.loader.num_workers=1".into(),
+        "seed=5".into(),
+    ];
+    overrides.extend(setup.overrides.iter().cloned());
+    let config = PretrainConfig::load::<M>(Preset::Tiny, None, &overrides).unwrap();
+    let started = Instant::now();
+    let mut run = Pretrain::<M>::start(&data, &out, config, Device::flex()).unwrap();
+    run.train(u64::MAX, &mut |_| {}).unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let config = run.config().clone();
+    drop(run);
+    let lines: Vec<Value> = metrics(&out)
+        .into_iter()
+        .filter(|l| l["event"] == "step")
+        .collect();
+    assert_eq!(lines.len() as u64, setup.steps);
+    assert!(setup.tail >= 1 && setup.tail <= lines.len());
+    Run {
+        config,
+        lines,
+        seconds,
+        data,
+        tmp,
+    }
+}
+
+/// The L1 of the best constant prediction of the selected voxels of each batch (to
+/// their mean or their median, whichever is lower), averaged over the batches.
+/// `select(batch)` lists the voxel values the method's loss reconstructs.
+fn constant_l1(batches: &[ViewBatch], select: impl Fn(&ViewBatch) -> Vec<f32>) -> f64 {
+    let per_batch: Vec<f64> = batches
+        .iter()
+        .map(|batch| {
+            let mut values: Vec<f64> = select(batch).into_iter().map(f64::from).collect();
+            assert!(!values.is_empty());
+            let n = values.len() as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            values.sort_by(f64::total_cmp);
+            let median = values[values.len() / 2];
+            let l1 = |c: f64| values.iter().map(|v| (v - c).abs()).sum::<f64>() / n;
+            l1(mean).min(l1(median))
+        })
+        .collect();
+    per_batch.iter().sum::<f64>() / per_batch.len() as f64
+}
+
+/// The voxels of view `v` under its mask (patch-level, `patch` voxels a side).
+fn masked_voxels(batch: &ViewBatch, v: usize, patch: usize) -> Vec<f32> {
+    let mask = &batch.masks[v];
+    batch.views[v]
+        .indexed_iter()
+        .filter(|((b, _, z, y, x), _)| mask[[*b, z / patch, y / patch, x / patch]])
+        .map(|(_, &value)| value)
+        .collect()
+}
+
+/// One term of a loss: its component name, weight and chance level.
+struct Term {
+    component: &'static str,
+    weight: f64,
+    chance: f64,
+    why: String,
+}
+
+/// What a run must show, and the numbers behind each verdict.
+struct Verdict {
+    method: &'static str,
+    lines: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl Verdict {
+    fn new(method: &'static str, run: &Run, setup: &Setup) -> Verdict {
+        Verdict {
+            method,
+            lines: vec![format!(
+                "{method}: {} steps (batch {}, lr {}, {} volumes, judged over the last {}) \
+                 in {:.1} s",
+                setup.steps,
+                run.batch_size(),
+                run.config.train.lr,
+                setup.volumes,
+                setup.tail,
+                run.seconds
+            )],
+            failed: Vec::new(),
+        }
+    }
+
+    fn check(&mut self, what: String, ok: bool) {
+        let line = format!("  [{}] {what}", if ok { "ok" } else { "FAIL" });
+        if !ok {
+            self.failed.push(line.clone());
+        }
+        self.lines.push(line);
+    }
+
+    /// The loss (tail mean) below `factor ×` the weighted chance levels of `terms`;
+    /// each term's own value is shown next to its chance level.
+    fn loss(&mut self, run: &Run, setup: &Setup, terms: &[Term], factor: f64) {
+        let mut chance = 0.0;
+        for term in terms {
+            let value = run.tail_component(setup, term.component);
+            let level = term.weight * term.chance;
+            chance += level;
+            self.lines.push(format!(
+                "  {}: {value:.4} (chance {level:.4} = {} × {:.4}, {})",
+                term.component, term.weight, term.chance, term.why
+            ));
+        }
+        let loss = run.tail_loss(setup);
+        let first = run.lines[0]["loss"].as_f64().unwrap();
+        self.check(
+            format!(
+                "loss {loss:.4} < {factor} × chance {chance:.4} = {:.4} (first step {first:.4})",
+                factor * chance
+            ),
+            loss < factor * chance,
+        );
+    }
+
+    /// The tail mean of monitor `name` at least `floor`.
+    fn at_least(&mut self, run: &Run, setup: &Setup, name: &str, floor: f64, why: &str) {
+        let value = run.tail_monitor(setup, name);
+        self.check(
+            format!("{name} {value:.4} >= {floor:.4} ({why})"),
+            value >= floor,
+        );
+    }
+
+    /// The tail mean of monitor `name` below `ceiling`.
+    fn below(&mut self, run: &Run, setup: &Setup, name: &str, ceiling: f64, why: &str) {
+        let value = run.tail_monitor(setup, name);
+        self.check(
+            format!("{name} {value:.4} < {ceiling:.4} ({why})"),
+            value < ceiling,
+        );
+    }
+
+    /// The embedding spread above a tenth of its first value (no collapse warning).
+    fn spread(&mut self, run: &Run, setup: &Setup) {
+        let first = run.first_monitor("embedding_spread");
+        self.at_least(
+            run,
+            setup,
+            "embedding_spread",
+            COLLAPSE_FRACTION * first,
+            &format!("{COLLAPSE_FRACTION} × {first:.4} at the first step"),
+        );
+    }
+
+    fn finish(self) {
+        let report = self.lines.join("\n");
+        eprintln!("{report}");
+        assert!(
+            self.failed.is_empty(),
+            "{} does not learn:\n{report}",
+            self.method
+        );
+    }
+}
+
+/// The CI run: 4 phantoms (2 steps an epoch at the preset's batch of 2), 12 steps,
+/// judged over the last 4.
+fn short() -> Setup {
+    Setup {
+        volumes: 4,
+        steps: 12,
+        tail: 4,
+        overrides: Vec::new(),
+    }
+}
+
+/// The `--ignored` run: the same collection, 80 steps, judged over the last 10.
+fn long() -> Setup {
+    Setup {
+        volumes: 4,
+        steps: 80,
+        tail: 10,
+        overrides: Vec::new(),
+    }
+}
+
+/// The loss margin of the CI runs (20% below chance) and of the long runs (half of it).
+fn factor(setup: &Setup) -> f64 {
+    if setup.steps >= 50 { 0.5 } else { 0.8 }
+}
+
+/// `setup` training at `boost ×` the tiny recipe's learning rate of `M`. AdamW moves a
+/// weight by about the learning rate per step: a dozen steps at the recipes' 1e-4 to
+/// 5e-4 move the weights by under 0.006 against initial weights of standard deviation
+/// 0.02, too little for any method to show what it learns. The schedule (warm-up of one
+/// epoch, cosine decay over the run) is the preset's.
+fn with_lr<M: Method>(mut setup: Setup, boost: f64) -> Setup {
+    let lr = M::recipe(Preset::Tiny).lr * boost;
+    setup.overrides.push(format!("train.lr={lr}"));
+    setup
+}
+
+/// Every run here trains at 3 × its recipe's rate (see [`with_lr`]);
+/// `MEDSSL_LEARNING_LR_BOOST` sets another factor, to tell a method that does not learn
+/// from one the raised rate upsets.
+fn lr_boost() -> f64 {
+    std::env::var("MEDSSL_LEARNING_LR_BOOST").map_or(3.0, |v| {
+        v.parse()
+            .expect("MEDSSL_LEARNING_LR_BOOST must be a number")
+    })
+}
+
+fn ln(x: usize) -> f64 {
+    (x as f64).ln()
+}
+
+/// The NT-Xent chance level of batch `b`.
+fn ntxent_chance(b: usize) -> (f64, String) {
+    (ln(2 * b - 1), format!("ln(2B − 1), B = {b}"))
+}
+
+/// The rotation classes of method `M` as the run's settings cut its views.
+fn rotation_classes<M: Method>(run: &Run) -> usize {
+    let config = &run.config;
+    let plan = M::view_plan(
+        &config.pretext::<M>().unwrap(),
+        &config.network(),
+        config.encoder.crop,
+        Pipeline::default(),
+        Pipeline::default(),
+    )
+    .unwrap();
+    plan.rotations.expect("rotation labels").targets().len()
+}
+
+fn simclr(setup: Setup) {
+    let setup = with_lr::<SimClrMethod>(setup, lr_boost());
+    let run = train::<SimClrMethod>(&setup);
+    judge_simclr(&run, &setup).finish();
+}
+
+fn judge_simclr(run: &Run, setup: &Setup) -> Verdict {
+    let (chance, why) = ntxent_chance(run.batch_size());
+    let mut verdict = Verdict::new("simclr", run, setup);
+    let terms = [Term {
+        component: "contrastive",
+        weight: 1.0,
+        chance,
+        why,
+    }];
+    verdict.loss(run, setup, &terms, factor(setup));
+    verdict.spread(run, setup);
+    verdict
+}
+
+fn mocov3(setup: Setup) {
+    let setup = with_lr::<MocoV3Method>(setup, lr_boost());
+    let run = train::<MocoV3Method>(&setup);
+    let t = run.config.pretext::<MocoV3Method>().unwrap().temperature;
+    let b = run.batch_size();
+    let mut verdict = Verdict::new("mocov3", &run, &setup);
+    let terms = [Term {
+        component: "contrastive",
+        weight: 1.0,
+        chance: 4.0 * t * ln(b),
+        why: format!("2 · 2T · ln B, T = {t}, B = {b}"),
+    }];
+    verdict.loss(&run, &setup, &terms, factor(&setup));
+    verdict.spread(&run, &setup);
+    verdict.finish();
+}
+
+fn cpc(setup: Setup) {
+    let setup = with_lr::<CpcMethod>(setup, lr_boost());
+    let run = train::<CpcMethod>(&setup);
+    let settings = run.config.pretext::<CpcMethod>().unwrap();
+    let b = run.batch_size();
+    let predicted = settings.grid.pow(3) - settings.context_rows * settings.grid.pow(2);
+    let mut verdict = Verdict::new("cpc", &run, &setup);
+    let terms = [Term {
+        component: "contrastive",
+        weight: 1.0,
+        chance: ln(b * predicted),
+        why: format!("ln(B · P), B = {b}, P = {predicted} predicted cells"),
+    }];
+    verdict.loss(&run, &setup, &terms, factor(&setup));
+    verdict.spread(&run, &setup);
+    verdict.finish();
+}
+
+fn rotnet(setup: Setup) {
+    let setup = with_lr::<RotNetMethod>(setup, lr_boost());
+    let run = train::<RotNetMethod>(&setup);
+    judge_rotnet(&run, &setup).finish();
+}
+
+fn judge_rotnet(run: &Run, setup: &Setup) -> Verdict {
+    let classes = rotation_classes::<RotNetMethod>(run);
+    let mut verdict = Verdict::new("rotnet", run, setup);
+    let terms = [Term {
+        component: "rotation",
+        weight: 1.0,
+        chance: ln(classes),
+        why: format!("ln(classes), {classes} classes"),
+    }];
+    verdict.loss(run, setup, &terms, factor(setup));
+    verdict.at_least(
+        run,
+        setup,
+        "accuracy",
+        2.0 / classes as f64,
+        "twice chance, 1/classes",
+    );
+    verdict.spread(run, setup);
+    verdict
+}
+
+fn swinunetr_ssl(setup: Setup) {
+    let setup = with_lr::<SwinUnetrSslMethod>(setup, lr_boost());
+    let run = train::<SwinUnetrSslMethod>(&setup);
+    let settings = run.config.pretext::<SwinUnetrSslMethod>().unwrap();
+    let classes = rotation_classes::<SwinUnetrSslMethod>(&run);
+    let (contrastive, why) = ntxent_chance(run.batch_size());
+    // The reconstruction targets: the clean rotated copies, views 2 and 3, every voxel.
+    let batches = run.tail_batches::<SwinUnetrSslMethod>(&setup);
+    let reconstruction = constant_l1(&batches, |batch| {
+        batch.views[2]
+            .iter()
+            .chain(batch.views[3].iter())
+            .copied()
+            .collect()
+    });
+    let mut verdict = Verdict::new("swinunetr-ssl", &run, &setup);
+    let terms = [
+        Term {
+            component: "rotation",
+            weight: settings.rotation_weight,
+            chance: ln(classes),
+            why: format!("ln(classes), {classes} classes"),
+        },
+        Term {
+            component: "contrastive",
+            weight: settings.contrastive_weight,
+            chance: contrastive,
+            why,
+        },
+        Term {
+            component: "reconstruction",
+            weight: settings.reconstruction_weight,
+            chance: reconstruction,
+            why: "L1 of the best constant, clean copies".into(),
+        },
+    ];
+    verdict.loss(&run, &setup, &terms, factor(&setup));
+    verdict.at_least(
+        &run,
+        &setup,
+        "rotation_accuracy",
+        2.0 / classes as f64,
+        "twice chance, 1/classes",
+    );
+    verdict.spread(&run, &setup);
+    verdict.finish();
+}
+
+fn simmim(setup: Setup) {
+    let setup = with_lr::<SimMimMethod>(setup, lr_boost());
+    let run = train::<SimMimMethod>(&setup);
+    let patch = run.config.network().patch_size;
+    let batches = run.tail_batches::<SimMimMethod>(&setup);
+    let reconstruction = constant_l1(&batches, |batch| masked_voxels(batch, 0, patch));
+    let mut verdict = Verdict::new("simmim", &run, &setup);
+    let terms = [Term {
+        component: "reconstruction",
+        weight: 1.0,
+        chance: reconstruction,
+        why: "L1 of the best constant, masked voxels".into(),
+    }];
+    verdict.loss(&run, &setup, &terms, factor(&setup));
+    verdict.spread(&run, &setup);
+    verdict.finish();
+}
+
+fn smit(setup: Setup) {
+    let setup = with_lr::<SmitMethod>(setup, lr_boost());
+    let run = train::<SmitMethod>(&setup);
+    let settings = run.config.pretext::<SmitMethod>().unwrap();
+    let k = settings.head.out_dim;
+    let patch = run.config.network().patch_size;
+    let batches = run.tail_batches::<SmitMethod>(&setup);
+    let reconstruction = constant_l1(&batches, |batch| {
+        let mut voxels = masked_voxels(batch, 0, patch);
+        voxels.extend(masked_voxels(batch, 1, patch));
+        voxels
+    });
+    let uniform = format!("ln(out_dim), out_dim = {k}");
+    let mut verdict = Verdict::new("smit", &run, &setup);
+    let terms = [
+        Term {
+            component: "patch",
+            weight: settings.patch_weight,
+            chance: ln(k),
+            why: uniform.clone(),
+        },
+        Term {
+            component: "global",
+            weight: settings.global_weight,
+            chance: ln(k),
+            why: uniform,
+        },
+        Term {
+            component: "reconstruction",
+            weight: settings.reconstruction_weight,
+            chance: reconstruction,
+            why: "L1 of the best constant, masked voxels".into(),
+        },
+    ];
+    let f = factor(&setup);
+    verdict.loss(&run, &setup, &terms, f);
+    verdict.below(
+        &run,
+        &setup,
+        "teacher_entropy",
+        f * ln(k),
+        &format!("{f} × ln(out_dim): a uniform teacher has ln(out_dim)"),
+    );
+    verdict.spread(&run, &setup);
+    verdict.finish();
+}
+
+fn dino(setup: Setup) {
+    let setup = with_lr::<DinoMethod>(setup, lr_boost());
+    let run = train::<DinoMethod>(&setup);
+    judge_dino(&run, &setup).finish();
+}
+
+fn judge_dino(run: &Run, setup: &Setup) -> Verdict {
+    let k = run.config.pretext::<DinoMethod>().unwrap().head.out_dim;
+    let mut verdict = Verdict::new("dino", run, setup);
+    let terms = [Term {
+        component: "distillation",
+        weight: 1.0,
+        chance: ln(k),
+        why: format!("ln(out_dim), out_dim = {k}"),
+    }];
+    let f = factor(setup);
+    verdict.loss(run, setup, &terms, f);
+    verdict.below(
+        run,
+        setup,
+        "teacher_entropy",
+        f * ln(k),
+        &format!("{f} × ln(out_dim): a uniform teacher has ln(out_dim)"),
+    );
+    verdict.spread(run, setup);
+    verdict
+}
+
+fn ibot(setup: Setup) {
+    let setup = with_lr::<IbotMethod>(setup, lr_boost());
+    let run = train::<IbotMethod>(&setup);
+    let settings = run.config.pretext::<IbotMethod>().unwrap();
+    let k = settings.head.out_dim;
+    // The patch term counts once masked prediction has started (`pred_start_epoch`,
+    // in epochs of `volumes / batch` steps): the judged steps must lie after it.
+    let per_epoch = setup.volumes / run.batch_size() as u64;
+    let start = settings.pred_start_epoch * per_epoch;
+    assert!(
+        start < setup.steps - setup.tail as u64,
+        "masked prediction starts at step {start}, inside the judged steps"
+    );
+    let uniform = format!("ln(out_dim), out_dim = {k}");
+    let mut verdict = Verdict::new("ibot", &run, &setup);
+    let terms = [
+        Term {
+            component: "global",
+            weight: settings.global_weight,
+            chance: ln(k),
+            why: uniform.clone(),
+        },
+        Term {
+            component: "patch",
+            weight: settings.patch_weight,
+            chance: ln(k),
+            why: uniform,
+        },
+    ];
+    let f = factor(&setup);
+    verdict.loss(&run, &setup, &terms, f);
+    verdict.below(
+        &run,
+        &setup,
+        "teacher_entropy",
+        f * ln(k),
+        &format!("{f} × ln(out_dim): a uniform teacher has ln(out_dim)"),
+    );
+    verdict.spread(&run, &setup);
+    verdict.finish();
+}
+
+#[test]
+#[ignore = "not yet passing (see the module doc) and 1-6 minutes each on 2 cores: run with --ignored"]
+fn simclr_learns() {
+    simclr(short());
+}
+
+#[test]
+#[ignore = "not yet passing (see the module doc) and 1-6 minutes each on 2 cores: run with --ignored"]
+fn mocov3_learns() {
+    mocov3(short());
+}
+
+#[test]
+#[ignore = "not yet passing (see the module doc) and 1-6 minutes each on 2 cores: run with --ignored"]
+fn cpc_learns() {
+    cpc(short());
+}
+
+#[test]
+#[ignore = "not yet passing (see the module doc) and 1-6 minutes each on 2 cores: run with --ignored"]
+fn rotnet_learns() {
+    rotnet(short());
+}
+
+#[test]
+#[ignore = "not yet passing (see the module doc) and 1-6 minutes each on 2 cores: run with --ignored"]
+fn swinunetr_ssl_learns() {
+    swinunetr_ssl(short());
+}
+
+#[test]
+#[ignore = "not yet passing (see the module doc) and 1-6 minutes each on 2 cores: run with --ignored"]
+fn simmim_learns() {
+    simmim(short());
+}
+
+#[test]
+#[ignore = "not yet passing (see the module doc) and 1-6 minutes each on 2 cores: run with --ignored"]
+fn smit_learns() {
+    smit(short());
+}
+
+#[test]
+#[ignore = "not yet passing (see the module doc) and 1-6 minutes each on 2 cores: run with --ignored"]
+fn dino_learns() {
+    dino(short());
+}
+
+#[test]
+#[ignore = "not yet passing (see the module doc) and 1-6 minutes each on 2 cores: run with --ignored"]
+fn ibot_learns() {
+    ibot(short());
+}
+
+#[test]
+#[ignore = "minutes: the long learning run"]
+fn simclr_learns_long() {
+    simclr(long());
+}
+
+#[test]
+#[ignore = "minutes: the long learning run"]
+fn mocov3_learns_long() {
+    mocov3(long());
+}
+
+#[test]
+#[ignore = "minutes: the long learning run"]
+fn cpc_learns_long() {
+    cpc(long());
+}
+
+#[test]
+#[ignore = "minutes: the long learning run"]
+fn rotnet_learns_long() {
+    rotnet(long());
+}
+
+#[test]
+#[ignore = "minutes: the long learning run"]
+fn swinunetr_ssl_learns_long() {
+    swinunetr_ssl(long());
+}
+
+#[test]
+#[ignore = "minutes: the long learning run"]
+fn simmim_learns_long() {
+    simmim(long());
+}
+
+#[test]
+#[ignore = "minutes: the long learning run"]
+fn smit_learns_long() {
+    smit(long());
+}
+
+#[test]
+#[ignore = "minutes: the long learning run"]
+fn dino_learns_long() {
+    dino(long());
+}
+
+#[test]
+#[ignore = "minutes: the long learning run"]
+fn ibot_learns_long() {
+    ibot(long());
+}
+
+/// The thresholds tell learning from collapse: collapsed SimCLR embeddings give exactly
+/// `ln(2B − 1)` and no spread, and fail; a loss a third of chance with a kept spread
+/// passes.
+#[test]
+fn thresholds_fail_collapsed_simclr_and_pass_a_learning_one() {
+    let setup = short();
+    let chance = 3f64.ln();
+    let collapsed: Vec<_> = (0..12)
+        .map(|i| {
+            let spread = if i == 0 { 0.15 } else { 0.0 };
+            (chance, serde_json::json!({ "embedding_spread": spread }))
+        })
+        .collect();
+    let verdict = judge_simclr(&fake::<SimClrMethod>("contrastive", &collapsed), &setup);
+    assert_eq!(verdict.failed.len(), 2, "{}", verdict.lines.join("\n"));
+    let learning: Vec<_> = (0..12)
+        .map(|_| (chance / 3.0, serde_json::json!({ "embedding_spread": 0.1 })))
+        .collect();
+    let verdict = judge_simclr(&fake::<SimClrMethod>("contrastive", &learning), &setup);
+    assert!(verdict.failed.is_empty(), "{}", verdict.lines.join("\n"));
+}
+
+/// A DINO teacher collapsed to uniform gives the loss and entropy `ln(out_dim)`, and
+/// fails both; a rotation classifier at chance fails loss and accuracy.
+#[test]
+fn thresholds_fail_a_uniform_teacher_and_a_guessing_classifier() {
+    let setup = short();
+    let uniform = 1024f64.ln();
+    let steps: Vec<_> = (0..12)
+        .map(|_| {
+            let monitors =
+                serde_json::json!({ "embedding_spread": 0.1, "teacher_entropy": uniform });
+            (uniform, monitors)
+        })
+        .collect();
+    let verdict = judge_dino(&fake::<DinoMethod>("distillation", &steps), &setup);
+    assert_eq!(verdict.failed.len(), 2, "{}", verdict.lines.join("\n"));
+    let guessing: Vec<_> = (0..12)
+        .map(|_| {
+            let monitors = serde_json::json!({ "embedding_spread": 0.1, "accuracy": 0.1 });
+            (10f64.ln(), monitors)
+        })
+        .collect();
+    let verdict = judge_rotnet(&fake::<RotNetMethod>("rotation", &guessing), &setup);
+    assert_eq!(verdict.failed.len(), 2, "{}", verdict.lines.join("\n"));
+}
