@@ -199,10 +199,24 @@ impl DinoHead {
     }
 }
 
+/// Which linear layers of an [`Mlp`] carry a bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MlpBias {
+    /// Every layer not followed by a batch norm (the norm's mean subtraction would
+    /// cancel a bias): SimCLR's projector, CPC's context network.
+    #[default]
+    UnlessNormed,
+    /// No layer: MoCo v3's `_build_mlp`, whose every `nn.Linear` is built with
+    /// `bias=False`, the predictor's last layer (which no batch norm follows) included.
+    Never,
+}
+
 /// An MLP of `dims.len() - 1` linear layers with ReLU between them, each hidden layer
 /// followed by batch normalisation when `batch_norm` (MoCo v3's projector and predictor;
 /// SimCLR's projector has none), and the output too when `output_norm` (MoCo v3's
-/// projector ends in a batch norm without affine parameters).
+/// projector ends in a batch norm without affine parameters). Which layers have a bias
+/// is [`MlpBias`], chosen when the MLP is built ([`init`](Self::init) or
+/// [`init_with_bias`](Self::init_with_bias)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpConfig {
     pub dims: Vec<usize>,
@@ -211,9 +225,15 @@ pub struct MlpConfig {
 }
 
 impl MlpConfig {
-    /// Builds the MLP with PyTorch's default `Linear` initialisation; a linear layer
-    /// followed by a batch norm has no bias (as MoCo v3's).
+    /// Builds the MLP with PyTorch's default `Linear` initialisation and a bias on every
+    /// layer that no batch norm follows ([`MlpBias::UnlessNormed`]).
     pub fn init(&self, device: &Device) -> Mlp {
+        self.init_with_bias(MlpBias::UnlessNormed, device)
+    }
+
+    /// Builds the MLP with PyTorch's default `Linear` initialisation, biases as `bias`
+    /// says.
+    pub fn init_with_bias(&self, bias: MlpBias, device: &Device) -> Mlp {
         let n = self.dims.len().saturating_sub(1);
         let normed = |i: usize| {
             if i + 1 < n {
@@ -222,10 +242,14 @@ impl MlpConfig {
                 self.output_norm
             }
         };
+        let has_bias = |i: usize| match bias {
+            MlpBias::UnlessNormed => !normed(i),
+            MlpBias::Never => false,
+        };
         let layers = (0..n)
             .map(|i| {
                 LinearConfig::new(self.dims[i], self.dims[i + 1])
-                    .with_bias(!normed(i))
+                    .with_bias(has_bias(i))
                     .init(device)
             })
             .collect();
@@ -245,6 +269,16 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// The linear layers (for tests and inspection).
+    pub fn layers(&self) -> &[Linear] {
+        &self.layers
+    }
+
+    /// The batch norm after each layer, if any.
+    pub fn norms(&self) -> &[Option<BatchStatNorm>] {
+        &self.norms
+    }
+
     /// `[N, in]` to `[N, out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let last = self.layers.len() - 1;
@@ -273,6 +307,11 @@ pub struct BatchStatNorm {
 }
 
 impl BatchStatNorm {
+    /// Whether the norm has a learned scale and shift.
+    pub fn affine(&self) -> bool {
+        self.gamma.is_some()
+    }
+
     /// A norm of `channels` features, with learned scale and shift when `affine`.
     pub fn new(channels: usize, affine: bool, device: &Device) -> BatchStatNorm {
         BatchStatNorm {
@@ -399,6 +438,41 @@ mod tests {
             sum += term / (2 * n + 1) as f64;
         }
         2.0 / std::f64::consts::PI.sqrt() * sum
+    }
+
+    /// The default keeps a bias only where no batch norm follows; `MlpBias::Never`
+    /// (MoCo v3's `_build_mlp`) drops every bias, also on a last layer without a norm.
+    #[test]
+    fn mlp_bias_is_an_explicit_choice() {
+        let device = Device::flex();
+        let config = MlpConfig {
+            dims: vec![6, 5, 4],
+            batch_norm: true,
+            output_norm: false,
+        };
+        let biases =
+            |mlp: &Mlp| -> Vec<bool> { mlp.layers().iter().map(|l| l.bias.is_some()).collect() };
+        assert_eq!(biases(&config.init(&device)), [false, true]);
+        let bias_free = config.init_with_bias(MlpBias::Never, &device);
+        assert_eq!(biases(&bias_free), [false, false]);
+        assert_eq!(
+            bias_free
+                .norms()
+                .iter()
+                .map(Option::is_some)
+                .collect::<Vec<_>>(),
+            [true, false]
+        );
+        // The forward pass still runs (batch statistics over 3 rows).
+        let x = Tensor::<2>::random([3, 6], Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(bias_free.forward(x).dims(), [3, 4]);
+        let plain = MlpConfig {
+            dims: vec![6, 5, 4],
+            batch_norm: false,
+            output_norm: false,
+        };
+        assert_eq!(biases(&plain.init(&device)), [true, true]);
+        assert_eq!(MlpBias::default(), MlpBias::UnlessNormed);
     }
 
     /// PyTorch's `BatchNorm1d` in training mode on a hand-checked batch.

@@ -7,23 +7,34 @@
 //! last stage too in `paper` (27 tokens in a 96³ crop, as iBOT's Swin-T has 49 at 224²;
 //! one head can then serve both, `shared_head`), and from stage 3 (stride 16) in `tiny`,
 //! where the last stage of a 32³ crop is a single token.
+//!
+//! As `main_ibot.py` runs it: the crops are random resized crops of one region of the
+//! volume; masked-token prediction starts at `pred_start_epoch` (before it no token is
+//! masked and the patch term is 0, as iBOT's loader then draws empty masks), and the
+//! patch tokens' teacher temperature is held at `warmup_teacher_patch_temp` until then
+//! and warmed to `teacher_patch_temp` over the warm-up epochs after it
+//! (`teacher_temp2_schedule`); gradients are clipped per parameter, and the `paper`
+//! learning rate is per 256 volumes.
 
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::{Device, Distribution, Tensor};
 use medssl_data::Pipeline;
 use medssl_data::masks::MaskRatio;
-use medssl_data::views::{Crops, MaskPlan, MultiCrop, ViewBatch, ViewPlan};
+use medssl_data::views::{MaskPlan, ViewBatch, ViewPlan};
 use medssl_model::SwinUnetrConfig;
 use medssl_model::swin::SwinTransformer;
 use serde::{Deserialize, Serialize};
 
 use super::checks;
+use super::dino::region_multi_crop;
+use super::simclr::{check_region, check_scale, preset_region};
 use crate::error::{Result, SslError};
 use crate::heads::{DinoHead, HeadSettings};
 use crate::inputs::{coarse_mask, token_mask, tokens, view};
-use crate::losses::distillation::Distill;
 use crate::monitors::{embedding_spread, pooled, teacher_entropy};
-use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
+use crate::pretext::{
+    ClipMode, Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss,
+};
 use crate::teacher::{ema, frozen_copy, mean_center, split_updates};
 use crate::temperature::Sharpening;
 
@@ -42,21 +53,80 @@ pub struct IbotSettings {
     pub global_crops: usize,
     /// Local crops (student only, never masked).
     pub local_crops: usize,
-    /// Side of a local crop (a multiple of 32).
+    /// Size of a local crop in voxels, what its box (cut at `local_scale` of the region)
+    /// is resized to: multiples of 32, no larger than the global crop.
     pub local_size: [usize; 3],
+    /// Side of the region every crop of a volume is cut from, placed at random in the
+    /// volume: 48³ in `tiny` (global crops of 32³), 128³ in `paper` (global crops of 96³,
+    /// local ones of 64³). Absent: the whole volume, as iBOT crops the whole image
+    /// (files written before the setting read this way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<[usize; 3]>,
+    /// Range of the fraction of the region's volume a global crop covers before it is
+    /// resized to the crop: `global_crops_scale`, `(0.14, 1)` in `main_ibot.py` (its
+    /// advice without local crops; absent from older files, which read as this),
+    /// `(0.25, 1)` in the published runs with local crops.
+    #[serde(default = "global_crops_scale")]
+    pub global_scale: [f64; 2],
+    /// The same for a local crop, resized to `local_size`: `local_crops_scale`,
+    /// `(0.05, 0.4)` in `main_ibot.py`, `(0.05, 0.25)` in the published runs.
+    #[serde(default = "local_crops_scale")]
+    pub local_scale: [f64; 2],
     /// A global crop is masked with this probability (iBOT: 0.5) ...
     pub mask_probability: f64,
     /// ... at a ratio drawn uniformly from this range (iBOT: 0.3 ± 0.2).
     pub mask_ratio: [f64; 2],
     /// Side of a mask block in voxels, a multiple of the patch stage's stride.
     pub block_size: usize,
-    /// Temperatures (the teacher's for the global tokens) and centring.
+    /// Temperatures (the teacher's for the global tokens), centring, and the epochs of
+    /// the teacher temperatures' warm-up (`warmup_teacher_temp_epochs`, which iBOT's
+    /// global and patch schedules share).
     pub sharpening: Sharpening,
-    /// The teacher temperature of the patch tokens (not warmed up, as iBOT's).
+    /// The teacher temperature of the patch tokens after its warm-up
+    /// (`teacher_patch_temp`, iBOT: 0.07).
     pub teacher_patch_temp: f64,
+    /// The patch tokens' teacher temperature until `pred_start_epoch` and at the start of
+    /// its warm-up (`warmup_teacher_patch_temp`, iBOT: 0.04; absent from older files,
+    /// which read as 0.04).
+    #[serde(default = "warmup_teacher_patch_temp")]
+    pub warmup_teacher_patch_temp: f64,
+    /// The epoch (from 0) masked-token prediction starts: before it no token is masked
+    /// and the patch term is 0 (`pred_start_epoch`; iBOT: 0 by default, 50 of 300
+    /// epochs for its Swin-T; absent from older files, which read as 0).
+    #[serde(default)]
+    pub pred_start_epoch: u64,
     /// Weights of the global and patch terms.
     pub global_weight: f64,
     pub patch_weight: f64,
+}
+
+/// `main_ibot.py`'s `global_crops_scale` default.
+fn global_crops_scale() -> [f64; 2] {
+    [0.14, 1.0]
+}
+
+/// `main_ibot.py`'s `local_crops_scale` default.
+fn local_crops_scale() -> [f64; 2] {
+    [0.05, 0.4]
+}
+
+/// `main_ibot.py`'s `warmup_teacher_patch_temp` default.
+fn warmup_teacher_patch_temp() -> f64 {
+    0.04
+}
+
+impl IbotSettings {
+    /// The patch tokens' teacher temperature and centring: `warmup_teacher_patch_temp`
+    /// for `pred_start_epoch` epochs, warmed linearly to `teacher_patch_temp` over the
+    /// shared warm-up epochs, then held (iBOT's `teacher_temp2_schedule`).
+    pub fn patch_sharpening(&self) -> Sharpening {
+        Sharpening {
+            teacher_temp: self.teacher_patch_temp,
+            warmup_teacher_temp: self.warmup_teacher_patch_temp,
+            delay_epochs: self.pred_start_epoch,
+            ..self.sharpening
+        }
+    }
 }
 
 /// The iBOT method.
@@ -79,7 +149,11 @@ pub struct Ibot {
     patch_stage: usize,
     #[module(skip)]
     sharpening: Sharpening,
-    teacher_patch_temp: f64,
+    /// The patch tokens' schedule ([`IbotSettings::patch_sharpening`]).
+    #[module(skip)]
+    patch_sharpening: Sharpening,
+    #[module(skip)]
+    pred_start_epoch: u64,
     global_weight: f64,
     patch_weight: f64,
 }
@@ -95,11 +169,25 @@ impl Method for IbotMethod {
                       tokens from an EMA teacher (Zhou et al. 2022)",
     };
 
-    /// The paper's: separate heads of 8192 prototypes (hidden 2048, bottleneck 256), a
-    /// global crop masked with probability 0.5 at a ratio in [0.1, 0.5], temperatures
-    /// 0.1 and 0.04 to 0.07 (patch 0.07), centre momentum 0.9, equal weights; two 96³
-    /// global and four 64³ local crops. `tiny`: heads of 1024 (hidden 256, bottleneck
-    /// 64), no local crops, warm-up over 5 epochs.
+    /// The paper's, as iBOT's Swin-T run (`README.md`, over `main_ibot.py`'s defaults):
+    /// separate heads of 8192 prototypes (hidden 2048, bottleneck 256), a global crop
+    /// masked with probability 0.5 at a ratio in [0.1, 0.5] (`--pred_ratio 0 0.3
+    /// --pred_ratio_var 0 0.2`), masked-token prediction from epoch 50
+    /// (`--pred_start_epoch 50`, of its 300), student temperature 0.1, teacher 0.04 to
+    /// 0.07 over 30 epochs for the global tokens (`--teacher_temp 0.07
+    /// --warmup_teacher_temp_epochs 30`) and for the patch tokens after epoch 50
+    /// (`warmup_teacher_patch_temp` 0.04, `teacher_patch_temp` 0.07), centre momentum
+    /// 0.9, equal weights; two 96³ global and four 64³ local crops of a 128³ region at
+    /// the published runs' scales, `--global_crops_scale 0.25 1 --local_crops_scale
+    /// 0.05 0.25` (they use ten local crops).
+    ///
+    /// `tiny`: heads of 1024 (hidden 256, bottleneck 64), two 32³ global crops of a 48³
+    /// region at `main_ibot.py`'s `global_crops_scale` (0.14, 1), its advice without
+    /// local crops, and no local ones; the global teacher temperature held at 0.04
+    /// (`main_ibot.py`'s default, as DINO's tiny preset); iBOT's Swin schedule scaled to
+    /// the tiny preset's 20 epochs: masked-token prediction from epoch 3 (50 of 300
+    /// epochs is 1/6 of the run) and the patch temperature warmed from 0.04 to 0.07 over
+    /// 2 epochs after it (30 of 300 is 1/10), reaching 0.07 at epoch 4.
     fn settings(preset: Preset) -> IbotSettings {
         let tiny = preset == Preset::Tiny;
         IbotSettings {
@@ -109,26 +197,60 @@ impl Method for IbotMethod {
             global_crops: 2,
             local_crops: if tiny { 0 } else { 4 },
             local_size: [if tiny { 32 } else { 64 }; 3],
+            region: Some(preset_region(preset)),
+            global_scale: if tiny {
+                global_crops_scale()
+            } else {
+                [0.25, 1.0]
+            },
+            local_scale: if tiny {
+                local_crops_scale()
+            } else {
+                [0.05, 0.25]
+            },
             mask_probability: 0.5,
             mask_ratio: [0.1, 0.5],
             block_size: if tiny { 16 } else { 32 },
-            sharpening: Sharpening::recipe(if tiny { 5 } else { 30 }),
+            sharpening: if tiny {
+                Sharpening {
+                    teacher_temp: 0.04,
+                    ..Sharpening::recipe(2)
+                }
+            } else {
+                Sharpening::recipe(30)
+            },
             teacher_patch_temp: 0.07,
+            warmup_teacher_patch_temp: warmup_teacher_patch_temp(),
+            pred_start_epoch: if tiny { 3 } else { 50 },
             global_weight: 1.0,
             patch_weight: 1.0,
         }
     }
 
-    /// DINO's recipe, which iBOT keeps.
-    fn recipe(_preset: Preset) -> Recipe {
+    /// `main_ibot.py`'s defaults, which are DINO's: weight decay 0.04 rising to 0.4,
+    /// clipping at 3 per parameter, the last layer frozen for the first epoch, teacher
+    /// momentum 0.996 rising to 1, learning rate 5e-4 per 256 volumes (`paper`); `tiny`
+    /// trains at 1e-4 unscaled and keeps the momentum, as DINO's tiny preset (see
+    /// [`DinoMethod`](super::DinoMethod)'s recipe for why).
+    fn recipe(preset: Preset) -> Recipe {
         Recipe {
-            lr: 5e-4,
+            lr: if preset == Preset::Tiny { 1e-4 } else { 5e-4 },
             weight_decay: (0.04, 0.4),
             grad_clip_norm: Some(3.0),
             freeze_last_layer: 1,
             teacher_momentum: 0.996,
             crop: None,
         }
+    }
+
+    /// `utils.clip_gradients`: each parameter's gradient clipped on its own.
+    fn clip_mode(_preset: Preset) -> ClipMode {
+        ClipMode::PerParameter
+    }
+
+    /// `paper`: `lr * batch_size_per_gpu * world_size / 256`; `tiny`: the rate itself.
+    fn lr_batch_scaling(preset: Preset) -> bool {
+        preset == Preset::Paper
     }
 
     fn check(settings: &IbotSettings, encoder: &SwinUnetrConfig, crop: [usize; 3]) -> Result<()> {
@@ -156,9 +278,18 @@ impl Method for IbotMethod {
         let stride = encoder.patch_size << settings.patch_stage;
         checks::mask_blocks(settings.block_size, encoder.patch_size, stride, crop)?;
         checks::local_crops(settings.local_crops, settings.local_size, crop)?;
+        check_region(settings.region, crop)?;
+        check_scale("global_scale", settings.global_scale)?;
+        if settings.local_crops > 0 {
+            check_scale("local_scale", settings.local_scale)?;
+        }
         settings.sharpening.check()?;
         settings.head.check()?;
         checks::positive("teacher_patch_temp", settings.teacher_patch_temp)?;
+        checks::positive(
+            "warmup_teacher_patch_temp",
+            settings.warmup_teacher_patch_temp,
+        )?;
         Ok(())
     }
 
@@ -170,14 +301,15 @@ impl Method for IbotMethod {
         local_augment: Pipeline,
     ) -> Result<ViewPlan> {
         Ok(ViewPlan {
-            crops: Crops::Multi(MultiCrop {
-                global_count: settings.global_crops,
-                global_size: crop,
-                local_count: settings.local_crops,
-                local_size: settings.local_size,
-                local_resize: None,
-                fill: 0.0,
-            }),
+            crops: region_multi_crop(
+                settings.region,
+                (settings.global_crops, crop, settings.global_scale),
+                (
+                    settings.local_crops,
+                    settings.local_size,
+                    settings.local_scale,
+                ),
+            ),
             augment,
             local_augment,
             masks: Some(MaskPlan {
@@ -219,7 +351,8 @@ impl Method for IbotMethod {
             global_crops: settings.global_crops,
             patch_stage: settings.patch_stage,
             sharpening: settings.sharpening,
-            teacher_patch_temp: settings.teacher_patch_temp,
+            patch_sharpening: settings.patch_sharpening(),
+            pred_start_epoch: settings.pred_start_epoch,
             global_weight: settings.global_weight,
             patch_weight: settings.patch_weight,
         }
@@ -236,8 +369,14 @@ impl Pretext for Ibot {
         let views = (0..batch.views.len())
             .map(|v| view(batch, v, &device))
             .collect::<Result<Vec<_>>>()?;
+        // Before `pred_start_epoch` no token is masked (iBOT's loader draws empty masks
+        // then): the student sees whole crops and the patch term is 0.
+        let predict = context.epoch >= self.pred_start_epoch;
         let masks = (0..globals)
-            .map(|v| token_mask(batch, v, &device))
+            .map(|v| {
+                let mask = token_mask(batch, v, &device)?;
+                Ok(if predict { mask } else { mask.zeros_like() })
+            })
             .collect::<Result<Vec<_>>>()?;
         let patch_head = self.head_patch.as_ref().unwrap_or(&self.head);
         let teacher_patch_head = self.teacher_patch.as_ref().unwrap_or(&self.teacher_head);
@@ -276,10 +415,8 @@ impl Pretext for Ibot {
             self.center_global.val(),
             None,
         );
-        let patch = Distill {
-            teacher_temp: self.teacher_patch_temp,
-            ..global
-        };
+        let patch = self.patch_sharpening.at(context.epoch);
+        let teacher_patch_temp = patch.teacher_temp;
         let (patch_loss, center_patch) = patch.ibot_patch(
             Tensor::cat(teacher_patch, 0),
             Tensor::cat(student_patch, 0),
@@ -288,7 +425,11 @@ impl Pretext for Ibot {
         );
         let global_term = global_loss.mul_scalar(self.global_weight);
         let patch_term = patch_loss.mul_scalar(self.patch_weight);
-        let mut monitors = vec![("teacher_temp", teacher_temp), ("teacher_entropy", entropy)];
+        let mut monitors = vec![
+            ("teacher_temp", teacher_temp),
+            ("teacher_patch_temp", teacher_patch_temp),
+            ("teacher_entropy", entropy),
+        ];
         monitors.extend(spread.map(|s| ("embedding_spread", s)));
         Ok(StepLoss {
             total: global_term.clone() + patch_term.clone(),
@@ -338,6 +479,195 @@ impl Pretext for Ibot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use medssl_data::views::{Crops, RegionCrops, ScaledViews};
+    use ndarray::{Array4, Array5};
+
+    fn encoder() -> SwinUnetrConfig {
+        SwinUnetrConfig::new(1, 2).with_feature_size(12)
+    }
+
+    fn region_crops(settings: &IbotSettings, crop: usize) -> RegionCrops {
+        let plan = IbotMethod::view_plan(
+            settings,
+            &encoder(),
+            [crop; 3],
+            Pipeline::default(),
+            Pipeline::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.masks.as_ref().unwrap().views, 2);
+        match plan.crops {
+            Crops::Region(crops) => crops,
+            other => panic!("iBOT cuts region crops, not {other:?}"),
+        }
+    }
+
+    /// `paper`: the published runs' scales (globals 0.25–1, locals 0.05–0.25) on a 128³
+    /// region; `tiny`: `main_ibot.py`'s 0.14–1 without local crops, on a 48³ region.
+    #[test]
+    fn crops_are_resized_crops_of_one_region_at_ibots_scales() {
+        let paper = IbotMethod::settings(Preset::Paper);
+        let crops = region_crops(&paper, 96);
+        assert_eq!(crops.region, Some([128; 3]));
+        assert_eq!(
+            crops.global,
+            ScaledViews {
+                count: 2,
+                size: [96; 3],
+                scale: [0.25, 1.0]
+            }
+        );
+        assert_eq!(
+            crops.local,
+            Some(ScaledViews {
+                count: 4,
+                size: [64; 3],
+                scale: [0.05, 0.25]
+            })
+        );
+        let tiny = IbotMethod::settings(Preset::Tiny);
+        let crops = region_crops(&tiny, 32);
+        assert_eq!(crops.region, Some([48; 3]));
+        assert_eq!(crops.global.size, [32; 3]);
+        assert_eq!(crops.global.scale, [0.14, 1.0]);
+        assert_eq!(crops.local, None);
+    }
+
+    /// The teacher temperatures per epoch, and the recipe.
+    #[test]
+    fn presets_follow_ibot() {
+        let paper = IbotMethod::settings(Preset::Paper);
+        assert_eq!(paper.pred_start_epoch, 50);
+        assert_eq!(paper.sharpening, Sharpening::recipe(30));
+        let patch = paper.patch_sharpening();
+        // Held at 0.04 until epoch 50, then np.linspace(0.04, 0.07, 30), then 0.07.
+        for epoch in [0, 10, 49, 50] {
+            assert_eq!(patch.at(epoch).teacher_temp, 0.04, "epoch {epoch}");
+        }
+        let want = 0.04 + 0.03 * 10.0 / 29.0;
+        assert!((patch.at(60).teacher_temp - want).abs() < 1e-15);
+        assert!((patch.at(79).teacher_temp - 0.07).abs() < 1e-15);
+        assert_eq!(patch.at(80).teacher_temp, 0.07);
+        assert_eq!(patch.at(80).student_temp, 0.1);
+        // The global tokens' warm-up is not delayed.
+        assert!((paper.sharpening.at(29).teacher_temp - 0.07).abs() < 1e-15);
+
+        let tiny = IbotMethod::settings(Preset::Tiny);
+        assert_eq!(tiny.pred_start_epoch, 3);
+        let global: Vec<f64> = (0..8).map(|e| tiny.sharpening.at(e).teacher_temp).collect();
+        assert_eq!(global, [0.04; 8]);
+        let patch: Vec<f64> = (0..8)
+            .map(|e| tiny.patch_sharpening().at(e).teacher_temp)
+            .collect();
+        assert_eq!(patch, [0.04, 0.04, 0.04, 0.04, 0.07, 0.07, 0.07, 0.07]);
+
+        assert_eq!(IbotMethod::recipe(Preset::Paper).lr, 5e-4);
+        assert_eq!(IbotMethod::recipe(Preset::Tiny).lr, 1e-4);
+        for preset in [Preset::Tiny, Preset::Paper] {
+            let recipe = IbotMethod::recipe(preset);
+            assert_eq!(recipe.weight_decay, (0.04, 0.4));
+            assert_eq!(recipe.grad_clip_norm, Some(3.0));
+            assert_eq!(recipe.freeze_last_layer, 1);
+            assert_eq!(IbotMethod::clip_mode(preset), ClipMode::PerParameter);
+        }
+        for preset in [Preset::Tiny, Preset::Paper] {
+            assert_eq!(IbotMethod::recipe(preset).teacher_momentum, 0.996);
+        }
+        assert!(IbotMethod::lr_batch_scaling(Preset::Paper));
+        assert!(!IbotMethod::lr_batch_scaling(Preset::Tiny));
+    }
+
+    /// Settings written before these existed read with `main_ibot.py`'s defaults: no
+    /// delay, patch temperature warmed from 0.04, its crop scales, the whole volume.
+    #[test]
+    fn old_settings_read_with_ibots_defaults() {
+        let mut json = serde_json::to_value(IbotMethod::settings(Preset::Paper)).unwrap();
+        let table = json.as_object_mut().unwrap();
+        for key in [
+            "region",
+            "global_scale",
+            "local_scale",
+            "warmup_teacher_patch_temp",
+            "pred_start_epoch",
+        ] {
+            table.remove(key).unwrap();
+        }
+        let old: IbotSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(old.region, None);
+        assert_eq!(old.global_scale, [0.14, 1.0]);
+        assert_eq!(old.local_scale, [0.05, 0.4]);
+        assert_eq!(old.warmup_teacher_patch_temp, 0.04);
+        assert_eq!(old.pred_start_epoch, 0);
+    }
+
+    fn scalar(t: &Tensor<1>) -> f64 {
+        f64::from(t.clone().into_data().try_to_vec::<f32>().unwrap()[0])
+    }
+
+    /// Before `pred_start_epoch` the patch term is exactly 0 (and the masked tokens of
+    /// the batch are ignored); from it on, the masked tokens are predicted.
+    #[test]
+    fn the_patch_loss_is_off_before_pred_start_epoch() {
+        let device = Device::flex();
+        let settings = IbotSettings {
+            head: HeadSettings {
+                out_dim: 32,
+                hidden_dim: 16,
+                bottleneck_dim: 8,
+                norm_last_layer: true,
+            },
+            pred_start_epoch: 2,
+            ..IbotMethod::settings(Preset::Tiny)
+        };
+        IbotMethod::check(&settings, &encoder(), [32; 3]).unwrap();
+        let net = IbotMethod::build(&settings, &encoder(), &device);
+        let view = |k: f32| {
+            Array5::from_shape_fn((2, 1, 32, 32, 32), |(b, _, z, y, x)| {
+                ((z * 7 + y * 3 + x) as f32 * 0.05 + k + b as f32).sin()
+            })
+        };
+        // Tokens of the 16³ patch grid; the first half along the first axis masked.
+        let mask = Array4::from_shape_fn((2, 16, 16, 16), |(_, z, _, _)| z < 8);
+        let batch = ViewBatch {
+            ids: vec!["a".into(), "b".into()],
+            views: vec![view(0.0), view(1.0)],
+            masks: vec![mask.clone(), mask],
+            labels: Vec::new(),
+        };
+        let at = |epoch| {
+            let context = StepContext {
+                epoch,
+                epochs: 10,
+                iteration: 0,
+            };
+            let step = net.loss(&batch, &context).unwrap();
+            let component = |name| {
+                let (_, value) = step.components.iter().find(|(n, _)| *n == name).unwrap();
+                scalar(value)
+            };
+            let monitor = |name| step.monitors.iter().find(|(n, _)| *n == name).unwrap().1;
+            (
+                component("global"),
+                component("patch"),
+                scalar(&step.total),
+                monitor("teacher_patch_temp"),
+            )
+        };
+        for epoch in [0, 1] {
+            let (global, patch, total, temp) = at(epoch);
+            assert_eq!(patch, 0.0, "epoch {epoch}");
+            assert!(
+                global > 0.0 && (total - global).abs() < 1e-6,
+                "epoch {epoch}"
+            );
+            assert_eq!(temp, 0.04);
+        }
+        let (global, patch, total, temp) = at(2);
+        assert!(patch > 0.0 && patch.is_finite(), "{patch}");
+        assert!((total - global - patch).abs() < 1e-5);
+        assert_eq!(temp, 0.04);
+        assert_eq!(at(3).3, 0.07);
+    }
 
     #[test]
     fn settings_that_cannot_work_are_named() {

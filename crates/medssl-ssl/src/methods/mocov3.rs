@@ -1,7 +1,10 @@
-//! MoCo v3 (Chen et al., ICCV 2021) on the 3-D Swin encoder: an online encoder,
-//! projector and predictor; a momentum encoder and projector (EMA, momentum rising from
-//! 0.99 to 1 on a cosine); the symmetric InfoNCE `ctr(q1, k2) + ctr(q2, k1)` scaled by
-//! `2T`, the other volumes of the batch as negatives.
+//! MoCo v3 (Chen et al., ICCV 2021) on the 3-D Swin encoder: two random resized crops
+//! of one region of each volume; an online encoder, projector and predictor; a momentum
+//! encoder and projector (EMA, momentum rising from 0.99 to 1 on a cosine); the
+//! symmetric InfoNCE `ctr(q1, k2) + ctr(q2, k1)` scaled by `2T`, the other volumes of
+//! the batch as negatives. The heads are `moco/builder.py`'s `_build_mlp`: linear layers
+//! without bias, batch norm and ReLU after each hidden layer, and a batch norm without
+//! affine parameters after the projector's last layer (none after the predictor's).
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -12,9 +15,11 @@ use medssl_model::swin::SwinTransformer;
 use serde::{Deserialize, Serialize};
 
 use super::checks;
-use super::simclr::{global_token, two_crops};
+use super::simclr::{
+    check_region, check_scale, contrastive_scale, global_token, preset_region, two_crops,
+};
 use crate::error::Result;
-use crate::heads::{Mlp, MlpConfig};
+use crate::heads::{Mlp, MlpBias, MlpConfig};
 use crate::losses::contrastive::mocov3;
 use crate::monitors::embedding_spread;
 use crate::pretext::{Family, Method, MethodInfo, Preset, Pretext, Recipe, StepContext, StepLoss};
@@ -30,6 +35,18 @@ pub struct MocoV3Settings {
     pub out_dim: usize,
     /// InfoNCE temperature.
     pub temperature: f64,
+    /// Side of the region both views are cut from, in voxels, placed at random in the
+    /// volume: 48³ in `tiny` (views of 32³), 128³ in `paper` (views of 96³). Absent: the
+    /// whole volume, as torchvision crops the whole image (files written before the
+    /// setting read this way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<[usize; 3]>,
+    /// Range of the fraction of the region's volume each view covers before it is
+    /// resized to the crop: `[0.08, 1]`, MoCo v3's `RandomResizedCrop(scale=(crop_min,
+    /// 1))` with its default `--crop-min 0.08` (absent from older files, which read as
+    /// this).
+    #[serde(default = "contrastive_scale")]
+    pub scale: [f64; 2],
 }
 
 /// The MoCo v3 method.
@@ -59,13 +76,17 @@ impl Method for MocoV3Method {
     };
 
     /// The paper's heads (3-layer projector and 2-layer predictor, hidden 4096, output
-    /// 256, batch norms) in `paper`, hidden 256 and output 64 in `tiny`; T = 0.2.
+    /// 256, batch norms, no biases) in `paper`, hidden 256 and output 64 in `tiny`;
+    /// T = 0.2; both views cut from one region (128³ in `paper`, 48³ in `tiny`) at 8–100%
+    /// of its volume (`--crop-min 0.08`).
     fn settings(preset: Preset) -> MocoV3Settings {
         let tiny = preset == Preset::Tiny;
         MocoV3Settings {
             hidden_dim: if tiny { 256 } else { 4096 },
             out_dim: if tiny { 64 } else { 256 },
             temperature: 0.2,
+            region: Some(preset_region(preset)),
+            scale: contrastive_scale(),
         }
     }
 
@@ -81,9 +102,11 @@ impl Method for MocoV3Method {
     fn check(
         settings: &MocoV3Settings,
         _encoder: &SwinUnetrConfig,
-        _crop: [usize; 3],
+        crop: [usize; 3],
     ) -> Result<()> {
         checks::positive("temperature", settings.temperature)?;
+        check_region(settings.region, crop)?;
+        check_scale("scale", settings.scale)?;
         checks::widths(&[
             ("hidden_dim", settings.hidden_dim),
             ("out_dim", settings.out_dim),
@@ -91,15 +114,23 @@ impl Method for MocoV3Method {
     }
 
     fn view_plan(
-        _settings: &MocoV3Settings,
+        settings: &MocoV3Settings,
         _encoder: &SwinUnetrConfig,
         crop: [usize; 3],
         augment: Pipeline,
         local_augment: Pipeline,
     ) -> Result<ViewPlan> {
-        Ok(two_crops(crop, augment, local_augment))
+        Ok(two_crops(
+            settings.region,
+            settings.scale,
+            crop,
+            augment,
+            local_augment,
+        ))
     }
 
+    /// `_build_mlp(3, ...)` as the projector and `_build_mlp(2, ..., last_bn=False)` as
+    /// the predictor: every linear layer without bias.
     fn build(settings: &MocoV3Settings, encoder: &SwinUnetrConfig, device: &Device) -> MocoV3 {
         let (hidden, out) = (settings.hidden_dim, settings.out_dim);
         let swin_vit = SwinTransformer::new(encoder, device);
@@ -108,7 +139,7 @@ impl Method for MocoV3Method {
             batch_norm: true,
             output_norm: true,
         }
-        .init(device);
+        .init_with_bias(MlpBias::Never, device);
         MocoV3 {
             momentum_encoder: frozen_copy(&swin_vit),
             momentum_projector: frozen_copy(&projector),
@@ -119,7 +150,7 @@ impl Method for MocoV3Method {
                 batch_norm: true,
                 output_norm: false,
             }
-            .init(device),
+            .init_with_bias(MlpBias::Never, device),
             temperature: settings.temperature,
         }
     }
@@ -156,5 +187,92 @@ impl Pretext for MocoV3 {
 
     fn has_teacher(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medssl_data::views::{Crops, ScaledViews};
+
+    /// `_build_mlp`: no linear layer has a bias (the predictor's last one included); the
+    /// projector's hidden norms are affine, its output norm is not; the predictor has
+    /// one affine norm after its hidden layer and none after its output.
+    #[test]
+    fn heads_are_moco_v3s_bias_free_mlps() {
+        let device = Device::flex();
+        let encoder = SwinUnetrConfig::new(1, 2).with_feature_size(12);
+        let net = MocoV3Method::build(&MocoV3Method::settings(Preset::Tiny), &encoder, &device);
+        for (name, mlp, layers) in [
+            ("projector", &net.projector, 3),
+            ("momentum projector", &net.momentum_projector, 3),
+            ("predictor", &net.predictor, 2),
+        ] {
+            assert_eq!(mlp.layers().len(), layers, "{name}");
+            assert!(
+                mlp.layers().iter().all(|l| l.bias.is_none()),
+                "{name} has a bias"
+            );
+        }
+        let affine = |mlp: &Mlp| -> Vec<Option<bool>> {
+            mlp.norms()
+                .iter()
+                .map(|n| n.as_ref().map(|n| n.affine()))
+                .collect()
+        };
+        assert_eq!(
+            affine(&net.projector),
+            [Some(true), Some(true), Some(false)]
+        );
+        assert_eq!(affine(&net.predictor), [Some(true), None]);
+        // Parameters: weights, and γ and β of the affine norms only.
+        let (fs, hidden, out) = (12 << 4, 256, 64);
+        let projector = fs * hidden + hidden * hidden + hidden * out + 4 * hidden;
+        let predictor = out * hidden + hidden * out + 2 * hidden;
+        assert_eq!(net.projector.num_params(), projector);
+        assert_eq!(net.predictor.num_params(), predictor);
+    }
+
+    /// Two views of one region at `--crop-min 0.08`, the region following the preset.
+    #[test]
+    fn views_are_resized_crops_of_one_region() {
+        let encoder = SwinUnetrConfig::new(1, 2).with_feature_size(12);
+        for (preset, region, crop) in [(Preset::Tiny, 48, 32), (Preset::Paper, 128, 96)] {
+            let settings = MocoV3Method::settings(preset);
+            MocoV3Method::check(&settings, &encoder, [crop; 3]).unwrap();
+            let plan = MocoV3Method::view_plan(
+                &settings,
+                &encoder,
+                [crop; 3],
+                Pipeline::default(),
+                Pipeline::default(),
+            )
+            .unwrap();
+            let Crops::Region(crops) = plan.crops else {
+                panic!("MoCo v3 cuts region crops");
+            };
+            assert_eq!(crops.region, Some([region; 3]));
+            assert_eq!(
+                crops.global,
+                ScaledViews {
+                    count: 2,
+                    size: [crop; 3],
+                    scale: [0.08, 1.0]
+                }
+            );
+            assert_eq!(crops.local, None);
+        }
+        let bad = MocoV3Settings {
+            scale: [0.3, 0.1],
+            ..MocoV3Method::settings(Preset::Tiny)
+        };
+        let err = MocoV3Method::check(&bad, &encoder, [32; 3]).unwrap_err();
+        assert!(err.to_string().contains("scale"), "{err}");
+        let bad = MocoV3Settings {
+            region: Some([16; 3]),
+            ..MocoV3Method::settings(Preset::Tiny)
+        };
+        let err = MocoV3Method::check(&bad, &encoder, [32; 3]).unwrap_err();
+        assert!(err.to_string().contains("region"), "{err}");
     }
 }

@@ -1,17 +1,19 @@
-//! SimCLR (Chen et al., ICML 2020) on the 3-D Swin encoder: two augmented crops of each
-//! volume, the pooled last-stage output through a 2-layer MLP projector, and NT-Xent
-//! with every other view of the batch as a negative.
+//! SimCLR (Chen et al., ICML 2020) on the 3-D Swin encoder: two augmented random
+//! resized crops of one region of each volume (so the two views share content, as
+//! torchvision's `RandomResizedCrop` cuts both from the same image), the pooled
+//! last-stage output through a 2-layer MLP projector, and NT-Xent with every other view
+//! of the batch as a negative.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use medssl_data::Pipeline;
-use medssl_data::views::{Crops, RandomCrops, ViewBatch, ViewPlan};
+use medssl_data::views::{Crops, RegionCrops, ScaledViews, ViewBatch, ViewPlan};
 use medssl_model::SwinUnetrConfig;
 use medssl_model::swin::SwinTransformer;
 use serde::{Deserialize, Serialize};
 
 use super::checks;
-use crate::error::Result;
+use crate::error::{Result, SslError};
 use crate::heads::{Mlp, MlpConfig};
 use crate::inputs::view;
 use crate::losses::contrastive::ntxent;
@@ -28,6 +30,55 @@ pub struct SimClrSettings {
     pub out_dim: usize,
     /// NT-Xent temperature.
     pub temperature: f64,
+    /// Side of the region both views are cut from, in voxels, placed at random in the
+    /// volume: 48³ in `tiny` (views of 32³), 128³ in `paper` (views of 96³). Absent: the
+    /// whole volume, as torchvision crops the whole image (files written before the
+    /// setting read this way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<[usize; 3]>,
+    /// Range of the fraction of the region's volume each view covers before it is
+    /// resized to the crop: `[0.08, 1]`, torchvision's `RandomResizedCrop` default,
+    /// which SimCLR uses (absent from older files, which read as this).
+    #[serde(default = "contrastive_scale")]
+    pub scale: [f64; 2],
+}
+
+/// The scale range of SimCLR's and MoCo v3's views: torchvision's `RandomResizedCrop`
+/// default `(0.08, 1)` (MoCo v3's `--crop-min 0.08`).
+pub(super) fn contrastive_scale() -> [f64; 2] {
+    [0.08, 1.0]
+}
+
+/// The region the views of SimCLR, MoCo v3, DINO and iBOT are cut from: 48³ in `tiny`
+/// (as SMIT's outer crop there), 128³ in `paper` (SMIT's outer crop; the 96³ views
+/// then cover 40–100% of its volume at DINO's global scale).
+pub(super) fn preset_region(preset: Preset) -> [usize; 3] {
+    [if preset == Preset::Tiny { 48 } else { 128 }; 3]
+}
+
+/// A region, when given, must be at least the crop on every axis (every view is a box
+/// inside it, resized to the crop), and a scale range must lie in `(0, 1]`.
+pub(super) fn check_region(region: Option<[usize; 3]>, crop: [usize; 3]) -> Result<()> {
+    match region {
+        Some(r) if (0..3).any(|a| r[a] < crop[a]) => Err(SslError::Invalid(format!(
+            "region {r:?} must be at least the crop {crop:?} on every axis: the views are \
+             boxes inside the region resized to the crop"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `scale` (named `name`) must be a range `0 < low <= high <= 1` of volume fractions.
+pub(super) fn check_scale(name: &str, scale: [f64; 2]) -> Result<()> {
+    let [low, high] = scale;
+    if low.is_finite() && high.is_finite() && 0.0 < low && low <= high && high <= 1.0 {
+        Ok(())
+    } else {
+        Err(SslError::Invalid(format!(
+            "{name} {scale:?} must be a range [low, high] with 0 < low <= high <= 1 \
+             (fractions of the region's volume)"
+        )))
+    }
 }
 
 /// The SimCLR method.
@@ -53,13 +104,16 @@ impl Method for SimClrMethod {
     };
 
     /// Projector 2048 → 128 in `paper` (the paper's), 256 → 64 in `tiny`; temperature
-    /// 0.1.
+    /// 0.1; both views cut from one region (128³ in `paper`, 48³ in `tiny`) at 8–100% of
+    /// its volume, torchvision's `RandomResizedCrop` default.
     fn settings(preset: Preset) -> SimClrSettings {
         let tiny = preset == Preset::Tiny;
         SimClrSettings {
             hidden_dim: if tiny { 256 } else { 2048 },
             out_dim: if tiny { 64 } else { 128 },
             temperature: 0.1,
+            region: Some(preset_region(preset)),
+            scale: contrastive_scale(),
         }
     }
 
@@ -75,9 +129,11 @@ impl Method for SimClrMethod {
     fn check(
         settings: &SimClrSettings,
         _encoder: &SwinUnetrConfig,
-        _crop: [usize; 3],
+        crop: [usize; 3],
     ) -> Result<()> {
         checks::positive("temperature", settings.temperature)?;
+        check_region(settings.region, crop)?;
+        check_scale("scale", settings.scale)?;
         checks::widths(&[
             ("hidden_dim", settings.hidden_dim),
             ("out_dim", settings.out_dim),
@@ -85,13 +141,19 @@ impl Method for SimClrMethod {
     }
 
     fn view_plan(
-        _settings: &SimClrSettings,
+        settings: &SimClrSettings,
         _encoder: &SwinUnetrConfig,
         crop: [usize; 3],
         augment: Pipeline,
         local_augment: Pipeline,
     ) -> Result<ViewPlan> {
-        Ok(two_crops(crop, augment, local_augment))
+        Ok(two_crops(
+            settings.region,
+            settings.scale,
+            crop,
+            augment,
+            local_augment,
+        ))
     }
 
     fn build(settings: &SimClrSettings, encoder: &SwinUnetrConfig, device: &Device) -> SimClr {
@@ -112,12 +174,24 @@ impl Method for SimClrMethod {
     }
 }
 
-/// Two independently augmented crops of `crop` voxels (SimCLR, MoCo v3).
-pub(super) fn two_crops(crop: [usize; 3], augment: Pipeline, local_augment: Pipeline) -> ViewPlan {
+/// Two views of `crop` voxels, random resized crops at `scale` of one `region` (SimCLR,
+/// MoCo v3), each augmented on its own.
+pub(super) fn two_crops(
+    region: Option<[usize; 3]>,
+    scale: [f64; 2],
+    crop: [usize; 3],
+    augment: Pipeline,
+    local_augment: Pipeline,
+) -> ViewPlan {
     ViewPlan {
-        crops: Crops::Random(RandomCrops {
-            count: 2,
-            size: crop,
+        crops: Crops::Region(RegionCrops {
+            region,
+            global: ScaledViews {
+                count: 2,
+                size: crop,
+                scale,
+            },
+            local: None,
             fill: 0.0,
         }),
         augment,
@@ -161,5 +235,89 @@ impl Pretext for SimClr {
 
     fn encoder(&self) -> &SwinTransformer {
         &self.swin_vit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both views come from one region at torchvision's scale range; the region follows
+    /// the preset and must hold the crop.
+    #[test]
+    fn views_are_resized_crops_of_one_region() {
+        let encoder = SwinUnetrConfig::new(1, 2).with_feature_size(12);
+        for (preset, region, crop) in [(Preset::Tiny, 48, 32), (Preset::Paper, 128, 96)] {
+            let settings = SimClrMethod::settings(preset);
+            assert_eq!(settings.region, Some([region; 3]));
+            assert_eq!(settings.scale, [0.08, 1.0]);
+            SimClrMethod::check(&settings, &encoder, [crop; 3]).unwrap();
+            let plan = SimClrMethod::view_plan(
+                &settings,
+                &encoder,
+                [crop; 3],
+                Pipeline::default(),
+                Pipeline::default(),
+            )
+            .unwrap();
+            let Crops::Region(crops) = plan.crops else {
+                panic!("SimCLR cuts region crops");
+            };
+            assert_eq!(crops.region, Some([region; 3]));
+            assert_eq!(
+                crops.global,
+                ScaledViews {
+                    count: 2,
+                    size: [crop; 3],
+                    scale: [0.08, 1.0]
+                }
+            );
+            assert_eq!(crops.local, None);
+        }
+    }
+
+    #[test]
+    fn bad_regions_and_scales_are_named() {
+        let encoder = SwinUnetrConfig::new(1, 2).with_feature_size(12);
+        let tiny = SimClrMethod::settings(Preset::Tiny);
+        let small = SimClrSettings {
+            region: Some([48, 16, 48]),
+            ..tiny.clone()
+        };
+        let err = SimClrMethod::check(&small, &encoder, [32; 3]).unwrap_err();
+        assert!(err.to_string().contains("region"), "{err}");
+        for scale in [[0.0, 1.0], [0.5, 0.2], [0.1, 1.5], [f64::NAN, 1.0]] {
+            let bad = SimClrSettings {
+                scale,
+                ..tiny.clone()
+            };
+            let err = SimClrMethod::check(&bad, &encoder, [32; 3]).unwrap_err();
+            assert!(err.to_string().contains("scale"), "{scale:?}: {err}");
+        }
+        // The whole volume as the region needs no size.
+        let whole = SimClrSettings {
+            region: None,
+            ..tiny
+        };
+        SimClrMethod::check(&whole, &encoder, [32; 3]).unwrap();
+    }
+
+    /// A file written before the region settings existed reads as the whole volume at
+    /// torchvision's scale; a written preset reads back unchanged.
+    #[test]
+    fn old_settings_read_and_presets_round_trip() {
+        let old: SimClrSettings =
+            serde_json::from_str(r#"{"hidden_dim": 256, "out_dim": 64, "temperature": 0.1}"#)
+                .unwrap();
+        assert_eq!(old.region, None);
+        assert_eq!(old.scale, [0.08, 1.0]);
+        for preset in [Preset::Tiny, Preset::Paper] {
+            let settings = SimClrMethod::settings(preset);
+            let text = serde_json::to_string(&settings).unwrap();
+            assert_eq!(
+                serde_json::from_str::<SimClrSettings>(&text).unwrap(),
+                settings
+            );
+        }
     }
 }
