@@ -128,7 +128,12 @@ fn resumed_run_equals_uninterrupted_run<M: Method>() {
         assert!(differences.is_empty(), "{file} differs: {differences:?}");
     }
     assert_eq!(metrics(&straight), metrics(&resumed));
-    assert_eq!(metrics(&straight).len(), 3);
+    // A collapse warning (a line of its own) may come with a noisy batch-2 step.
+    let steps = metrics(&straight)
+        .iter()
+        .filter(|line| line["event"] == "step")
+        .count();
+    assert_eq!(steps, 3);
     assert_eq!(
         read(&straight.join("result.json")),
         read(&resumed.join("result.json"))
