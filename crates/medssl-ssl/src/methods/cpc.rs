@@ -253,13 +253,10 @@ impl Pretext for Cpc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::methods::test_support::encoder;
     use medssl_data::rng;
     use medssl_io::{Affine, Volume};
     use ndarray::Array4;
-
-    fn encoder() -> SwinUnetrConfig {
-        SwinUnetrConfig::new(1, 2).with_feature_size(12)
-    }
 
     fn grid(settings: &CpcSettings, crop: [usize; 3]) -> CpcGrid {
         let plan = CpcMethod::view_plan(

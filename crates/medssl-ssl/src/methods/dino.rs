@@ -349,20 +349,10 @@ impl Pretext for Dino {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn encoder() -> SwinUnetrConfig {
-        SwinUnetrConfig::new(1, 2).with_feature_size(12)
-    }
+    use crate::methods::test_support::{encoder, plan_of};
 
     fn plan(settings: &DinoSettings, crop: usize) -> RegionCrops {
-        let plan = DinoMethod::view_plan(
-            settings,
-            &encoder(),
-            [crop; 3],
-            Pipeline::default(),
-            Pipeline::default(),
-        )
-        .unwrap();
+        let plan = plan_of::<DinoMethod>(settings, crop);
         match plan.crops {
             Crops::Region(crops) => crops,
             other => panic!("DINO cuts region crops, not {other:?}"),

@@ -479,22 +479,12 @@ impl Pretext for Ibot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::methods::test_support::{encoder, plan_of};
     use medssl_data::views::{Crops, RegionCrops, ScaledViews};
     use ndarray::{Array4, Array5};
 
-    fn encoder() -> SwinUnetrConfig {
-        SwinUnetrConfig::new(1, 2).with_feature_size(12)
-    }
-
     fn region_crops(settings: &IbotSettings, crop: usize) -> RegionCrops {
-        let plan = IbotMethod::view_plan(
-            settings,
-            &encoder(),
-            [crop; 3],
-            Pipeline::default(),
-            Pipeline::default(),
-        )
-        .unwrap();
+        let plan = plan_of::<IbotMethod>(settings, crop);
         assert_eq!(plan.masks.as_ref().unwrap().views, 2);
         match plan.crops {
             Crops::Region(crops) => crops,

@@ -193,6 +193,7 @@ impl Pretext for MocoV3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::methods::test_support::plan_of;
     use medssl_data::views::{Crops, ScaledViews};
 
     /// `_build_mlp`: no linear layer has a bias (the predictor's last one included); the
@@ -240,14 +241,7 @@ mod tests {
         for (preset, region, crop) in [(Preset::Tiny, 48, 32), (Preset::Paper, 128, 96)] {
             let settings = MocoV3Method::settings(preset);
             MocoV3Method::check(&settings, &encoder, [crop; 3]).unwrap();
-            let plan = MocoV3Method::view_plan(
-                &settings,
-                &encoder,
-                [crop; 3],
-                Pipeline::default(),
-                Pipeline::default(),
-            )
-            .unwrap();
+            let plan = plan_of::<MocoV3Method>(&settings, crop);
             let Crops::Region(crops) = plan.crops else {
                 panic!("MoCo v3 cuts region crops");
             };

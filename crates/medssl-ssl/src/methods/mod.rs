@@ -10,6 +10,8 @@ pub mod simclr;
 pub mod simmim;
 pub mod smit;
 pub mod swinunetr_ssl;
+#[cfg(test)]
+mod test_support;
 
 pub use cpc::{Cpc, CpcMethod, CpcSettings};
 pub use dino::{Dino, DinoMethod, DinoSettings};

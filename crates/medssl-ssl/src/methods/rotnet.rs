@@ -181,10 +181,7 @@ impl Pretext for RotNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn encoder() -> SwinUnetrConfig {
-        SwinUnetrConfig::new(1, 2).with_feature_size(12)
-    }
+    use crate::methods::test_support::{encoder, plan_of};
 
     /// Taleb et al.'s 3-D RotNet: 10 axis-plane classes, Adam at 1e-4 without weight
     /// decay or clipping; one random crop of the run's size, rotated; the default CT
@@ -196,14 +193,7 @@ mod tests {
             assert_eq!(settings.rotations, Rotations::AxisPlanes);
             assert_eq!(settings.rotations.set().targets().len(), 10);
             RotNetMethod::check(&settings, &encoder(), [crop; 3]).unwrap();
-            let plan = RotNetMethod::view_plan(
-                &settings,
-                &encoder(),
-                [crop; 3],
-                Pipeline::default(),
-                Pipeline::default(),
-            )
-            .unwrap();
+            let plan = plan_of::<RotNetMethod>(&settings, crop);
             assert_eq!(
                 plan.crops,
                 Crops::Random(RandomCrops {

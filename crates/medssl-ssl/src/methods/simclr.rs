@@ -241,6 +241,7 @@ impl Pretext for SimClr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::methods::test_support::plan_of;
 
     /// Both views come from one region at torchvision's scale range; the region follows
     /// the preset and must hold the crop.
@@ -252,14 +253,7 @@ mod tests {
             assert_eq!(settings.region, Some([region; 3]));
             assert_eq!(settings.scale, [0.08, 1.0]);
             SimClrMethod::check(&settings, &encoder, [crop; 3]).unwrap();
-            let plan = SimClrMethod::view_plan(
-                &settings,
-                &encoder,
-                [crop; 3],
-                Pipeline::default(),
-                Pipeline::default(),
-            )
-            .unwrap();
+            let plan = plan_of::<SimClrMethod>(&settings, crop);
             let Crops::Region(crops) = plan.crops else {
                 panic!("SimCLR cuts region crops");
             };

@@ -171,11 +171,8 @@ impl Pretext for SimMim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::methods::test_support::{encoder, plan_of};
     use crate::pretext::ClipMode;
-
-    fn encoder() -> SwinUnetrConfig {
-        SwinUnetrConfig::new(1, 2).with_feature_size(12)
-    }
 
     /// SimMIM's `config.py` and Swin-B pretraining config: mask ratio 0.6, AdamW with
     /// weight decay 0.05, gradients clipped to a global norm of 5
@@ -188,14 +185,7 @@ mod tests {
             assert_eq!(settings.mask_ratio, 0.6);
             assert_eq!(settings.block_size, 16);
             SimMimMethod::check(&settings, &encoder(), [crop; 3]).unwrap();
-            let plan = SimMimMethod::view_plan(
-                &settings,
-                &encoder(),
-                [crop; 3],
-                Pipeline::default(),
-                Pipeline::default(),
-            )
-            .unwrap();
+            let plan = plan_of::<SimMimMethod>(&settings, crop);
             assert_eq!(
                 plan.crops,
                 Crops::Random(RandomCrops {

@@ -407,11 +407,8 @@ impl Pretext for Smit {
 mod tests {
     use super::*;
     use crate::heads::HeadSettings;
+    use crate::methods::test_support::{encoder, plan_of};
     use ndarray::{Array4, Array5};
-
-    fn encoder() -> SwinUnetrConfig {
-        SwinUnetrConfig::new(1, 2).with_feature_size(12)
-    }
 
     fn close(got: f64, want: f64) -> bool {
         (got - want).abs() < 1e-15
@@ -481,14 +478,7 @@ mod tests {
     fn recipe_and_preprocessing_follow_smits_script() {
         for (preset, outer, crop) in [(Preset::Paper, 128, 96), (Preset::Tiny, 48, 32)] {
             let settings = SmitMethod::settings(preset);
-            let plan = SmitMethod::view_plan(
-                &settings,
-                &encoder(),
-                [crop; 3],
-                Pipeline::default(),
-                Pipeline::default(),
-            )
-            .unwrap();
+            let plan = plan_of::<SmitMethod>(&settings, crop);
             match plan.crops {
                 Crops::Nested(nested) => {
                     assert_eq!(nested.outer_size, [outer; 3]);

@@ -240,10 +240,7 @@ impl Pretext for SwinUnetrSsl {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn encoder() -> SwinUnetrConfig {
-        SwinUnetrConfig::new(1, 2).with_feature_size(12)
-    }
+    use crate::methods::test_support::encoder;
 
     /// As `SwinUNETR/Pretrain/main.py`: two copies of one crop (96³ in `paper`, its
     /// `roi_x/y/z`; 64³ in `tiny`), each turned by one of 4 quarter turns in one plane
