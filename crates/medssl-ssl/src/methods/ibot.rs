@@ -479,9 +479,8 @@ impl Pretext for Ibot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::{encoder, plan_of};
+    use crate::methods::test_support::{encoder, epoch_start, masked_two_view_batch, plan_of};
     use medssl_data::views::{Crops, RegionCrops, ScaledViews};
-    use ndarray::{Array4, Array5};
 
     fn region_crops(settings: &IbotSettings, crop: usize) -> RegionCrops {
         let plan = plan_of::<IbotMethod>(settings, crop);
@@ -611,26 +610,9 @@ mod tests {
         };
         IbotMethod::check(&settings, &encoder(), [32; 3]).unwrap();
         let net = IbotMethod::build(&settings, &encoder(), &device);
-        let view = |k: f32| {
-            Array5::from_shape_fn((2, 1, 32, 32, 32), |(b, _, z, y, x)| {
-                ((z * 7 + y * 3 + x) as f32 * 0.05 + k + b as f32).sin()
-            })
-        };
-        // Tokens of the 16³ patch grid; the first half along the first axis masked.
-        let mask = Array4::from_shape_fn((2, 16, 16, 16), |(_, z, _, _)| z < 8);
-        let batch = ViewBatch {
-            ids: vec!["a".into(), "b".into()],
-            views: vec![view(0.0), view(1.0)],
-            masks: vec![mask.clone(), mask],
-            labels: Vec::new(),
-        };
+        let batch = masked_two_view_batch();
         let at = |epoch| {
-            let context = StepContext {
-                epoch,
-                epochs: 10,
-                iteration: 0,
-            };
-            let step = net.loss(&batch, &context).unwrap();
+            let step = net.loss(&batch, &epoch_start(epoch)).unwrap();
             let component = |name| {
                 let (_, value) = step.components.iter().find(|(n, _)| *n == name).unwrap();
                 scalar(value)

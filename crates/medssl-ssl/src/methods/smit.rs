@@ -407,8 +407,7 @@ impl Pretext for Smit {
 mod tests {
     use super::*;
     use crate::heads::HeadSettings;
-    use crate::methods::test_support::{encoder, plan_of};
-    use ndarray::{Array4, Array5};
+    use crate::methods::test_support::{encoder, epoch_start, masked_two_view_batch, plan_of};
 
     fn close(got: f64, want: f64) -> bool {
         (got - want).abs() < 1e-15
@@ -570,26 +569,9 @@ mod tests {
         };
         SmitMethod::check(&settings, &encoder(), [32; 3]).unwrap();
         let net = SmitMethod::build(&settings, &encoder(), &device);
-        let view = |k: f32| {
-            Array5::from_shape_fn((2, 1, 32, 32, 32), |(b, _, z, y, x)| {
-                ((z * 7 + y * 3 + x) as f32 * 0.05 + k + b as f32).sin()
-            })
-        };
-        // Tokens of the 16³ patch grid; the first half along the first axis masked.
-        let mask = Array4::from_shape_fn((2, 16, 16, 16), |(_, z, _, _)| z < 8);
-        let batch = ViewBatch {
-            ids: vec!["a".into(), "b".into()],
-            views: vec![view(0.0), view(1.0)],
-            masks: vec![mask.clone(), mask],
-            labels: Vec::new(),
-        };
+        let batch = masked_two_view_batch();
         let at = |epoch| {
-            let context = StepContext {
-                epoch,
-                epochs: 10,
-                iteration: 0,
-            };
-            let step = net.loss(&batch, &context).unwrap();
+            let step = net.loss(&batch, &epoch_start(epoch)).unwrap();
             let monitor = |name| step.monitors.iter().find(|(n, _)| *n == name).unwrap().1;
             let total = f64::from(step.total.into_data().try_to_vec::<f32>().unwrap()[0]);
             assert!(total.is_finite() && total > 0.0, "epoch {epoch}: {total}");
