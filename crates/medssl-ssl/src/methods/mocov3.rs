@@ -193,8 +193,7 @@ impl Pretext for MocoV3 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::plan_of;
-    use medssl_data::views::{Crops, ScaledViews};
+    use crate::methods::test_support::{assert_two_views_of_one_region, encoder};
 
     /// `_build_mlp`: no linear layer has a bias (the predictor's last one included); the
     /// projector's hidden norms are affine, its output norm is not; the predictor has
@@ -237,25 +236,8 @@ mod tests {
     /// Two views of one region at `--crop-min 0.08`, the region following the preset.
     #[test]
     fn views_are_resized_crops_of_one_region() {
-        let encoder = SwinUnetrConfig::new(1, 2).with_feature_size(12);
-        for (preset, region, crop) in [(Preset::Tiny, 48, 32), (Preset::Paper, 128, 96)] {
-            let settings = MocoV3Method::settings(preset);
-            MocoV3Method::check(&settings, &encoder, [crop; 3]).unwrap();
-            let plan = plan_of::<MocoV3Method>(&settings, crop);
-            let Crops::Region(crops) = plan.crops else {
-                panic!("MoCo v3 cuts region crops");
-            };
-            assert_eq!(crops.region, Some([region; 3]));
-            assert_eq!(
-                crops.global,
-                ScaledViews {
-                    count: 2,
-                    size: [crop; 3],
-                    scale: [0.08, 1.0]
-                }
-            );
-            assert_eq!(crops.local, None);
-        }
+        assert_two_views_of_one_region::<MocoV3Method>([0.08, 1.0]);
+        let encoder = encoder();
         let bad = MocoV3Settings {
             scale: [0.3, 0.1],
             ..MocoV3Method::settings(Preset::Tiny)

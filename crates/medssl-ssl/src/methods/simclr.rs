@@ -241,33 +241,17 @@ impl Pretext for SimClr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::plan_of;
+    use crate::methods::test_support::assert_two_views_of_one_region;
 
     /// Both views come from one region at torchvision's scale range; the region follows
     /// the preset and must hold the crop.
     #[test]
     fn views_are_resized_crops_of_one_region() {
-        let encoder = SwinUnetrConfig::new(1, 2).with_feature_size(12);
-        for (preset, region, crop) in [(Preset::Tiny, 48, 32), (Preset::Paper, 128, 96)] {
+        for preset in [Preset::Tiny, Preset::Paper] {
             let settings = SimClrMethod::settings(preset);
-            assert_eq!(settings.region, Some([region; 3]));
             assert_eq!(settings.scale, [0.08, 1.0]);
-            SimClrMethod::check(&settings, &encoder, [crop; 3]).unwrap();
-            let plan = plan_of::<SimClrMethod>(&settings, crop);
-            let Crops::Region(crops) = plan.crops else {
-                panic!("SimCLR cuts region crops");
-            };
-            assert_eq!(crops.region, Some([region; 3]));
-            assert_eq!(
-                crops.global,
-                ScaledViews {
-                    count: 2,
-                    size: [crop; 3],
-                    scale: [0.08, 1.0]
-                }
-            );
-            assert_eq!(crops.local, None);
         }
+        assert_two_views_of_one_region::<SimClrMethod>([0.08, 1.0]);
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! plan with no augmentation.
 
 use medssl_data::Pipeline;
-use medssl_data::views::{ViewBatch, ViewPlan};
+use medssl_data::views::{Crops, RegionCrops, ScaledViews, ViewBatch, ViewPlan};
 use medssl_model::SwinUnetrConfig;
 use ndarray::{Array4, Array5};
 
-use crate::pretext::{Method, StepContext};
+use crate::pretext::{Method, Preset, StepContext};
 
 /// The encoder of the unit tests: feature size 12, one input channel.
 pub fn encoder() -> SwinUnetrConfig {
@@ -49,5 +49,33 @@ pub fn epoch_start(epoch: u64) -> StepContext {
         epoch,
         epochs: 10,
         iteration: 0,
+    }
+}
+
+/// The region crops of `M`'s plan for `settings`, which must pass `M::check`.
+pub fn region_crops<M: Method>(settings: &M::Settings, crop: usize) -> RegionCrops {
+    M::check(settings, &encoder(), [crop; 3]).expect("valid settings");
+    match plan_of::<M>(settings, crop).crops {
+        Crops::Region(crops) => crops,
+        other => panic!("{} cuts {other:?}, not region crops", M::INFO.name),
+    }
+}
+
+/// `M`'s presets cut two global views of the crop size at `scale` from one region (48³
+/// tiny, 128³ paper) and no local views.
+pub fn assert_two_views_of_one_region<M: Method>(scale: [f64; 2]) {
+    for (preset, region, crop) in [(Preset::Tiny, 48, 32), (Preset::Paper, 128, 96)] {
+        let crops = region_crops::<M>(&M::settings(preset), crop);
+        assert_eq!(crops.region, Some([region; 3]), "{preset:?}");
+        assert_eq!(
+            crops.global,
+            ScaledViews {
+                count: 2,
+                size: [crop; 3],
+                scale
+            },
+            "{preset:?}"
+        );
+        assert_eq!(crops.local, None, "{preset:?}");
     }
 }
