@@ -73,6 +73,10 @@ fn interior_mean(s: &Sample, value: usize) -> (f64, usize) {
 /// give every interval's overlap exactly.
 fn best_threshold_dice(img: &[f32], mask: &[bool]) -> f64 {
     const BINS: usize = 512;
+    // A NaN would drop out of the min/max folds and of every interval, hiding itself.
+    if let Some(at) = img.iter().position(|v| !v.is_finite()) {
+        panic!("non-finite phantom intensity {} at voxel {at}", img[at]);
+    }
     let inside_values = img.iter().zip(mask).filter(|(_, m)| **m).map(|(v, _)| *v);
     let lo = inside_values.clone().fold(f32::INFINITY, f32::min);
     let hi = inside_values.fold(f32::NEG_INFINITY, f32::max);
