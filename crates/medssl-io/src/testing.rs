@@ -59,3 +59,43 @@ pub fn copy_dicom_without(src: &Path, dst: &Path, tags: &[(u16, u16)]) -> Result
     obj.write_to_file(dst)
         .map_err(|e| format!("{}: {e}", dst.display()))
 }
+
+/// ImagePositionPatient, ImageOrientationPatient.
+const POSITION_AND_ORIENTATION: [(u16, u16); 2] = [(0x0020, 0x0032), (0x0020, 0x0037)];
+/// PixelSpacing, SliceThickness, SpacingBetweenSlices.
+const SPACINGS: [(u16, u16); 3] = [(0x0028, 0x0030), (0x0018, 0x0050), (0x0018, 0x0088)];
+
+/// The geometry-less copies the tests make of the DICOM file `src`, written into
+/// `dir`: `no-position` (position and orientation removed) and `no-geometry` (the
+/// spacings too). Each comes with its label, its path and the keys of the pydicom
+/// reference entry that no longer hold a value.
+pub fn geometry_less_copies(src: &Path, dir: &Path) -> Vec<(String, PathBuf, Vec<&'static str>)> {
+    let position = ["image_position_patient", "image_orientation_patient"];
+    let spacings = ["pixel_spacing", "slice_thickness", "spacing_between_slices"];
+    let name = src.file_name().expect("a file").to_string_lossy();
+    let all_tags: Vec<(u16, u16)> = POSITION_AND_ORIENTATION
+        .iter()
+        .chain(&SPACINGS)
+        .copied()
+        .collect();
+    [
+        (
+            "no-position",
+            &POSITION_AND_ORIENTATION[..],
+            position.to_vec(),
+        ),
+        (
+            "no-geometry",
+            &all_tags[..],
+            position.iter().chain(&spacings).copied().collect(),
+        ),
+    ]
+    .into_iter()
+    .map(|(what, tags, removed)| {
+        let label = format!("{what}-{name}");
+        let path = dir.join(&label);
+        copy_dicom_without(src, &path, tags).unwrap_or_else(|e| panic!("{label}: {e}"));
+        (label, path, removed)
+    })
+    .collect()
+}

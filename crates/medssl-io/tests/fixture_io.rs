@@ -355,11 +355,6 @@ fn fixture_dicom_files_match_pydicom() {
     }
 }
 
-/// ImagePositionPatient, ImageOrientationPatient.
-const POSITION_AND_ORIENTATION: [(u16, u16); 2] = [(0x0020, 0x0032), (0x0020, 0x0037)];
-/// PixelSpacing, SliceThickness, SpacingBetweenSlices.
-const SPACINGS: [(u16, u16); 3] = [(0x0028, 0x0030), (0x0018, 0x0050), (0x0018, 0x0088)];
-
 /// Every fixture DICOM file with its position and orientation removed (and then its
 /// spacings too) is still read, values unchanged, with no affine and the documented
 /// assumed geometry: so that path is checked even when the reference set has no file
@@ -371,37 +366,13 @@ fn fixture_dicom_files_without_geometry_get_the_assumed_geometry() {
     let tmp = tempfile::tempdir().unwrap();
     for e in expected["dicom"].as_array().expect("dicom list") {
         let case = e["file"].as_str().unwrap();
-        let name = case.rsplit('/').next().unwrap();
-        let stripped_spacing = POSITION_AND_ORIENTATION
-            .iter()
-            .chain(&SPACINGS)
-            .copied()
-            .collect::<Vec<_>>();
-        for (what, tags, nulls) in [
-            (
-                "no-position",
-                &POSITION_AND_ORIENTATION[..],
-                &["image_position_patient", "image_orientation_patient"][..],
-            ),
-            (
-                "no-geometry",
-                &stripped_spacing[..],
-                &[
-                    "image_position_patient",
-                    "image_orientation_patient",
-                    "pixel_spacing",
-                    "slice_thickness",
-                    "spacing_between_slices",
-                ][..],
-            ),
-        ] {
-            let path = tmp.path().join(format!("{what}-{name}"));
-            medssl_io::testing::copy_dicom_without(&dir.join(case), &path, tags).unwrap();
+        for (label, path, removed) in
+            medssl_io::testing::geometry_less_copies(&dir.join(case), tmp.path())
+        {
             let mut reference = e.clone();
-            for key in nulls {
-                reference[*key] = Value::Null;
+            for key in removed {
+                reference[key] = Value::Null;
             }
-            let label = format!("{what}-{name}");
             let image = read_image(&path, &ReadOptions::default())
                 .unwrap_or_else(|err| panic!("{label}: {err}"));
             check_dicom_geometry(&label, &image, &reference);
@@ -411,7 +382,7 @@ fn fixture_dicom_files_without_geometry_get_the_assumed_geometry() {
                 &e["values_after_modality_lut_f64"],
                 "sha256_f64le_frame_row_col",
             );
-            if what == "no-geometry" && usizes(&e["shape"])[0] == 1 {
+            if label.starts_with("no-geometry") && usizes(&e["shape"])[0] == 1 {
                 let assumed = image.assumed_geometry.as_ref().unwrap();
                 let diag = Affine::from_diagonal(&nalgebra::Vector4::new(-1.0, -1.0, 1.0, 1.0));
                 assert_eq!(assumed.affine, diag, "{label}");

@@ -404,49 +404,24 @@ fn dicom_file_without_geometry_is_converted_with_a_warning() {
         .first()
         .expect("a single-frame DICOM file in the fixtures");
     let file = d["file"].as_str().unwrap();
-    let name = file.rsplit('/').next().unwrap();
-    let position_orientation = [(0x0020, 0x0032), (0x0020, 0x0037)];
-    let spacings = [(0x0028, 0x0030), (0x0018, 0x0050), (0x0018, 0x0088)];
-    let all: Vec<(u16, u16)> = position_orientation
-        .iter()
-        .chain(&spacings)
-        .copied()
-        .collect();
-    for (what, tags, nulls) in [
-        (
-            "no-position",
-            &position_orientation[..],
-            &["image_position_patient", "image_orientation_patient"][..],
-        ),
-        (
-            "no-geometry",
-            &all[..],
-            &[
-                "image_position_patient",
-                "image_orientation_patient",
-                "pixel_spacing",
-                "slice_thickness",
-                "spacing_between_slices",
-            ][..],
-        ),
-    ] {
-        let path = tmp.path().join(format!("{what}-{name}"));
-        medssl_io::testing::copy_dicom_without(&dir.join(file), &path, tags).unwrap();
+    for (label, path, removed) in
+        medssl_io::testing::geometry_less_copies(&dir.join(file), tmp.path())
+    {
         let mut reference = d.clone();
-        for key in nulls {
-            reference[*key] = Value::Null;
+        for key in removed {
+            reference[key] = Value::Null;
         }
         let entry = dicom_entry(path, &reference);
         let Geometry::None { assumed } = &entry.geometry else {
-            panic!("{what}: the reference should say no geometry");
+            panic!("{label}: the reference should say no geometry");
         };
-        if what == "no-geometry" {
+        if label.starts_with("no-geometry") {
             let diag =
                 Affine::from_diagonal(&medssl_io::nalgebra::Vector4::new(-1.0, -1.0, 1.0, 1.0));
             assert_eq!(*assumed, diag);
         }
         check_info(&entry);
-        let out_dir = tmp.path().join(what);
+        let out_dir = tmp.path().join(format!("{label}.out"));
         std::fs::create_dir(&out_dir).unwrap();
         convert_and_compare(&entry, &out_dir, false);
         convert_and_compare(&entry, &out_dir, true);
