@@ -349,15 +349,7 @@ impl Pretext for Dino {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::{encoder, plan_of};
-
-    fn plan(settings: &DinoSettings, crop: usize) -> RegionCrops {
-        let plan = plan_of::<DinoMethod>(settings, crop);
-        match plan.crops {
-            Crops::Region(crops) => crops,
-            other => panic!("DINO cuts region crops, not {other:?}"),
-        }
-    }
+    use crate::methods::test_support::{encoder, region_crops};
 
     /// `paper`: two 96³ globals at (0.4, 1) and four 64³ locals at (0.05, 0.4) of one
     /// 128³ region; `tiny`: two 32³ globals of a 48³ region, no locals.
@@ -365,7 +357,7 @@ mod tests {
     fn crops_are_resized_crops_of_one_region_at_dinos_scales() {
         let paper = DinoMethod::settings(Preset::Paper);
         DinoMethod::check(&paper, &encoder(), [96; 3]).unwrap();
-        let crops = plan(&paper, 96);
+        let crops = region_crops::<DinoMethod>(&paper, 96);
         assert_eq!(crops.region, Some([128; 3]));
         assert_eq!(
             crops.global,
@@ -386,7 +378,7 @@ mod tests {
 
         let tiny = DinoMethod::settings(Preset::Tiny);
         DinoMethod::check(&tiny, &encoder(), [32; 3]).unwrap();
-        let crops = plan(&tiny, 32);
+        let crops = region_crops::<DinoMethod>(&tiny, 32);
         assert_eq!(crops.region, Some([48; 3]));
         assert_eq!(crops.global.size, [32; 3]);
         assert_eq!(crops.global.scale, [0.4, 1.0]);
@@ -398,7 +390,7 @@ mod tests {
             local_scale: [0.05, 0.25],
             ..paper
         };
-        let crops = plan(&wide, 96);
+        let crops = region_crops::<DinoMethod>(&wide, 96);
         assert_eq!(crops.global.scale, [0.14, 1.0]);
         assert_eq!(crops.local.unwrap().scale, [0.05, 0.25]);
     }

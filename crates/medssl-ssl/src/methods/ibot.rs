@@ -479,16 +479,18 @@ impl Pretext for Ibot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::{encoder, epoch_start, masked_two_view_batch, plan_of};
-    use medssl_data::views::{Crops, RegionCrops, ScaledViews};
+    use crate::methods::test_support::{
+        self, encoder, epoch_start, masked_two_view_batch, plan_of,
+    };
+    use medssl_data::views::{RegionCrops, ScaledViews};
 
+    /// The region crops of iBOT's plan, whose two global views are masked.
     fn region_crops(settings: &IbotSettings, crop: usize) -> RegionCrops {
-        let plan = plan_of::<IbotMethod>(settings, crop);
-        assert_eq!(plan.masks.as_ref().unwrap().views, 2);
-        match plan.crops {
-            Crops::Region(crops) => crops,
-            other => panic!("iBOT cuts region crops, not {other:?}"),
-        }
+        assert_eq!(
+            plan_of::<IbotMethod>(settings, crop).masks.unwrap().views,
+            2
+        );
+        test_support::region_crops::<IbotMethod>(settings, crop)
     }
 
     /// `paper`: the published runs' scales (globals 0.25–1, locals 0.05–0.25) on a 128³

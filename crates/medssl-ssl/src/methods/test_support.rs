@@ -52,9 +52,8 @@ pub fn epoch_start(epoch: u64) -> StepContext {
     }
 }
 
-/// The region crops of `M`'s plan for `settings`, which must pass `M::check`.
+/// The region crops of `M`'s plan for `settings`.
 pub fn region_crops<M: Method>(settings: &M::Settings, crop: usize) -> RegionCrops {
-    M::check(settings, &encoder(), [crop; 3]).expect("valid settings");
     match plan_of::<M>(settings, crop).crops {
         Crops::Region(crops) => crops,
         other => panic!("{} cuts {other:?}, not region crops", M::INFO.name),
@@ -65,7 +64,9 @@ pub fn region_crops<M: Method>(settings: &M::Settings, crop: usize) -> RegionCro
 /// tiny, 128³ paper) and no local views.
 pub fn assert_two_views_of_one_region<M: Method>(scale: [f64; 2]) {
     for (preset, region, crop) in [(Preset::Tiny, 48, 32), (Preset::Paper, 128, 96)] {
-        let crops = region_crops::<M>(&M::settings(preset), crop);
+        let settings = M::settings(preset);
+        M::check(&settings, &encoder(), [crop; 3]).expect("valid settings");
+        let crops = region_crops::<M>(&settings, crop);
         assert_eq!(crops.region, Some([region; 3]), "{preset:?}");
         assert_eq!(
             crops.global,
