@@ -39,7 +39,7 @@ pub struct RawTensor {
 type NamedTensors = Vec<(String, RawTensor)>;
 
 /// The tensors of a checkpoint file under MONAI SwinUNETR key names.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Checkpoint {
     /// The layout the file's keys were read in.
     pub layout: Layout,
@@ -53,18 +53,6 @@ pub struct Checkpoint {
     pub unused: Vec<(String, String)>,
     /// The wrapper the state dict was found in (`state_dict`, `model`, `student`, ...).
     pub wrapper: Option<String>,
-}
-
-impl Default for Checkpoint {
-    fn default() -> Checkpoint {
-        Checkpoint {
-            layout: Layout::Monai,
-            tensors: BTreeMap::new(),
-            dropped: Vec::new(),
-            unused: Vec::new(),
-            wrapper: None,
-        }
-    }
 }
 
 /// Top-level entries under which checkpoints commonly keep the state dict.

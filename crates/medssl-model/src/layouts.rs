@@ -11,11 +11,12 @@
 use serde::{Deserialize, Serialize};
 
 /// Who wrote a checkpoint, read off its key names (after wrapper prefixes are removed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// A MONAI `SwinUNETR` state dict (`swinViT.*`, `encoder1.*`, `decoder*`, `out.*`);
     /// medssl's own files.
+    #[default]
     Monai,
     /// Tang et al.'s released `model_swinvit.pt`: the encoder alone (`patch_embed.*`,
     /// `layersN.0.blocks.*` with the MLP as `mlp.fc1`/`mlp.fc2`), beside the heads of
@@ -39,7 +40,7 @@ impl Layout {
         } else if any(&|k| k.starts_with("encoder.patch_embed.") || k.starts_with("encoder.layers"))
         {
             Layout::MonaiSsl
-        } else if any(&|k| k.starts_with("patch_embed.") || stage_of_tang_key(k).is_some()) {
+        } else if any(&|k| k.starts_with("patch_embed.") || is_stage_key(k)) {
             Layout::Tang
         } else {
             Layout::Monai
@@ -130,12 +131,12 @@ const fn smit_to_monai() -> [usize; 8] {
     out
 }
 
-/// `layersN...` with N in 1..=4 (Tang's and MONAI's stage names), the stage number.
-fn stage_of_tang_key(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix("layers")?;
-    let digit = rest.get(..1)?;
-    (matches!(digit, "1" | "2" | "3" | "4") && rest.get(1..2).is_some_and(|c| c == "." || c == "c"))
-        .then_some(digit)
+/// True for `layersN.*` and `layersNc.*` with N in 1..=4 (Tang's and MONAI's stage
+/// names, without the `swinViT.` prefix).
+fn is_stage_key(key: &str) -> bool {
+    key.strip_prefix("layers").is_some_and(|rest| {
+        rest.starts_with(['1', '2', '3', '4']) && matches!(rest.get(1..2), Some("." | "c"))
+    })
 }
 
 /// MONAI's MLP names (`linear1`, `linear2`) for the original Swin ones (`fc1`, `fc2`).
@@ -172,7 +173,7 @@ pub fn fate(layout: Layout, key: &str) -> Fate {
             }
         }
         Layout::Tang => {
-            if key.starts_with("patch_embed.") || stage_of_tang_key(key).is_some() {
+            if key.starts_with("patch_embed.") || is_stage_key(key) {
                 tensor(format!("swinViT.{key}"))
             } else {
                 Fate::Unknown
@@ -202,8 +203,9 @@ fn monai_ssl_fate(key: &str) -> Fate {
     if rest.starts_with("patch_embed.") {
         return tensor(format!("swinViT.{rest}"));
     }
-    match (stage_of_tang_key(rest), rest.get(..10), rest.get(10..)) {
-        (Some(_), Some(stage), Some(tail)) if stage.ends_with(".0.") => {
+    // `layersN.0.0.<rest>`: MONAI's filter keeps `layersN.0.` and drops the next `0.`.
+    match rest.split_at_checked(10) {
+        Some((stage, tail)) if is_stage_key(rest) && stage.ends_with(".0.") => {
             match tail.strip_prefix("0.") {
                 Some(tail) => tensor(format!("swinViT.{stage}{tail}")),
                 None => Fate::Unknown,

@@ -146,15 +146,6 @@ pub fn check_weights(
             ),
         ));
     }
-    if arch.patch_size != network.patch_size {
-        return Err(TrainError::file(
-            path,
-            format!(
-                "the weights embed {}-voxel patches, MONAI's SwinUNETR {}",
-                arch.patch_size, network.patch_size
-            ),
-        ));
-    }
     Ok((checkpoint, arch))
 }
 
