@@ -16,6 +16,7 @@ pub mod pretrain;
 pub mod run_dir;
 pub mod schedule;
 pub mod settings;
+mod swin_shape;
 pub mod transforms;
 
 pub use loss::{DiceCeLoss, DiceLoss, Reduction};

@@ -16,6 +16,7 @@ use crate::loss::DiceCeLoss;
 use crate::optimizer::OptimizerConfig;
 use crate::run_dir::RunDir;
 use crate::settings::layered;
+use crate::swin_shape::SwinShape;
 
 /// The network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,34 +29,18 @@ pub struct ModelSettings {
     /// Training crop and sliding-window size `[D, H, W]`, multiples of 32.
     pub roi: [usize; 3],
     /// Swin blocks per stage (MONAI's default 2-2-2-2; SMIT's encoder 2-2-4-2).
-    #[serde(default = "default_depths")]
+    #[serde(default = "crate::swin_shape::default_depths")]
     pub depths: [usize; 4],
     /// Attention heads per stage (MONAI's default 3-6-12-24; SMIT's 4-4-4-4).
-    #[serde(default = "default_heads")]
+    #[serde(default = "crate::swin_shape::default_heads")]
     pub num_heads: [usize; 4],
     /// Attention window edge (MONAI's default 7; SMIT's 4).
-    #[serde(default = "default_window")]
+    #[serde(default = "crate::swin_shape::default_window")]
     pub window_size: usize,
     /// Whether the attention's qkv projection has a bias (MONAI's default; SMIT's has
     /// none).
-    #[serde(default = "default_qkv_bias")]
+    #[serde(default = "crate::swin_shape::default_qkv_bias")]
     pub qkv_bias: bool,
-}
-
-fn default_depths() -> [usize; 4] {
-    SwinUnetrConfig::new(1, 1).depths
-}
-
-fn default_heads() -> [usize; 4] {
-    SwinUnetrConfig::new(1, 1).num_heads
-}
-
-fn default_window() -> usize {
-    SwinUnetrConfig::new(1, 1).window_size[0]
-}
-
-fn default_qkv_bias() -> bool {
-    SwinUnetrConfig::new(1, 1).qkv_bias
 }
 
 /// Data preparation: deterministic preprocessing (cached) then random augmentation,
@@ -149,11 +134,13 @@ impl FinetuneConfig {
         let mut network =
             SwinUnetrConfig::new(channels, classes).with_feature_size(self.model.feature_size);
         network.use_v2 = self.model.use_v2;
-        network.depths = self.model.depths;
-        network.num_heads = self.model.num_heads;
-        network.window_size = [self.model.window_size; 3];
-        network.qkv_bias = self.model.qkv_bias;
-        network
+        SwinShape {
+            depths: self.model.depths,
+            num_heads: self.model.num_heads,
+            window_size: self.model.window_size,
+            qkv_bias: self.model.qkv_bias,
+        }
+        .apply(network)
     }
 
     /// The settings a run was started with (its `config.toml`).
@@ -166,6 +153,7 @@ impl FinetuneConfig {
     /// The defaults of `preset`.
     pub fn preset(preset: Preset) -> FinetuneConfig {
         let tiny = preset == Preset::Tiny;
+        let monai = SwinShape::monai();
         FinetuneConfig {
             preset,
             seed: 0,
@@ -173,10 +161,10 @@ impl FinetuneConfig {
                 feature_size: if tiny { 12 } else { 48 },
                 use_v2: false,
                 roi: if tiny { [32; 3] } else { [96; 3] },
-                depths: default_depths(),
-                num_heads: default_heads(),
-                window_size: default_window(),
-                qkv_bias: default_qkv_bias(),
+                depths: monai.depths,
+                num_heads: monai.num_heads,
+                window_size: monai.window_size,
+                qkv_bias: monai.qkv_bias,
             },
             data: DataSettings {
                 preprocess: Vec::new(),

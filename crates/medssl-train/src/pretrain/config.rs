@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TrainError};
 use crate::run_dir::RunDir;
 use crate::settings::layered;
+use crate::swin_shape::SwinShape;
 use crate::transforms::{floats, ints, table};
 
 /// The encoder being pretrained and the crops it sees.
@@ -33,6 +34,17 @@ pub struct EncoderSettings {
     pub in_channels: usize,
     /// Crop size of a view `[D, H, W]` (multi-crop: the global views), multiples of 32.
     pub crop: [usize; 3],
+    /// Swin blocks per stage, heads per stage, window edge and qkv bias: MONAI's by
+    /// default (2-2-2-2, 3-6-12-24, 7, on), as fine-tuning's `model.*` of the same
+    /// names, which must match them to fine-tune the encoder.
+    #[serde(default = "crate::swin_shape::default_depths")]
+    pub depths: [usize; 4],
+    #[serde(default = "crate::swin_shape::default_heads")]
+    pub num_heads: [usize; 4],
+    #[serde(default = "crate::swin_shape::default_window")]
+    pub window_size: usize,
+    #[serde(default = "crate::swin_shape::default_qkv_bias")]
+    pub qkv_bias: bool,
 }
 
 /// How the collection's volumes are prepared.
@@ -150,6 +162,7 @@ impl PretrainConfig {
     pub fn preset<M: Method>(preset: Preset) -> Result<PretrainConfig> {
         let tiny = preset == Preset::Tiny;
         let recipe = M::recipe(preset);
+        let monai = SwinShape::monai();
         let pretext = toml::Table::try_from(M::settings(preset)).map_err(|e| {
             TrainError::Invalid(format!("cannot write the {} settings: {e}", M::INFO.name))
         })?;
@@ -162,6 +175,10 @@ impl PretrainConfig {
                 use_v2: false,
                 in_channels: 1,
                 crop: recipe.crop.unwrap_or(if tiny { [32; 3] } else { [96; 3] }),
+                depths: monai.depths,
+                num_heads: monai.num_heads,
+                window_size: monai.window_size,
+                qkv_bias: monai.qkv_bias,
             },
             data: PretrainData {
                 preprocess: Vec::new(),
@@ -255,7 +272,13 @@ impl PretrainConfig {
         let mut network = SwinUnetrConfig::new(self.encoder.in_channels, 2)
             .with_feature_size(self.encoder.feature_size);
         network.use_v2 = self.encoder.use_v2;
-        network
+        SwinShape {
+            depths: self.encoder.depths,
+            num_heads: self.encoder.num_heads,
+            window_size: self.encoder.window_size,
+            qkv_bias: self.encoder.qkv_bias,
+        }
+        .apply(network)
     }
 
     /// The peak learning rate of the run: `train.lr`, times `batch_size · accumulate /
@@ -318,6 +341,9 @@ impl PretrainConfig {
                 "encoder.feature_size must be a positive multiple of 12, got {}",
                 self.encoder.feature_size
             ));
+        }
+        if let Err(e) = self.network().validate() {
+            return bad(format!("encoder: {e}"));
         }
         let t = &self.train;
         if t.epochs == 0 || t.accumulate == 0 || t.checkpoint_every == 0 || t.steps == Some(0) {
@@ -839,5 +865,50 @@ mod tests {
         .unwrap();
         assert_eq!(set.train.clip_mode, ClipMode::PerParameter);
         assert!(set.train.lr_batch_scaling);
+    }
+
+    /// The encoder's Swin shape is a setting (as fine-tuning's `model.*`): it reaches the
+    /// network, a shape the network cannot have is refused naming what is wrong, and
+    /// files written before the settings existed read as MONAI's shape.
+    #[test]
+    fn the_encoder_shape_reaches_the_network_and_old_files_read_monais() {
+        let config = PretrainConfig::load::<SimMimMethod>(
+            Preset::Tiny,
+            None,
+            &[
+                "encoder.depths=[2,2,4,2]".into(),
+                "encoder.num_heads=[4,4,4,4]".into(),
+                "encoder.window_size=4".into(),
+                "encoder.qkv_bias=false".into(),
+            ],
+        )
+        .unwrap();
+        let network = config.network();
+        assert_eq!(network.depths, [2, 2, 4, 2]);
+        assert_eq!(network.num_heads, [4, 4, 4, 4]);
+        assert_eq!(network.window_size, [4; 3]);
+        assert!(!network.qkv_bias);
+
+        let err = PretrainConfig::load::<SimMimMethod>(
+            Preset::Tiny,
+            None,
+            &["encoder.num_heads=[5,6,12,24]".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("encoder") && err.contains("heads"), "{err}");
+
+        let monai = PretrainConfig::preset::<SimMimMethod>(Preset::Tiny).unwrap();
+        let mut table = toml::Table::try_from(&monai).unwrap();
+        let encoder = table["encoder"].as_table_mut().unwrap();
+        for key in ["depths", "num_heads", "window_size", "qkv_bias"] {
+            encoder.remove(key).unwrap();
+        }
+        let old: PretrainConfig = toml::from_str(&toml::to_string(&table).unwrap()).unwrap();
+        assert_eq!(old, monai);
+        assert_eq!(
+            old.network(),
+            SwinUnetrConfig::new(1, 2).with_feature_size(12)
+        );
     }
 }
