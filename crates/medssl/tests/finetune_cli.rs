@@ -204,6 +204,13 @@ fn finetune_refuses_bad_input_before_writing_or_training() {
     refused(&["--shots", "100"], &["100"]);
     refused(&["--set", "train.nonsense=1"], &["train.nonsense"]);
     refused(
+        &[
+            "--set",
+            "data.augment=[{name = \"rand_flipp\", prob = 0.5}]",
+        ],
+        &["rand_flipp"],
+    );
+    refused(
         &["--init", arg(&tmp.path().join("absent.safetensors"))],
         &["absent.safetensors"],
     );

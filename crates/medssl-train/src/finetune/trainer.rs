@@ -176,6 +176,17 @@ impl Finetune {
         if let Some(budget) = budget {
             split = split.few_shot(budget)?;
         }
+        let mut config = config;
+        if config.data.preprocess.is_empty() {
+            config.data.preprocess = default_preprocess(&config, &task);
+        }
+        if config.data.augment.is_empty() {
+            config.data.augment = default_augment(&config);
+        }
+        // The transform lists are built once here, so that a misspelt step or parameter
+        // stops the run before its directory exists.
+        Pipeline::from_config(&config.data.preprocess)?;
+        Pipeline::from_config(&config.data.augment)?;
         // Nothing is written before the checks above pass.
         let run = RunDir::create(run_dir)?;
         if run.path("checkpoint/state.json").exists() {
@@ -185,13 +196,6 @@ impl Finetune {
             )));
         }
         split.save(&run.path("split.json"))?;
-        let mut config = config;
-        if config.data.preprocess.is_empty() {
-            config.data.preprocess = default_preprocess(&config, &task);
-        }
-        if config.data.augment.is_empty() {
-            config.data.augment = default_augment(&config);
-        }
         run.write("config.toml", config.to_toml()?.as_bytes())?;
         let task_dir = std::fs::canonicalize(task_dir).map_err(|e| TrainError::os(task_dir, e))?;
         run.write_json(
