@@ -253,7 +253,10 @@ impl Pretext for Cpc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::encoder;
+    use crate::methods::test_support::{
+        assert_apart, assert_close, coordinate_sample, encoder, epoch_start, finite_scalar,
+        plan_of, pooled_last_stage, seeded, smooth_batch, source_range, view_tensor,
+    };
     use medssl_data::rng;
     use medssl_io::{Affine, Volume};
     use ndarray::Array4;
@@ -395,6 +398,91 @@ mod tests {
             assert_eq!(recipe.grad_clip_norm, None);
             assert!(!CpcMethod::lr_batch_scaling(preset));
             assert_eq!(CpcMethod::intensity_window(preset), [-1000.0, 1000.0]);
+        }
+    }
+
+    /// The loss takes its first `context_rows · grid²` views as the context and the rest
+    /// as the cells to predict, so the plan must hand the cells over in raster order with
+    /// the first axis slowest: cut from a volume whose voxels hold their coordinates,
+    /// view `v` of the tiny plan shows exactly the 32³ cell at grid position
+    /// `(v / 4, v / 2 % 2, v % 2)` of one 64³ span, so views 0–3 are the context row (the
+    /// first 32 voxels along the first axis) and views 4–7 the row after it.
+    #[test]
+    fn the_first_views_are_the_context_rows_of_the_grid() {
+        let settings = CpcMethod::settings(Preset::Tiny);
+        let context = settings.context_cells();
+        assert_eq!((settings.cells(), context), (8, 4));
+        let plan = plan_of::<CpcMethod>(&settings, 32);
+        let sample = coordinate_sample([80, 72, 88]);
+        for seed in 0..4 {
+            let set = plan.views(&sample, &mut rng::stream(seed, &[])).unwrap();
+            assert_eq!(set.views.len(), 8);
+            let origin = source_range(&set.views[0]).map(|[low, _]| low);
+            for (v, view) in set.views.iter().enumerate() {
+                let position = [v / 4, v / 2 % 2, v % 2];
+                let range = source_range(view);
+                for axis in 0..3 {
+                    let low = origin[axis] + 32.0 * position[axis] as f32;
+                    assert_eq!(
+                        range[axis],
+                        [low, low + 31.0],
+                        "seed {seed} view {v} axis {axis}"
+                    );
+                }
+                assert_eq!(
+                    v < context,
+                    range[0][1] < origin[0] + 32.0,
+                    "seed {seed} view {v}: context iff in the first row"
+                );
+            }
+        }
+    }
+
+    /// Every cell goes through the one encoder (mean over space of the last stage);
+    /// the context network reads the context cells' embeddings of one volume,
+    /// concatenated in raster order, and predicts one embedding per later cell of that
+    /// volume, scored by InfoNCE (dot product) against those cells' embeddings with the
+    /// other predicted cells of the batch as negatives. The method's loss equals the
+    /// loss recomputed here from per-view encoder passes, which a layout mixing the
+    /// volumes' cells (rows read volume-major instead of cell-major) or swapping the
+    /// context and the predicted rows would not give.
+    #[test]
+    fn the_context_cells_predict_the_embeddings_of_the_later_cells() {
+        let device = Device::flex();
+        let settings = CpcMethod::settings(Preset::Tiny);
+        let net = seeded::<CpcMethod>(&settings, 1, &device);
+        let (b, cells, context) = (2, settings.cells(), settings.context_cells());
+        let batch = smooth_batch(cells, b, 32);
+        let loss = finite_scalar("loss", net.loss(&batch, &epoch_start(0)).unwrap().total);
+
+        let embeddings: Vec<Tensor<2>> = (0..cells)
+            .map(|v| pooled_last_stage(&net.swin_vit, view_tensor(&batch, v, &device)))
+            .collect();
+        let dim = embeddings[0].dims()[1];
+        let score = |first: &[Tensor<2>], second: &[Tensor<2>]| {
+            let summary = Tensor::cat(first.to_vec(), 1);
+            let prediction = net.context.forward(summary).reshape([b, second.len(), dim]);
+            let target = Tensor::stack::<3>(second.to_vec(), 1);
+            finite_scalar("by hand", infonce(prediction, target, Similarity::Dot))
+        };
+        let want = score(&embeddings[..context], &embeddings[context..]);
+        assert_close("loss", loss, want, 1e-5);
+
+        // Rows `cell · B + b` of the encoder batch read as `b · cells + cell`.
+        let mixed: Vec<Tensor<2>> = Tensor::cat(embeddings.clone(), 0)
+            .reshape([b, cells, dim])
+            .swap_dims(0, 1)
+            .iter_dim(0)
+            .map(|t| t.reshape([b, dim]))
+            .collect();
+        for (wrong, value) in [
+            ("volumes mixed", score(&mixed[..context], &mixed[context..])),
+            (
+                "rows swapped",
+                score(&embeddings[context..], &embeddings[..context]),
+            ),
+        ] {
+            assert_apart(wrong, want, value, 1e-3);
         }
     }
 }

@@ -482,4 +482,228 @@ mod tests {
         assert_eq!(old.global_scale, [0.4, 1.0]);
         assert_eq!(old.local_scale, [0.05, 0.4]);
     }
+
+    // Wiring: which views reach which network, where gradients go, and the order of the
+    // EMA and centre updates.
+
+    use crate::methods::test_support::{
+        assert_all_close, assert_apart, assert_close, assert_ema_step,
+        assert_only_the_student_learns, center_update, crop_pairs, cross_view_loss, epoch_start,
+        fast_encoder, finite_scalar, largest_gap, param_grads, parameters, seeded, sgd_step,
+        small_head, smooth_batch, test_center, values, view_tensor,
+    };
+    use burn::optim::GradientsParams;
+
+    /// Tiny DINO with the small head, `local_crops` 32³ local crops and centre momentum
+    /// 0.5, under which a centre moves far enough in one step for a stale one to show.
+    fn small_settings(local_crops: usize) -> DinoSettings {
+        let tiny = DinoMethod::settings(Preset::Tiny);
+        let settings = DinoSettings {
+            head: small_head(),
+            local_crops,
+            sharpening: Sharpening {
+                center_momentum: 0.5,
+                ..tiny.sharpening
+            },
+            ..tiny
+        };
+        DinoMethod::check(&settings, &fast_encoder(), [32; 3]).unwrap();
+        settings
+    }
+
+    /// The head outputs worked out one view at a time: the teacher's (encoder and head) of
+    /// the views `teacher_views`, the student's of every view.
+    fn outputs_by_hand(
+        net: &Dino,
+        batch: &ViewBatch,
+        teacher_views: usize,
+    ) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let device = net.center.val().device();
+        let x = |v| view_tensor(batch, v, &device);
+        let teacher = (0..teacher_views)
+            .map(|v| {
+                values(
+                    net.teacher_head
+                        .forward(Dino::token(&net.teacher_encoder, x(v))),
+                )
+            })
+            .collect();
+        let student = (0..batch.views.len())
+            .map(|v| values(net.head.forward(Dino::token(&net.swin_vit, x(v)))))
+            .collect();
+        (teacher, student)
+    }
+
+    /// DINO's crops reach the networks as in `main_dino.py`: the teacher sees only the
+    /// global crops, the student every crop, and each student crop is compared with every
+    /// teacher crop except itself, against the teacher's output less the current centre.
+    /// With two global crops, one local crop, a teacher unlike the student and a centre
+    /// that is not 0, the loss and the centre update equal those worked out here from
+    /// each network's forward pass of each view; a teacher that also saw the local crop,
+    /// pairs of a crop with itself, the student in the teacher's place or no centring
+    /// would each move them far beyond the tolerance.
+    #[test]
+    fn the_teacher_sees_the_global_crops_and_each_student_crop_meets_the_others() {
+        let device = Device::flex();
+        let settings = small_settings(1);
+        let net = seeded::<DinoMethod>(&settings, 1, &device);
+        // At build the teacher is the student's copy, which would hide the two being
+        // swapped: take another network's.
+        let other = seeded::<DinoMethod>(&settings, 2, &device);
+        let net = Dino {
+            teacher_encoder: other.teacher_encoder,
+            teacher_head: other.teacher_head,
+            center: net
+                .center
+                .map(|c| test_center(c.dims()[0], 0.0, &c.device())),
+            ..net
+        };
+        let batch = smooth_batch(3, 2, 32);
+        let step = net.loss(&batch, &epoch_start(0)).unwrap();
+        let total = finite_scalar("loss", step.total.clone());
+        assert_eq!(step.components.len(), 1);
+        let (name, distillation) = step.components[0].clone();
+        assert_eq!(name, "distillation");
+        assert_close(
+            "the component",
+            finite_scalar(name, distillation),
+            total,
+            1e-7,
+        );
+
+        let (teacher, student) = outputs_by_hand(&net, &batch, 3);
+        let globals = &teacher[..2];
+        let center = values(net.center.val());
+        let distill = settings.sharpening.at(0);
+        let loss = |teacher: &[Vec<f32>], student: &[Vec<f32>], center: &[f32], same| {
+            let pairs = crop_pairs(teacher.len(), student.len(), same);
+            cross_view_loss(teacher, student, center, &distill, &pairs)
+        };
+        assert_close("loss", total, loss(globals, &student, &center, false), 1e-5);
+        let momentum = distill.center_momentum;
+        let update = values(step.aux);
+        assert_all_close(
+            "centre update",
+            &update,
+            &center_update(&center, globals, momentum),
+            1e-6,
+        );
+
+        for (wrong, value) in [
+            (
+                "a teacher seeing the local crop",
+                loss(&teacher, &student, &center, false),
+            ),
+            (
+                "pairs of a crop with itself",
+                loss(globals, &student, &center, true),
+            ),
+            (
+                "the student as teacher",
+                loss(&student[..2], &student, &center, false),
+            ),
+            ("no centring", loss(globals, &student, &[0.0; 32], false)),
+        ] {
+            assert_apart(wrong, total, value, 1e-4);
+        }
+        let seeing_local = center_update(&center, &teacher, momentum);
+        assert!(largest_gap(&update, &seeing_local) > 1e-4);
+    }
+
+    /// A backward pass of DINO's loss reaches the student's encoder and head, and nothing
+    /// of the teacher or the centre: the optimiser can move only the student, and the
+    /// teacher changes by the EMA alone.
+    #[test]
+    fn gradients_reach_the_student_and_not_the_teacher() {
+        let device = Device::flex().autodiff();
+        let net = seeded::<DinoMethod>(&small_settings(0), 1, &device);
+        let step = net.loss(&smooth_batch(2, 2, 32), &epoch_start(0)).unwrap();
+        let grads = GradientsParams::from_grads(step.total.backward(), &net);
+        assert_only_the_student_learns(
+            &param_grads(&net, &grads),
+            &["teacher_encoder", "teacher_head", "center"],
+            &["swin_vit", "head"],
+        );
+    }
+
+    /// Two steps in the loop's order (loss and backward, optimiser step, `after_step`),
+    /// against `main_dino.py`: after step 1 every teacher parameter is `m·θ_t + (1 −
+    /// m)·θ_s` of the student *after* the optimiser step, and the centre is the update
+    /// step 1's loss computed, `c·cm + (1 − cm)·mean(teacher outputs)` (`update_center`
+    /// runs after the loss); step 2's loss centres the teacher's outputs with that centre,
+    /// not the initial one nor the one step 2 computes, and its update starts from it.
+    #[test]
+    fn two_steps_move_the_teacher_after_the_optimiser_and_the_centre_after_the_loss() {
+        let device = Device::flex().autodiff();
+        let settings = small_settings(0);
+        let distill = settings.sharpening.at(0);
+        let momentum = 0.9;
+        let net = seeded::<DinoMethod>(&settings, 1, &device);
+        let net = Dino {
+            center: net
+                .center
+                .map(|c| test_center(c.dims()[0], 0.0, &c.device())),
+            ..net
+        };
+        let batch = smooth_batch(2, 2, 32);
+        let initial_center = values(net.center.val());
+        let before = parameters(&net);
+
+        let step = net.loss(&batch, &epoch_start(0)).unwrap();
+        let grads = GradientsParams::from_grads(step.total.backward(), &net);
+        let net = sgd_step(net, grads, 0.1);
+        let stepped = parameters(&net);
+        let update = values(step.aux.clone());
+        let net = net.after_step(vec![step.aux], momentum);
+        assert_ema_step(
+            &before,
+            &stepped,
+            &parameters(&net),
+            &[("teacher_encoder", "swin_vit"), ("teacher_head", "head")],
+            momentum,
+        );
+        let center = values(net.center.val());
+        assert_eq!(center, update, "the centre after step 1 is step 1's update");
+        assert!(!net.center.val().is_require_grad());
+
+        let context = StepContext {
+            iteration: 1,
+            ..epoch_start(0)
+        };
+        let step = net.loss(&batch, &context).unwrap();
+        let total = finite_scalar("step 2 loss", step.total.clone());
+        let (teacher, student) = outputs_by_hand(&net, &batch, 2);
+        let pairs = crop_pairs(2, 2, false);
+        let loss = |center: &[f32]| cross_view_loss(&teacher, &student, center, &distill, &pairs);
+        assert_close("step 2 loss", total, loss(&center), 1e-5);
+        let next = center_update(&center, &teacher, distill.center_momentum);
+        assert_all_close("step 2's centre update", &values(step.aux), &next, 1e-6);
+        assert_apart("the initial centre", total, loss(&initial_center), 1e-4);
+        assert_apart("step 2's own centre update", total, loss(&next), 1e-4);
+    }
+
+    /// With gradient accumulation the loop hands `after_step` one centre update per
+    /// batch: the centre becomes their mean; with none it stays as it is.
+    #[test]
+    fn the_centre_after_accumulated_batches_is_the_mean_of_their_updates() {
+        let device = Device::flex();
+        let net = seeded::<DinoMethod>(&small_settings(0), 1, &device);
+        let updates = [0.0, 2.0].map(|phase| test_center(32, phase, &device));
+        let [a, b] = updates.clone().map(values);
+        let mean: Vec<f32> = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| ((f64::from(*a) + f64::from(*b)) / 2.0) as f32)
+            .collect();
+        assert!(largest_gap(&a, &b) > 1e-2);
+        let net = net.after_step(updates.to_vec(), 0.996);
+        assert_all_close(
+            "the mean of two updates",
+            &values(net.center.val()),
+            &mean,
+            1e-6,
+        );
+        let net = net.after_step(Vec::new(), 0.996);
+        assert_all_close("no update", &values(net.center.val()), &mean, 0.0);
+    }
 }

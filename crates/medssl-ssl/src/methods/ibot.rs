@@ -601,17 +601,12 @@ mod tests {
     fn the_patch_loss_is_off_before_pred_start_epoch() {
         let device = Device::flex();
         let settings = IbotSettings {
-            head: HeadSettings {
-                out_dim: 32,
-                hidden_dim: 16,
-                bottleneck_dim: 8,
-                norm_last_layer: true,
-            },
+            head: small_head(),
             pred_start_epoch: 2,
             ..IbotMethod::settings(Preset::Tiny)
         };
         IbotMethod::check(&settings, &encoder(), [32; 3]).unwrap();
-        let net = IbotMethod::build(&settings, &encoder(), &device);
+        let net = seeded::<IbotMethod>(&settings, 1, &device);
         let batch = masked_two_view_batch();
         let at = |epoch| {
             let step = net.loss(&batch, &epoch_start(epoch)).unwrap();
@@ -693,6 +688,378 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    // Wiring: which views reach which network and where the masks apply, where gradients
+    // go, and the order of the EMA and centre updates.
+
+    use crate::inputs::token_mask;
+    use crate::methods::test_support::{
+        assert_all_close, assert_apart, assert_close, assert_only_the_student_learns,
+        center_update, coarse_tokens, component, content_blind, crop_pairs, cross_view_loss,
+        fast_encoder, finite_scalar, first_step_of_two_centres, largest_gap, masked_patch_loss,
+        param_grads, patch_mask, perturbed, pooled_masked_patch_loss, seeded, small_head,
+        smooth_batch, test_center, uneven_masks, values, view_tensor,
+    };
+    use burn::optim::GradientsParams;
+
+    /// Tiny iBOT with the small heads, masked-token prediction from the first epoch,
+    /// `local_crops` 32³ local crops, weights 2 (global) and 0.5 (patch) that tell the
+    /// terms apart, and centre momentum 0.5, under which a centre moves far enough in one
+    /// step for a stale one to show.
+    fn small_settings(local_crops: usize) -> IbotSettings {
+        let tiny = IbotMethod::settings(Preset::Tiny);
+        let settings = IbotSettings {
+            head: small_head(),
+            local_crops,
+            pred_start_epoch: 0,
+            global_weight: 2.0,
+            patch_weight: 0.5,
+            sharpening: Sharpening {
+                center_momentum: 0.5,
+                ..tiny.sharpening
+            },
+            ..tiny
+        };
+        IbotMethod::check(&settings, &fast_encoder(), [32; 3]).unwrap();
+        settings
+    }
+
+    /// `count` views (two global, masked by [`uneven_masks`]) of a batch of 2.
+    fn masked_batch(count: usize) -> ViewBatch {
+        ViewBatch {
+            masks: uneven_masks(),
+            ..smooth_batch(count, 2, 32)
+        }
+    }
+
+    /// The head outputs worked out one view at a time.
+    struct ByHand {
+        /// The teacher's global outputs of each whole global view.
+        teacher_global: Vec<Vec<f32>>,
+        /// The student's of each global view with its mask, then of each local view whole.
+        student_global: Vec<Vec<f32>>,
+        /// Patch-token outputs `[views · B, tokens, K]`: the teacher's of the whole global
+        /// views, the student's of the masked ones.
+        teacher_patch: Vec<f32>,
+        student_patch: Vec<f32>,
+        /// The global views' masks on the patch tokens' grid, `[views · B, tokens]`.
+        mask: Vec<f32>,
+        tokens: usize,
+    }
+
+    fn by_hand(net: &Ibot, batch: &ViewBatch) -> ByHand {
+        let device = net.mask_token.val().device();
+        let (stage, globals) = (net.patch_stage, net.global_crops);
+        let (patch_head, teacher_patch_head) = (
+            net.head_patch.as_ref().unwrap(),
+            net.teacher_patch.as_ref().unwrap(),
+        );
+        let mut out = ByHand {
+            teacher_global: Vec::new(),
+            student_global: Vec::new(),
+            teacher_patch: Vec::new(),
+            student_patch: Vec::new(),
+            mask: Vec::new(),
+            tokens: (32usize >> (stage + 1)).pow(3),
+        };
+        for v in 0..batch.views.len() {
+            let x = view_tensor(batch, v, &device);
+            if v >= globals {
+                let [.., last] = net.swin_vit.forward(x);
+                out.student_global
+                    .push(values(net.head.forward(pooled(last))));
+                continue;
+            }
+            let teacher = net.teacher_encoder.forward(x.clone());
+            let global = net.teacher_head.forward(pooled(teacher[4].clone()));
+            out.teacher_global.push(values(global));
+            let patches = teacher_patch_head.forward_tokens(tokens(teacher[stage].clone()));
+            out.teacher_patch.extend(values(patches));
+            let mask = token_mask(batch, v, &device).unwrap();
+            let student = net.swin_vit.forward_masked(x, mask, net.mask_token.val());
+            let global = net.head.forward(pooled(student[4].clone()));
+            out.student_global.push(values(global));
+            let patches = patch_head.forward_tokens(tokens(student[stage].clone()));
+            out.student_patch.extend(values(patches));
+            out.mask.extend(coarse_tokens(&batch.masks[v], 1 << stage));
+        }
+        out
+    }
+
+    impl ByHand {
+        /// The unweighted global and patch terms of epoch `epoch` with the centres
+        /// `[global, patch]`.
+        fn terms(&self, settings: &IbotSettings, epoch: u64, centers: [&[f32]; 2]) -> [f64; 2] {
+            let (teachers, students) = (self.teacher_global.len(), self.student_global.len());
+            [
+                cross_view_loss(
+                    &self.teacher_global,
+                    &self.student_global,
+                    centers[0],
+                    &settings.sharpening.at(epoch),
+                    &crop_pairs(teachers, students, false),
+                ),
+                masked_patch_loss(
+                    &self.teacher_patch,
+                    &self.student_patch,
+                    &self.mask,
+                    centers[1],
+                    &settings.patch_sharpening().at(epoch),
+                    self.tokens,
+                ),
+            ]
+        }
+
+        /// The centre updates `[global, patch]` from the centres `[global, patch]`.
+        fn center_updates(&self, centers: [&[f32]; 2], momentum: f64) -> [Vec<f32>; 2] {
+            [
+                center_update(centers[0], &self.teacher_global, momentum),
+                center_update(
+                    centers[1],
+                    std::slice::from_ref(&self.teacher_patch),
+                    momentum,
+                ),
+            ]
+        }
+    }
+
+    /// A step's weighted `[global, patch]` terms, after checking that they sum to the
+    /// total.
+    fn weighted_terms<A>(step: &StepLoss<A>) -> [f64; 2] {
+        let terms = [component(step, "global"), component(step, "patch")];
+        let total = finite_scalar("total", step.total.clone());
+        assert_close("total", total, terms[0] + terms[1], 1e-6);
+        terms
+    }
+
+    /// iBOT's inputs reach the networks as in `main_ibot.py`: the teacher sees the global
+    /// crops whole, the student sees them masked (and the local crops whole); the global
+    /// term pairs each teacher crop with every other student crop, the patch term
+    /// compares the student's masked crop with the teacher's whole same crop at the
+    /// masked tokens only, per image then over images, each term against its own centre
+    /// and with its own weight. With masks that differ between the views and between the
+    /// volumes, a local crop, a teacher unlike the student and centres that are not 0,
+    /// the terms and centre updates equal those worked out here from each network's
+    /// forward pass of each view; the wrong wirings listed below would move them far
+    /// beyond the tolerance.
+    #[test]
+    fn the_student_sees_masked_global_crops_and_the_teacher_whole_ones() {
+        let device = Device::flex();
+        let settings = small_settings(1);
+        let net = seeded::<IbotMethod>(&settings, 1, &device);
+        let other = seeded::<IbotMethod>(&settings, 2, &device);
+        let center = |phase| test_center(32, phase, &device);
+        let net = Ibot {
+            teacher_encoder: other.teacher_encoder,
+            teacher_head: other.teacher_head,
+            teacher_patch: other.teacher_patch,
+            center_global: net.center_global.map(|_| center(0.0)),
+            center_patch: net.center_patch.map(|_| center(2.0)),
+            ..net
+        };
+        let batch = masked_batch(3);
+        let step = net.loss(&batch, &epoch_start(0)).unwrap();
+        let [global, patch] = weighted_terms(&step);
+        let hand = by_hand(&net, &batch);
+        assert_eq!(
+            (hand.teacher_global.len(), hand.student_global.len()),
+            (2, 3)
+        );
+        let centers = [
+            values(net.center_global.val()),
+            values(net.center_patch.val()),
+        ];
+        let want = hand.terms(&settings, 0, [&centers[0], &centers[1]]);
+        assert_close("global term", global, 2.0 * want[0], 1e-5);
+        assert_close("patch term", patch, 0.5 * want[1], 1e-5);
+        let updates = step.aux.map(values);
+        let momentum = settings.sharpening.center_momentum;
+        let want_updates = hand.center_updates([&centers[0], &centers[1]], momentum);
+        for (name, got, want) in [
+            ("global centre update", &updates[0], &want_updates[0]),
+            ("patch centre update", &updates[1], &want_updates[1]),
+        ] {
+            assert_all_close(name, got, want, 1e-6);
+        }
+
+        let swapped = hand.terms(&settings, 0, [&centers[1], &centers[0]]);
+        let same_pairs = cross_view_loss(
+            &hand.teacher_global,
+            &hand.student_global,
+            &centers[0],
+            &settings.sharpening.at(0),
+            &crop_pairs(2, 3, true),
+        );
+        let distill = settings.patch_sharpening().at(0);
+        let patch_loss = |teacher: &[f32], mask: &[f32]| {
+            let (student, center) = (&hand.student_patch, &centers[1]);
+            masked_patch_loss(teacher, student, mask, center, &distill, hand.tokens)
+        };
+        let half = hand.teacher_patch.len() / 2;
+        let other_view = [&hand.teacher_patch[half..], &hand.teacher_patch[..half]].concat();
+        let pooled_tokens = pooled_masked_patch_loss(
+            &hand.teacher_patch,
+            &hand.student_patch,
+            &hand.mask,
+            &centers[1],
+            &distill,
+        );
+        for (wrong, got, value) in [
+            ("swapped centres, global", global, 2.0 * swapped[0]),
+            ("pairs of a crop with itself", global, 2.0 * same_pairs),
+            ("swapped centres, patch", patch, 0.5 * swapped[1]),
+            (
+                "the teacher's other view",
+                patch,
+                0.5 * patch_loss(&other_view, &hand.mask),
+            ),
+            (
+                "every token counted",
+                patch,
+                0.5 * patch_loss(&hand.teacher_patch, &[1.0; 32]),
+            ),
+            (
+                "one mean over the batch's masked tokens",
+                patch,
+                0.5 * pooled_tokens,
+            ),
+        ] {
+            assert_apart(wrong, got, value, 1e-4);
+        }
+        assert!(largest_gap(&updates[0], &updates[1]) > 1e-4);
+    }
+
+    /// Where the masks apply, seen from outside: content under masked patches reaches the
+    /// teacher (its centre updates change) but never the student (with a teacher blind
+    /// to content, the loss does not change), while content under visible patches reaches
+    /// the student; and crops without a masked token add nothing to the patch term,
+    /// though every student token differs from the teacher's (the teacher's sharper
+    /// distribution is never the student's, so each token's cross-entropy is positive).
+    #[test]
+    fn masked_content_reaches_the_teacher_and_not_the_student() {
+        let device = Device::flex();
+        let settings = small_settings(0);
+        let net = seeded::<IbotMethod>(&settings, 1, &device);
+        let batch = masked_batch(2);
+        let [under_masks, visible] = [true, false].map(|under| perturbed(&batch, under));
+        let run = |net: &Ibot, batch: &ViewBatch| {
+            let step = net.loss(batch, &epoch_start(0)).unwrap();
+            (weighted_terms(&step), step.aux.map(values))
+        };
+        let (_, seen) = run(&net, &batch);
+        let (_, seen_masked) = run(&net, &under_masks);
+        for (centre, (a, b)) in ["global", "patch"]
+            .iter()
+            .zip(seen.iter().zip(&seen_masked))
+        {
+            assert!(largest_gap(a, b) > 1e-4, "the teacher's {centre} outputs");
+        }
+
+        let blind = Ibot {
+            teacher_encoder: content_blind(net.teacher_encoder.clone()),
+            ..net.clone()
+        };
+        let base = run(&blind, &batch).0;
+        let masked = run(&blind, &under_masks).0;
+        let changed = run(&blind, &visible).0;
+        for (i, term) in ["global", "patch"].iter().enumerate() {
+            assert_close(
+                &format!("{term} term, masked content"),
+                masked[i],
+                base[i],
+                1e-6,
+            );
+            assert_apart(
+                &format!("{term} term, visible content"),
+                changed[i],
+                base[i],
+                1e-3,
+            );
+        }
+
+        let unmasked = ViewBatch {
+            masks: vec![patch_mask(|_, _| false); 2],
+            ..batch
+        };
+        let [global, patch] = run(&net, &unmasked).0;
+        assert!(global > 0.0);
+        assert_eq!(patch, 0.0, "a patch term without masked tokens");
+    }
+
+    /// A backward pass of iBOT's loss reaches the student's encoder, mask token and both
+    /// heads, and nothing of the teacher or the centres.
+    #[test]
+    fn gradients_reach_the_student_and_not_the_teacher() {
+        let device = Device::flex().autodiff();
+        let net = seeded::<IbotMethod>(&small_settings(0), 1, &device);
+        let step = net.loss(&masked_batch(2), &epoch_start(0)).unwrap();
+        let grads = GradientsParams::from_grads(step.total.backward(), &net);
+        assert_only_the_student_learns(
+            &param_grads(&net, &grads),
+            &[
+                "teacher_encoder",
+                "teacher_head",
+                "teacher_patch",
+                "center_global",
+                "center_patch",
+            ],
+            &["swin_vit", "mask_token", "head", "head_patch"],
+        );
+    }
+
+    /// Two steps in the loop's order (loss and backward, optimiser step, `after_step`):
+    /// after step 1 the teacher's encoder and both heads are `m·θ_t + (1 − m)·θ_s` of the
+    /// student after the optimiser step, and both centres are the updates step 1's loss
+    /// computed; step 2's terms use those centres, not the initial ones nor the ones step
+    /// 2 computes, and its updates start from them.
+    #[test]
+    fn two_steps_move_the_teacher_after_the_optimiser_and_the_centres_after_the_loss() {
+        let device = Device::flex().autodiff();
+        let settings = small_settings(0);
+        let momentum = 0.9;
+        let net = seeded::<IbotMethod>(&settings, 1, &device);
+        let net = Ibot {
+            center_global: net.center_global.map(|c| test_center(32, 0.0, &c.device())),
+            center_patch: net.center_patch.map(|c| test_center(32, 2.0, &c.device())),
+            ..net
+        };
+        let batch = masked_batch(2);
+        let centers = |net: &Ibot| [&net.center_global, &net.center_patch].map(|c| values(c.val()));
+        let initial = centers(&net);
+        let pairs = &[
+            ("teacher_encoder", "swin_vit"),
+            ("teacher_head", "head"),
+            ("teacher_patch", "head_patch"),
+        ];
+        let (net, current) = first_step_of_two_centres(net, &batch, pairs, momentum, centers);
+
+        let context = StepContext {
+            iteration: 1,
+            ..epoch_start(0)
+        };
+        let step = net.loss(&batch, &context).unwrap();
+        let [global, patch] = weighted_terms(&step);
+        let hand = by_hand(&net, &batch);
+        let terms = |c: &[Vec<f32>; 2]| hand.terms(&settings, 0, [&c[0], &c[1]]);
+        let want = terms(&current);
+        assert_close("step 2 global term", global, 2.0 * want[0], 1e-5);
+        assert_close("step 2 patch term", patch, 0.5 * want[1], 1e-5);
+        let next = hand.center_updates(
+            [&current[0], &current[1]],
+            settings.sharpening.center_momentum,
+        );
+        let got = step.aux.map(values);
+        assert_all_close("step 2's global centre update", &got[0], &next[0], 1e-6);
+        assert_all_close("step 2's patch centre update", &got[1], &next[1], 1e-6);
+        for (wrong, centers) in [
+            ("the initial centres", &initial),
+            ("step 2's own updates", &next),
+        ] {
+            let value = terms(centers);
+            assert_apart(wrong, global, 2.0 * value[0], 1e-4);
+            assert_apart(wrong, patch, 0.5 * value[1], 1e-4);
         }
     }
 }

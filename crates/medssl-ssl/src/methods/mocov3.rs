@@ -193,7 +193,15 @@ impl Pretext for MocoV3 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::{assert_two_views_of_one_region, encoder};
+    use crate::methods::test_support::{
+        assert_apart, assert_close, assert_ema_step, assert_near, assert_only_the_student_learns,
+        assert_two_views_of_one_region, assert_views_share_one_region, encoder, epoch_start,
+        finite_scalar, param_grads, parameters, pooled_last_stage, seeded, smooth_batch,
+        view_tensor,
+    };
+    use burn::module::{ModuleVisitor, Param};
+    use burn::optim::{AdamWConfig, GradientsParams};
+    use std::collections::BTreeMap;
 
     /// `_build_mlp`: no linear layer has a bias (the predictor's last one included); the
     /// projector's hidden norms are affine, its output norm is not; the predictor has
@@ -250,5 +258,165 @@ mod tests {
         };
         let err = MocoV3Method::check(&bad, &encoder, [32; 3]).unwrap_err();
         assert!(err.to_string().contains("region"), "{err}");
+    }
+
+    /// The query and key views are random resized crops of one 48³ region of the volume,
+    /// not crops at independent positions of the whole volume (the old bug).
+    #[test]
+    fn the_views_of_a_pair_come_from_one_region() {
+        assert_views_share_one_region::<MocoV3Method>();
+    }
+
+    /// The tiny net with a momentum encoder and projector unlike the online ones (as
+    /// they are after some training), initialised from fixed seeds.
+    fn net_with_distinct_momentum_branch(device: &Device) -> MocoV3 {
+        let settings = MocoV3Method::settings(Preset::Tiny);
+        let net = seeded::<MocoV3Method>(&settings, 1, device);
+        let other = seeded::<MocoV3Method>(&settings, 2, device);
+        MocoV3 {
+            momentum_encoder: frozen_copy(&other.swin_vit),
+            momentum_projector: frozen_copy(&other.projector),
+            ..net
+        }
+    }
+
+    /// The queries are the online encoder, projector and predictor's outputs, the keys
+    /// the momentum encoder and projector's (no predictor), and the loss pairs each
+    /// view's query with the other view's key, `ctr(q1, k2) + ctr(q2, k1)`: the method's
+    /// loss equals the one recomputed here from those branches, and differs from what
+    /// keys of the query's own view, keys from the online branch or queries without the
+    /// predictor would give.
+    #[test]
+    fn queries_come_from_the_online_branch_and_keys_from_the_momentum_branch() {
+        let device = Device::flex();
+        let net = net_with_distinct_momentum_branch(&device);
+        let t = MocoV3Method::settings(Preset::Tiny).temperature;
+        let batch = smooth_batch(2, 2, 32);
+        let out = net.loss(&batch, &epoch_start(0)).unwrap();
+        let loss = finite_scalar("loss", out.total);
+
+        let x = |v| view_tensor(&batch, v, &device);
+        let h = [0, 1].map(|v| pooled_last_stage(&net.swin_vit, x(v)));
+        let hm = [0, 1].map(|v| pooled_last_stage(&net.momentum_encoder, x(v)));
+        let z = h.map(|h| net.projector.forward(h));
+        let q = z.clone().map(|z| net.predictor.forward(z));
+        let k = hm.map(|h| net.momentum_projector.forward(h));
+        let ctr = |q: &[Tensor<2>; 2], k: &[Tensor<2>; 2]| {
+            let value = mocov3(q[0].clone(), q[1].clone(), k[0].clone(), k[1].clone(), t);
+            finite_scalar("by hand", value)
+        };
+        let want = ctr(&q, &k);
+        assert_close("loss", loss, want, 1e-5);
+        let online_keys = z.clone();
+        for (wrong, value) in [
+            (
+                "keys of the own view",
+                ctr(&q, &[k[1].clone(), k[0].clone()]),
+            ),
+            ("keys from the online branch", ctr(&q, &online_keys)),
+            ("queries without the predictor", ctr(&z, &k)),
+        ] {
+            assert_apart(wrong, want, value, 1e-3);
+        }
+    }
+
+    /// A copy of `grads` for `module`'s parameters (an optimiser step consumes them).
+    fn copy_grads<M: Module>(module: &M, grads: &GradientsParams) -> GradientsParams {
+        struct Copy<'a>(&'a GradientsParams, GradientsParams);
+        impl ModuleVisitor for Copy<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if let Some(grad) = self.0.get::<D>(param.id) {
+                    self.1.register(param.id, grad);
+                }
+            }
+        }
+        let mut copy = Copy(grads, GradientsParams::new());
+        module.visit(&mut copy);
+        copy.1
+    }
+
+    /// The trainer's step (`trainer.rs`: loss, backward, optimiser step, then
+    /// `after_step` with the step's momentum) on the autodiff device, twice:
+    /// - no gradient reaches the momentum encoder or projector (their parameters
+    ///   require none and get none), while every online parameter gets a finite one,
+    ///   not all zero in the encoder, the projector and the predictor;
+    /// - each optimiser step leaves the momentum branch as it was (the step's keys came
+    ///   from it, before its update) and each `after_step` leaves the online branch;
+    /// - `after_step` moves every momentum parameter towards the online one as the step
+    ///   left it, `p ← m·p + (1 − m)·q` with m = 0.9 (`assert_ema_step`);
+    /// - by hand over both steps, on the first values of the patch embedding's and the
+    ///   projector's first weights: online q0 → q1 → q2 and momentum p0 = q0 give
+    ///   p2 = m²·p0 + m(1 − m)·q1 + (1 − m)·q2, where blending the online values from
+    ///   before each step, or blending the other way round, is off by at least
+    ///   (1 − m)·|q1 − q0| ≥ 5e-4.
+    ///
+    /// The second step reuses the first step's gradients: the update rule does not
+    /// depend on where they came from, and one backward pass keeps the test fast.
+    #[test]
+    fn the_momentum_branch_gets_no_gradient_and_follows_the_online_one_after_each_step() {
+        let device = Device::flex().autodiff();
+        let settings = MocoV3Method::settings(Preset::Tiny);
+        let net = seeded::<MocoV3Method>(&settings, 3, &device);
+        let batch = smooth_batch(2, 2, 32);
+        let loss = net.loss(&batch, &epoch_start(0)).unwrap().total;
+        finite_scalar("loss", loss.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        assert_only_the_student_learns(
+            &param_grads(&net, &grads),
+            &["momentum_encoder", "momentum_projector"],
+            &["swin_vit", "projector", "predictor"],
+        );
+
+        let (m, lr) = (0.9, 1e-2);
+        let pairs = [
+            ("momentum_encoder", "swin_vit"),
+            ("momentum_projector", "projector"),
+        ];
+        let mut optimizer = AdamWConfig::new().init();
+        let second = copy_grads(&net, &grads);
+        let p0 = parameters(&net);
+        let net = optimizer.step(lr, net, grads);
+        let q1 = parameters(&net);
+        let net = net.after_step(vec![()], m);
+        let p1 = parameters(&net);
+        assert_ema_step(&p0, &q1, &p1, &pairs, m);
+        let net = optimizer.step(lr, net, second);
+        let q2 = parameters(&net);
+        let net = net.after_step(vec![()], m);
+        let p2 = parameters(&net);
+        assert_ema_step(&p1, &q2, &p2, &pairs, m);
+
+        for (online, momentum) in [
+            (
+                "swin_vit.patch_embed.proj.weight",
+                "momentum_encoder.patch_embed.proj.weight",
+            ),
+            (
+                "projector.layers.0.weight",
+                "momentum_projector.layers.0.weight",
+            ),
+        ] {
+            assert_eq!(
+                p0[online], p0[momentum],
+                "the momentum branch starts as a copy"
+            );
+            for i in 0..4 {
+                let value =
+                    |params: &BTreeMap<String, Vec<f32>>, path: &str| f64::from(params[path][i]);
+                let (start, after1, after2) =
+                    (value(&p0, online), value(&q1, online), value(&q2, online));
+                assert!(
+                    (after1 - start).abs() >= 5e-3,
+                    "{online}[{i}]: the step moved it too little to tell ({start} → {after1})"
+                );
+                let closed = m * m * start + m * (1.0 - m) * after1 + (1.0 - m) * after2;
+                assert_near(
+                    &format!("{momentum}[{i}] after two steps"),
+                    value(&p2, momentum),
+                    closed,
+                    1e-6,
+                );
+            }
+        }
     }
 }

@@ -181,7 +181,13 @@ impl Pretext for RotNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::{encoder, plan_of};
+    use crate::methods::test_support::{
+        argmax_rows, assert_apart, assert_close, cross_entropy_f64, encoder, epoch_start,
+        finite_scalar, plan_of, pooled_last_stage, seeded, smooth_batch, values, view_tensor,
+    };
+    use medssl_data::loader::CaseWork;
+    use medssl_data::{Sample, rng};
+    use medssl_io::{Affine, Volume};
 
     /// Taleb et al.'s 3-D RotNet: 10 axis-plane classes, Adam at 1e-4 without weight
     /// decay or clipping; one random crop of the run's size, rotated; the default CT
@@ -220,5 +226,79 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("encoder.crop"), "{err}");
+    }
+
+    /// The batch the plan makes carries, per volume, the crop rotated by the rotation
+    /// its label names: two 32³ volumes (the crop is the whole volume), each view equal
+    /// to `RotationSet::AxisPlanes.rotate(volume, label)`, with labels that differ.
+    #[test]
+    fn each_view_is_rotated_by_its_label() {
+        let settings = RotNetMethod::settings(Preset::Tiny);
+        let plan = plan_of::<RotNetMethod>(&settings, 32);
+        let volumes = smooth_batch(2, 1, 32).views;
+        let samples: Vec<Sample> = volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let image = v.index_axis(ndarray::Axis(0), 0).to_owned();
+                Sample::unlabelled(format!("case{i}"), Volume::new(image, Affine::identity()))
+            })
+            .collect();
+        let sets: Vec<_> = samples
+            .iter()
+            .zip([0, 3])
+            .map(|(s, seed)| plan.views(s, &mut rng::stream(seed, &[])).unwrap())
+            .collect();
+        let batch = plan.stack(&sets).unwrap();
+        assert_eq!(batch.views.len(), 1);
+        let labels = &batch.labels[0];
+        assert_ne!(labels[0], labels[1], "pick seeds whose labels differ");
+        for (b, sample) in samples.iter().enumerate() {
+            let rotated = RotationSet::AxisPlanes
+                .rotate(&sample.image, labels[b])
+                .unwrap();
+            let view = batch.views[0].index_axis(ndarray::Axis(0), b);
+            assert_eq!(view, rotated.data().view(), "volume {b}");
+        }
+    }
+
+    /// The one view goes through the encoder (mean over space of the last stage) and
+    /// the linear classifier, and the loss is the cross-entropy of its logits against
+    /// the view's rotation labels, the accuracy monitor their argmax hits: both equal
+    /// what is recomputed here (the cross-entropy in f64 from the definition), and
+    /// labels shifted by one class would give another loss.
+    #[test]
+    fn the_loss_classifies_the_view_against_its_labels() {
+        let device = Device::flex();
+        let settings = RotNetMethod::settings(Preset::Tiny);
+        let net = seeded::<RotNetMethod>(&settings, 1, &device);
+        let mut batch = smooth_batch(1, 2, 32);
+        let labels = vec![3, 8];
+        batch.labels = vec![labels.clone()];
+        let out = net.loss(&batch, &epoch_start(0)).unwrap();
+        let loss = finite_scalar("loss", out.total);
+
+        let token = pooled_last_stage(&net.swin_vit, view_tensor(&batch, 0, &device));
+        let logits = values(net.classifier.forward(token));
+        let want = cross_entropy_f64(&logits, 10, &labels);
+        assert_close("loss", loss, want, 1e-5);
+        let shifted: Vec<usize> = labels.iter().map(|l| (l + 1) % 10).collect();
+        assert_apart(
+            "labels shifted",
+            want,
+            cross_entropy_f64(&logits, 10, &shifted),
+            1e-3,
+        );
+        let hits = argmax_rows(&logits, 10)
+            .iter()
+            .zip(&labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        let accuracy = out
+            .monitors
+            .iter()
+            .find(|(name, _)| *name == "accuracy")
+            .map(|(_, a)| *a);
+        assert_eq!(accuracy, Some(hits as f64 / 2.0));
     }
 }

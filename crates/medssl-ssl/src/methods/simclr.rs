@@ -241,7 +241,10 @@ impl Pretext for SimClr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::assert_two_views_of_one_region;
+    use crate::methods::test_support::{
+        assert_apart, assert_close, assert_two_views_of_one_region, assert_views_share_one_region,
+        epoch_start, finite_scalar, pooled_last_stage, seeded, smooth_batch, view_tensor,
+    };
 
     /// Both views come from one region at torchvision's scale range; the region follows
     /// the preset and must hold the crop.
@@ -296,6 +299,50 @@ mod tests {
                 serde_json::from_str::<SimClrSettings>(&text).unwrap(),
                 settings
             );
+        }
+    }
+
+    /// The views the plan cuts really are random resized crops of one 48³ region of the
+    /// volume (the positive pair shares content), not crops at independent positions of
+    /// the whole volume (the old bug, which the helper shows the check would catch).
+    #[test]
+    fn the_views_of_a_pair_come_from_one_region() {
+        assert_views_share_one_region::<SimClrMethod>();
+    }
+
+    /// Views 0 and 1 each go through the one encoder, the mean over space of its last
+    /// stage and the projector, and the loss is NT-Xent between the two projections at
+    /// the settings' temperature: the method's loss equals the loss recomputed here
+    /// from those branch outputs, which a wiring feeding view 0 twice or skipping the
+    /// projector would not give.
+    #[test]
+    fn the_loss_is_ntxent_between_the_projections_of_views_0_and_1() {
+        let device = Device::flex();
+        let settings = SimClrMethod::settings(Preset::Tiny);
+        let net = seeded::<SimClrMethod>(&settings, 1, &device);
+        let batch = smooth_batch(2, 2, 32);
+        let out = net.loss(&batch, &epoch_start(0)).unwrap();
+        let loss = finite_scalar("loss", out.total.clone());
+        assert_eq!(out.components.len(), 1);
+        assert_eq!(out.components[0].0, "contrastive");
+        assert_close(
+            "component",
+            finite_scalar("component", out.components[0].1.clone()),
+            loss,
+            0.0,
+        );
+
+        let h = [0, 1].map(|v| pooled_last_stage(&net.swin_vit, view_tensor(&batch, v, &device)));
+        let z = h.clone().map(|h| net.projector.forward(h));
+        let t = settings.temperature;
+        let want = finite_scalar("by hand", ntxent(z[0].clone(), z[1].clone(), t));
+        assert_close("loss", loss, want, 1e-5);
+        let [h0, h1] = h;
+        for (wrong, value) in [
+            ("view 0 twice", ntxent(z[0].clone(), z[0].clone(), t)),
+            ("no projector", ntxent(h0, h1, t)),
+        ] {
+            assert_apart(wrong, want, finite_scalar(wrong, value), 1e-3);
         }
     }
 }

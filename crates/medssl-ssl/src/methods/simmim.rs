@@ -171,8 +171,13 @@ impl Pretext for SimMim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::{encoder, plan_of};
+    use crate::methods::test_support::{
+        ParamGrad, assert_apart, assert_close, encoder, epoch_start, finite_scalar, param_grads,
+        patch_mask, plan_of, seeded, zeroed,
+    };
     use crate::pretext::ClipMode;
+    use burn::optim::GradientsParams;
+    use ndarray::{Array4, Array5};
 
     /// SimMIM's `config.py` and Swin-B pretraining config: mask ratio 0.6, AdamW with
     /// weight decay 0.05, gradients clipped to a global norm of 5
@@ -231,5 +236,143 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("block_size"), "{err}");
+    }
+
+    /// An irregular token mask of a batch of two 32³ views (about 3 patches in 7,
+    /// different per volume and along each axis, so a transposed, shifted, inverted or
+    /// swapped mask is another one).
+    fn irregular_mask() -> Array4<bool> {
+        patch_mask(|b, [z, y, x]| (z + 2 * y + 3 * x + 5 * b) % 7 < 3)
+    }
+
+    /// A one-view batch of `image` with `mask`.
+    fn masked_batch(image: Array5<f32>, mask: Array4<bool>) -> ViewBatch {
+        ViewBatch {
+            ids: vec!["a".into(), "b".into()],
+            views: vec![image],
+            masks: vec![mask],
+            labels: Vec::new(),
+        }
+    }
+
+    /// A 32³ image of a batch of two: `masked(b, z, y, x)` at the voxels of the masked
+    /// patches of `mask`, `visible(..)` at the others.
+    fn image(
+        mask: &Array4<bool>,
+        masked: impl Fn(usize, usize, usize, usize) -> f32,
+        visible: impl Fn(usize, usize, usize, usize) -> f32,
+    ) -> Array5<f32> {
+        Array5::from_shape_fn((2, 1, 32, 32, 32), |(b, _, z, y, x)| {
+            if mask[[b, z / 2, y / 2, x / 2]] {
+                masked(b, z, y, x)
+            } else {
+                visible(b, z, y, x)
+            }
+        })
+    }
+
+    /// A smooth pattern in `-1..1`.
+    fn smooth(b: usize, z: usize, y: usize, x: usize) -> f32 {
+        ((z * 3 + y * 5 + x * 7 + b * 11) as f32 * 0.13).sin()
+    }
+
+    /// The L1 loss counts the masked voxels only, each voxel under the 2³ patch its
+    /// token covers: with the head zeroed (a reconstruction of 0 everywhere) the loss is
+    /// the mean |x| over the masked voxels, computed here from the batch's arrays, and
+    /// visible voxels of 50 and more (which would dominate any mean they entered) do not
+    /// enter it; the same mean under the mask transposed (first and last axes swapped)
+    /// would differ.
+    #[test]
+    fn the_loss_counts_only_the_masked_voxels() {
+        let device = Device::flex();
+        let settings = SimMimMethod::settings(Preset::Tiny);
+        let mut net = seeded::<SimMimMethod>(&settings, 1, &device);
+        net.decoder = zeroed(net.decoder);
+        let mask = irregular_mask();
+        let x = image(&mask, smooth, |_, z, _, _| 50.0 + z as f32);
+        let out = net
+            .loss(&masked_batch(x.clone(), mask.clone()), &epoch_start(0))
+            .unwrap();
+        assert_eq!(out.components.len(), 1);
+        assert_eq!(out.components[0].0, "reconstruction");
+        let loss = finite_scalar("loss", out.total);
+
+        let masked_mean = |mask: &Array4<bool>| {
+            let (mut sum, mut count) = (0.0f64, 0usize);
+            for ((b, _, z, y, xx), v) in x.indexed_iter() {
+                if mask[[b, z / 2, y / 2, xx / 2]] {
+                    sum += f64::from(v.abs());
+                    count += 1;
+                }
+            }
+            assert!(count > 0);
+            sum / (count as f64 + 1e-5)
+        };
+        let want = masked_mean(&mask);
+        assert_close("loss", loss, want, 1e-5);
+        let mut transposed = mask.clone();
+        transposed.swap_axes(1, 3);
+        assert_apart(
+            "transposed mask",
+            want,
+            masked_mean(&transposed.as_standard_layout().to_owned()),
+            1e-3,
+        );
+    }
+
+    /// The mask token replaces exactly the masked patches' embeddings: on an image that
+    /// is zero on every visible patch and non-zero on every masked one, no voxel that
+    /// reaches the patch embedding is non-zero, so its weight gets a gradient of exactly
+    /// 0 (while its bias and the mask token get non-zero ones: both are in the graph).
+    /// Any masked patch leaking into the encoder (no masking, a transposed, shifted or
+    /// inverted mask, another volume's mask) would give the weight a non-zero gradient,
+    /// as one visible patch made non-zero does.
+    #[test]
+    fn the_mask_token_replaces_exactly_the_masked_patches() {
+        let device = Device::flex().autodiff();
+        let settings = SimMimMethod::settings(Preset::Tiny);
+        let net = seeded::<SimMimMethod>(&settings, 2, &device);
+        let mask = irregular_mask();
+        let gradients = |x: Array5<f32>| {
+            let loss = net
+                .loss(&masked_batch(x, mask.clone()), &epoch_start(0))
+                .unwrap()
+                .total;
+            finite_scalar("loss", loss.clone());
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            param_grads(&net, &grads)
+        };
+        let norm = |report: &[ParamGrad], path: &str| {
+            let entry = report.iter().find(|p| p.path == path).expect(path);
+            let norm = entry
+                .grad_norm
+                .unwrap_or_else(|| panic!("{path}: no gradient"));
+            assert!(norm.is_finite(), "{path}: {norm}");
+            norm
+        };
+        let weight = "swin_vit.patch_embed.proj.weight";
+
+        let hidden = image(
+            &mask,
+            |b, z, y, x| 2.0 + smooth(b, z, y, x),
+            |_, _, _, _| 0.0,
+        );
+        let report = gradients(hidden.clone());
+        assert_eq!(
+            norm(&report, weight),
+            0.0,
+            "masked voxels reached the encoder"
+        );
+        assert!(norm(&report, "swin_vit.patch_embed.proj.bias") > 0.0);
+        assert!(norm(&report, "mask_token") > 0.0);
+
+        // Token (0, 0, 0) of volume 0 is masked, token (0, 0, 1) visible.
+        assert!(mask[[0, 0, 0, 0]] && !mask[[0, 0, 0, 1]]);
+        let mut one_visible = hidden;
+        for i in 0..8 {
+            one_visible[[0, 0, i / 4, i / 2 % 2, 2 + i % 2]] = 1.0;
+        }
+        let report = gradients(one_visible);
+        assert!(norm(&report, weight) > 0.0, "the check cannot fail");
     }
 }

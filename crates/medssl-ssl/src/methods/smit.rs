@@ -406,7 +406,6 @@ impl Pretext for Smit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heads::HeadSettings;
     use crate::methods::test_support::{encoder, epoch_start, masked_two_view_batch, plan_of};
 
     fn close(got: f64, want: f64) -> bool {
@@ -557,18 +556,13 @@ mod tests {
     fn the_loss_warms_the_patch_temperature_after_mim_start_epoch() {
         let device = Device::flex();
         let settings = SmitSettings {
-            head: HeadSettings {
-                out_dim: 32,
-                hidden_dim: 16,
-                bottleneck_dim: 8,
-                norm_last_layer: true,
-            },
+            head: small_head(),
             sharpening: Sharpening::recipe(2),
             mim_start_epoch: 2,
             ..SmitMethod::settings(Preset::Tiny)
         };
         SmitMethod::check(&settings, &encoder(), [32; 3]).unwrap();
-        let net = SmitMethod::build(&settings, &encoder(), &device);
+        let net = seeded::<SmitMethod>(&settings, 1, &device);
         let batch = masked_two_view_batch();
         let at = |epoch| {
             let step = net.loss(&batch, &epoch_start(epoch)).unwrap();
@@ -588,6 +582,423 @@ mod tests {
                 close(got.0, want.0) && close(got.1, want.1),
                 "{when}: {got:?} != {want:?}"
             );
+        }
+    }
+
+    // Wiring: which views reach which network and where the masks apply, where gradients
+    // go, and the order of the EMA and centre updates.
+
+    use crate::inputs::token_mask;
+    use crate::methods::test_support::{
+        assert_all_close, assert_apart, assert_close, assert_only_the_student_learns,
+        center_update, coarse_tokens, component, content_blind, crop_pairs, cross_view_loss,
+        fast_encoder, finite_scalar, first_step_of_two_centres, largest_gap, masked_patch_loss,
+        param_grads, patch_mask, perturbed, pooled_masked_patch_loss, seeded, small_head,
+        smooth_batch, test_center, uneven_masks, values, view_tensor,
+    };
+    use burn::optim::GradientsParams;
+
+    /// Tiny SMIT with the small heads, weights 0.3 (patch), 0.2 (global) and 1.5
+    /// (reconstruction) that tell the terms apart, and centre momentum 0.5, under which a
+    /// centre moves far enough in one step for a stale one to show.
+    fn small_settings() -> SmitSettings {
+        let tiny = SmitMethod::settings(Preset::Tiny);
+        let settings = SmitSettings {
+            head: small_head(),
+            patch_weight: 0.3,
+            global_weight: 0.2,
+            reconstruction_weight: 1.5,
+            sharpening: Sharpening {
+                center_momentum: 0.5,
+                ..tiny.sharpening
+            },
+            ..tiny
+        };
+        SmitMethod::check(&settings, &fast_encoder(), [32; 3]).unwrap();
+        settings
+    }
+
+    /// Two views of a batch of 2, masked by [`uneven_masks`].
+    fn masked_batch() -> ViewBatch {
+        ViewBatch {
+            masks: uneven_masks(),
+            ..smooth_batch(2, 2, 32)
+        }
+    }
+
+    /// The networks' outputs worked out one view at a time.
+    struct ByHand {
+        /// Global-token outputs per view: the teacher's of the whole view, the student's of
+        /// the masked one.
+        teacher_global: Vec<Vec<f32>>,
+        student_global: Vec<Vec<f32>>,
+        /// Stage-3 patch-token outputs `[views · B, 8, K]`, likewise.
+        teacher_patch: Vec<f32>,
+        student_patch: Vec<f32>,
+        /// The masks on the stage-3 grid, `[views · B, 8]`.
+        mask: Vec<f32>,
+        /// The L1 of the student's prediction against the whole views over the masked
+        /// voxels of both views (`Σ|p − x| / (n + 1e-5)`), and over every voxel.
+        reconstruction: f64,
+        every_voxel: f64,
+    }
+
+    fn by_hand(net: &Smit, batch: &ViewBatch) -> ByHand {
+        let device = net.mask_token.val().device();
+        let mut out = ByHand {
+            teacher_global: Vec::new(),
+            student_global: Vec::new(),
+            teacher_patch: Vec::new(),
+            student_patch: Vec::new(),
+            mask: Vec::new(),
+            reconstruction: 0.0,
+            every_voxel: 0.0,
+        };
+        let (mut masked_error, mut masked, mut error, mut voxels) = (0.0, 0.0, 0.0, 0.0);
+        for v in 0..2 {
+            let x = view_tensor(batch, v, &device);
+            let [_, _, _, teacher3, _] = net.teacher_encoder.forward(x.clone());
+            let global = net.teacher_global.forward(pooled(teacher3.clone()));
+            out.teacher_global.push(values(global));
+            let patches = net.teacher_patch.forward_tokens(tokens(teacher3));
+            out.teacher_patch.extend(values(patches));
+            let mask = token_mask(batch, v, &device).unwrap();
+            let [_, _, _, student3, student4] =
+                net.swin_vit.forward_masked(x, mask, net.mask_token.val());
+            let global = net.head_global.forward(pooled(student3.clone()));
+            out.student_global.push(values(global));
+            out.student_patch
+                .extend(values(net.head_patch.forward_tokens(tokens(student3))));
+            out.mask.extend(coarse_tokens(&batch.masks[v], 8));
+            // The last stage's 32³-voxel tokens, each decoded to its voxels.
+            let prediction = values(pixel_shuffle(net.decoder.forward(student4), 32));
+            for (&p, ((b, _, z, y, x), &target)) in
+                prediction.iter().zip(batch.views[v].indexed_iter())
+            {
+                let gap = (f64::from(p) - f64::from(target)).abs();
+                (error, voxels) = (error + gap, voxels + 1.0);
+                if batch.masks[v][[b, z / 2, y / 2, x / 2]] {
+                    (masked_error, masked) = (masked_error + gap, masked + 1.0);
+                }
+            }
+        }
+        out.reconstruction = masked_error / (masked + 1e-5);
+        out.every_voxel = error / voxels;
+        out
+    }
+
+    impl ByHand {
+        /// The unweighted patch, global and reconstruction terms of epoch `epoch` with
+        /// the centres `[global, patch]`.
+        fn terms(&self, settings: &SmitSettings, epoch: u64, centers: [&[f32]; 2]) -> [f64; 3] {
+            [
+                masked_patch_loss(
+                    &self.teacher_patch,
+                    &self.student_patch,
+                    &self.mask,
+                    centers[1],
+                    &settings.patch_sharpening().at(epoch),
+                    8,
+                ),
+                cross_view_loss(
+                    &self.teacher_global,
+                    &self.student_global,
+                    centers[0],
+                    &settings.sharpening.at(epoch),
+                    &crop_pairs(2, 2, false),
+                ),
+                self.reconstruction,
+            ]
+        }
+
+        /// The centre updates `[global, patch]` from the centres `[global, patch]`.
+        fn center_updates(&self, centers: [&[f32]; 2], momentum: f64) -> [Vec<f32>; 2] {
+            [
+                center_update(centers[0], &self.teacher_global, momentum),
+                center_update(
+                    centers[1],
+                    std::slice::from_ref(&self.teacher_patch),
+                    momentum,
+                ),
+            ]
+        }
+    }
+
+    /// The weights of the patch, global and reconstruction terms.
+    const WEIGHTS: [f64; 3] = [0.3, 0.2, 1.5];
+
+    /// A step's weighted `[patch, global, reconstruction]` terms, after checking that they
+    /// sum to the total.
+    fn weighted_terms<A>(step: &StepLoss<A>) -> [f64; 3] {
+        let terms = ["patch", "global", "reconstruction"].map(|name| component(step, name));
+        let total = finite_scalar("total", step.total.clone());
+        assert_close("total", total, terms.iter().sum(), 1e-6);
+        terms
+    }
+
+    /// A network with the teacher of another and centres that are not 0.
+    fn unlike_teacher(settings: &SmitSettings, device: &Device) -> Smit {
+        let net = seeded::<SmitMethod>(settings, 1, device);
+        let other = seeded::<SmitMethod>(settings, 2, device);
+        Smit {
+            teacher_encoder: other.teacher_encoder,
+            teacher_global: other.teacher_global,
+            teacher_patch: other.teacher_patch,
+            ..with_test_centers(net)
+        }
+    }
+
+    /// `net` with the test centres (global phase 0, patch phase 2).
+    fn with_test_centers(net: Smit) -> Smit {
+        Smit {
+            center_global: net.center_global.map(|c| test_center(32, 0.0, &c.device())),
+            center_patch: net.center_patch.map(|c| test_center(32, 2.0, &c.device())),
+            ..net
+        }
+    }
+
+    /// SMIT's inputs reach the networks as its `train_self_supervised.py` and
+    /// `Cls_Patch_Loss` have them: the teacher sees both views whole, the student sees
+    /// them masked; the global term pairs each teacher view with the student's other view
+    /// (stage-3 tokens pooled), the patch term compares the student's masked view with the
+    /// teacher's whole same view at the masked stage-3 tokens only, per image then over
+    /// images, each term against its own centre; the reconstruction term is the L1 of the
+    /// student's decoded last stage against the whole views over the masked voxels. With
+    /// masks that differ between the views and between the volumes, a teacher unlike the
+    /// student and centres that are not 0, the terms and centre updates equal those worked
+    /// out here from each network's forward pass of each view; the wrong wirings listed
+    /// below would move them far beyond the tolerance.
+    #[test]
+    fn the_student_sees_masked_views_and_the_teacher_whole_ones() {
+        let device = Device::flex();
+        let settings = small_settings();
+        let net = unlike_teacher(&settings, &device);
+        let batch = masked_batch();
+        let step = net.loss(&batch, &epoch_start(0)).unwrap();
+        let got = weighted_terms(&step);
+        let hand = by_hand(&net, &batch);
+        let centers = [
+            values(net.center_global.val()),
+            values(net.center_patch.val()),
+        ];
+        let want = hand.terms(&settings, 0, [&centers[0], &centers[1]]);
+        for (i, name) in ["patch", "global", "reconstruction"].iter().enumerate() {
+            assert_close(&format!("{name} term"), got[i], WEIGHTS[i] * want[i], 1e-5);
+        }
+        let updates = step.aux.map(values);
+        let momentum = settings.sharpening.center_momentum;
+        let want_updates = hand.center_updates([&centers[0], &centers[1]], momentum);
+        assert_all_close("global centre update", &updates[0], &want_updates[0], 1e-6);
+        assert_all_close("patch centre update", &updates[1], &want_updates[1], 1e-6);
+
+        let swapped = hand.terms(&settings, 0, [&centers[1], &centers[0]]);
+        let same_pairs = cross_view_loss(
+            &hand.teacher_global,
+            &hand.student_global,
+            &centers[0],
+            &settings.sharpening.at(0),
+            &crop_pairs(2, 2, true),
+        );
+        let distill = settings.patch_sharpening().at(0);
+        let patch_loss = |teacher: &[f32], mask: &[f32]| {
+            let (student, center) = (&hand.student_patch, &centers[1]);
+            masked_patch_loss(teacher, student, mask, center, &distill, 8)
+        };
+        let half = hand.teacher_patch.len() / 2;
+        let other_view = [&hand.teacher_patch[half..], &hand.teacher_patch[..half]].concat();
+        let pooled_tokens = pooled_masked_patch_loss(
+            &hand.teacher_patch,
+            &hand.student_patch,
+            &hand.mask,
+            &centers[1],
+            &distill,
+        );
+        let [patch, global, reconstruction] = got;
+        for (wrong, got, value) in [
+            ("swapped centres, patch", patch, WEIGHTS[0] * swapped[0]),
+            (
+                "the teacher's other view",
+                patch,
+                WEIGHTS[0] * patch_loss(&other_view, &hand.mask),
+            ),
+            (
+                "every token counted",
+                patch,
+                WEIGHTS[0] * patch_loss(&hand.teacher_patch, &[1.0; 32]),
+            ),
+            (
+                "one mean over the batch's masked tokens",
+                patch,
+                WEIGHTS[0] * pooled_tokens,
+            ),
+            ("swapped centres, global", global, WEIGHTS[1] * swapped[1]),
+            (
+                "pairs of a view with itself",
+                global,
+                WEIGHTS[1] * same_pairs,
+            ),
+            (
+                "every voxel counted",
+                reconstruction,
+                WEIGHTS[2] * hand.every_voxel,
+            ),
+        ] {
+            assert_apart(wrong, got, value, 1e-4);
+        }
+        assert!(largest_gap(&updates[0], &updates[1]) > 1e-4);
+    }
+
+    /// Where the masks apply, seen from outside: content under masked patches reaches the
+    /// teacher (its centre updates change) and the reconstruction target but never the
+    /// student (with a teacher blind to content, neither distillation term changes),
+    /// while content under visible patches reaches the student; with a student blind to
+    /// content, whose prediction then ignores the input, content under visible patches
+    /// leaves the reconstruction term as it is (only masked voxels count); and a batch
+    /// without masked patches has no patch or reconstruction term, though every student
+    /// token differs from the teacher's.
+    #[test]
+    fn masked_content_reaches_the_teacher_and_the_target_but_not_the_student() {
+        let device = Device::flex();
+        let net = seeded::<SmitMethod>(&small_settings(), 1, &device);
+        let batch = masked_batch();
+        let [under_masks, visible] = [true, false].map(|under| perturbed(&batch, under));
+        let run = |net: &Smit, batch: &ViewBatch| {
+            let step = net.loss(batch, &epoch_start(0)).unwrap();
+            (weighted_terms(&step), step.aux.map(values))
+        };
+        let (_, seen) = run(&net, &batch);
+        let (_, seen_masked) = run(&net, &under_masks);
+        for (centre, (a, b)) in ["global", "patch"]
+            .iter()
+            .zip(seen.iter().zip(&seen_masked))
+        {
+            assert!(largest_gap(a, b) > 1e-4, "the teacher's {centre} outputs");
+        }
+
+        let names = ["patch", "global", "reconstruction"];
+        let blind_teacher = Smit {
+            teacher_encoder: content_blind(net.teacher_encoder.clone()),
+            ..net.clone()
+        };
+        let base = run(&blind_teacher, &batch).0;
+        let masked = run(&blind_teacher, &under_masks).0;
+        let changed = run(&blind_teacher, &visible).0;
+        for i in 0..2 {
+            assert_close(
+                &format!("{} term, masked content", names[i]),
+                masked[i],
+                base[i],
+                1e-6,
+            );
+        }
+        assert_apart("reconstruction, masked content", masked[2], base[2], 1e-4);
+        for i in 0..2 {
+            assert_apart(
+                &format!("{}, visible content", names[i]),
+                changed[i],
+                base[i],
+                1e-4,
+            );
+        }
+
+        let blind_student = Smit {
+            swin_vit: content_blind(net.swin_vit.clone()),
+            ..net.clone()
+        };
+        let base = run(&blind_student, &batch).0;
+        let changed = run(&blind_student, &visible).0;
+        assert_close("reconstruction, visible content", changed[2], base[2], 1e-6);
+
+        let unmasked = ViewBatch {
+            masks: vec![patch_mask(|_, _| false); 2],
+            ..batch
+        };
+        let [patch, global, reconstruction] = run(&net, &unmasked).0;
+        assert!(global > 0.0);
+        assert_eq!(
+            [patch, reconstruction],
+            [0.0; 2],
+            "terms without masked patches"
+        );
+    }
+
+    /// A backward pass of SMIT's loss reaches the student's encoder, mask token, decoder
+    /// and both heads, and nothing of the teacher or the centres.
+    #[test]
+    fn gradients_reach_the_student_and_not_the_teacher() {
+        let device = Device::flex().autodiff();
+        let net = seeded::<SmitMethod>(&small_settings(), 1, &device);
+        let step = net.loss(&masked_batch(), &epoch_start(0)).unwrap();
+        let grads = GradientsParams::from_grads(step.total.backward(), &net);
+        assert_only_the_student_learns(
+            &param_grads(&net, &grads),
+            &[
+                "teacher_encoder",
+                "teacher_global",
+                "teacher_patch",
+                "center_global",
+                "center_patch",
+            ],
+            &[
+                "swin_vit",
+                "mask_token",
+                "decoder",
+                "head_global",
+                "head_patch",
+            ],
+        );
+    }
+
+    /// Two steps in the loop's order (loss and backward, optimiser step, `after_step`):
+    /// after step 1 the teacher's encoder and both heads are `m·θ_t + (1 − m)·θ_s` of the
+    /// student after the optimiser step, and both centres are the updates step 1's loss
+    /// computed; step 2's terms use those centres, not the initial ones nor the ones step
+    /// 2 computes, and its updates start from them.
+    #[test]
+    fn two_steps_move_the_teacher_after_the_optimiser_and_the_centres_after_the_loss() {
+        let device = Device::flex().autodiff();
+        let settings = small_settings();
+        let momentum = 0.9;
+        let net = with_test_centers(seeded::<SmitMethod>(&settings, 1, &device));
+        let batch = masked_batch();
+        let centers = |net: &Smit| [&net.center_global, &net.center_patch].map(|c| values(c.val()));
+        let initial = centers(&net);
+        let pairs = &[
+            ("teacher_encoder", "swin_vit"),
+            ("teacher_global", "head_global"),
+            ("teacher_patch", "head_patch"),
+        ];
+        let (net, current) = first_step_of_two_centres(net, &batch, pairs, momentum, centers);
+
+        let context = StepContext {
+            iteration: 1,
+            ..epoch_start(0)
+        };
+        let step = net.loss(&batch, &context).unwrap();
+        let got = weighted_terms(&step);
+        let hand = by_hand(&net, &batch);
+        let terms = |c: &[Vec<f32>; 2]| hand.terms(&settings, 0, [&c[0], &c[1]]);
+        let want = terms(&current);
+        for (i, name) in ["patch", "global", "reconstruction"].iter().enumerate() {
+            assert_close(
+                &format!("step 2 {name} term"),
+                got[i],
+                WEIGHTS[i] * want[i],
+                1e-5,
+            );
+        }
+        let momentum = settings.sharpening.center_momentum;
+        let next = hand.center_updates([&current[0], &current[1]], momentum);
+        let updates = step.aux.map(values);
+        assert_all_close("step 2's global centre update", &updates[0], &next[0], 1e-6);
+        assert_all_close("step 2's patch centre update", &updates[1], &next[1], 1e-6);
+        for (wrong, centers) in [
+            ("the initial centres", &initial),
+            ("step 2's own updates", &next),
+        ] {
+            let value = terms(centers);
+            assert_apart(wrong, got[0], WEIGHTS[0] * value[0], 1e-4);
+            assert_apart(wrong, got[1], WEIGHTS[1] * value[1], 1e-4);
         }
     }
 }

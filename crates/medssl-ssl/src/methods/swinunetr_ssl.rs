@@ -240,7 +240,15 @@ impl Pretext for SwinUnetrSsl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::test_support::encoder;
+    use crate::methods::test_support::{
+        assert_apart, assert_close, component, cross_entropy_f64, encoder, epoch_start,
+        finite_scalar, seeded, values, view_tensor, zeroed,
+    };
+    use medssl_data::loader::CaseWork;
+    use medssl_data::views::rotate;
+    use medssl_data::{Sample, rng};
+    use medssl_io::{Affine, Volume};
+    use ndarray::{Array4, Axis};
 
     /// As `SwinUNETR/Pretrain/main.py`: two copies of one crop (96³ in `paper`, its
     /// `roi_x/y/z`; 64³ in `tiny`), each turned by one of 4 quarter turns in one plane
@@ -321,5 +329,159 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("temperature"), "{err}");
+    }
+
+    /// The batch the plan makes from two 64³ volumes (the crop is the whole volume):
+    /// views 0 and 1 are the in-painted copies (the network's inputs), views 2 and 3 the
+    /// clean ones (the reconstruction targets), and label row `v` says how copy `v` was
+    /// turned. Both clean copies turn back to one crop; each corrupted copy differs from
+    /// its clean one in some voxels, not all. The streams are picked so that the two
+    /// copies of a volume are turned differently.
+    fn planned_batch() -> ViewBatch {
+        let settings = SwinUnetrSslMethod::settings(Preset::Tiny);
+        let plan = SwinUnetrSslMethod::view_plan(
+            &settings,
+            &encoder(),
+            [64; 3],
+            Pipeline::default(),
+            Pipeline::default(),
+        )
+        .unwrap();
+        let volumes: Vec<Volume> = (0..2)
+            .map(|b| {
+                let image = Array4::from_shape_fn((1, 64, 64, 64), |(_, z, y, x)| {
+                    0.5 + 0.5 * ((z * 3 + y * 5 + x * 7 + b * 11) as f32 * 0.07).sin()
+                });
+                Volume::new(image, Affine::identity())
+            })
+            .collect();
+        // Per volume, the first stream whose two copies turn differently.
+        let sets: Vec<_> = volumes
+            .iter()
+            .enumerate()
+            .map(|(b, volume)| {
+                let sample = Sample::unlabelled(format!("case{b}"), volume.clone());
+                (10 * b as u64..)
+                    .map(|seed| plan.views(&sample, &mut rng::stream(seed, &[])).unwrap())
+                    .find(|set| set.labels[0] != set.labels[1])
+                    .unwrap()
+            })
+            .collect();
+        let batch = plan.stack(&sets).unwrap();
+        assert_eq!(batch.views.len(), 4);
+        assert_eq!(batch.labels.len(), 2);
+        for (b, volume) in volumes.iter().enumerate() {
+            for copy in 0..2 {
+                let clean = batch.views[2 + copy].index_axis(Axis(0), b).to_owned();
+                let turn = RotationSet::Tang.rotation(batch.labels[copy][b]).unwrap();
+                let back = rotate(
+                    &Volume::new(clean.clone(), Affine::identity()),
+                    turn.inverse(),
+                );
+                assert_eq!(back.data(), volume.data(), "volume {b} copy {copy}");
+                let corrupted = batch.views[copy].index_axis(Axis(0), b);
+                let changed = corrupted.iter().zip(&clean).filter(|(a, c)| a != c).count();
+                assert!(
+                    changed > 0 && changed < clean.len(),
+                    "volume {b} copy {copy}: {changed} voxels in-painted"
+                );
+            }
+        }
+        batch
+    }
+
+    /// The corrupted copies (views 0 and 1) go through the encoder; token 0 of its
+    /// deepest stage (the first in raster order) goes to the rotation head, scored
+    /// against the copies' labels, token 1 to the contrastive head, NT-Xent pairing the
+    /// two copies of each volume; the decoder's reconstruction is scored against the
+    /// clean copies (views 2 and 3). With the decoder's output layer zeroed, the
+    /// reconstruction loss is the mean |x| of the clean copies; every component equals
+    /// what is recomputed here (cross-entropy in f64, tokens cut from the stage by
+    /// position, one copy per encoder pass), the total their sum; reading the labels of
+    /// the other copy, the other token for either head, or the corrupted copies as the
+    /// targets would give other values.
+    #[test]
+    fn inputs_labels_tokens_and_targets_reach_their_heads() {
+        let batch = planned_batch();
+        let device = Device::flex();
+        // A cold temperature: at initialisation the contrastive embeddings of all four
+        // copies point almost the same way (cosines about 0.99), which Tang's 0.5 would
+        // leave NT-Xent near ln 3 whichever token or pairing it read.
+        let settings = SwinUnetrSslSettings {
+            temperature: 0.01,
+            ..SwinUnetrSslMethod::settings(Preset::Tiny)
+        };
+        let mut net = seeded::<SwinUnetrSslMethod>(&settings, 1, &device);
+        net.decoder.out = zeroed(net.decoder.out);
+        let out = net.loss(&batch, &epoch_start(0)).unwrap();
+        let [rotation, contrastive, reconstruction] =
+            ["rotation", "contrastive", "reconstruction"].map(|name| component(&out, name));
+        let total = finite_scalar("total", out.total);
+        assert_close(
+            "total",
+            total,
+            rotation + contrastive + reconstruction,
+            1e-6,
+        );
+
+        let tokens: Vec<[Tensor<2>; 2]> = (0..2)
+            .map(|v| {
+                let [.., deepest] = net.swin_vit.forward(view_tensor(&batch, v, &device));
+                let [b, c, d, h, w] = deepest.dims();
+                assert_eq!([d, h, w], [2, 2, 2]);
+                [0, 1].map(|i| {
+                    deepest
+                        .clone()
+                        .slice([0..b, 0..c, 0..1, 0..1, i..i + 1])
+                        .reshape([b, c])
+                })
+            })
+            .collect();
+        let logits = |i: usize| {
+            let rows = tokens.iter().map(|t| t[i].clone()).collect();
+            values(net.rotation_head.forward(Tensor::cat(rows, 0)))
+        };
+        let labels = |first: usize| -> Vec<usize> {
+            [first, 1 - first]
+                .iter()
+                .flat_map(|&v| batch.labels[v].clone())
+                .collect()
+        };
+        let want = cross_entropy_f64(&logits(0), 4, &labels(0));
+        assert_close("rotation", rotation, want, 1e-5);
+        assert_apart(
+            "labels of the other copy",
+            want,
+            cross_entropy_f64(&logits(0), 4, &labels(1)),
+            1e-3,
+        );
+        assert_apart(
+            "token 1",
+            want,
+            cross_entropy_f64(&logits(1), 4, &labels(0)),
+            1e-3,
+        );
+
+        let contrast = |i: usize| {
+            let [a, b] = [0, 1].map(|v| net.contrastive_head.forward(tokens[v][i].clone()));
+            finite_scalar("by hand", ntxent(a, b, settings.temperature))
+        };
+        assert_close("contrastive", contrastive, contrast(1), 1e-5);
+        assert_apart("token 0", contrast(1), contrast(0), 1e-3);
+
+        let mean_abs = |views: [usize; 2]| {
+            let all: Vec<f64> = views
+                .iter()
+                .flat_map(|&v| batch.views[v].iter().map(|x| f64::from(x.abs())))
+                .collect();
+            all.iter().sum::<f64>() / all.len() as f64
+        };
+        assert_close("reconstruction", reconstruction, mean_abs([2, 3]), 1e-5);
+        assert_apart(
+            "corrupted targets",
+            mean_abs([2, 3]),
+            mean_abs([0, 1]),
+            1e-3,
+        );
     }
 }
