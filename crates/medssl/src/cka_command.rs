@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use medssl_train::finetune::feature_reuse::compare_networks;
 
-use crate::speed_command::parse_device;
+use crate::device::parse_device;
 
 /// Arguments of `medssl cka`.
 #[derive(Debug, Args)]

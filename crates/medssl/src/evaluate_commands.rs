@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use medssl_train::finetune::evaluate::{Part, evaluate};
 use medssl_train::finetune::inference::predict_file;
 
-use crate::speed_command::parse_device;
+use crate::device::parse_device;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum SplitArg {

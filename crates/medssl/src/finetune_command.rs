@@ -8,9 +8,9 @@ use clap::Args;
 use medssl_data::splits::Budget;
 use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init};
 
+use crate::device::parse_device;
 use crate::progress::EpochBar;
 use crate::run_args::RunArgs;
-use crate::speed_command::parse_device;
 
 /// Arguments of `medssl finetune`.
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod cka_command;
 mod demo_command;
+mod device;
 mod evaluate_commands;
 mod finetune_command;
 mod image_commands;

@@ -12,10 +12,10 @@ use medssl_train::finetune::FinetuneConfig;
 use medssl_train::pretrain::{Event, Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 
+use crate::device::parse_device;
 use crate::progress::EpochBar;
 use crate::run_args::PresetArg;
 use crate::run_args::RunArgs;
-use crate::speed_command::parse_device;
 
 /// Arguments of `medssl pretrain`.
 #[derive(Debug, Args)]

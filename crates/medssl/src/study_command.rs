@@ -14,7 +14,7 @@ use medssl_bench::runner::{RunEvent, Runner};
 use medssl_bench::slurm::{SlurmOptions, write_scripts};
 use medssl_bench::state::{JobState, state};
 
-use crate::speed_command::parse_device;
+use crate::device::parse_device;
 
 /// `medssl study` subcommands.
 #[derive(Debug, Subcommand)]
