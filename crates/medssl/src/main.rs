@@ -69,12 +69,26 @@ enum Command {
     Weights(weights_commands::WeightsCommand),
 }
 
+/// `medssl study status | head` ends as Unix tools do when the reader goes away: killed
+/// by SIGPIPE, silently. Rust ignores SIGPIPE, so every `println!` after the reader left
+/// would panic with a backtrace instead.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: restores the default disposition of SIGPIPE at the start of `main`, before
+    // any other thread exists; nothing in the program relies on SIGPIPE being ignored (it
+    // writes to files and pipes, never to sockets).
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     // Keep freed memory instead of returning it to the OS after a delay: tensor buffers
     // of the same sizes come back every step. (Option 15 is mimalloc's purge delay.)
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets a process-wide allocator option; no allocation depends on its old value.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    die_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => image_commands::info(&args),

@@ -242,3 +242,20 @@ fn bad_methods_and_collections_are_named() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("mask_ratio"), "{}", stderr(&out));
 }
+
+/// A reader that goes away (`medssl methods | head -0`) ends the program quietly, as it
+/// does a Unix tool, instead of a panic about a broken pipe.
+#[test]
+fn a_closed_pipe_ends_output_without_a_panic() {
+    let mut child = std::process::Command::new(common::bin())
+        .arg("methods")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
