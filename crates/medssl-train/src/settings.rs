@@ -30,9 +30,50 @@ pub fn layered<T: Serialize + DeserializeOwned>(
             .ok_or_else(|| TrainError::Invalid(format!("--set {item}: expected key=value")))?;
         set_key(&mut table, key.trim(), value.trim(), optional)?;
     }
+    let defaults = toml::Table::try_from(defaults)
+        .map_err(|e| TrainError::Invalid(format!("cannot serialise the defaults: {e}")))?;
     toml::Value::Table(table)
         .try_into()
-        .map_err(|e| TrainError::Invalid(format!("configuration: {e}")))
+        .map_err(|e| TrainError::Invalid(explain(&e, &defaults)))
+}
+
+/// A value of the wrong form, said in a user's words: the setting, what it got, what it
+/// takes (`a whole number`, not serde's `u64`), and the setting's default as an example
+/// of the right form to copy.
+fn explain(error: &toml::de::Error, defaults: &toml::Table) -> String {
+    let text = error.to_string();
+    let key = text
+        .lines()
+        .find_map(|line| line.strip_prefix("in `")?.strip_suffix('`'));
+    let message = [
+        ("expected u64", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(error.message().trim().to_string(), |m, (serde, plain)| {
+        m.replace(serde, plain)
+    });
+    let Some(key) = key else {
+        return format!("configuration: {message}");
+    };
+    let default = key
+        .split('.')
+        .try_fold(None::<&toml::Value>, |at, part| match at {
+            None => defaults.get(part).map(Some),
+            Some(value) => value.get(part).map(Some),
+        })
+        .flatten();
+    match default {
+        Some(value) if !value.is_table() => {
+            format!("setting `{key}`: {message}, e.g. --set '{key}={value}' (its default)")
+        }
+        _ => format!("setting `{key}`: {message}"),
+    }
 }
 
 /// Merges `overlay` into `base`; keys must exist in `base` (so a typo is an error that
@@ -94,4 +135,62 @@ fn set_key(table: &mut toml::Table, key: &str, value: &str, optional: &[&str]) -
     cursor.insert(parts[parts.len() - 1].to_string(), parsed);
     merge(table, overlay, "", optional)
         .map_err(|e| TrainError::Invalid(format!("--set {key}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Settings {
+        train: Train,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Train {
+        epochs: u64,
+        lr: f64,
+        roi: [usize; 3],
+        shuffle: bool,
+    }
+
+    fn refused(set: &str) -> String {
+        let defaults = Settings {
+            train: Train {
+                epochs: 20,
+                lr: 3e-4,
+                roi: [32; 3],
+                shuffle: true,
+            },
+        };
+        layered(&defaults, None, &[set.to_string()], &[])
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// A value of the wrong form names the setting, says what it takes in plain words
+    /// (no Rust type names) and shows the default as a value to copy.
+    #[test]
+    fn a_value_of_the_wrong_form_is_explained_with_an_example() {
+        let err = refused("train.epochs=abc");
+        assert!(err.contains("setting `train.epochs`"), "{err}");
+        assert!(err.contains("expected a whole number"), "{err}");
+        assert!(err.contains("--set 'train.epochs=20'"), "{err}");
+        assert!(!err.contains("u64"), "{err}");
+
+        let err = refused("train.roi=64");
+        assert!(err.contains("setting `train.roi`"), "{err}");
+        assert!(err.contains("an array of length 3"), "{err}");
+        assert!(err.contains("--set 'train.roi=[32, 32, 32]'"), "{err}");
+
+        let err = refused("train.lr=fast");
+        assert!(err.contains("expected a number"), "{err}");
+        assert!(!err.contains("f64"), "{err}");
+
+        let err = refused("train.shuffle=3");
+        assert!(err.contains("expected true or false"), "{err}");
+        assert!(err.contains("--set 'train.shuffle=true'"), "{err}");
+    }
 }
