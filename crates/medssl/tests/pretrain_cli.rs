@@ -259,3 +259,17 @@ fn a_closed_pipe_ends_output_without_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// A missing file is named once with the system's reason, said once.
+#[test]
+fn a_missing_file_is_said_once() {
+    let out = medssl(&["info", "no-such-image.nii.gz"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-image.nii.gz"), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}
