@@ -31,7 +31,7 @@ pub enum StudyCommand {
     Plan { file: PathBuf },
     /// Run the jobs that are not finished (resuming interrupted ones); without --job or
     /// --shard, then write results.csv and the report.
-    Run(RunArgs),
+    Run(StudyRunArgs),
     /// Done / running / failed / waiting per job, with the errors of failed ones.
     Status { file: PathBuf },
     /// Write Slurm array scripts (pretraining, then each row's fine-tunes after its own
@@ -43,7 +43,7 @@ pub enum StudyCommand {
 
 /// Arguments of `medssl study run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct StudyRunArgs {
     file: PathBuf,
     /// Run only shard INDEX of COUNT (INDEX from 0): jobs k with k mod COUNT = INDEX.
     #[arg(long, conflicts_with = "job")]
@@ -167,7 +167,7 @@ fn plan(file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run(args: &RunArgs) -> Result<()> {
+fn run(args: &StudyRunArgs) -> Result<()> {
     let selection = match (&args.job, &args.shard) {
         (Some(id), _) => Selection::Job(id),
         (None, Some(shard)) => Selection::Shard(shard),
