@@ -365,11 +365,16 @@ impl Verdict {
         );
     }
 
-    /// The tail mean of monitor `name` below `ceiling`.
-    fn below(&mut self, run: &Run, setup: &Setup, name: &str, ceiling: f64, why: &str) {
-        let value = run.tail_monitor(setup, name);
+    /// The teacher's entropy (tail mean) below [`FACTOR`] × `ln(out_dim)`, the entropy
+    /// of a teacher collapsed to uniform over its `out_dim` prototypes.
+    fn teacher_not_uniform(&mut self, run: &Run, setup: &Setup, out_dim: usize) {
+        let value = run.tail_monitor(setup, "teacher_entropy");
+        let ceiling = FACTOR * ln(out_dim);
         self.check(
-            format!("{name} {value:.4} < {ceiling:.4} ({why})"),
+            format!(
+                "teacher_entropy {value:.4} < {ceiling:.4} ({FACTOR} × ln(out_dim): a uniform \
+                 teacher has ln(out_dim))"
+            ),
             value < ceiling,
         );
     }
@@ -642,15 +647,8 @@ fn smit(setup: Setup) {
             why: "L1 of the best constant, masked voxels".into(),
         },
     ];
-    let f = FACTOR;
-    verdict.loss(&run, &setup, &terms, f);
-    verdict.below(
-        &run,
-        &setup,
-        "teacher_entropy",
-        f * ln(k),
-        &format!("{f} × ln(out_dim): a uniform teacher has ln(out_dim)"),
-    );
+    verdict.loss(&run, &setup, &terms, FACTOR);
+    verdict.teacher_not_uniform(&run, &setup, k);
     verdict.spread(&run, &setup);
     verdict.finish();
 }
@@ -670,15 +668,8 @@ fn judge_dino(run: &Run, setup: &Setup) -> Verdict {
         chance: ln(k),
         why: format!("ln(out_dim), out_dim = {k}"),
     }];
-    let f = FACTOR;
-    verdict.loss(run, setup, &terms, f);
-    verdict.below(
-        run,
-        setup,
-        "teacher_entropy",
-        f * ln(k),
-        &format!("{f} × ln(out_dim): a uniform teacher has ln(out_dim)"),
-    );
+    verdict.loss(run, setup, &terms, FACTOR);
+    verdict.teacher_not_uniform(run, setup, k);
     verdict.spread(run, setup);
     verdict
 }
@@ -712,15 +703,8 @@ fn ibot(setup: Setup) {
             why: uniform,
         },
     ];
-    let f = FACTOR;
-    verdict.loss(&run, &setup, &terms, f);
-    verdict.below(
-        &run,
-        &setup,
-        "teacher_entropy",
-        f * ln(k),
-        &format!("{f} × ln(out_dim): a uniform teacher has ln(out_dim)"),
-    );
+    verdict.loss(&run, &setup, &terms, FACTOR);
+    verdict.teacher_not_uniform(&run, &setup, k);
     verdict.spread(&run, &setup);
     verdict.finish();
 }
