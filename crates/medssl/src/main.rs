@@ -1,9 +1,11 @@
 //! The `medssl` command-line program.
 
 mod cka_command;
+mod completions_command;
 mod demo_command;
 mod device;
 mod evaluate_commands;
+mod export_command;
 mod finetune_command;
 mod image_commands;
 mod pretrain_command;
@@ -12,6 +14,7 @@ mod run_args;
 mod speed_command;
 mod study_command;
 mod synth_command;
+mod tensorboard;
 mod weights_commands;
 
 use std::process::ExitCode;
@@ -28,8 +31,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Self-supervised pretraining and transfer benchmarking for 3D medical image
 /// segmentation.
 #[derive(Debug, Parser)]
-#[command(name = "medssl", version, about, long_about = None)]
+#[command(name = "medssl", version = env!("MEDSSL_VERSION_LINE"), about, long_about = None)]
 struct Cli {
+    /// Worker threads for tensor kernels and data loading (default: every core; the
+    /// environment variable RAYON_NUM_THREADS sets the same).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,7 +52,7 @@ enum Command {
     /// Pretrain the Swin encoder on an unlabelled collection with a self-supervised method.
     Pretrain(pretrain_command::PretrainArgs),
     /// List the pretraining methods.
-    Methods,
+    Methods(pretrain_command::MethodsArgs),
     /// Show the settings of a run with their defaults.
     #[command(subcommand)]
     Config(pretrain_command::ConfigCommand),
@@ -67,6 +74,11 @@ enum Command {
     /// Import, inspect and export SwinUNETR weights.
     #[command(subcommand)]
     Weights(weights_commands::WeightsCommand),
+    /// Export a run's metrics for other tools (TensorBoard).
+    #[command(subcommand)]
+    Export(export_command::ExportCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions(completions_command::CompletionsArgs),
 }
 
 /// `medssl study status | head` ends as Unix tools do when the reader goes away: killed
@@ -90,6 +102,10 @@ fn main() -> ExitCode {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     die_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
+    if let Err(err) = set_threads(cli.threads) {
+        eprintln!("error: {}", describe(&err));
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Info(args) => image_commands::info(&args),
         Command::Convert(args) => image_commands::convert(&args),
@@ -97,7 +113,7 @@ fn main() -> ExitCode {
         Command::Speed(args) => speed_command::speed(&args),
         Command::Synth(args) => synth_command::synth(&args),
         Command::Pretrain(args) => pretrain_command::pretrain(&args),
-        Command::Methods => pretrain_command::methods(),
+        Command::Methods(args) => pretrain_command::methods(&args),
         Command::Config(command) => pretrain_command::config(&command),
         Command::Finetune(args) => finetune_command::finetune(&args),
         Command::Evaluate(args) => evaluate_commands::evaluate_command(&args),
@@ -105,6 +121,8 @@ fn main() -> ExitCode {
         Command::Cka(args) => cka_command::cka_command(&args),
         Command::Study(command) => study_command::study(&command),
         Command::Demo(args) => demo_command::demo(&args),
+        Command::Export(command) => export_command::export(&command),
+        Command::Completions(args) => completions_command::completions::<Cli>(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -112,6 +130,20 @@ fn main() -> ExitCode {
             eprintln!("error: {}", describe(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Sizes the rayon pool that Burn's CPU kernels, the convolution kernels and the data
+/// pipeline share; without `--threads`, rayon's default (RAYON_NUM_THREADS, else one
+/// thread per core) holds.
+fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    match threads {
+        None => Ok(()),
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("--threads {n}: {e}")),
     }
 }
 

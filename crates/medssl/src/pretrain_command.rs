@@ -78,7 +78,21 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
 }
 
 /// `medssl methods`.
-pub fn methods() -> Result<()> {
+pub fn methods(args: &MethodsArgs) -> Result<()> {
+    if args.json {
+        let list: Vec<_> = METHODS
+            .iter()
+            .map(|info| {
+                serde_json::json!({
+                    "name": info.name,
+                    "family": info.family.to_string(),
+                    "description": info.description,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
     println!("{:<16}{:<26}description", "method", "family");
     for info in METHODS {
         println!(
@@ -89,6 +103,14 @@ pub fn methods() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Arguments of `medssl methods`.
+#[derive(Debug, Args)]
+pub struct MethodsArgs {
+    /// Print a JSON array of `{name, family, description}` objects instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `medssl config show`.

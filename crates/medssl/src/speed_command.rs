@@ -69,13 +69,6 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 /// `medssl speed`.
 pub fn speed(args: &SpeedArgs) -> Result<()> {
     if args.iters == 0 {
@@ -139,7 +132,7 @@ pub fn speed(args: &SpeedArgs) -> Result<()> {
     let report = json!({
         "backend": if args.device == "cpu" { "flex".to_string() } else { args.device.clone() },
         "device": args.device,
-        "threads": threads(),
+        "threads": rayon::current_num_threads(),
         "feature_size": args.feature_size,
         "roi": args.roi,
         "volume": [d, h, w],
@@ -156,7 +149,7 @@ pub fn speed(args: &SpeedArgs) -> Result<()> {
             "SwinUNETR fs{} on {} ({} threads)\n  forward {}^3:            {:>9.1} ms\n  train step {}^3:         {:>9.1} ms\n  sliding window {:?}: {:>9.1} ms\n  peak RSS:               {:>9.0} MB",
             args.feature_size,
             report["backend"].as_str().unwrap_or("?"),
-            threads(),
+            rayon::current_num_threads(),
             args.roi,
             forward_ms,
             args.roi,
