@@ -1,6 +1,7 @@
 //! `Sample`: what flows through a pipeline — an image, its optional label map, and the
 //! case id every error message names.
 
+use medssl_io::geometry::affine_rows;
 use medssl_io::{Affine, Volume};
 
 use crate::error::{DataError, Result};
@@ -73,12 +74,19 @@ impl Sample {
         let (a, b) = (self.image.affine(), label.affine());
         if !affines_agree(a, b) {
             return Err(self.error(format!(
-                "label affine differs from image affine (image {a}, label {b})"
+                "label affine differs from the image's beyond the tolerance \
+                 ({GRID_TOLERANCE}): label rows {:?}, image rows {:?}",
+                &affine_rows(b)[..3],
+                &affine_rows(a)[..3]
             )));
         }
         Ok(())
     }
 }
+
+/// [`affines_agree`]'s tolerance in words, for messages and documentation.
+pub const GRID_TOLERANCE: &str = "affine entries may differ by 1e-4 of their magnitude, \
+                                  at least 1e-3 mm";
 
 /// Whether two affines describe the same grid placement: every entry within 1e-4 of the
 /// larger magnitude (at least 10, so 1e-3 mm on translations), the tolerance MONAI's and

@@ -188,8 +188,10 @@ fn msd_task_reads_cases_channels_and_labels() {
     assert_eq!(
         task.check().unwrap(),
         CheckReport {
-            cases: 4,
-            empty_labels: vec![]
+            training: 3,
+            test: 1,
+            empty_labels: vec![],
+            spacing: Some([[1.5, 1.25, 2.0]; 2]),
         }
     );
 }
@@ -222,7 +224,8 @@ fn nnunet_task_finds_cases_and_stacks_channel_files_in_order() {
     assert_eq!(sample.image, image(2, 1));
     assert_eq!(sample.label, Some(label()));
     assert_eq!(task.load_case(&task.test[0]).unwrap().image, image(2, 2));
-    assert_eq!(task.check().unwrap().cases, 3);
+    let report = task.check().unwrap();
+    assert_eq!((report.training, report.test), (2, 1));
 }
 
 #[test]
@@ -629,5 +632,86 @@ fn bad_dataset_json_content_is_explained() {
     assert_mentions(
         &error_text(Task::open(dir)),
         &["dataset.json", "invalid dataset.json"],
+    );
+}
+
+/// `open_checked` goes on past the first problem: a missing file, the problems of one
+/// case's image and label together, and another case's label grid, all in one error,
+/// and a task without problems gives the summary's counts and spacing range.
+#[test]
+fn open_checked_lists_every_problem_of_every_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    msd(dir);
+    // Case 2 on voxels twice as large: 3 x 2.5 x 4 mm.
+    let coarse = affine_from_rows([
+        [3.0, 0.0, 0.0, -10.0],
+        [0.0, 2.5, 0.0, 5.0],
+        [0.0, 0.0, 4.0, 3.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]);
+    write(
+        &dir.join("imagesTr/prostate_2.nii.gz"),
+        &Volume::new(image(2, 2).into_data(), coarse),
+        OutputType::Float32,
+    );
+    write(
+        &dir.join("labelsTr/prostate_2.nii.gz"),
+        &Volume::new(label().into_data(), coarse),
+        OutputType::UInt8,
+    );
+    let (task, report) = Task::open_checked(dir).unwrap();
+    assert_eq!(
+        report.summary(&task),
+        "Prostate: 3 training case(s), 1 test case(s); 2 channel(s) (T2, ADC); 3 classes \
+         (background, PZ, TZ); spacing 1.5-3 x 1.25-2.5 x 2-4 mm"
+    );
+
+    let mut nan = image(2, 0);
+    nan.data_mut()[[0, 1, 1, 1]] = f32::NAN;
+    write(
+        &dir.join("imagesTr/prostate_0.nii.gz"),
+        &nan,
+        OutputType::Float32,
+    );
+    let mut seven = label();
+    seven.data_mut()[[0, 0, 0, 0]] = 7.0;
+    write(
+        &dir.join("labelsTr/prostate_0.nii.gz"),
+        &seven,
+        OutputType::UInt8,
+    );
+    let gone = dir.join("labelsTr/prostate_1.nii.gz");
+    std::fs::remove_file(&gone).unwrap();
+    let small = Volume::new(Array4::zeros((1, 4, 5, 2)), grid());
+    write(
+        &dir.join("labelsTr/prostate_2.nii.gz"),
+        &small,
+        OutputType::UInt8,
+    );
+
+    let message = error_text(Task::open_checked(dir));
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 5, "{message}");
+    assert_mentions(
+        lines[0],
+        &["dataset.json", "3 of 4 cases failed the check (4 problems)"],
+    );
+    // Case by case in dataset order, whether found by `open` or in the files.
+    assert_mentions(lines[1], &["case prostate_0", "prostate_0.nii.gz", "1 NaN"]);
+    assert_mentions(
+        lines[2],
+        &["case prostate_0", "label values 7 are not declared"],
+    );
+    assert_mentions(
+        lines[3],
+        &["case prostate_1", &path_text(gone), "does not exist"],
+    );
+    assert_mentions(
+        lines[4],
+        &[
+            "case prostate_2",
+            "label shape [4, 5, 2] differs from image shape [4, 5, 3]",
+        ],
     );
 }

@@ -9,12 +9,16 @@ use crate::error::{DataError, Result};
 
 /// The cases in `dir/images` (and their labels in `dir/labels`), sorted by id. A missing
 /// `images` folder means no cases (a task without `imagesTs` has no test cases).
+/// Misnamed files, channel files that are missing or not declared, and label maps
+/// without images go to `problems`, so that one pass lists them all; a case with such a
+/// problem is still returned (it counts towards `numTraining`) and named by its problem.
 pub(super) fn cases(
     dir: &Path,
     images: &str,
     labels: Option<&str>,
     file_ending: &str,
     channels: usize,
+    problems: &mut Vec<DataError>,
 ) -> Result<Vec<Case>> {
     let image_dir = dir.join(images);
     if !image_dir.is_dir() {
@@ -24,15 +28,16 @@ pub(super) fn cases(
     for name in file_names(&image_dir, file_ending)? {
         let path = image_dir.join(&name);
         let stem = &name[..name.len() - file_ending.len()];
-        let (id, channel) = split_channel(stem).ok_or_else(|| {
-            DataError::file(
+        let Some((id, channel)) = split_channel(stem) else {
+            problems.push(DataError::file(
                 &path,
                 format!(
                     "not named {{case}}_{{channel}}{file_ending} with a 4-digit channel \
                      (e.g. case_0000{file_ending}), as nnU-Net v2 requires"
                 ),
-            )
-        })?;
+            ));
+            continue;
+        };
         found
             .entry(id.to_string())
             .or_default()
@@ -41,8 +46,8 @@ pub(super) fn cases(
 
     let mut cases = Vec::with_capacity(found.len());
     for (id, files) in found {
-        if let Some((&extra, path)) = files.range(channels..).next() {
-            return Err(DataError::case(
+        for (extra, path) in files.range(channels..) {
+            problems.push(DataError::case(
                 &id,
                 format!(
                     "{}: channel {extra}, but dataset.json declares {channels} channel(s)",
@@ -50,9 +55,8 @@ pub(super) fn cases(
                 ),
             ));
         }
-        if files.len() < channels {
-            let missing = (0..channels).find(|c| !files.contains_key(c)).unwrap_or(0);
-            return Err(DataError::case(
+        for missing in (0..channels).filter(|c| !files.contains_key(c)) {
+            problems.push(DataError::case(
                 &id,
                 format!(
                     "{}: missing channel {missing} file",
@@ -76,7 +80,7 @@ pub(super) fn cases(
             for name in file_names(&label_dir, file_ending)? {
                 let id = &name[..name.len() - file_ending.len()];
                 if cases.binary_search_by(|c| c.id.as_str().cmp(id)).is_err() {
-                    return Err(DataError::file(
+                    problems.push(DataError::file(
                         label_dir.join(&name),
                         format!("label map without images: no {images}/{id}_0000{file_ending}"),
                     ));

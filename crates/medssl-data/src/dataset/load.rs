@@ -9,9 +9,9 @@ use medssl_io::ndarray::{Axis, concatenate};
 use medssl_io::{ReadOptions, Volume, read_volume};
 use rayon::prelude::*;
 
-use super::{Case, DATASET_JSON, Task};
+use super::{Case, Task};
 use crate::error::{DataError, Result};
-use crate::sample::{Sample, same_grid};
+use crate::sample::{GRID_TOLERANCE, Sample, same_grid};
 
 /// Voxels per parallel chunk of the value scans: large enough that scheduling costs
 /// nothing next to the scan, small enough to spread a volume over the threads.
@@ -20,153 +20,131 @@ const CHUNK: usize = 1 << 16;
 /// How many offending label values an error lists.
 const LISTED_VALUES: usize = 20;
 
-/// What [`Task::check`] found that is worth a look but does not stop a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CheckReport {
-    /// Number of cases read and checked (training and test).
-    pub cases: usize,
-    /// Training cases whose label map is background only. Legitimate (a scan without the
-    /// structure) but often a conversion mistake, and it gives a Dice of 0 or 1 only.
-    pub empty_labels: Vec<String>,
-}
-
-impl CheckReport {
-    /// One line per finding, for logs.
-    pub fn warnings(&self) -> Vec<String> {
-        self.empty_labels
-            .iter()
-            .map(|id| format!("case {id}: the label map is background only"))
-            .collect()
-    }
-}
-
 impl Task {
     /// Reads a case: image channels stacked in channel order, the label as a 1-channel
     /// volume. Fails, naming the case and the file, when a file cannot be read, the
     /// channels do not share one grid or do not match the declared channels, an image
     /// voxel is NaN or infinite, the label does not lie on the image grid (1e-3 mm /
-    /// 1e-4 relative, as nnU-Net allows) or holds values that are not declared labels.
+    /// 1e-4 relative, as nnU-Net allows) or holds values that are not declared labels;
+    /// several problems of one case are all in the message, separated by `; `.
     pub fn load_case(&self, case: &Case) -> Result<Sample> {
-        let image = self.load_image(case)?;
-        let Some(label_path) = &case.label else {
-            return Ok(Sample::unlabelled(&case.id, image));
-        };
-        let label = read(case, label_path)?;
-        let sample = Sample::labelled(&case.id, image, label).map_err(|e| match e {
-            DataError::Case { message, .. } => in_file(case, label_path, message),
-            other => other,
-        })?;
-        if let Some(label) = &sample.label {
-            check_label_values(case, label_path, label, &self.labels)?;
-        }
-        Ok(sample)
+        self.inspect(case)
+            .map_err(|problems| DataError::case(&case.id, problems.join("; ")))
     }
 
-    /// Reads and checks every case, in parallel. Problems that make a case unusable are
-    /// errors (all of them at once, one line per case, when several cases fail);
-    /// background-only label maps are returned in the report.
-    pub fn check(&self) -> Result<CheckReport> {
-        let cases: Vec<&Case> = self.training.iter().chain(&self.test).collect();
-        let results: Vec<Result<bool>> = cases
-            .par_iter()
-            .map(|case| {
-                let sample = self.load_case(case)?;
-                Ok(sample.label.as_ref().is_some_and(background_only))
-            })
-            .collect();
-        let mut report = CheckReport {
-            cases: cases.len(),
-            empty_labels: Vec::new(),
+    /// Reads a case and checks its content as [`Task::load_case`] describes, going on
+    /// after a problem so that every problem of the case is found: the sample when
+    /// there are none, else each problem as `FILE: what is wrong`.
+    pub(super) fn inspect(&self, case: &Case) -> std::result::Result<Sample, Vec<String>> {
+        let mut problems = Vec::new();
+        let image = self.load_image(case, &mut problems);
+        let label = case.label.as_ref().and_then(|path| {
+            read(path)
+                .map(|label| (path, label))
+                .map_err(|problem| problems.push(problem))
+                .ok()
+        });
+        let values = label
+            .as_ref()
+            .and_then(|(path, label)| undeclared_label_values(path, label, &self.labels));
+        let sample = match (image, label) {
+            (Some(image), Some((path, label))) => Sample::labelled(&case.id, image, label)
+                .map_err(|e| match e {
+                    DataError::Case { message, .. } => {
+                        problems.push(format!("{}: {message}", path.display()))
+                    }
+                    other => problems.push(other.to_string()),
+                })
+                .ok(),
+            (Some(image), None) if case.label.is_none() => {
+                Some(Sample::unlabelled(&case.id, image))
+            }
+            _ => None,
         };
-        let mut failures = Vec::new();
-        for (case, result) in cases.iter().zip(results) {
-            match result {
-                Ok(true) => report.empty_labels.push(case.id.clone()),
-                Ok(false) => {}
-                Err(e) => failures.push(e),
-            }
-        }
-        match failures.len() {
-            0 => Ok(report),
-            1 => Err(failures.remove(0)),
-            n => {
-                let lines: Vec<String> = failures.iter().map(|e| format!("  {e}")).collect();
-                Err(DataError::file(
-                    self.dir.join(DATASET_JSON),
-                    format!(
-                        "{n} of {} cases failed the check:\n{}",
-                        cases.len(),
-                        lines.join("\n")
-                    ),
-                ))
-            }
+        problems.extend(values);
+        match sample {
+            Some(sample) if problems.is_empty() => Ok(sample),
+            _ => Err(problems),
         }
     }
 
-    /// The case's image files read, checked and stacked into one `[C, I, J, K]` volume.
-    fn load_image(&self, case: &Case) -> Result<Volume> {
-        let volumes: Vec<Volume> = case
+    /// The case's image files read, checked and stacked into one `[C, I, J, K]` volume;
+    /// `None` when a problem (added to `problems`) makes that impossible or wrong.
+    fn load_image(&self, case: &Case, problems: &mut Vec<String>) -> Option<Volume> {
+        let read: Vec<std::result::Result<Volume, String>> = case
             .images
             .par_iter()
             .map(|path| {
-                let volume = read(case, path)?;
-                check_voxels_finite(&case.id, path, &volume)?;
+                let volume = read(path)?;
+                check_voxels_finite(&case.id, path, &volume).map_err(|e| match e {
+                    DataError::Case { message, .. } => message,
+                    other => other.to_string(),
+                })?;
                 Ok(volume)
             })
-            .collect::<Result<_>>()?;
+            .collect();
+        let mut volumes = Vec::with_capacity(read.len());
+        for result in read {
+            match result {
+                Ok(volume) => volumes.push(volume),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if volumes.len() < case.images.len() {
+            return None;
+        }
+        let before = problems.len();
         let channels: usize = volumes.iter().map(Volume::channels).sum();
         if channels != self.channels.len() {
-            return Err(DataError::case(
-                &case.id,
-                format!(
-                    "the image files hold {channels} channel(s) but dataset.json declares {} \
-                     ({}): {}",
-                    self.channels.len(),
-                    self.channels.join(", "),
-                    describe_files(&case.images)
-                ),
+            problems.push(format!(
+                "{}: the image files hold {channels} channel(s) but dataset.json declares {} \
+                 ({})",
+                describe_files(&case.images),
+                self.channels.len(),
+                self.channels.join(", "),
             ));
         }
-        let (first, rest) = volumes
-            .split_first()
-            .ok_or_else(|| DataError::case(&case.id, "the case lists no image files"))?;
+        let Some((first, rest)) = volumes.split_first() else {
+            problems.push("the case lists no image files".into());
+            return None;
+        };
         for (volume, path) in rest.iter().zip(&case.images[1..]) {
             if !same_grid(first, volume) {
-                return Err(in_file(
-                    case,
-                    path,
-                    format!(
-                        "shape {:?} and affine rows {:?} differ from shape {:?} and affine \
-                         rows {:?} of {}: all channels must share one grid",
-                        volume.spatial_shape(),
-                        &affine_rows(volume.affine())[..3],
-                        first.spatial_shape(),
-                        &affine_rows(first.affine())[..3],
-                        case.images[0].display()
-                    ),
+                problems.push(format!(
+                    "{}: shape {:?} and affine rows {:?} differ from shape {:?} and affine \
+                     rows {:?} of {} beyond the tolerance ({GRID_TOLERANCE}): all channels \
+                     must share one grid",
+                    path.display(),
+                    volume.spatial_shape(),
+                    &affine_rows(volume.affine())[..3],
+                    first.spatial_shape(),
+                    &affine_rows(first.affine())[..3],
+                    case.images[0].display()
                 ));
             }
         }
+        if problems.len() > before {
+            return None;
+        }
         let affine = *first.affine();
         let volumes = match <[Volume; 1]>::try_from(volumes) {
-            Ok([only]) => return Ok(only),
+            Ok([only]) => return Some(only),
             Err(several) => several,
         };
         let views: Vec<_> = volumes.iter().map(|v| v.data().view()).collect();
-        let data = concatenate(Axis(0), &views)
-            .map_err(|e| DataError::case(&case.id, format!("cannot stack the channels: {e}")))?;
-        Ok(Volume::new(data, affine))
+        match concatenate(Axis(0), &views) {
+            Ok(data) => Some(Volume::new(data, affine)),
+            Err(e) => {
+                problems.push(format!("cannot stack the channels: {e}"));
+                None
+            }
+        }
     }
 }
 
-/// Reads one file of a case; the error names the case and the file.
-fn read(case: &Case, path: &Path) -> Result<Volume> {
-    read_volume(path, &ReadOptions::default()).map_err(|e| DataError::case(&case.id, e.to_string()))
-}
-
-/// An error about `path` of `case`.
-fn in_file(case: &Case, path: &Path, problem: impl std::fmt::Display) -> DataError {
-    DataError::case(&case.id, format!("{}: {problem}", path.display()))
+/// Reads one file of a case; the problem names the file.
+fn read(path: &Path) -> std::result::Result<Volume, String> {
+    read_volume(path, &ReadOptions::default()).map_err(|e| e.to_string())
 }
 
 /// `a.nii.gz, b.nii.gz` for a message.
@@ -207,9 +185,9 @@ pub(crate) fn check_voxels_finite(id: &str, path: &Path, volume: &Volume) -> Res
     ))
 }
 
-/// Fails when the label holds values that are not integers in `0..labels.len()`; the
-/// error lists the offending values.
-fn check_label_values(case: &Case, path: &Path, label: &Volume, labels: &[String]) -> Result<()> {
+/// The problem with a label map (read from `path`) holding values that are not integers
+/// in `0..labels.len()`, listing them; `None` when every value is a declared class.
+fn undeclared_label_values(path: &Path, label: &Volume, labels: &[String]) -> Option<String> {
     let classes = labels.len() as f32;
     let declared = |v: f32| v >= 0.0 && v < classes && v.fract() == 0.0;
     let values = voxels(label);
@@ -217,7 +195,7 @@ fn check_label_values(case: &Case, path: &Path, label: &Volume, labels: &[String
         .par_chunks(CHUNK)
         .all(|c| c.iter().all(|&v| declared(v)))
     {
-        return Ok(());
+        return None;
     }
     let mut seen = HashSet::new();
     let mut offending: Vec<f32> = Vec::new();
@@ -243,20 +221,17 @@ fn check_label_values(case: &Case, path: &Path, label: &Volume, labels: &[String
     } else {
         ""
     };
-    Err(in_file(
-        case,
-        path,
-        format!(
-            "label values {}{} are not declared in dataset.json (declared: {}){integer_hint}",
-            listed.join(", "),
-            if more { " and more" } else { "" },
-            names.join(", ")
-        ),
+    Some(format!(
+        "{}: label values {}{} are not declared in dataset.json (declared: {}){integer_hint}",
+        path.display(),
+        listed.join(", "),
+        if more { " and more" } else { "" },
+        names.join(", ")
     ))
 }
 
 /// Whether a label map is background (0) everywhere.
-fn background_only(label: &Volume) -> bool {
+pub(super) fn background_only(label: &Volume) -> bool {
     voxels(label)
         .par_chunks(CHUNK)
         .all(|c| c.iter().all(|&v| v == 0.0))

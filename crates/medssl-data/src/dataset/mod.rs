@@ -18,8 +18,16 @@
 //!
 //! [`Task::open`] makes the cheap checks (files exist, `numTraining` matches, no case or
 //! file twice); [`Task::load_case`] reads one case and checks its content;
-//! [`Task::check`] does that for every case before a long run starts.
+//! [`Task::open_checked`] does both for every case of the task (training and test) and
+//! lists every problem at once, before a long run starts (`medssl dataset check`,
+//! nnU-Net's `--verify_dataset_integrity`).
+//!
+//! Grids are compared as MONAI and nnU-Net compare them: the same `[I, J, K]` shape and
+//! affines whose entries agree within 1e-4 of their magnitude (at least 1e-3 mm, so
+//! float32 headers written by different tools agree) — see
+//! [`crate::sample::affines_agree`].
 
+mod check;
 mod discover;
 mod json;
 mod load;
@@ -32,7 +40,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
 
-pub use load::CheckReport;
+pub use check::{CheckReport, Unchecked};
 pub use source::TaskSource;
 
 /// The file every task directory holds.
@@ -76,15 +84,31 @@ pub struct Case {
 impl Task {
     /// Reads `dir/dataset.json`, finds the cases and makes the cheap checks: every file
     /// exists, `numTraining` matches the cases found, and no case id or file appears
-    /// twice. Image content is checked by [`Task::load_case`] and [`Task::check`].
+    /// twice. Every problem found is in the error, one per line. Image content is
+    /// checked by [`Task::load_case`], [`Task::check`] and [`Task::open_checked`].
     pub fn open(dir: &Path) -> Result<Task> {
+        let (task, problems) = Task::scan(dir)?;
+        if problems.is_empty() {
+            Ok(task)
+        } else {
+            Err(task.problems_error(problems))
+        }
+    }
+
+    /// The task as dataset.json and the folders describe it, with the cheap checks'
+    /// problems beside it rather than the first one as an error, so that a whole-task
+    /// check lists them all. Only a dataset.json that cannot be read or understood, or a
+    /// folder that cannot be listed, is an error.
+    fn scan(dir: &Path) -> Result<(Task, Vec<DataError>)> {
         let json_path = dir.join(DATASET_JSON);
         let spec = json::read(&json_path)?;
+        let mut problems = Vec::new();
         let (training, test, source) = match spec.cases {
             json::Cases::Listed { training, test } => (training, test, "listed".to_string()),
             json::Cases::Discovered { file_ending } => {
-                let found = |images, labels| {
-                    discover::cases(dir, images, labels, &file_ending, spec.channels.len())
+                let mut found = |images, labels| {
+                    let channels = spec.channels.len();
+                    discover::cases(dir, images, labels, &file_ending, channels, &mut problems)
                 };
                 (
                     found("imagesTr", Some("labelsTr"))?,
@@ -96,7 +120,7 @@ impl Task {
         if let Some(declared) = spec.num_training
             && declared != training.len()
         {
-            return Err(DataError::file(
+            problems.push(DataError::file(
                 &json_path,
                 format!(
                     "numTraining is {declared} but {} training cases are {source}",
@@ -104,11 +128,11 @@ impl Task {
                 ),
             ));
         }
-        check_unique(&json_path, training.iter().chain(&test))?;
+        check_unique(&json_path, training.iter().chain(&test), &mut problems);
         for case in training.iter().chain(&test) {
             for path in case.images.iter().chain(&case.label) {
                 if !path.is_file() {
-                    return Err(DataError::case(
+                    problems.push(DataError::case(
                         &case.id,
                         format!("{}: file does not exist", path.display()),
                     ));
@@ -120,14 +144,15 @@ impl Task {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         });
-        Ok(Task {
+        let task = Task {
             name,
             dir: dir.to_path_buf(),
             channels: spec.channels,
             labels: spec.labels,
             training,
             test,
-        })
+        };
+        Ok((task, problems))
     }
 
     /// The training or test case with this id.
@@ -141,21 +166,25 @@ impl Task {
     }
 }
 
-/// Fails when two cases share an id or a file (a copy-paste slip in dataset.json that
-/// would otherwise leak a case from training into validation).
-fn check_unique<'a>(json_path: &Path, cases: impl Iterator<Item = &'a Case>) -> Result<()> {
+/// Adds a problem for every case id or file used twice (a copy-paste slip in
+/// dataset.json that would otherwise leak a case from training into validation).
+fn check_unique<'a>(
+    json_path: &Path,
+    cases: impl Iterator<Item = &'a Case>,
+    problems: &mut Vec<DataError>,
+) {
     let mut ids: HashSet<&str> = HashSet::new();
     let mut files: HashMap<&Path, &str> = HashMap::new();
     for case in cases {
         if !ids.insert(&case.id) {
-            return Err(DataError::file(
+            problems.push(DataError::file(
                 json_path,
                 format!("case id {} appears more than once", case.id),
             ));
         }
         for path in case.images.iter().chain(&case.label) {
             if let Some(other) = files.insert(path, &case.id) {
-                return Err(DataError::file(
+                problems.push(DataError::file(
                     json_path,
                     format!(
                         "{} is used by cases {other} and {}",
@@ -166,5 +195,4 @@ fn check_unique<'a>(json_path: &Path, cases: impl Iterator<Item = &'a Case>) -> 
             }
         }
     }
-    Ok(())
 }
