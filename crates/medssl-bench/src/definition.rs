@@ -1,10 +1,16 @@
 //! The study file: what to compare, on which data, with how many labels.
 //!
 //! Paths in the file are relative to the file's own directory. [`StudyDefinition::load`]
-//! parses it (unknown keys are errors naming the key); [`StudyDefinition::validate`]
-//! then checks everything a run will touch before anything runs: every path exists,
-//! every task's `dataset.json` reads, every method is known, and every `set` override
-//! is a valid setting of the configuration it is applied to.
+//! parses it and checks what needs no disk (unknown keys, names, budgets, the `[slurm]`
+//! table); [`StudyDefinition::validate`] then checks everything a run will touch before
+//! anything runs: every path exists, every task's `dataset.json` reads, and every `set`
+//! override is a valid setting of the configuration it is applied to.
+//! [`StudyDefinition::check`] does both at once for `medssl study validate`.
+//!
+//! Every problem is reported, not only the first, each starting with its key
+//! (`finetune.budgets: ...`, `tasks[1].modality: ...`), so one pass over the file fixes
+//! it. Each top-level key is read on its own: a section that cannot be read leaves out
+//! only the checks that need it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,21 +21,20 @@ use medssl_ssl::Preset;
 use medssl_ssl::methods::{self, MethodVisitor};
 use medssl_train::finetune::FinetuneConfig;
 use medssl_train::pretrain::PretrainConfig;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{BenchError, Result};
+use crate::slurm::SlurmSettings;
 
 /// The study file, as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StudyDefinition {
     /// The study's name (report titles).
     pub name: String,
     /// Where jobs write their runs and the report go (relative to the file).
-    #[serde(default = "default_out")]
     pub out: PathBuf,
     /// `cpu`, or `cuda[:N]` in a build with the cuda feature.
-    #[serde(default = "default_device")]
     pub device: String,
     /// The rows of every table: SSL method names, `scratch`, `import:<file>`.
     pub methods: Vec<String>,
@@ -39,18 +44,12 @@ pub struct StudyDefinition {
     pub finetune: Finetuning,
     /// The labelled tasks.
     pub tasks: Vec<TaskSpec>,
+    /// The settings of the Slurm scripts (`medssl study slurm`).
+    pub slurm: SlurmSettings,
     /// The directory the relative paths start from (the file's directory; not written
     /// in the file).
     #[serde(skip)]
     pub base: PathBuf,
-}
-
-fn default_out() -> PathBuf {
-    PathBuf::from("study")
-}
-
-fn default_device() -> String {
-    "cpu".into()
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -59,7 +58,6 @@ fn default_seeds() -> Vec<u64> {
 
 /// How the SSL methods are pretrained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Pretraining {
     /// The unlabelled collection (directory or list file).
     pub data: PathBuf,
@@ -83,7 +81,6 @@ fn tiny() -> Preset {
 
 /// How every method is fine-tuned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Finetuning {
     /// The preset the fine-tune settings start from.
     #[serde(default = "tiny")]
@@ -99,7 +96,7 @@ pub struct Finetuning {
 }
 
 /// A label budget as written: `2`, `0.25` or `"all"`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum BudgetSpec {
     /// This many labelled training cases.
@@ -111,11 +108,61 @@ pub enum BudgetSpec {
 }
 
 /// The word `all`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AllCases {
     /// Every training case.
     All,
+}
+
+/// Reads a budget by the form of its value, so that a wrong one is explained in the
+/// file's words rather than by the name of an enum.
+impl<'de> Deserialize<'de> for BudgetSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Budget;
+        impl Visitor<'_> for Budget {
+            type Value = BudgetSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a label budget: a count of cases, a fraction in (0, 1) or \"all\"")
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<BudgetSpec, E> {
+                usize::try_from(n)
+                    .map(BudgetSpec::Shots)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(n), &self))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<BudgetSpec, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(n), &self))
+                    .and_then(|n| self.visit_u64(n))
+            }
+
+            fn visit_f64<E: de::Error>(self, f: f64) -> std::result::Result<BudgetSpec, E> {
+                Ok(BudgetSpec::Fraction(f))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> std::result::Result<BudgetSpec, E> {
+                match text {
+                    "all" => Ok(BudgetSpec::Named(AllCases::All)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(text), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Budget)
+    }
+}
+
+/// The budget as written in the file: `2`, `0.25`, `"all"`.
+impl std::fmt::Display for BudgetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            BudgetSpec::Shots(n) => write!(f, "{n}"),
+            BudgetSpec::Fraction(x) => write!(f, "{x}"),
+            BudgetSpec::Named(AllCases::All) => f.write_str("\"all\""),
+        }
+    }
 }
 
 impl BudgetSpec {
@@ -151,7 +198,6 @@ pub enum Modality {
 
 /// A labelled task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     /// Its name in tables and directories.
     pub name: String,
@@ -208,8 +254,9 @@ impl MethodSpec {
     }
 }
 
-/// A commented study file to start from (`medssl study init`).
-pub const EXAMPLE: &str = r#"# A medssl study: every method below is fine-tuned on every task, at every label
+/// The commented study file `medssl study init` writes; `METHODS_LINE` becomes the
+/// `methods` list (see [`example`]).
+const EXAMPLE: &str = r#"# A medssl study: every method below is fine-tuned on every task, at every label
 # budget, once per seed; the SSL methods are pretrained first on the collection.
 # Paths are relative to this file. `medssl study validate FILE` checks it all.
 name = "my-study"
@@ -219,7 +266,7 @@ out = "study"
 device = "cpu"
 # Rows of the tables: any of `medssl methods`, `scratch` (random initialisation) and
 # `import:<file>` (external SwinUNETR or Swin weights with MONAI key names).
-methods = ["scratch", "simclr", "mocov3", "cpc", "rotnet", "swinunetr-ssl", "simmim", "smit", "dino", "ibot"]
+METHODS_LINE
 
 [pretraining]
 # Unlabelled volumes: a directory of NIfTI files / DICOM series, or a list file.
@@ -251,19 +298,69 @@ modality = "CT"
 name = "abdomen-mri"
 path = "data/abdomen-mri"
 modality = "MRI"
+
+# The scripts of `medssl study slurm` (its flags override these); every key optional.
+[slurm]
+# account = "my-account"
+# qos = "normal"
+# partition = "gpu"
+# gpus = 1
+# cpus = 8
+# mem = "64G"
+# At most this many tasks of each array at once (--array=A-B%N).
+# array_limit = 4
+# More #SBATCH directives for every script.
+# extra = ["--constraint=a100", "--mail-type=FAIL"]
+
+# Time limit per job kind (Slurm syntax).
+[slurm.time]
+# pretrain = "24:00:00"
+# finetune = "08:00:00"
+# cka = "08:00:00"
+# report = "00:30:00"
 "#;
 
+/// A commented study file to start from (`medssl study init`): scratch and every
+/// registered method as its rows.
+pub fn example() -> String {
+    EXAMPLE.replace("METHODS_LINE", &every_method_line())
+}
+
+/// The study-file line `methods = ["scratch", ...]` naming scratch and every registered
+/// method, in the registry's order.
+pub fn every_method_line() -> String {
+    let names: Vec<String> = std::iter::once("scratch")
+        .chain(methods::METHODS.iter().map(|m| m.name))
+        .map(|name| format!("{name:?}"))
+        .collect();
+    format!("methods = [{}]", names.join(", "))
+}
+
 impl StudyDefinition {
-    /// Reads and parses the study file at `path`.
+    /// Reads the study file at `path` and checks what needs no disk: unknown keys,
+    /// method and task names, budgets, seeds, the `[slurm]` table. Every problem is
+    /// listed in the error.
     pub fn load(path: &Path) -> Result<StudyDefinition> {
-        let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
-        let mut study: StudyDefinition =
-            toml::from_str(&text).map_err(|e| BenchError::definition(path, e.to_string()))?;
-        study.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        study
-            .structure()
-            .map_err(|m| BenchError::definition(path, m))?;
-        Ok(study)
+        let mut sections = Sections::read(path)?;
+        sections.check_structure();
+        sections.into_study(path)
+    }
+
+    /// [`load`](Self::load) and [`validate`](Self::validate) at once, listing every
+    /// problem of both: a section that cannot be read leaves out only the checks that
+    /// need it (`medssl study validate`).
+    pub fn check(path: &Path) -> Result<StudyDefinition> {
+        let mut sections = Sections::read(path)?;
+        sections.check_structure();
+        let on_disk = disk_problems(
+            &sections.base,
+            sections.methods.as_deref().unwrap_or_default(),
+            sections.pretraining.as_ref(),
+            sections.finetune.as_ref(),
+            &sections.tasks,
+        );
+        sections.problems.extend(on_disk);
+        sections.into_study(path)
     }
 
     /// `path` of the file resolved against the file's directory.
@@ -286,53 +383,229 @@ impl StudyDefinition {
 
     /// The SSL methods among the rows, in order.
     pub fn ssl_methods(&self) -> Vec<String> {
-        self.methods()
-            .into_iter()
-            .filter_map(|m| match m {
-                MethodSpec::Ssl(name) => Some(name),
-                _ => None,
-            })
-            .collect()
+        ssl_methods(&self.methods)
     }
 
     /// The `set` overrides of `method`'s pretraining: the shared ones, then its own.
     pub fn pretrain_overrides(&self, method: &str) -> Vec<String> {
-        let mut set = self.pretraining.set.clone();
-        set.extend(
-            self.pretraining
-                .method_set
-                .get(method)
-                .into_iter()
-                .flatten()
-                .cloned(),
-        );
-        if let Some(steps) = self.pretraining.steps {
-            set.push(format!("train.steps={steps}"));
-        }
-        set
+        pretrain_overrides(&self.pretraining, method)
     }
 
-    /// What can be checked without touching the disk: names, duplicates, budgets.
-    fn structure(&self) -> std::result::Result<(), String> {
-        let mut labels = BTreeSet::new();
-        for text in &self.methods {
-            let method = MethodSpec::parse(text).map_err(|e| format!("methods: {e}"))?;
-            if !labels.insert(method.label()) {
-                return Err(format!("methods: `{text}` is listed twice"));
+    /// Checks every path, task and setting the study's jobs will use; the error lists
+    /// every problem, each naming its key, under the file's name.
+    pub fn validate(&self, file: &Path) -> Result<()> {
+        let problems = disk_problems(
+            &self.base,
+            &self.methods,
+            Some(&self.pretraining),
+            Some(&self.finetune),
+            &self.tasks,
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(BenchError::Problems {
+                path: file.to_path_buf(),
+                problems,
+            })
+        }
+    }
+}
+
+/// The SSL methods among the rows `methods` as written, in order (names that are not
+/// methods are left out: they are reported on their own).
+fn ssl_methods(methods: &[String]) -> Vec<String> {
+    methods
+        .iter()
+        .filter_map(|m| match MethodSpec::parse(m) {
+            Ok(MethodSpec::Ssl(name)) => Some(name),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `set` overrides of `method`'s pretraining under `pretraining`: the shared ones,
+/// its own, then the study's step count.
+fn pretrain_overrides(pretraining: &Pretraining, method: &str) -> Vec<String> {
+    let mut set = pretraining.set.clone();
+    set.extend(
+        pretraining
+            .method_set
+            .get(method)
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    if let Some(steps) = pretraining.steps {
+        set.push(format!("train.steps={steps}"));
+    }
+    set
+}
+
+/// The top-level keys of a study file.
+const KEYS: [&str; 8] = [
+    "name",
+    "out",
+    "device",
+    "methods",
+    "pretraining",
+    "finetune",
+    "tasks",
+    "slurm",
+];
+
+/// A study file read key by key: the sections that could be read (`None` when missing
+/// or unreadable, with the reason in `problems`) and every problem found so far.
+#[derive(Default)]
+struct Sections {
+    base: PathBuf,
+    name: Option<String>,
+    out: Option<PathBuf>,
+    device: Option<String>,
+    methods: Option<Vec<String>>,
+    pretraining: Option<Pretraining>,
+    finetune: Option<Finetuning>,
+    /// The tasks that could be read; `all_tasks` says whether that is all of them.
+    tasks: Vec<TaskSpec>,
+    all_tasks: bool,
+    slurm: Option<SlurmSettings>,
+    problems: Vec<String>,
+}
+
+/// Reads `value`, the file's `key`, as a `T`. Each unknown key inside it and the first
+/// error of its value become problems named by their place under `key`.
+fn read_value<T: DeserializeOwned>(
+    key: &str,
+    value: toml::Value,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    let place = |path: String| match path.as_str() {
+        "" | "." => key.to_string(),
+        _ => format!("{key}.{path}"),
+    };
+    let mut unknown = Vec::new();
+    let read = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+        value,
+        &mut |path: serde_ignored::Path| match path {
+            serde_ignored::Path::Map { parent, key: field } => {
+                let parent = match parent {
+                    serde_ignored::Path::Root => String::new(),
+                    other => other.to_string(),
+                };
+                unknown.push(format!("{}: unknown field `{field}`", place(parent)));
+            }
+            other => unknown.push(format!("{}: unknown field", place(other.to_string()))),
+        },
+    ));
+    problems.append(&mut unknown);
+    match read {
+        Ok(value) => Some(value),
+        Err(e) => {
+            problems.push(format!(
+                "{}: {}",
+                place(e.path().to_string()),
+                e.inner().message()
+            ));
+            None
+        }
+    }
+}
+
+impl Sections {
+    /// Reads the file; only a file that cannot be read or is not TOML at all is an
+    /// error here (the file's problems are collected).
+    fn read(path: &Path) -> Result<Sections> {
+        let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| BenchError::definition(path, e.to_string()))?;
+        let mut sections = Sections {
+            base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ..Sections::default()
+        };
+        let problems = &mut sections.problems;
+        let mut take = |key: &str, required: bool| {
+            let value = table.remove(key);
+            if value.is_none() && required {
+                problems.push(format!("missing field `{key}`"));
+            }
+            value
+        };
+        let (name, out, device, methods, pretraining, finetune, tasks, slurm) = (
+            take("name", true),
+            take("out", false),
+            take("device", false),
+            take("methods", true),
+            take("pretraining", true),
+            take("finetune", true),
+            take("tasks", true),
+            take("slurm", false),
+        );
+        for key in table.keys() {
+            let expected: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
+            problems.push(format!(
+                "unknown field `{key}`, expected one of {}",
+                expected.join(", ")
+            ));
+        }
+        sections.name = name.and_then(|v| read_value("name", v, problems));
+        sections.out = match out {
+            Some(v) => read_value("out", v, problems),
+            None => Some(PathBuf::from("study")),
+        };
+        sections.device = match device {
+            Some(v) => read_value("device", v, problems),
+            None => Some("cpu".into()),
+        };
+        sections.methods = methods.and_then(|v| read_value("methods", v, problems));
+        sections.pretraining = pretraining.and_then(|v| read_value("pretraining", v, problems));
+        sections.finetune = finetune.and_then(|v| read_value("finetune", v, problems));
+        sections.slurm = match slurm {
+            Some(v) => read_value("slurm", v, problems),
+            None => Some(SlurmSettings::default()),
+        };
+        let tasks: Option<Vec<toml::Value>> = tasks.and_then(|v| read_value("tasks", v, problems));
+        sections.all_tasks = tasks.is_some();
+        for (i, task) in tasks.into_iter().flatten().enumerate() {
+            match read_value(&format!("tasks[{i}]"), task, problems) {
+                Some(task) => sections.tasks.push(task),
+                None => sections.all_tasks = false,
             }
         }
-        if self.methods.is_empty() {
-            return Err("methods: the list is empty".into());
-        }
-        for name in self.pretraining.method_set.keys() {
-            if !self.ssl_methods().contains(name) {
-                return Err(format!(
-                    "pretraining.method_set.{name}: `{name}` is not an SSL method of this study"
-                ));
+        Ok(sections)
+    }
+
+    /// Adds the problems that can be found without touching the disk: names,
+    /// duplicates, budgets, seeds, the Slurm settings.
+    fn check_structure(&mut self) {
+        let problems = &mut self.problems;
+        if let Some(methods) = &self.methods {
+            let mut labels = BTreeSet::new();
+            for text in methods {
+                match MethodSpec::parse(text) {
+                    Err(e) => problems.push(format!("methods: {e}")),
+                    Ok(method) if !labels.insert(method.label()) => {
+                        problems.push(format!("methods: `{text}` is listed twice"))
+                    }
+                    Ok(_) => {}
+                }
+            }
+            if methods.is_empty() {
+                problems.push("methods: the list is empty".into());
+            }
+            if let Some(pretraining) = &self.pretraining {
+                let ssl = ssl_methods(methods);
+                for name in pretraining.method_set.keys() {
+                    if !ssl.contains(name) {
+                        problems.push(format!(
+                            "pretraining.method_set.{name}: `{name}` is not an SSL method of \
+                             this study"
+                        ));
+                    }
+                }
             }
         }
-        if self.tasks.is_empty() {
-            return Err("tasks: no task (add a [[tasks]] table)".into());
+        if self.all_tasks && self.tasks.is_empty() {
+            problems.push("tasks: no task (add a [[tasks]] table)".into());
         }
         let mut names = BTreeSet::new();
         for task in &self.tasks {
@@ -342,85 +615,139 @@ impl StudyDefinition {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !plain {
-                return Err(format!(
-                    "tasks: name `{}` must be letters, digits, `-` and `_` (it names directories)",
+                problems.push(format!(
+                    "tasks: name `{}` must be letters, digits, `-` and `_` (it names \
+                     directories)",
                     task.name
                 ));
-            }
-            if !names.insert(&task.name) {
-                return Err(format!("tasks: `{}` is listed twice", task.name));
-            }
-        }
-        if self.finetune.budgets.is_empty() {
-            return Err("finetune.budgets: the list is empty".into());
-        }
-        for budget in &self.finetune.budgets {
-            let valid = match *budget {
-                BudgetSpec::Shots(n) => n > 0,
-                BudgetSpec::Fraction(f) => f > 0.0 && f < 1.0,
-                BudgetSpec::Named(_) => true,
-            };
-            if !valid {
-                return Err(format!(
-                    "finetune.budgets: {budget:?} is neither a positive count, a fraction in \
-                     (0, 1) nor \"all\""
-                ));
+            } else if !names.insert(&task.name) {
+                problems.push(format!("tasks: `{}` is listed twice", task.name));
             }
         }
-        let unique: BTreeSet<String> = self.finetune.budgets.iter().map(|b| b.label()).collect();
-        if unique.len() != self.finetune.budgets.len() {
-            return Err("finetune.budgets: a budget is listed twice".into());
-        }
-        if self.finetune.seeds.is_empty() {
-            return Err("finetune.seeds: the list is empty".into());
-        }
-        Ok(())
-    }
-
-    /// Checks every path, task and setting the study's jobs will use; the errors name
-    /// the key and the file.
-    pub fn validate(&self, file: &Path) -> Result<()> {
-        let err = |m: String| BenchError::definition(file, m);
-        if !self.ssl_methods().is_empty() {
-            let data = self.resolve(&self.pretraining.data);
-            if !data.exists() {
-                return Err(err(format!(
-                    "pretraining.data: {} does not exist",
-                    data.display()
-                )));
+        if let Some(finetune) = &self.finetune {
+            if finetune.budgets.is_empty() {
+                problems.push("finetune.budgets: the list is empty".into());
             }
-            for method in self.ssl_methods() {
-                let overrides = self.pretrain_overrides(&method);
-                methods::visit(
-                    &method,
-                    CheckPretraining {
-                        preset: self.pretraining.preset,
-                        overrides: &overrides,
-                    },
-                )
-                .map_err(err)?
-                .map_err(|e| err(format!("pretraining of {method}: {e}")))?;
-            }
-        }
-        for method in self.methods() {
-            if let MethodSpec::Import(path) = method {
-                let path = self.resolve(&path);
-                if !path.is_file() {
-                    return Err(err(format!(
-                        "methods: import:{} is not a file",
-                        path.display()
-                    )));
+            for budget in &finetune.budgets {
+                let valid = match *budget {
+                    BudgetSpec::Shots(n) => n > 0,
+                    BudgetSpec::Fraction(f) => f > 0.0 && f < 1.0,
+                    BudgetSpec::Named(_) => true,
+                };
+                if !valid {
+                    problems.push(format!(
+                        "finetune.budgets: {budget} is neither a positive count, a fraction \
+                         in (0, 1) nor \"all\""
+                    ));
                 }
             }
+            let unique: BTreeSet<String> = finetune.budgets.iter().map(|b| b.label()).collect();
+            if unique.len() != finetune.budgets.len() {
+                problems.push("finetune.budgets: a budget is listed twice".into());
+            }
+            if finetune.seeds.is_empty() {
+                problems.push("finetune.seeds: the list is empty".into());
+            }
         }
-        FinetuneConfig::load(self.finetune.preset, None, &self.finetune.set)
-            .map_err(|e| err(format!("finetune.set: {e}")))?;
-        for task in &self.tasks {
-            Task::open(&self.resolve(&task.path))
-                .map_err(|e| err(format!("task {}: {e}", task.name)))?;
+        if let Some(slurm) = &self.slurm {
+            problems.extend(slurm.problems());
         }
-        Ok(())
     }
+
+    /// The study, or every problem found, under the file's name.
+    fn into_study(self, path: &Path) -> Result<StudyDefinition> {
+        let complete = (
+            self.name,
+            self.out,
+            self.device,
+            self.methods,
+            self.pretraining,
+            self.finetune,
+            self.slurm,
+        );
+        match complete {
+            (
+                Some(name),
+                Some(out),
+                Some(device),
+                Some(methods),
+                Some(pretraining),
+                Some(finetune),
+                Some(slurm),
+            ) if self.problems.is_empty() => Ok(StudyDefinition {
+                name,
+                out,
+                device,
+                methods,
+                pretraining,
+                finetune,
+                tasks: self.tasks,
+                slurm,
+                base: self.base,
+            }),
+            _ => Err(BenchError::Problems {
+                path: path.to_path_buf(),
+                problems: self.problems,
+            }),
+        }
+    }
+}
+
+/// The problems a run would meet on disk: the pretraining collection, the imported
+/// weights, the tasks, and the `set` overrides against the configurations they change.
+/// Rows that are not methods are left out (they are reported on their own).
+fn disk_problems(
+    base: &Path,
+    methods: &[String],
+    pretraining: Option<&Pretraining>,
+    finetune: Option<&Finetuning>,
+    tasks: &[TaskSpec],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let ssl = ssl_methods(methods);
+    if let Some(pretraining) = pretraining.filter(|_| !ssl.is_empty()) {
+        let data = base.join(&pretraining.data);
+        if !data.exists() {
+            problems.push(format!(
+                "pretraining.data: {} does not exist",
+                data.display()
+            ));
+        }
+        for method in &ssl {
+            let overrides = pretrain_overrides(pretraining, method);
+            let checked = methods::visit(
+                method,
+                CheckPretraining {
+                    preset: pretraining.preset,
+                    overrides: &overrides,
+                },
+            );
+            match checked {
+                Err(e) => problems.push(e),
+                Ok(Err(e)) => problems.push(format!("pretraining of {method}: {e}")),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+    for method in methods.iter().filter_map(|m| MethodSpec::parse(m).ok()) {
+        if let MethodSpec::Import(path) = method {
+            let path = base.join(&path);
+            if !path.is_file() {
+                problems.push(format!("methods: import:{} is not a file", path.display()));
+            }
+        }
+    }
+    if let Some(finetune) = finetune
+        && let Err(e) = FinetuneConfig::load(finetune.preset, None, &finetune.set)
+    {
+        problems.push(format!("finetune.set: {e}"));
+    }
+    for task in tasks {
+        if let Err(e) = Task::open(&base.join(&task.path)) {
+            problems.push(format!("task {}: {e}", task.name));
+        }
+    }
+    problems
 }
 
 /// Loads method `M`'s pretraining configuration with the study's overrides.
@@ -434,5 +761,94 @@ impl MethodVisitor for CheckPretraining<'_> {
 
     fn visit<M: medssl_ssl::Method>(self) -> medssl_train::error::Result<()> {
         PretrainConfig::load::<M>(self.preset, None, self.overrides).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mistakes in every section at once: unknown keys at the top and inside tables, a
+    /// bad row, a duplicate, a value of the wrong form, a task without a directory,
+    /// bad Slurm settings.
+    const BROKEN: &str = r#"name = "broken"
+epochs = 3
+methods = ["scratch", "simclrr", "scratch"]
+[pretraining]
+data = "ct"
+stepz = 2
+[finetune]
+budgets = [2, "most"]
+[[tasks]]
+name = "a"
+path = "missing"
+modality = "CT"
+[[tasks]]
+name = "b"
+path = "b"
+modality = "PET"
+[slurm]
+extra = ["--array=1"]
+[slurm.time]
+pretrain = "1 day"
+finetuen = "1:00:00"
+"#;
+
+    #[test]
+    fn every_problem_is_listed_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("study.toml");
+        std::fs::write(&file, BROKEN).unwrap();
+        let problems = |result: Result<StudyDefinition>| match result {
+            Err(BenchError::Problems { path, problems }) => {
+                assert_eq!(path, file);
+                problems
+            }
+            other => panic!("expected problems, got {other:?}"),
+        };
+        let loaded = problems(StudyDefinition::load(&file));
+        let starts: Vec<&str> = loaded
+            .iter()
+            .map(|p| p.split(": ").next().unwrap())
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "unknown field `epochs`, expected one of `name`, `out`, `device`, `methods`, \
+                 `pretraining`, `finetune`, `tasks`, `slurm`",
+                "pretraining",
+                "finetune.budgets[1]",
+                "slurm.time",
+                "tasks[1].modality",
+                "methods",
+                "methods",
+                "slurm.time.pretrain",
+                "slurm.extra[0]",
+            ],
+            "{loaded:#?}"
+        );
+        for (problem, expected) in loaded.iter().zip([
+            "epochs",
+            "unknown field `stepz`",
+            "string \"most\", expected a label budget",
+            "unknown field `finetuen`",
+            "unknown variant `PET`",
+            "unknown method `simclrr`",
+            "`scratch` is listed twice",
+            "`1 day` is not a Slurm time limit",
+            "`--array=1` is written by `medssl study slurm`",
+        ]) {
+            assert!(problem.contains(expected), "{problem}");
+        }
+        // The unreadable [finetune] and task b leave out only their own checks: task
+        // a's missing directory is still found.
+        let checked = problems(StudyDefinition::check(&file));
+        assert_eq!(checked[..loaded.len()], loaded[..]);
+        assert_eq!(checked.len(), loaded.len() + 1, "{checked:#?}");
+        assert!(
+            checked[loaded.len()].starts_with("task a: ")
+                && checked[loaded.len()].contains("missing"),
+            "{checked:#?}"
+        );
     }
 }

@@ -8,6 +8,13 @@ pub enum BenchError {
     /// The study file (or a file it names) is missing, unreadable or invalid.
     #[error("{path}: {message}")]
     Definition { path: PathBuf, message: String },
+    /// The study file has these problems, each starting with the key it is about
+    /// (`finetune.budgets: ...`); all of them are listed so that one pass fixes the file.
+    #[error("{}", list_problems(path, problems))]
+    Problems {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
     /// A job failed.
     #[error("job {job}: {message}")]
     Job { job: String, message: String },
@@ -36,6 +43,21 @@ impl BenchError {
         BenchError::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+/// `FILE: problem` for one problem, else `FILE: N problems:` and one indented line each.
+fn list_problems(path: &std::path::Path, problems: &[String]) -> String {
+    match problems {
+        [one] => format!("{}: {one}", path.display()),
+        _ => {
+            let mut text = format!("{}: {} problems:", path.display(), problems.len());
+            for problem in problems {
+                text.push_str("\n  ");
+                text.push_str(problem);
+            }
+            text
         }
     }
 }

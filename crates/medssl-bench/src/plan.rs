@@ -17,6 +17,7 @@
 use std::path::PathBuf;
 
 use medssl_train::pretrain::ENCODER_FILE;
+use serde::{Deserialize, Serialize};
 
 use crate::definition::{BudgetSpec, MethodSpec, StudyDefinition};
 use crate::error::{BenchError, Result};
@@ -53,6 +54,68 @@ pub enum JobKind {
     },
 }
 
+/// The kind of a job, as one word (`pretrain`, `finetune`, `cka`): the Slurm script
+/// that runs it, the field `kind` of `study plan --json` and `study status --json`, and
+/// the unit of the measured rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// An SSL pretraining.
+    Pretrain,
+    /// A fine-tune and its test evaluation.
+    Finetune,
+    /// A CKA feature-reuse job.
+    Cka,
+}
+
+impl Stage {
+    /// Every stage, in plan order.
+    pub const ALL: [Stage; 3] = [Stage::Pretrain, Stage::Finetune, Stage::Cka];
+
+    /// Its word: `pretrain`, `finetune`, `cka`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Stage::Pretrain => "pretrain",
+            Stage::Finetune => "finetune",
+            Stage::Cka => "cka",
+        }
+    }
+}
+
+impl JobKind {
+    /// The stage a job of this kind belongs to.
+    pub fn stage(&self) -> Stage {
+        match self {
+            JobKind::Pretrain { .. } => Stage::Pretrain,
+            JobKind::Finetune { .. } => Stage::Finetune,
+            JobKind::Cka { .. } => Stage::Cka,
+        }
+    }
+}
+
+/// What a job is, in plain fields: the part every job entry of `study plan --json` and
+/// `study status --json` shares. The fields are stable; ones that do not apply to a
+/// kind are `null`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// Its position in the plan (`#N` in the tables, `needs` refer to it).
+    pub index: usize,
+    /// Its id, also its directory under the study's `out`.
+    pub id: String,
+    /// `pretrain`, `finetune` or `cka`.
+    pub kind: Stage,
+    /// The row: the SSL method, `scratch` or `import-NAME`.
+    pub method: String,
+    /// The task's name (fine-tunes and CKA jobs).
+    pub task: Option<String>,
+    /// The label budget as in directory names, `2-shots`, `all` (fine-tunes).
+    pub budget: Option<String>,
+    /// The fine-tune seed (fine-tunes and CKA jobs).
+    pub seed: Option<u64>,
+    /// The indices of the jobs it needs done first.
+    pub needs: Vec<usize>,
+}
+
 /// One job of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -65,6 +128,38 @@ pub struct Job {
 }
 
 impl Job {
+    /// The job's plain description; `index` is its position in the plan.
+    pub fn summary(&self, study: &StudyDefinition, index: usize) -> JobSummary {
+        let task_name = |t: &usize| study.tasks.get(*t).map(|task| task.name.clone());
+        let (method, task, budget, seed) = match &self.kind {
+            JobKind::Pretrain { method } => (method.clone(), None, None, None),
+            JobKind::Finetune {
+                method,
+                task,
+                budget,
+                seed,
+            } => (
+                method.label(),
+                task_name(task),
+                Some(budget.label()),
+                Some(*seed),
+            ),
+            JobKind::Cka { method, task, seed } => {
+                (method.label(), task_name(task), None, Some(*seed))
+            }
+        };
+        JobSummary {
+            index,
+            id: self.id.clone(),
+            kind: self.kind.stage(),
+            method,
+            task,
+            budget,
+            seed,
+            needs: self.needs.clone(),
+        }
+    }
+
     /// The job's run directory.
     pub fn dir(&self, study: &StudyDefinition) -> PathBuf {
         study.out_dir().join(&self.id)

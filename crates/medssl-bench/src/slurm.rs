@@ -21,34 +21,290 @@
 //! The fine-tune and CKA scripts carry `--kill-on-invalid-dep=yes`: tasks whose
 //! `afterok` can never be met are cancelled instead of pending for ever, so the report's
 //! `afterany` is reached.
+//!
+//! The cluster settings (account, QOS, partition, resources, a time limit per job
+//! kind, an array throttle `%N`, extra `#SBATCH` lines) come from the study file's
+//! `[slurm]` table ([`SlurmSettings`]) with `medssl study slurm`'s flags over it. Extra
+//! lines are checked to be single sbatch options that neither rewire the arrays nor
+//! contradict a key of the table.
 
 use std::path::{Path, PathBuf};
 
 use medssl_io::atomic::write_atomically;
+use serde::{Deserialize, Serialize};
 
 use crate::definition::MethodSpec;
 use crate::error::{BenchError, Result};
 use crate::plan::{Job, JobKind, Plan};
+
+/// The `[slurm]` table of a study file: the cluster settings of the scripts, so that a
+/// site's account, QOS and constraints are written once. `medssl study slurm`'s flags
+/// override them; what neither gives takes the defaults below. Unknown keys are
+/// reported by [`crate::definition::StudyDefinition::load`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SlurmSettings {
+    /// `--account` (charged for the jobs).
+    pub account: Option<String>,
+    /// `--qos`.
+    pub qos: Option<String>,
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// GPUs per array task (`--gres=gpu:N`; 0 for CPU-only tasks). Default 1.
+    pub gpus: Option<u32>,
+    /// CPUs per task. Default 8.
+    pub cpus: Option<u32>,
+    /// Memory per task, Slurm syntax (`64G`). Default `64G`.
+    pub mem: Option<String>,
+    /// Time limit per job kind.
+    pub time: TimeLimits,
+    /// At most this many tasks of each array at once (`--array=A-B%N`).
+    pub array_limit: Option<u32>,
+    /// More `#SBATCH` directives for every script, with or without the `#SBATCH`
+    /// prefix: `"--constraint=a100"`, `"#SBATCH --mail-type=FAIL"`.
+    pub extra: Vec<String>,
+}
+
+/// Time limits (`--time`) of each kind of task, Slurm syntax (`08:00:00`, `2-00:00:00`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TimeLimits {
+    /// A pretraining task. Default `24:00:00`.
+    pub pretrain: Option<String>,
+    /// A fine-tune and its test evaluation. Default `08:00:00`.
+    pub finetune: Option<String>,
+    /// A CKA job. Default: the fine-tune's limit.
+    pub cka: Option<String>,
+    /// The results and report job. Default `00:30:00`.
+    pub report: Option<String>,
+}
+
+/// Directives the scripts write themselves: they name the tasks and their logs and wire
+/// the arrays together, so an extra line must not change them.
+const WIRED: [&str; 9] = [
+    "--job-name",
+    "-J",
+    "--output",
+    "-o",
+    "--array",
+    "-a",
+    "--dependency",
+    "-d",
+    "--kill-on-invalid-dep",
+];
+
+/// Directives that have a key of their own in `[slurm]` (an extra line would contradict
+/// it).
+const OWN_KEYS: [(&str, &str); 13] = [
+    ("--account", "account"),
+    ("-A", "account"),
+    ("--qos", "qos"),
+    ("-q", "qos"),
+    ("--partition", "partition"),
+    ("-p", "partition"),
+    ("--time", "time"),
+    ("-t", "time"),
+    ("--cpus-per-task", "cpus"),
+    ("-c", "cpus"),
+    ("--mem", "mem"),
+    ("--gres", "gpus"),
+    ("--gpus", "gpus"),
+];
+
+/// Checks a Slurm time limit: `MINUTES`, `MINUTES:SECONDS`, `HOURS:MINUTES:SECONDS`,
+/// `DAYS-HOURS`, `DAYS-HOURS:MINUTES` or `DAYS-HOURS:MINUTES:SECONDS`; returns it.
+pub fn parse_time(text: &str) -> std::result::Result<String, String> {
+    let numbers = |parts: &str| {
+        let parts: Vec<&str> = parts.split(':').collect();
+        parts.len() <= 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let valid = match text.split_once('-') {
+        Some((days, rest)) => numbers(days) && !days.contains(':') && numbers(rest),
+        None => numbers(text),
+    };
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a Slurm time limit: use MINUTES, HH:MM:SS or DAYS-HH:MM:SS \
+             (08:00:00, 2-00:00:00)"
+        ))
+    }
+}
+
+/// Checks an account, QOS or partition name (one word: it goes on an `#SBATCH` line).
+pub fn parse_name(text: &str) -> std::result::Result<String, String> {
+    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err(format!(
+            "`{text}` is not a Slurm name: it must be one word without spaces"
+        ))
+    } else {
+        Ok(text.to_string())
+    }
+}
+
+/// Checks a memory size in Slurm syntax: a whole number with an optional unit K, M, G or
+/// T (`64G`).
+pub fn parse_memory(text: &str) -> std::result::Result<String, String> {
+    let digits = text.trim_end_matches(|c: char| "KMGTkmgt".contains(c));
+    let valid = !digits.is_empty()
+        && text.len() - digits.len() <= 1
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a Slurm memory size: a whole number with an optional unit K, \
+             M, G or T (64G)"
+        ))
+    }
+}
+
+/// An extra line as the `#SBATCH` directive it stands for, or why it cannot be one.
+pub fn directive(line: &str) -> std::result::Result<String, String> {
+    let trimmed = line.trim();
+    let option = match trimmed.strip_prefix("#SBATCH") {
+        Some(rest) if rest.starts_with(char::is_whitespace) => rest.trim_start(),
+        _ => trimmed,
+    };
+    if !option.starts_with('-') || option.contains(['\n', '\r']) {
+        return Err(format!(
+            "`{line}` is not an sbatch option: write one option per line, as \
+             `--constraint=a100` or `#SBATCH --constraint=a100`"
+        ));
+    }
+    let name = if option.starts_with("--") {
+        option
+            .split(|c: char| c == '=' || c.is_whitespace())
+            .next()
+            .unwrap_or(option)
+    } else {
+        option.get(..2).unwrap_or(option)
+    };
+    if WIRED.contains(&name) {
+        return Err(format!(
+            "`{option}` is written by `medssl study slurm` itself (it names the tasks and \
+             their logs and orders the arrays)"
+        ));
+    }
+    if let Some((_, key)) = OWN_KEYS.iter().find(|(o, _)| *o == name) {
+        return Err(format!("`{option}` has a key of its own: slurm.{key}"));
+    }
+    Ok(format!("#SBATCH {option}"))
+}
+
+impl SlurmSettings {
+    /// These settings with `over`'s where it has them (command-line flags over the study
+    /// file); the extra lines of both.
+    pub fn overridden_by(&self, over: &SlurmSettings) -> SlurmSettings {
+        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
+        SlurmSettings {
+            account: pick(&self.account, &over.account),
+            qos: pick(&self.qos, &over.qos),
+            partition: pick(&self.partition, &over.partition),
+            gpus: over.gpus.or(self.gpus),
+            cpus: over.cpus.or(self.cpus),
+            mem: pick(&self.mem, &over.mem),
+            time: TimeLimits {
+                pretrain: pick(&self.time.pretrain, &over.time.pretrain),
+                finetune: pick(&self.time.finetune, &over.time.finetune),
+                cka: pick(&self.time.cka, &over.time.cka),
+                report: pick(&self.time.report, &over.time.report),
+            },
+            array_limit: over.array_limit.or(self.array_limit),
+            extra: self.extra.iter().chain(&over.extra).cloned().collect(),
+        }
+    }
+
+    /// Every problem of the settings, each starting with its key (`slurm.time.cka: ...`).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut check = |key: &str, outcome: std::result::Result<String, String>| {
+            if let Err(e) = outcome {
+                problems.push(format!("slurm.{key}: {e}"));
+            }
+        };
+        let names = [
+            ("account", &self.account),
+            ("qos", &self.qos),
+            ("partition", &self.partition),
+        ];
+        for (key, value) in names {
+            if let Some(value) = value {
+                check(key, parse_name(value));
+            }
+        }
+        if let Some(mem) = &self.mem {
+            check("mem", parse_memory(mem));
+        }
+        let times = [
+            ("time.pretrain", &self.time.pretrain),
+            ("time.finetune", &self.time.finetune),
+            ("time.cka", &self.time.cka),
+            ("time.report", &self.time.report),
+        ];
+        for (key, value) in times {
+            if let Some(value) = value {
+                check(key, parse_time(value));
+            }
+        }
+        if self.cpus == Some(0) {
+            check("cpus", Err("a task needs at least 1 CPU".into()));
+        }
+        if self.array_limit == Some(0) {
+            check(
+                "array_limit",
+                Err("0 would never run a task; leave it out for no limit".into()),
+            );
+        }
+        for (i, line) in self.extra.iter().enumerate() {
+            check(&format!("extra[{i}]"), directive(line));
+        }
+        problems
+    }
+
+    fn gpus(&self) -> u32 {
+        self.gpus.unwrap_or(1)
+    }
+
+    fn cpus(&self) -> u32 {
+        self.cpus.unwrap_or(8)
+    }
+
+    fn mem(&self) -> &str {
+        self.mem.as_deref().unwrap_or("64G")
+    }
+
+    fn pretrain_time(&self) -> &str {
+        self.time.pretrain.as_deref().unwrap_or("24:00:00")
+    }
+
+    fn finetune_time(&self) -> &str {
+        self.time.finetune.as_deref().unwrap_or("08:00:00")
+    }
+
+    fn cka_time(&self) -> &str {
+        self.time.cka.as_deref().unwrap_or(self.finetune_time())
+    }
+
+    fn report_time(&self) -> &str {
+        self.time.report.as_deref().unwrap_or("00:30:00")
+    }
+}
 
 /// The cluster settings of the generated scripts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlurmOptions {
     /// The `medssl` binary the tasks run.
     pub medssl: PathBuf,
-    /// `--partition`, if any.
-    pub partition: Option<String>,
-    /// GPUs per task (`--gres=gpu:N`; 0 for CPU-only tasks).
-    pub gpus: usize,
-    /// CPUs per task.
-    pub cpus: usize,
-    /// Memory per task, Slurm syntax (`64G`).
-    pub memory: String,
-    /// Time limit of a pretraining task (`HH:MM:SS`).
-    pub pretrain_time: String,
-    /// Time limit of a fine-tune task.
-    pub finetune_time: String,
     /// `--device` of the tasks.
     pub device: String,
+    /// The `#SBATCH` settings: the study file's `[slurm]` table with the command line's
+    /// flags over it.
+    pub settings: SlurmSettings,
 }
 
 /// The scripts written, in submission order.
@@ -71,21 +327,31 @@ fn quote(text: &str) -> String {
 }
 
 fn header(name: &str, options: &SlurmOptions, time: &str, logs: &Path, array: bool) -> String {
+    let settings = &options.settings;
     let log = if array { "%x-%A_%a.log" } else { "%x-%j.log" };
     let mut lines = vec![
         "#!/usr/bin/env bash".to_string(),
         format!("#SBATCH --job-name={name}"),
         format!("#SBATCH --output={}", logs.join(log).display()),
         format!("#SBATCH --time={time}"),
-        format!("#SBATCH --cpus-per-task={}", options.cpus),
-        format!("#SBATCH --mem={}", options.memory),
+        format!("#SBATCH --cpus-per-task={}", settings.cpus()),
+        format!("#SBATCH --mem={}", settings.mem()),
     ];
-    if let Some(partition) = &options.partition {
-        lines.push(format!("#SBATCH --partition={partition}"));
+    let named = [
+        ("partition", &settings.partition),
+        ("account", &settings.account),
+        ("qos", &settings.qos),
+    ];
+    for (option, value) in named {
+        if let Some(value) = value {
+            lines.push(format!("#SBATCH --{option}={value}"));
+        }
     }
-    if options.gpus > 0 && array {
-        lines.push(format!("#SBATCH --gres=gpu:{}", options.gpus));
+    if settings.gpus() > 0 && array {
+        lines.push(format!("#SBATCH --gres=gpu:{}", settings.gpus()));
     }
+    // Checked by `write_scripts` before anything is written.
+    lines.extend(settings.extra.iter().filter_map(|l| directive(l).ok()));
     lines.join("\n") + "\n"
 }
 
@@ -100,6 +366,14 @@ impl RowRange<'_> {
     /// `--array` of the row's tasks.
     fn array(&self) -> String {
         format!("{}-{}", self.first, self.first + self.ids.len() - 1)
+    }
+}
+
+/// An `--array` value: `range`, throttled to `limit` tasks at once when given.
+fn throttled(range: &str, limit: Option<u32>) -> String {
+    match limit {
+        Some(limit) => format!("{range}%{limit}"),
+        None => range.to_string(),
     }
 }
 
@@ -191,13 +465,22 @@ fn variable(prefix: &str, row: &MethodSpec, taken: &mut Vec<String>) -> String {
     name
 }
 
-/// Writes the scripts for `plan` of the study file `study` (absolute) into `dir`.
+/// Writes the scripts for `plan` of the study file `study` (absolute) into `dir`; bad
+/// settings are refused, all of them listed, before anything is written.
 pub fn write_scripts(
     study: &Path,
     plan: &Plan,
     options: &SlurmOptions,
     dir: &Path,
 ) -> Result<SlurmScripts> {
+    let problems = options.settings.problems();
+    if !problems.is_empty() {
+        return Err(BenchError::Problems {
+            path: study.to_path_buf(),
+            problems,
+        });
+    }
+    let limit = options.settings.array_limit;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| BenchError::io(&logs, e))?;
     let write = |name: &str, text: String| -> Result<PathBuf> {
@@ -224,10 +507,13 @@ pub fn write_scripts(
         let script = ArrayScript {
             name: "medssl-pretrain",
             ids: pretrain_methods.iter().map(|(_, id)| *id).collect(),
-            array: Some(format!("0-{}", pretrain_methods.len() - 1)),
+            array: Some(throttled(
+                &format!("0-{}", pretrain_methods.len() - 1),
+                limit,
+            )),
             comment: "# One array task per SSL method's pretraining (submit.sh submits it).\n"
                 .into(),
-            time: &options.pretrain_time,
+            time: options.settings.pretrain_time(),
         };
         Some(write(
             "pretrain.sbatch",
@@ -270,7 +556,7 @@ pub fn write_scripts(
             "finetune",
             "fine-tune",
             &finetune_rows,
-            &options.finetune_time,
+            options.settings.finetune_time(),
         ),
     )?;
     let cka_rows = rows(plan, cka_row);
@@ -279,10 +565,16 @@ pub fn write_scripts(
     } else {
         Some(write(
             "cka.sbatch",
-            staged("cka", "CKA", &cka_rows, &options.finetune_time),
+            staged("cka", "CKA", &cka_rows, options.settings.cka_time()),
         )?)
     };
-    let mut report_text = header("medssl-report", options, "00:30:00", &logs, false);
+    let mut report_text = header(
+        "medssl-report",
+        options,
+        options.settings.report_time(),
+        &logs,
+        false,
+    );
     report_text.push_str(&format!(
         "# results.csv and the report, from the jobs that finished.\n\
          set -euo pipefail\nexec {} study report {}\n",
@@ -326,7 +618,7 @@ pub fn write_scripts(
         };
         text.push_str(&format!(
             "{var}=$(submit --array={}{dependency} finetune.sbatch)\n",
-            range.array()
+            throttled(&range.array(), limit)
         ));
         finetune_of.push((range.row, var.clone()));
         all.push(var);
@@ -348,7 +640,7 @@ pub fn write_scripts(
         };
         text.push_str(&format!(
             "{var}=$(submit --array={}{dependency} cka.sbatch)\n",
-            range.array()
+            throttled(&range.array(), limit)
         ));
         cka_vars.push(var.clone());
         all.push(var);
@@ -421,13 +713,12 @@ modality = "MRI"
         let plan = Plan::new(&study);
         let options = SlurmOptions {
             medssl: "/opt/medssl".into(),
-            partition: None,
-            gpus: 1,
-            cpus: 4,
-            memory: "16G".into(),
-            pretrain_time: "1:00:00".into(),
-            finetune_time: "1:00:00".into(),
             device: "cuda".into(),
+            settings: SlurmSettings {
+                cpus: Some(4),
+                mem: Some("16G".into()),
+                ..SlurmSettings::default()
+            },
         };
         let out = dir.path().join("slurm");
         let scripts = write_scripts(&file, &plan, &options, &out).unwrap();
@@ -473,5 +764,94 @@ modality = "MRI"
              ${finetune_simmim}:${finetune_import_w}:${finetune_dino}:${cka_scratch}:\
              ${cka_simmim}:${cka_import_w}:${cka_dino}\" report.sbatch)"
         );
+    }
+
+    #[test]
+    fn time_limits_and_extra_lines_are_checked() {
+        for good in ["90", "90:30", "08:00:00", "2-00", "2-12:30", "1-00:00:00"] {
+            assert_eq!(parse_time(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "1 day", "8h", "1:2:3:4", "-5", "2-", "1:-2", "a-1"] {
+            let err = parse_time(bad).unwrap_err();
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
+        assert_eq!(
+            directive("--constraint=a100").unwrap(),
+            "#SBATCH --constraint=a100"
+        );
+        assert_eq!(
+            directive("  #SBATCH   --mail-type=FAIL ").unwrap(),
+            "#SBATCH --mail-type=FAIL"
+        );
+        assert_eq!(directive("-C a100").unwrap(), "#SBATCH -C a100");
+        let refused = [
+            ("constraint=a100", "not an sbatch option"),
+            ("#SBATCH--constraint=a100", "not an sbatch option"),
+            ("# a comment", "not an sbatch option"),
+            ("--array=0-3", "written by `medssl study slurm`"),
+            ("#SBATCH -d afterok:1", "written by `medssl study slurm`"),
+            ("--account=other", "slurm.account"),
+            ("-t 10", "slurm.time"),
+            ("--gres=gpu:4", "slurm.gpus"),
+        ];
+        for (line, expected) in refused {
+            let err = directive(line).unwrap_err();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+        let settings = SlurmSettings {
+            account: Some("two words".into()),
+            mem: Some("64 GB".into()),
+            time: TimeLimits {
+                cka: Some("soon".into()),
+                ..TimeLimits::default()
+            },
+            array_limit: Some(0),
+            extra: vec!["--mem-per-cpu=4G".into(), "--output=x".into()],
+            ..SlurmSettings::default()
+        };
+        let problems = settings.problems();
+        let keys: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "slurm.account",
+                "slurm.mem",
+                "slurm.time.cka",
+                "slurm.array_limit",
+                "slurm.extra[1]"
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_study_file_and_defaults_fill_the_rest() {
+        let file = SlurmSettings {
+            account: Some("lab".into()),
+            qos: Some("normal".into()),
+            time: TimeLimits {
+                finetune: Some("4:00:00".into()),
+                ..TimeLimits::default()
+            },
+            extra: vec!["--constraint=a100".into()],
+            ..SlurmSettings::default()
+        };
+        let flags = SlurmSettings {
+            qos: Some("high".into()),
+            array_limit: Some(3),
+            ..SlurmSettings::default()
+        };
+        let merged = file.overridden_by(&flags);
+        assert_eq!(merged.account.as_deref(), Some("lab"));
+        assert_eq!(merged.qos.as_deref(), Some("high"));
+        assert_eq!(merged.array_limit, Some(3));
+        assert_eq!(merged.extra, ["--constraint=a100"]);
+        assert_eq!(merged.pretrain_time(), "24:00:00");
+        assert_eq!(merged.finetune_time(), "4:00:00");
+        assert_eq!(merged.cka_time(), "4:00:00", "the fine-tune's limit");
+        assert_eq!(merged.report_time(), "00:30:00");
     }
 }

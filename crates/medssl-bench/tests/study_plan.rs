@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use medssl_bench::definition::{EXAMPLE, MethodSpec, StudyDefinition};
+use medssl_bench::definition::{MethodSpec, StudyDefinition, example};
 use medssl_bench::plan::{JobKind, Plan, parse_shard};
-use medssl_data::synth::{Grid, Kind, Task, write_task};
+use medssl_ssl::methods::METHODS;
+use medssl_synth::{Grid, Kind, Task, write_task};
 
 fn write(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("study.toml");
@@ -24,13 +25,15 @@ fn load_error(text: &str) -> String {
 #[test]
 fn the_example_plans_every_row_task_budget_and_seed() {
     let dir = tempfile::tempdir().unwrap();
-    let study = StudyDefinition::load(&write(dir.path(), EXAMPLE)).unwrap();
-    assert_eq!(study.methods().len(), 10);
-    assert_eq!(study.ssl_methods().len(), 9);
+    let study = StudyDefinition::load(&write(dir.path(), &example())).unwrap();
+    // Scratch and every registered method.
+    let ssl = METHODS.len();
+    assert_eq!(study.methods().len(), ssl + 1);
+    assert_eq!(study.ssl_methods().len(), ssl);
     let plan = Plan::new(&study);
-    // 9 pretrainings, then 10 rows × 2 tasks × 2 budgets × 1 seed, then one CKA job
+    // The pretrainings, then each row × 2 tasks × 2 budgets × 1 seed, then one CKA job
     // per row × task × seed.
-    assert_eq!(plan.jobs.len(), 9 + 40 + 20);
+    assert_eq!(plan.jobs.len(), ssl + (ssl + 1) * 4 + (ssl + 1) * 2);
     let ids: std::collections::BTreeSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(ids.len(), plan.jobs.len(), "ids are unique");
     assert_eq!(plan.jobs[0].id, "pretrain/simclr");
@@ -93,7 +96,7 @@ fn the_example_plans_every_row_task_budget_and_seed() {
 #[test]
 fn shards_partition_the_jobs() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = Plan::new(&StudyDefinition::load(&write(dir.path(), EXAMPLE)).unwrap());
+    let plan = Plan::new(&StudyDefinition::load(&write(dir.path(), &example())).unwrap());
     let mut seen = Vec::new();
     for i in 0..4 {
         let shard = plan.shard(i, 4).unwrap();
@@ -111,7 +114,7 @@ fn shards_partition_the_jobs() {
 
 #[test]
 fn mistakes_in_the_file_name_the_key() {
-    let base = EXAMPLE.replace("name = \"my-study\"", "name = \"s\"");
+    let base = example().replace("name = \"my-study\"", "name = \"s\"");
     let cases = [
         (
             base.replace("\"cpc\", ", "\"cpcc\", "),
@@ -174,32 +177,32 @@ fn validation_checks_paths_tasks_and_settings() {
     write_task(&task(2, true), &data.join("ct-collection")).unwrap();
     write_task(&task(4, false), &data.join("abdomen-ct")).unwrap();
     write_task(&task(4, false), &data.join("abdomen-mri")).unwrap();
-    let path = write(dir.path(), EXAMPLE);
+    let path = write(dir.path(), &example());
     let study = StudyDefinition::load(&path).unwrap();
     study.validate(&path).unwrap();
 
     let broken = [
         (
-            EXAMPLE.replace("data/abdomen-mri", "data/missing"),
+            example().replace("data/abdomen-mri", "data/missing"),
             "task abdomen-mri",
         ),
         (
-            EXAMPLE.replace("data/ct-collection", "data/nothing"),
+            example().replace("data/ct-collection", "data/nothing"),
             "pretraining.data",
         ),
         (
-            EXAMPLE.replace("pretext.temperature=0.2", "pretext.temprature=0.2"),
+            example().replace("pretext.temperature=0.2", "pretext.temprature=0.2"),
             "pretraining of simclr",
         ),
         (
-            EXAMPLE.replace(
+            example().replace(
                 "set = []\n\n[[tasks]]",
                 "set = [\"train.epoch=3\"]\n\n[[tasks]]",
             ),
             "finetune.set",
         ),
         (
-            EXAMPLE.replace("\"scratch\", ", "\"scratch\", \"import:w.safetensors\", "),
+            example().replace("\"scratch\", ", "\"scratch\", \"import:w.safetensors\", "),
             "import:",
         ),
     ];

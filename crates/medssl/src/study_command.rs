@@ -3,16 +3,21 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use medssl_bench::cost::estimate;
-use medssl_bench::definition::{EXAMPLE, StudyDefinition};
-use medssl_bench::plan::{JobKind, Plan, parse_shard};
+use indicatif::HumanBytes;
+use medssl_bench::cost::{PlanEstimate, Rates, estimate, plan_estimate};
+use medssl_bench::definition::{StudyDefinition, example};
+use medssl_bench::plan::{Plan, Stage, parse_shard};
 use medssl_bench::report::write_report;
 use medssl_bench::results::write_results;
 use medssl_bench::runner::{RunEvent, Runner};
-use medssl_bench::slurm::{SlurmOptions, write_scripts};
-use medssl_bench::state::{JobState, state};
+use medssl_bench::slurm::{
+    SlurmOptions, SlurmSettings, TimeLimits, parse_memory, parse_name, parse_time, write_scripts,
+};
+use medssl_bench::state::{StudyStatus, record_timing, status};
 
 use crate::device::parse_device;
 
@@ -25,20 +30,44 @@ pub enum StudyCommand {
         #[arg(default_value = "study.toml")]
         file: PathBuf,
     },
-    /// Check every path, task, method and setting of a study before running it.
+    /// Check every path, task, method and setting of a study before running it; every
+    /// problem is listed.
     Validate { file: PathBuf },
-    /// List the study's jobs, their dependencies, state and estimated cost.
-    Plan { file: PathBuf },
+    /// List the study's jobs, their dependencies, state, estimated cost and hours.
+    Plan(PlanArgs),
     /// Run the jobs that are not finished (resuming interrupted ones); without --job or
     /// --shard, then write results.csv and the report.
     Run(StudyRunArgs),
-    /// Done / running / failed / waiting per job, with the errors of failed ones.
-    Status { file: PathBuf },
+    /// Done / running / failed / waiting per job, with the errors of failed ones, and
+    /// the disk space the study occupies.
+    Status(StatusArgs),
     /// Write Slurm array scripts (pretraining, then each row's fine-tunes after its own
     /// pretraining, CKA, then the report) and submit.sh.
-    Slurm(SlurmArgs),
+    Slurm(Box<SlurmArgs>),
     /// Write OUT/results.csv and the report (OUT/report/) from the finished fine-tunes.
     Report { file: PathBuf },
+}
+
+/// Arguments of `medssl study plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    file: PathBuf,
+    /// The device of the hours estimate: cpu, cuda or cuda:N (default: the study file's
+    /// `device`). The rates come from the study's jobs finished on it.
+    #[arg(long)]
+    device: Option<String>,
+    /// Print one JSON document (the fields are listed in the README).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `medssl study status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    file: PathBuf,
+    /// Print one JSON document (the fields are listed in the README).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `medssl study run`.
@@ -59,7 +88,8 @@ pub struct StudyRunArgs {
     device: Option<String>,
 }
 
-/// Arguments of `medssl study slurm`.
+/// Arguments of `medssl study slurm`. Each setting overrides the study file's `[slurm]`
+/// table; what neither gives takes the default in brackets.
 #[derive(Debug, Args)]
 pub struct SlurmArgs {
     file: PathBuf,
@@ -67,23 +97,38 @@ pub struct SlurmArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Slurm partition.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_name)]
     partition: Option<String>,
-    /// GPUs per task.
-    #[arg(long, default_value_t = 1)]
-    gpus: usize,
-    /// CPUs per task.
-    #[arg(long, default_value_t = 8)]
-    cpus: usize,
-    /// Memory per task.
-    #[arg(long, default_value = "64G")]
-    mem: String,
-    /// Time limit of a pretraining task.
-    #[arg(long, default_value = "24:00:00")]
-    pretrain_time: String,
-    /// Time limit of a fine-tune task.
-    #[arg(long, default_value = "08:00:00")]
-    finetune_time: String,
+    /// Account charged for the jobs.
+    #[arg(long, value_parser = parse_name)]
+    account: Option<String>,
+    /// Quality of service.
+    #[arg(long, value_parser = parse_name)]
+    qos: Option<String>,
+    /// GPUs per task [1].
+    #[arg(long)]
+    gpus: Option<u32>,
+    /// CPUs per task [8].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    cpus: Option<u32>,
+    /// Memory per task [64G].
+    #[arg(long, value_parser = parse_memory)]
+    mem: Option<String>,
+    /// Time limit of a pretraining task [24:00:00].
+    #[arg(long, value_parser = parse_time)]
+    pretrain_time: Option<String>,
+    /// Time limit of a fine-tune task [08:00:00].
+    #[arg(long, value_parser = parse_time)]
+    finetune_time: Option<String>,
+    /// Time limit of a CKA task [the fine-tune's].
+    #[arg(long, value_parser = parse_time)]
+    cka_time: Option<String>,
+    /// Time limit of the report job [00:30:00].
+    #[arg(long, value_parser = parse_time)]
+    report_time: Option<String>,
+    /// At most N tasks of each array at once (`--array=A-B%N`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    array_limit: Option<u32>,
     /// Device of the tasks: cpu, or cuda[:N] (checked now: needs a binary built with
     /// the cuda feature).
     #[arg(long, default_value = "cuda")]
@@ -93,13 +138,34 @@ pub struct SlurmArgs {
     medssl: Option<PathBuf>,
 }
 
+impl SlurmArgs {
+    /// The settings given on the command line.
+    fn settings(&self) -> SlurmSettings {
+        SlurmSettings {
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            partition: self.partition.clone(),
+            gpus: self.gpus,
+            cpus: self.cpus,
+            mem: self.mem.clone(),
+            time: TimeLimits {
+                pretrain: self.pretrain_time.clone(),
+                finetune: self.finetune_time.clone(),
+                cka: self.cka_time.clone(),
+                report: self.report_time.clone(),
+            },
+            array_limit: self.array_limit,
+            extra: Vec::new(),
+        }
+    }
+}
+
 /// `medssl study ...`.
 pub fn study(command: &StudyCommand) -> Result<()> {
     match command {
         StudyCommand::Init { file } => init(file),
         StudyCommand::Validate { file } => {
-            let study = StudyDefinition::load(file)?;
-            study.validate(file)?;
+            let study = StudyDefinition::check(file)?;
             println!(
                 "{}: valid ({} jobs)",
                 file.display(),
@@ -107,15 +173,15 @@ pub fn study(command: &StudyCommand) -> Result<()> {
             );
             Ok(())
         }
-        StudyCommand::Plan { file } => plan(file),
+        StudyCommand::Plan(args) => plan(args),
         StudyCommand::Run(args) => run(args),
-        StudyCommand::Status { file } => status(file),
+        StudyCommand::Status(args) => print_status(args),
         StudyCommand::Slurm(args) => slurm(args),
         StudyCommand::Report { file } => {
             let study = StudyDefinition::load(file)?;
             let plan = Plan::new(&study);
             let rows = write_results(&study, &plan)?;
-            let report = write_report(&study, &plan)?;
+            let report = write_report(&study, &plan, crate::BUILD)?;
             println!(
                 "{} ({rows} rows), {}",
                 study.out_dir().join("results.csv").display(),
@@ -130,7 +196,7 @@ fn init(file: &Path) -> Result<()> {
     if file.exists() {
         bail!("{} exists; choose another file name", file.display());
     }
-    std::fs::write(file, EXAMPLE).with_context(|| format!("cannot write {}", file.display()))?;
+    std::fs::write(file, example()).with_context(|| format!("cannot write {}", file.display()))?;
     println!(
         "wrote {}: edit the paths, then `medssl study validate {}`",
         file.display(),
@@ -139,32 +205,80 @@ fn init(file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn plan(file: &Path) -> Result<()> {
-    let study = StudyDefinition::load(file)?;
-    study.validate(file)?;
+fn plan(args: &PlanArgs) -> Result<()> {
+    let study = StudyDefinition::load(&args.file)?;
+    study.validate(&args.file)?;
+    let device = args.device.as_deref().unwrap_or(&study.device);
+    check_device(device, false)?;
     let plan = Plan::new(&study);
-    let cost = estimate(&study, &plan)?;
-    let total: f64 = cost.iter().sum();
+    let estimate = plan_estimate(&study, &plan, device)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&estimate)?);
+    } else {
+        print_plan(&estimate, &args.file);
+    }
+    Ok(())
+}
+
+/// `study plan`'s table and its summary: the time left on the device and where its
+/// rates come from.
+fn print_plan(estimate: &PlanEstimate, file: &Path) {
     println!(
-        "{:>4}  {:<56} {:<12} {:>9} {:>6}  needs",
-        "#", "job", "state", "Gvox", "share"
+        "{:>4}  {:<56} {:<12} {:>9} {:>6} {:>7}  needs",
+        "#", "job", "state", "Gvox", "share", "hours"
     );
-    for (k, job) in plan.jobs.iter().enumerate() {
-        let needs: Vec<String> = job.needs.iter().map(|n| format!("#{n}")).collect();
+    let total = estimate.total_gvox.max(f64::MIN_POSITIVE);
+    for job in &estimate.jobs {
+        let needs: Vec<String> = job.job.needs.iter().map(|n| format!("#{n}")).collect();
+        let hours = job.hours.map_or("-".to_string(), |h| format!("{h:.2}"));
         println!(
-            "{k:>4}  {:<56} {:<12} {:>9.3} {:>5.1}%  {}",
-            job.id,
-            state(&study, &plan, k).word(),
-            cost[k],
-            100.0 * cost[k] / total.max(f64::MIN_POSITIVE),
+            "{:>4}  {:<56} {:<12} {:>9.3} {:>5.1}% {hours:>7}  {}",
+            job.job.index,
+            job.job.id,
+            job.state,
+            job.gvox,
+            100.0 * job.gvox / total,
             needs.join(" ")
         );
     }
     println!(
-        "{} jobs, {total:.3} Gvox in all (voxels through the encoder, billions: a proxy for time)",
-        plan.jobs.len()
+        "{} jobs, {:.3} Gvox in all (voxels through the encoder, billions: a proxy for time)",
+        estimate.jobs.len(),
+        estimate.total_gvox
     );
-    Ok(())
+    let device = &estimate.device;
+    match estimate.left_hours {
+        Some(hours) => {
+            let rates: Vec<String> = Stage::ALL
+                .iter()
+                .map(|stage| match estimate.rates.0.get(stage) {
+                    Some(m) if m.gvox > 0.0 => format!(
+                        "{} {:.0} s/Gvox ({} job{})",
+                        stage.word(),
+                        m.seconds / m.gvox,
+                        m.jobs,
+                        if m.jobs == 1 { "" } else { "s" }
+                    ),
+                    _ => format!("{} from all kinds", stage.word()),
+                })
+                .collect();
+            println!(
+                "left: {} jobs, {:.3} Gvox, about {hours:.2} hours on {device}, one job at a \
+                 time, at the rates of this study's jobs finished on {device}: {}",
+                estimate.left_jobs,
+                estimate.left_gvox,
+                rates.join(", ")
+            );
+        }
+        None => println!(
+            "left: {} jobs, {:.3} Gvox; hours on {device}: not measured yet (the rates come \
+             from this study's jobs finished on {device}: run one, e.g. `medssl study run {} \
+             --job ID --device {device}`)",
+            estimate.left_jobs,
+            estimate.left_gvox,
+            file.display()
+        ),
+    }
 }
 
 fn run(args: &StudyRunArgs) -> Result<()> {
@@ -214,17 +328,18 @@ fn run_jobs(
         }
         Selection::All => (0..plan.jobs.len()).collect(),
     };
-    let device = parse_device(device.unwrap_or(&study.device))?;
+    let device_name = device.unwrap_or(&study.device);
+    let device = parse_device(device_name)?;
     let cost = estimate(&study, &plan)?;
-    let mut left = [0.0; 3];
+    let mut left = BTreeMap::new();
     for &k in &chosen {
         if !plan.jobs[k].done_file(&study).is_file() {
-            left[stage(&plan.jobs[k].kind)] += cost[k];
+            *left.entry(plan.jobs[k].kind.stage()).or_insert(0.0) += cost[k];
         }
     }
     let progress = Mutex::new(Progress {
         left,
-        spent: [(0.0, 0.0); 3],
+        rates: Rates::measured(&study, &plan, &cost, device_name),
         jobs: chosen.len(),
         finished: 0,
     });
@@ -236,7 +351,15 @@ fn run_jobs(
             }
             RunEvent::Finished { index, seconds } => {
                 p.finished += 1;
-                p.account(&plan.jobs[index].kind, cost[index], Some(seconds));
+                let job = &plan.jobs[index];
+                p.account(job.kind.stage(), cost[index], Some(seconds));
+                if let Err(e) = record_timing(&study, job, device_name, seconds) {
+                    eprintln!(
+                        "{} warning {}: its time is not recorded: {e}",
+                        p.prefix(),
+                        job.id
+                    );
+                }
                 eprintln!(
                     "{} done  {} ({seconds:.0} s){}",
                     p.prefix(),
@@ -246,12 +369,12 @@ fn run_jobs(
             }
             RunEvent::Failed { index, error } => {
                 p.finished += 1;
-                p.account(&plan.jobs[index].kind, cost[index], None);
+                p.account(plan.jobs[index].kind.stage(), cost[index], None);
                 eprintln!("{} FAILED {}: {error}", p.prefix(), plan.jobs[index].id);
             }
             RunEvent::Blocked { index, needs } => {
                 p.finished += 1;
-                p.account(&plan.jobs[index].kind, cost[index], None);
+                p.account(plan.jobs[index].kind.stage(), cost[index], None);
                 eprintln!(
                     "{} skip  {}: it needs {}, which failed",
                     p.prefix(),
@@ -281,7 +404,7 @@ fn run_jobs(
     let report = match selection {
         Selection::All => {
             let rows = write_results(&study, &plan)?;
-            let report = write_report(&study, &plan)?;
+            let report = write_report(&study, &plan, crate::BUILD)?;
             eprintln!(
                 "{counts}; results: {} ({rows} rows); report: {}",
                 study.out_dir().join("results.csv").display(),
@@ -307,27 +430,15 @@ fn run_jobs(
     Ok(report)
 }
 
-/// The whole-study progress line: jobs finished of the selection, and the time left.
-/// The cost estimate ranks jobs of one kind well but weighs kinds against each other
-/// roughly (it leaves out validation and evaluation), so the time left is the cost
-/// left of each kind at the seconds per cost unit measured on that kind's finished jobs
-/// (on all finished jobs for a kind not seen yet).
+/// The whole-study progress line: jobs finished of the selection, and the time left:
+/// the cost left of each stage at the seconds per Gvox measured on this device (the
+/// study's jobs finished earlier and those of this run; see [`Rates`]).
 struct Progress {
-    /// Cost not yet run, per [`stage`].
-    left: [f64; 3],
-    /// Seconds and cost of the jobs finished by this run, per stage.
-    spent: [(f64, f64); 3],
+    /// Cost not yet run, per stage.
+    left: BTreeMap<Stage, f64>,
+    rates: Rates,
     jobs: usize,
     finished: usize,
-}
-
-/// Pretraining, fine-tuning or CKA, as an index.
-fn stage(kind: &JobKind) -> usize {
-    match kind {
-        JobKind::Pretrain { .. } => 0,
-        JobKind::Finetune { .. } => 1,
-        JobKind::Cka { .. } => 2,
-    }
 }
 
 impl Progress {
@@ -335,52 +446,68 @@ impl Progress {
         format!("[{}/{}]", self.finished, self.jobs)
     }
 
-    /// A job of `kind` and `cost` ended, after `seconds` when it ran to its end.
-    fn account(&mut self, kind: &JobKind, cost: f64, seconds: Option<f64>) {
-        let k = stage(kind);
-        self.left[k] = (self.left[k] - cost).max(0.0);
+    /// A job of `stage` and `cost` ended, after `seconds` when it ran to its end.
+    fn account(&mut self, stage: Stage, cost: f64, seconds: Option<f64>) {
+        if let Some(left) = self.left.get_mut(&stage) {
+            *left = (*left - cost).max(0.0);
+        }
         if let Some(seconds) = seconds {
-            self.spent[k].0 += seconds;
-            self.spent[k].1 += cost;
+            self.rates.add(stage, seconds, cost);
         }
     }
 
     fn eta(&self) -> String {
-        let (seconds, cost) = self
-            .spent
-            .iter()
-            .fold((0.0, 0.0), |(s, c), &(ks, kc)| (s + ks, c + kc));
-        if cost <= 0.0 || self.finished == self.jobs {
+        if self.finished == self.jobs {
             return String::new();
         }
-        let left: f64 = (0..3)
-            .map(|k| {
-                let (ks, kc) = self.spent[k];
-                let rate = if kc > 0.0 { ks / kc } else { seconds / cost };
-                self.left[k] * rate
-            })
+        let left: Option<f64> = self
+            .left
+            .iter()
+            .map(|(&stage, &gvox)| self.rates.seconds(stage, gvox))
             .sum();
-        format!(", about {:.0} min left", left / 60.0)
+        left.map_or(String::new(), |s| {
+            format!(", about {:.0} min left", s / 60.0)
+        })
     }
 }
 
-fn status(file: &Path) -> Result<()> {
-    let study = StudyDefinition::load(file)?;
+fn print_status(args: &StatusArgs) -> Result<()> {
+    let study = StudyDefinition::load(&args.file)?;
     let plan = Plan::new(&study);
-    let mut counts = std::collections::BTreeMap::new();
-    for (k, job) in plan.jobs.iter().enumerate() {
-        let s = state(&study, &plan, k);
-        *counts.entry(s.word()).or_insert(0) += 1;
-        let detail = match &s {
-            JobState::Failed(f) => f.error.clone(),
-            JobState::Running(r) => format!("pid {} on {}", r.pid, r.host),
+    let status = status(&study, &plan)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    for job in &status.jobs {
+        let detail = match (&job.error, &job.running) {
+            (Some(error), _) => error.clone(),
+            (_, Some(r)) => format!("pid {} on {}", r.pid, r.host),
             _ => String::new(),
         };
-        println!("{:<12} {:<56} {detail}", s.word(), job.id);
+        println!("{:<12} {:<56} {detail}", job.state, job.job.id);
     }
-    let summary: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
-    println!("{} jobs: {}", plan.jobs.len(), summary.join(", "));
+    println!("{}", disk_line(&status));
+    let summary: Vec<String> = status
+        .counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(w, n)| format!("{n} {w}"))
+        .collect();
+    println!("{} jobs: {}", status.jobs.len(), summary.join(", "));
     Ok(())
+}
+
+/// `disk: 4.90 GiB in OUT, of which 4.60 GiB in checkpoint/ directories ...`.
+fn disk_line(status: &StudyStatus) -> String {
+    let disk = status.disk;
+    format!(
+        "disk: {} in {}, of which {} in the runs' checkpoint/ directories (weights and \
+         optimiser state kept for resuming)",
+        HumanBytes(disk.total_bytes),
+        status.out.display(),
+        HumanBytes(disk.checkpoint_bytes)
+    )
 }
 
 fn slurm(args: &SlurmArgs) -> Result<()> {
@@ -404,13 +531,8 @@ fn slurm(args: &SlurmArgs) -> Result<()> {
         .unwrap_or_else(|| study.out_dir().join("slurm"));
     let options = SlurmOptions {
         medssl,
-        partition: args.partition.clone(),
-        gpus: args.gpus,
-        cpus: args.cpus,
-        memory: args.mem.clone(),
-        pretrain_time: args.pretrain_time.clone(),
-        finetune_time: args.finetune_time.clone(),
         device: args.device.clone(),
+        settings: study.slurm.overridden_by(&args.settings()),
     };
     let scripts = write_scripts(&file, &plan, &options, &dir)?;
     println!(

@@ -13,9 +13,10 @@
 # Options: --parsable, --array= (N, A-B, A-B:STEP, lists, %LIMIT ignored),
 # --dependency= (afterok / afterany, each on ID or ID_TASK, joined by `:`; clauses
 # joined by `,` must all hold), --kill-on-invalid-dep=yes|no, --job-name=, --output=
-# (%x %A %a %j), and --time= --cpus-per-task= --mem= --partition= --gres= (recorded,
-# no effect), from the command line or `#SBATCH` lines (the command line wins). Any
-# other option is an error, so that scripts cannot rely on something not simulated.
+# (%x %A %a %j), and --time= --cpus-per-task= --mem= --partition= --gres= --account=
+# --qos= --constraint= --mail-type= (accepted, no effect), from the command line or
+# `#SBATCH` lines (the command line wins). Any other option is an error, so that
+# scripts cannot rely on something not simulated.
 #
 # A task runs with SLURM_JOB_ID (its own id), SLURM_ARRAY_JOB_ID and
 # SLURM_ARRAY_TASK_ID (array tasks), SLURM_JOB_NAME, in the submission's directory.
@@ -94,7 +95,8 @@ sbatch_main() {
         --kill-on-invalid-dep=*) kill=${arg#--kill-on-invalid-dep=} ;;
         --job-name=*) name=${arg#--job-name=} ;;
         --output=*) output=${arg#--output=} ;;
-        --time=* | --cpus-per-task=* | --mem=* | --partition=* | --gres=*) ;;
+        --time=* | --cpus-per-task=* | --mem=* | --partition=* | --gres=* | --account=* | \
+            --qos=* | --constraint=* | --mail-type=*) ;;
         *) die "unsupported option $arg" ;;
         esac
     done

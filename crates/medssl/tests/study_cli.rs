@@ -4,15 +4,18 @@
 //! failed pretraining blocks only its fine-tunes and CKA job, `--job` runs exactly one
 //! job and writes nothing else, and the Slurm scripts, run by a fake Slurm
 //! (`fake_slurm.sh`), block only the failed method's rows and end with the same
-//! results.csv as `study run`.
+//! results.csv as `study run`. Also: `study validate` lists every problem of a file,
+//! the `[slurm]` table and its flags reach the scripts, `study plan` and `study status`
+//! print JSON, hours from the rates of finished jobs, and the disk space used.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{medssl, stdout_ok};
+use serde_json::Value;
 
 const STUDY: &str = r#"name = "mini"
 methods = ["scratch", "simmim"]
@@ -21,7 +24,7 @@ data = "ct"
 steps = 2
 [finetune]
 budgets = [2]
-set = ["train.epochs=2", "validation.every=1"]
+set = ["train.epochs=2", "validation.every=1", "model.roi=[32, 32, 32]"]
 [[tasks]]
 name = "abd"
 path = "abd"
@@ -68,6 +71,30 @@ fn results(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("study/results.csv")).unwrap()
 }
 
+/// Runs `medssl` with `args` and parses its stdout as one JSON document.
+fn json(args: &[&str]) -> Value {
+    let out = stdout_ok(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// Every file below `dir` with its size.
+fn sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                out.push((entry.path(), entry.metadata().unwrap().len()));
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn a_killed_study_resumes_to_the_same_results() {
     let straight = tempfile::tempdir().unwrap();
@@ -78,6 +105,32 @@ fn a_killed_study_resumes_to_the_same_results() {
         "{plan}"
     );
     assert!(plan.contains("waiting") && plan.contains("#0"), "{plan}");
+    assert!(
+        plan.contains("left: 4 jobs") && plan.contains("hours on cpu: not measured yet"),
+        "{plan}"
+    );
+    let before = json(&["study", "plan", &file, "--json"]);
+    let jobs = before["jobs"].as_array().unwrap();
+    let kinds: Vec<&str> = jobs.iter().map(|j| j["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["pretrain", "finetune", "finetune", "cka"],
+        "{before}"
+    );
+    assert_eq!(jobs[2]["id"], "finetune/abd/simmim.2-shots.seed-0");
+    assert_eq!(jobs[2]["method"], "simmim");
+    assert_eq!(jobs[2]["task"], "abd");
+    assert_eq!(jobs[2]["budget"], "2-shots");
+    assert_eq!(jobs[2]["seed"], 0);
+    assert_eq!(jobs[2]["needs"], serde_json::json!([0]));
+    assert_eq!(jobs[2]["state"], "waiting");
+    assert!(
+        jobs.iter()
+            .all(|j| j["gvox"].as_f64().unwrap() > 0.0 && j["hours"].is_null())
+    );
+    assert_eq!(before["device"], "cpu");
+    assert_eq!(before["left_jobs"], 4);
+    assert!(before["left_hours"].is_null(), "{before}");
     let out = medssl(&["study", "run", &file]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
@@ -87,6 +140,57 @@ fn a_killed_study_resumes_to_the_same_results() {
     assert!(expected.starts_with("job,method,task,modality,budget,seed,train_cases"));
     let status = stdout_ok(&["study", "status", &file]);
     assert!(status.contains("4 jobs: 4 done"), "{status}");
+
+    // The hours come from the jobs just finished, per kind, on this device only.
+    let after = json(&["study", "plan", &file, "--json"]);
+    assert_eq!(after["left_jobs"], 0);
+    assert_eq!(after["left_hours"], 0.0);
+    for (stage, jobs) in [("pretrain", 1), ("finetune", 2), ("cka", 1)] {
+        let measured = &after["rates"][stage];
+        assert_eq!(measured["jobs"], jobs, "{after}");
+        assert!(measured["seconds"].as_f64().unwrap() > 0.0, "{after}");
+    }
+    for job in after["jobs"].as_array().unwrap() {
+        let rate = &after["rates"][job["kind"].as_str().unwrap()];
+        let expected = job["gvox"].as_f64().unwrap() * rate["seconds"].as_f64().unwrap()
+            / rate["gvox"].as_f64().unwrap()
+            / 3600.0;
+        let hours = job["hours"].as_f64().unwrap();
+        assert!((hours - expected).abs() <= 1e-9 * expected, "{job}");
+    }
+    let plan = stdout_ok(&["study", "plan", &file]);
+    assert!(
+        plan.contains(
+            "hours on cpu, one job at a time, at the rates of this study's jobs \
+             finished on cpu: pretrain "
+        ) && plan.contains(" s/Gvox (2 jobs), cka "),
+        "{plan}"
+    );
+    let cuda = stdout_ok(&["study", "plan", &file, "--device", "cuda"]);
+    assert!(cuda.contains("hours on cuda: not measured yet"), "{cuda}");
+
+    // The disk space: every file of the study, and those of the runs' checkpoints.
+    let out = straight.path().join("study");
+    let files = sizes(&out);
+    let total: u64 = files.iter().map(|(_, n)| n).sum();
+    let checkpoints: u64 = files
+        .iter()
+        .filter(|(p, _)| p.parent().unwrap().ends_with("checkpoint"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(checkpoints > 0 && checkpoints < total);
+    let state = json(&["study", "status", &file, "--json"]);
+    assert_eq!(state["disk"]["total_bytes"], total, "{state}");
+    assert_eq!(state["disk"]["checkpoint_bytes"], checkpoints, "{state}");
+    assert_eq!(state["counts"]["done"], 4, "{state}");
+    assert_eq!(state["jobs"].as_array().unwrap().len(), 4);
+    for job in state["jobs"].as_array().unwrap() {
+        assert_eq!(job["state"], "done");
+        let dir = out.join(job["id"].as_str().unwrap());
+        let bytes: u64 = sizes(&dir).iter().map(|(_, n)| n).sum();
+        assert_eq!(job["bytes"], bytes, "{job}");
+    }
+
     let cka: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
             straight
@@ -285,11 +389,18 @@ steps = 1
 rotnet = ["data.loader.batch_size=8"]
 [finetune]
 budgets = [2]
-set = ["train.epochs=1", "validation.every=1"]
+set = ["train.epochs=1", "validation.every=1", "model.roi=[32, 32, 32]"]
 [[tasks]]
 name = "abd"
 path = "abd"
 modality = "CT"
+[slurm]
+account = "lab42"
+qos = "normal"
+array_limit = 2
+extra = ["--constraint=a100"]
+[slurm.time]
+finetune = "01:00:00"
 "#;
 
 /// The fake Slurm (`sbatch`, `squeue`, `fake-slurm-run`; see the script's header).
@@ -321,9 +432,17 @@ fn slurm_scripts_run_under_a_fake_scheduler() {
     let expected = std::fs::read_to_string(dir.path().join("local/results.csv")).unwrap();
     assert_eq!(expected.lines().count(), 3, "{expected}");
 
-    // The scripts, checked as shell.
+    // The scripts, checked as shell; the study file's [slurm] settings are in each.
     stdout_ok(&["study", "slurm", &cluster, "--device", "cpu", "--gpus", "0"]);
     let slurm = dir.path().join("cluster/slurm");
+    let finetune = std::fs::read_to_string(slurm.join("finetune.sbatch")).unwrap();
+    assert!(
+        finetune.contains(
+            "#SBATCH --time=01:00:00\n#SBATCH --cpus-per-task=8\n#SBATCH --mem=64G\n\
+             #SBATCH --account=lab42\n#SBATCH --qos=normal\n#SBATCH --constraint=a100\n"
+        ),
+        "{finetune}"
+    );
     let mut scripts: Vec<_> = std::fs::read_dir(&slurm)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -415,12 +534,12 @@ fn slurm_scripts_run_under_a_fake_scheduler() {
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(
         submissions,
-        "100 name=medssl-pretrain array=0-1 dependency=- kill-on-invalid-dep=no\n\
-         101 name=medssl-finetune array=0-0 dependency=- kill-on-invalid-dep=yes\n\
-         102 name=medssl-finetune array=1-1 dependency=afterok:100_0 kill-on-invalid-dep=yes\n\
-         103 name=medssl-finetune array=2-2 dependency=afterok:100_1 kill-on-invalid-dep=yes\n\
-         104 name=medssl-cka array=0-0 dependency=afterok:100_0,afterany:102 kill-on-invalid-dep=yes\n\
-         105 name=medssl-cka array=1-1 dependency=afterok:100_1,afterany:103 kill-on-invalid-dep=yes\n\
+        "100 name=medssl-pretrain array=0-1%2 dependency=- kill-on-invalid-dep=no\n\
+         101 name=medssl-finetune array=0-0%2 dependency=- kill-on-invalid-dep=yes\n\
+         102 name=medssl-finetune array=1-1%2 dependency=afterok:100_0 kill-on-invalid-dep=yes\n\
+         103 name=medssl-finetune array=2-2%2 dependency=afterok:100_1 kill-on-invalid-dep=yes\n\
+         104 name=medssl-cka array=0-0%2 dependency=afterok:100_0,afterany:102 kill-on-invalid-dep=yes\n\
+         105 name=medssl-cka array=1-1%2 dependency=afterok:100_1,afterany:103 kill-on-invalid-dep=yes\n\
          106 name=medssl-report array=- dependency=afterany:100:101:102:103:104:105 kill-on-invalid-dep=no\n"
     );
     assert_eq!(
@@ -445,4 +564,261 @@ fn slurm_scripts_run_under_a_fake_scheduler() {
         status.contains("7 jobs: 4 done, 1 failed, 2 waiting"),
         "{status}"
     );
+}
+
+/// A study file with a mistake in every section: `study validate` lists them all, each
+/// with its key, and fails; the ones found without the disk stop `study plan` too.
+#[test]
+fn validate_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(
+        &file,
+        r#"name = "broken"
+methods = ["scratch", "simclrr", "scratch"]
+[pretraining]
+data = "ct"
+stepz = 2
+[finetune]
+budgets = [0, 2]
+seeds = []
+[[tasks]]
+name = "abd"
+path = "abd"
+modality = "CT"
+[[tasks]]
+name = "mri"
+path = "mri"
+modality = "PET"
+[slurm]
+account = "my lab"
+array_limit = 0
+extra = ["--constraint=a100", "--dependency=afterok:1", "constraint=v100"]
+[slurm.time]
+pretrain = "1 day"
+"#,
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let out = medssl(&["study", "validate", file]);
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    let expected = [
+        "  pretraining: unknown field `stepz`",
+        "  tasks[1].modality: unknown variant `PET`, expected `CT` or `MRI`",
+        "  methods: unknown method `simclrr`",
+        "  methods: `scratch` is listed twice",
+        "  finetune.budgets: 0 is neither a positive count, a fraction in (0, 1) nor \"all\"",
+        "  finetune.seeds: the list is empty",
+        "  slurm.account: `my lab` is not a Slurm name",
+        "  slurm.time.pretrain: `1 day` is not a Slurm time limit",
+        "  slurm.array_limit: 0 would never run a task",
+        "  slurm.extra[1]: `--dependency=afterok:1` is written by `medssl study slurm` itself",
+        "  slurm.extra[2]: `constraint=v100` is not an sbatch option",
+        "  task abd: ",
+    ];
+    assert!(
+        error.starts_with(&format!("error: {file}: {} problems:\n", expected.len())),
+        "{error}"
+    );
+    for line in expected {
+        assert!(
+            error.lines().any(|l| l.starts_with(line)),
+            "`{line}` in:\n{error}"
+        );
+    }
+    assert_eq!(error.lines().count(), 1 + expected.len(), "{error}");
+    assert!(
+        !error.contains("BudgetSpec") && !error.contains("Option<"),
+        "{error}"
+    );
+
+    // `study plan` reads the file the same way: every problem found without the disk
+    // (all but the task's directory) is listed.
+    let out = medssl(&["study", "plan", file]);
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        error.starts_with(&format!(
+            "error: {file}: {} problems:\n",
+            expected.len() - 1
+        )),
+        "{error}"
+    );
+}
+
+/// `study status` says how much the study occupies, and how much of it is the runs'
+/// checkpoints, in words and (`--json`) in bytes per job.
+#[test]
+fn status_shows_the_disk_space_of_the_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, STUDY).unwrap();
+    let file = file.to_str().unwrap();
+    let out = dir.path().join("study");
+    let written = [
+        ("pretrain/simmim/checkpoint/weights-2.safetensors", 2048),
+        ("pretrain/simmim/checkpoint/optimizer-2.bin", 1024),
+        ("pretrain/simmim/encoder.safetensors", 512),
+        (
+            "finetune/abd/scratch.2-shots.seed-0/checkpoint/state.json",
+            100,
+        ),
+        ("finetune/abd/scratch.2-shots.seed-0/best.safetensors", 300),
+        ("finetune/abd/.medssl-cache/abd/case-1.bin", 6000),
+        ("results.csv", 16),
+    ];
+    for (path, bytes) in written {
+        let path = out.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![b'x'; bytes]).unwrap();
+    }
+    let total: usize = written.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 10000);
+    let status = stdout_ok(&["study", "status", file]);
+    assert!(
+        status.contains(&format!(
+            "disk: 9.77 KiB in {}, of which 3.10 KiB in the runs' checkpoint/ directories",
+            out.display()
+        )),
+        "{status}"
+    );
+    assert!(
+        status.lines().last().unwrap() == "4 jobs: 2 ready, 2 waiting",
+        "the counts come last: {status}"
+    );
+    let state = json(&["study", "status", file, "--json"]);
+    assert_eq!(state["study"], "mini");
+    assert_eq!(state["out"], out.to_str().unwrap());
+    assert_eq!(state["disk"]["total_bytes"], 10000);
+    assert_eq!(state["disk"]["checkpoint_bytes"], 2048 + 1024 + 100);
+    assert_eq!(
+        state["counts"],
+        serde_json::json!({"done": 0, "running": 0, "failed": 0, "interrupted": 0,
+                           "waiting": 2, "ready": 2})
+    );
+    let jobs: Vec<(&str, &str, u64)> = state["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap(),
+                j["state"].as_str().unwrap(),
+                j["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            ("pretrain/simmim", "ready", 3584),
+            ("finetune/abd/scratch.2-shots.seed-0", "ready", 400),
+            ("finetune/abd/simmim.2-shots.seed-0", "waiting", 0),
+            ("cka/abd/simmim.seed-0", "waiting", 0),
+        ]
+    );
+}
+
+/// The `[slurm]` table reaches every script: account, QOS, the time limit of each job
+/// kind, the array throttle and the extra directives; flags override the file, and a
+/// bad flag is refused naming it.
+#[test]
+fn slurm_settings_come_from_the_study_file_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    data(dir.path(), 4);
+    let file = dir.path().join("study.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{STUDY}[slurm]\naccount = \"lab42\"\nqos = \"normal\"\narray_limit = 3\n\
+             extra = [\"--constraint=a100\", \"#SBATCH --mail-type=FAIL\"]\n\
+             [slurm.time]\npretrain = \"2-00:00:00\"\nfinetune = \"04:00:00\"\ncka = \"45\"\n"
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    stdout_ok(&[
+        "study",
+        "slurm",
+        file,
+        "--device",
+        "cpu",
+        "--qos",
+        "urgent",
+        "--report-time",
+        "10:00",
+    ]);
+    let slurm = dir.path().join("study/slurm");
+    let read = |name: &str| std::fs::read_to_string(slurm.join(name)).unwrap();
+    let directives = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("#SBATCH") && !l.starts_with("#SBATCH --output="))
+            .map(str::to_string)
+            .collect()
+    };
+    let common = |name: &str, time: &str, gres: bool| {
+        let mut lines = vec![
+            format!("#SBATCH --job-name=medssl-{name}"),
+            format!("#SBATCH --time={time}"),
+            "#SBATCH --cpus-per-task=8".to_string(),
+            "#SBATCH --mem=64G".to_string(),
+            "#SBATCH --account=lab42".to_string(),
+            "#SBATCH --qos=urgent".to_string(),
+        ];
+        if gres {
+            lines.push("#SBATCH --gres=gpu:1".to_string());
+        }
+        lines.push("#SBATCH --constraint=a100".to_string());
+        lines.push("#SBATCH --mail-type=FAIL".to_string());
+        lines
+    };
+    let mut pretrain = common("pretrain", "2-00:00:00", true);
+    pretrain.push("#SBATCH --array=0-0%3".into());
+    assert_eq!(directives(&read("pretrain.sbatch")), pretrain);
+    let mut finetune = common("finetune", "04:00:00", true);
+    finetune.push("#SBATCH --kill-on-invalid-dep=yes".into());
+    assert_eq!(directives(&read("finetune.sbatch")), finetune);
+    let mut cka = common("cka", "45", true);
+    cka.push("#SBATCH --kill-on-invalid-dep=yes".into());
+    assert_eq!(directives(&read("cka.sbatch")), cka);
+    assert_eq!(
+        directives(&read("report.sbatch")),
+        common("report", "10:00", false)
+    );
+    let submit = read("submit.sh");
+    for line in [
+        "finetune_scratch=$(submit --array=0-0%3 finetune.sbatch)\n",
+        "finetune_simmim=$(submit --array=1-1%3 --dependency=\"afterok:${pretrain}_0\" finetune.sbatch)\n",
+        "cka_simmim=$(submit --array=0-0%3 --dependency=\"afterok:${pretrain}_0,afterany:${finetune_simmim}\" cka.sbatch)\n",
+    ] {
+        assert!(submit.contains(line), "{line} in {submit}");
+    }
+
+    let out = medssl(&[
+        "study",
+        "slurm",
+        file,
+        "--device",
+        "cpu",
+        "--finetune-time",
+        "4h",
+    ]);
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        error.contains("'--finetune-time") && error.contains("`4h` is not a Slurm time limit"),
+        "{error}"
+    );
+    let out = medssl(&[
+        "study",
+        "slurm",
+        file,
+        "--device",
+        "cpu",
+        "--array-limit",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'--array-limit"));
 }
