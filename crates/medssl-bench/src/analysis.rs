@@ -1,5 +1,6 @@
-//! The study's numbers from its finished fine-tunes: accuracy per task and budget with
-//! ranks and paired tests against the best method, few-shot sensitivity, convergence,
+//! The study's numbers from its finished fine-tunes: accuracy per task and budget (and
+//! per class) with competition ranks and paired tests against the best method, the
+//! cases and seeds behind each cell, few-shot sensitivity, convergence,
 //! CT-to-MRI transfer, and feature reuse (CKA) from the finished CKA jobs.
 //!
 //! Per-case values come from each fine-tune's `evaluation-test.csv`: a case's Dice (and
@@ -19,10 +20,25 @@ use crate::error::{BenchError, Result};
 use crate::feature_reuse::CkaResult;
 use crate::plan::{JobKind, Plan};
 use crate::results::read_json;
-use crate::stats::{holm, mean_sd, ranks, wilcoxon};
+use crate::stats::{competition_ranks, holm, mean_sd, wilcoxon};
 
 /// Significance level of the marks in the tables (after Holm's correction).
 pub const ALPHA: f64 = 0.05;
+
+/// One foreground class of one case, as `evaluation-test.csv` holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassScore {
+    /// The class name (from the task's labels).
+    pub class: String,
+    /// Dice.
+    pub dice: f64,
+    /// 95th-percentile Hausdorff distance in mm.
+    pub hd95: f64,
+    /// Symmetric average surface distance in mm.
+    pub asd: f64,
+    /// Normalised surface Dice.
+    pub nsd: f64,
+}
 
 /// One case of one fine-tune.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +53,8 @@ pub struct CaseScore {
     pub hd95: f64,
     /// Mean normalised surface Dice.
     pub nsd: f64,
+    /// Each foreground class, in label order.
+    pub classes: Vec<ClassScore>,
 }
 
 /// One finished fine-tune.
@@ -69,11 +87,33 @@ pub struct Cell {
     pub nsd: (f64, f64),
     /// Values pooled (cases × seeds).
     pub n: usize,
-    /// Rank among the methods by mean Dice (1 best, ties shared).
-    pub rank: f64,
+    /// Distinct test cases behind the values.
+    pub cases: usize,
+    /// Distinct seeds (finished fine-tunes) behind the values.
+    pub seeds: usize,
+    /// Competition rank among the methods by mean Dice (1 best; equal means share the
+    /// best rank of their group, the next skips: 1, 2, 2, 4).
+    pub rank: usize,
     /// Holm-adjusted p of the paired test against the best method (`None` for the best
     /// itself or without paired cases).
     pub p_vs_best: Option<f64>,
+    /// Paired (case, seed) values of that test (`None` when there is no test).
+    pub pairs: Option<usize>,
+}
+
+/// Per-class statistics of a (method, task, budget) cell, over cases and seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassCell {
+    /// The class name.
+    pub class: String,
+    /// Mean and sd of Dice.
+    pub dice: (f64, f64),
+    /// Mean and sd of HD95 (finite values).
+    pub hd95: (f64, f64),
+    /// Mean and sd of NSD.
+    pub nsd: (f64, f64),
+    /// Values pooled (cases × seeds).
+    pub n: usize,
 }
 
 /// One finished CKA job.
@@ -116,8 +156,10 @@ fn number(value: &Value) -> f64 {
     }
 }
 
-/// Per-case means over the classes of an `evaluation-test.csv`.
-fn case_scores(path: &Path, seed: u64) -> Result<Vec<CaseScore>> {
+/// The cases of an `evaluation-test.csv` with their classes (in the file's order, the
+/// label order) and their means over the classes; cases sorted by id. A value that is
+/// not a number (an empty mask's `NaN`) reads as NaN.
+pub(crate) fn case_scores(path: &Path, seed: u64) -> Result<Vec<CaseScore>> {
     let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
@@ -127,13 +169,15 @@ fn case_scores(path: &Path, seed: u64) -> Result<Vec<CaseScore>> {
             .position(|h| *h == name)
             .ok_or_else(|| BenchError::definition(path, format!("no `{name}` column")))
     };
-    let (case_col, dice_col, hd_col, nsd_col) = (
+    let (case_col, class_col, dice_col, hd_col, asd_col, nsd_col) = (
         column("case")?,
+        column("class")?,
         column("dice")?,
         column("hd95")?,
+        column("asd")?,
         column("nsd")?,
     );
-    let mut by_case: BTreeMap<String, Vec<[f64; 3]>> = BTreeMap::new();
+    let mut by_case: BTreeMap<String, Vec<ClassScore>> = BTreeMap::new();
     for line in lines.filter(|l| !l.is_empty()) {
         let fields: Vec<&str> = line.split(',').collect();
         let value = |i: usize| {
@@ -142,21 +186,28 @@ fn case_scores(path: &Path, seed: u64) -> Result<Vec<CaseScore>> {
                 .and_then(|f| f.parse::<f64>().ok())
                 .unwrap_or(f64::NAN)
         };
-        by_case
-            .entry(fields[case_col].to_string())
-            .or_default()
-            .push([value(dice_col), value(hd_col), value(nsd_col)]);
+        let text = |i: usize| fields.get(i).copied().unwrap_or_default().to_string();
+        by_case.entry(text(case_col)).or_default().push(ClassScore {
+            class: text(class_col),
+            dice: value(dice_col),
+            hd95: value(hd_col),
+            asd: value(asd_col),
+            nsd: value(nsd_col),
+        });
     }
     Ok(by_case
         .into_iter()
-        .map(|(case, rows)| {
-            let mean = |i: usize| mean_sd(&rows.iter().map(|r| r[i]).collect::<Vec<_>>());
+        .map(|(case, classes)| {
+            let mean = |f: fn(&ClassScore) -> f64| {
+                mean_sd(&classes.iter().map(f).collect::<Vec<_>>()).map_or(f64::NAN, |m| m.0)
+            };
             CaseScore {
                 seed,
                 case,
-                dice: mean(0).map_or(f64::NAN, |m| m.0),
-                hd95: mean(1).map_or(f64::NAN, |m| m.0),
-                nsd: mean(2).map_or(f64::NAN, |m| m.0),
+                dice: mean(|c| c.dice),
+                hd95: mean(|c| c.hd95),
+                nsd: mean(|c| c.nsd),
+                classes,
             }
         })
         .collect())
@@ -241,7 +292,7 @@ impl Analysis {
     }
 
     /// The accuracy cells of every (task, budget) with results.
-    fn compute_cells(&self) -> BTreeMap<(usize, usize, usize), Cell> {
+    pub(crate) fn compute_cells(&self) -> BTreeMap<(usize, usize, usize), Cell> {
         let mut cells = BTreeMap::new();
         for task in 0..self.tasks.len() {
             for budget in 0..self.budgets.len() {
@@ -258,17 +309,17 @@ impl Analysis {
                 };
                 let dice: Vec<(f64, f64)> =
                     present.iter().map(|(_, s)| stat(s, |c| c.dice)).collect();
-                let negated: Vec<f64> = dice.iter().map(|d| -d.0).collect();
-                let rank = ranks(&negated);
+                let rank = competition_ranks(&dice.iter().map(|d| d.0).collect::<Vec<_>>());
                 let best = (0..present.len())
-                    .min_by(|&a, &b| rank[a].total_cmp(&rank[b]))
+                    .min_by_key(|&i| rank[i])
                     .expect("present is not empty");
                 let best_scores: BTreeMap<(u64, &str), f64> = present[best]
                     .1
                     .iter()
                     .map(|c| ((c.seed, c.case.as_str()), c.dice))
                     .collect();
-                let tests: Vec<Option<f64>> = present
+                // (p, paired values) of each method's test against the best.
+                let tests: Vec<Option<(f64, usize)>> = present
                     .iter()
                     .enumerate()
                     .map(|(i, (_, s))| {
@@ -280,12 +331,18 @@ impl Analysis {
                                     .map(|b| c.dice - b)
                             })
                             .collect();
-                        (i != best && !d.is_empty()).then(|| wilcoxon(&d).p)
+                        (i != best && !d.is_empty()).then(|| (wilcoxon(&d).p, d.len()))
                     })
                     .collect();
-                let tested: Vec<f64> = tests.iter().flatten().copied().collect();
+                let tested: Vec<f64> = tests.iter().flatten().map(|t| t.0).collect();
                 let mut adjusted = holm(&tested).into_iter();
                 for (i, (m, s)) in present.iter().enumerate() {
+                    let distinct = |key: fn(&CaseScore) -> String| {
+                        s.iter()
+                            .map(|c| key(c))
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .len()
+                    };
                     cells.insert(
                         (*m, task, budget),
                         Cell {
@@ -293,8 +350,11 @@ impl Analysis {
                             hd95: stat(s, |c| c.hd95),
                             nsd: stat(s, |c| c.nsd),
                             n: s.len(),
+                            cases: distinct(|c| c.case.clone()),
+                            seeds: distinct(|c| c.seed.to_string()),
                             rank: rank[i],
                             p_vs_best: tests[i].map(|_| adjusted.next().expect("one per test")),
+                            pairs: tests[i].map(|t| t.1),
                         },
                     );
                 }
@@ -303,10 +363,50 @@ impl Analysis {
         cells
     }
 
+    /// The foreground classes of `task` in label order, as its fine-tunes scored them.
+    pub fn classes(&self, task: usize) -> Vec<String> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.task == task)
+            .flat_map(|o| o.cases.first())
+            .map(|c| c.classes.iter().map(|k| k.class.clone()).collect())
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// Per-class statistics of the (method, task, budget) cell, one per class of
+    /// [`Analysis::classes`]; empty without results.
+    pub fn class_cells(&self, method: usize, task: usize, budget: usize) -> Vec<ClassCell> {
+        let scores = self.scores(method, task, budget);
+        if scores.is_empty() {
+            return Vec::new();
+        }
+        self.classes(task)
+            .into_iter()
+            .map(|class| {
+                let values: Vec<&ClassScore> = scores
+                    .iter()
+                    .flat_map(|c| c.classes.iter().filter(|k| k.class == class))
+                    .collect();
+                let stat = |f: fn(&ClassScore) -> f64| {
+                    mean_sd(&values.iter().map(|k| f(k)).collect::<Vec<_>>())
+                        .unwrap_or((f64::NAN, f64::NAN))
+                };
+                ClassCell {
+                    dice: stat(|k| k.dice),
+                    hd95: stat(|k| k.hd95),
+                    nsd: stat(|k| k.nsd),
+                    n: values.len(),
+                    class,
+                }
+            })
+            .collect()
+    }
+
     /// The mean rank of `method` over the tasks at `budget` (`None` without results).
     pub fn mean_rank(&self, method: usize, budget: usize) -> Option<f64> {
         let ranks: Vec<f64> = (0..self.tasks.len())
-            .filter_map(|t| self.cells.get(&(method, t, budget)).map(|c| c.rank))
+            .filter_map(|t| self.cells.get(&(method, t, budget)).map(|c| c.rank as f64))
             .collect();
         mean_sd(&ranks).map(|m| m.0)
     }

@@ -1,6 +1,7 @@
 //! The figures of the study report, from its [`Analysis`]: Dice bars per task, the
 //! mean rank, few-shot against many-shot lines, validation curves, and CKA heatmaps.
-//! Each caption ends with what was run.
+//! Captions say what each figure shows; what was run and the provenance open the
+//! report's Figures section.
 
 use crate::analysis::{Analysis, Outcome};
 use crate::error::Result;
@@ -8,12 +9,12 @@ use crate::feature_reuse::{CkaResult, FeatureReuse};
 use crate::figures::{Bar, Figure, grouped_bars, heatmap, lines};
 
 /// Every figure the analysis has data for.
-pub fn figures(a: &Analysis, setup: &str) -> Result<Vec<Figure>> {
+pub fn figures(a: &Analysis) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
     let figure = |name: String, title: String, caption: String, svg: String| Figure {
         name,
         title,
-        caption: format!("{caption} {setup}"),
+        caption,
         svg,
     };
     for (t, task) in a.tasks.iter().enumerate() {
@@ -47,8 +48,9 @@ pub fn figures(a: &Analysis, setup: &str) -> Result<Vec<Figure>> {
         figures.push(figure(
             "mean-rank".into(),
             "Mean rank over tasks".into(),
-            "Rank of each method by mean test Dice on each task (1 is best), averaged over \
-             the tasks, per label budget: shorter bars are better."
+            "Competition rank of each method by mean test Dice on each task (1 is best, \
+             ties share the best rank), averaged over the tasks, per label budget: shorter \
+             bars are better."
                 .into(),
             grouped_bars(
                 &a.methods,

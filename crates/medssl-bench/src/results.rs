@@ -1,6 +1,8 @@
 //! `results.csv`: one row per finished fine-tune, every metric, for analysis in pandas
-//! or R. Rows follow the plan's order and hold only what the runs computed (no wall
-//! times), so a study killed and resumed writes the same file as one left alone.
+//! or R; and beside it `results_long.csv`, the tidy (long) form with one row per
+//! fine-tune × test case × class, the shape statistics and plotting libraries take.
+//! Rows follow the plan's order and hold only what the runs computed (no wall times),
+//! so a study killed and resumed writes the same files as one left alone.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -8,6 +10,7 @@ use std::path::Path;
 use medssl_io::atomic::{create_dir_for_writes, write_atomically};
 use serde_json::Value;
 
+use crate::analysis::case_scores;
 use crate::definition::{Modality, StudyDefinition};
 use crate::error::{BenchError, Result};
 use crate::plan::{Job, JobKind, Plan};
@@ -30,6 +33,17 @@ const COLUMNS: [&str; 15] = [
     "epoch_to_95",
     "normalised_auc",
 ];
+
+/// The columns of `results_long.csv`.
+pub const LONG_COLUMNS: [&str; 10] = [
+    "method", "task", "budget", "seed", "case", "class", "dice", "hd95", "asd", "nsd",
+];
+
+/// Decimal places of the metric values in `results_long.csv`.
+pub const LONG_DECIMALS: usize = 6;
+
+/// File name of the tidy table, beside `results.csv`.
+pub const LONG_FILE: &str = "results_long.csv";
 
 /// Per-class metrics, each a column `<class>_<metric>`.
 const CLASS_METRICS: [&str; 4] = ["dice", "hd95", "asd", "nsd"];
@@ -56,8 +70,69 @@ fn cell(value: Option<&Value>) -> String {
     }
 }
 
-/// Writes `OUT/results.csv` (atomically) from the finished fine-tunes; returns how
-/// many rows it has.
+/// A metric rounded to [`LONG_DECIMALS`] places; `nan`, `inf` and `-inf` as the JSON
+/// files write them (an empty mask's values, see the README), which pandas and R read
+/// as numbers.
+fn rounded(value: f64) -> String {
+    match value {
+        v if v.is_finite() => {
+            let text = format!("{v:.LONG_DECIMALS$}");
+            // No "-0.000000" for a tiny negative value.
+            if text.trim_start_matches(['-', '0', '.']).is_empty() {
+                text.trim_start_matches('-').to_string()
+            } else {
+                text
+            }
+        }
+        v if v.is_nan() => "nan".into(),
+        v if v > 0.0 => "inf".into(),
+        _ => "-inf".into(),
+    }
+}
+
+/// The rows of `results_long.csv` (header first): one per finished fine-tune × test
+/// case × class, fine-tunes in the plan's order, cases by id, classes in label order,
+/// from each fine-tune's `evaluation-test.csv`.
+fn long_rows(study: &StudyDefinition, finished: &[Finished]) -> Result<String> {
+    let mut csv = LONG_COLUMNS.join(",");
+    csv.push('\n');
+    for f in finished {
+        let JobKind::Finetune {
+            method,
+            task,
+            budget,
+            seed,
+        } = &f.job.kind
+        else {
+            continue;
+        };
+        let cases = case_scores(&f.job.dir(study).join("evaluation-test.csv"), *seed)?;
+        let run = [
+            method.label(),
+            study.tasks[*task].name.clone(),
+            budget.label(),
+            seed.to_string(),
+        ]
+        .join(",");
+        for case in &cases {
+            for k in &case.classes {
+                csv.push_str(&format!(
+                    "{run},{},{},{},{},{},{}\n",
+                    case.case,
+                    k.class,
+                    rounded(k.dice),
+                    rounded(k.hd95),
+                    rounded(k.asd),
+                    rounded(k.nsd)
+                ));
+            }
+        }
+    }
+    Ok(csv)
+}
+
+/// Writes `OUT/results.csv` and `OUT/results_long.csv` (each atomically) from the
+/// finished fine-tunes; returns how many rows `results.csv` has.
 pub fn write_results(study: &StudyDefinition, plan: &Plan) -> Result<usize> {
     let mut finished = Vec::new();
     for job in &plan.jobs {
@@ -124,9 +199,27 @@ pub fn write_results(study: &StudyDefinition, plan: &Plan) -> Result<usize> {
         csv.push_str(&row.join(","));
         csv.push('\n');
     }
+    let long = long_rows(study, &finished)?;
     let out = study.out_dir();
     create_dir_for_writes(&out).map_err(|e| BenchError::io(&out, e))?;
-    let path = out.join("results.csv");
-    write_atomically(&path, csv.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
+    for (name, text) in [("results.csv", &csv), (LONG_FILE, &long)] {
+        let path = out.join(name);
+        write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
+    }
     Ok(finished.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_rounded_to_six_places_and_keep_nan_and_inf() {
+        assert_eq!(rounded(0.123_456_789), "0.123457");
+        assert_eq!(rounded(12.5), "12.500000");
+        assert_eq!(rounded(-1e-9), "0.000000");
+        assert_eq!(rounded(-2.5), "-2.500000");
+        assert_eq!(rounded(f64::NAN), "nan");
+        assert_eq!(rounded(f64::INFINITY), "inf");
+    }
 }

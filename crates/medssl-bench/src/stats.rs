@@ -1,5 +1,6 @@
 //! The statistics of the study's tables: the paired Wilcoxon signed-rank test with
-//! Holm's correction, ranks with ties, mean and standard deviation.
+//! Holm's correction and the smallest p it can reach, ranks with ties (mean ranks for
+//! the test, competition ranks for the tables), mean and standard deviation.
 //!
 //! The test follows `scipy.stats.wilcoxon` (two-sided, zero differences dropped, no
 //! continuity correction): the exact null distribution of the positive rank sum when
@@ -42,6 +43,34 @@ pub fn ranks(values: &[f64]) -> Vec<f64> {
         i = j + 1;
     }
     ranks
+}
+
+/// Competition ("min") ranks 1..n of `values`, highest first: tied values share the
+/// best rank of their group and the next value skips the ranks they used (0.9, 0.8,
+/// 0.8, 0.7 rank 1, 2, 2, 4), the usual ranking of method-comparison tables. Values
+/// that are not numbers come last.
+pub fn competition_ranks(values: &[f64]) -> Vec<usize> {
+    let key = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
+    values
+        .iter()
+        .map(|&v| 1 + values.iter().filter(|&&o| key(o) > key(v)).count())
+        .collect()
+}
+
+/// The smallest two-sided p the signed-rank test can give for `n` paired values: all
+/// differences of one sign, `2 / 2^n` with the exact distribution (fewer than
+/// [`EXACT_MAX`]), the normal tail at the largest statistic otherwise; 1 for no pairs.
+/// Below 6 pairs it is above 0.05, so no difference can be significant at that level.
+pub fn wilcoxon_min_p(n: usize) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    if n < EXACT_MAX {
+        return (2.0 / 2f64.powi(n as i32)).min(1.0);
+    }
+    let nf = n as f64;
+    let z = (nf * (nf + 1.0) / 4.0) / (nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0).sqrt();
+    libm::erfc(z / std::f64::consts::SQRT_2)
 }
 
 /// The test of the paired differences `d` (e.g. per-case Dice of one method minus
@@ -194,6 +223,33 @@ mod tests {
             assert!((a - e).abs() < 1e-15, "{adjusted:?}");
         }
         assert_eq!(holm(&[0.5, 0.9]), vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn competition_ranks_share_the_best_rank_and_skip() {
+        assert_eq!(competition_ranks(&[0.8, 0.9, 0.8, 0.7]), vec![2, 1, 2, 4]);
+        assert_eq!(competition_ranks(&[0.5, 0.5, 0.5]), vec![1, 1, 1]);
+        assert_eq!(competition_ranks(&[f64::NAN, 0.1]), vec![2, 1]);
+    }
+
+    #[test]
+    fn the_smallest_p_is_that_of_all_differences_of_one_sign() {
+        for n in [1, 4, 5, 6, 8] {
+            let all_positive: Vec<f64> = (1..=n).map(f64::from).collect();
+            assert_eq!(
+                wilcoxon_min_p(n as usize),
+                wilcoxon(&all_positive).p,
+                "n = {n}"
+            );
+        }
+        assert_eq!(wilcoxon_min_p(5), 0.0625);
+        assert_eq!(wilcoxon_min_p(6), 0.03125);
+        assert_eq!(wilcoxon_min_p(0), 1.0);
+        // From 25 pairs on, the normal approximation: for 30 one-sided differences
+        // z = 232.5 / sqrt(2363.75), p = erfc(z / sqrt 2) = 1.7343976283e-06 (Python's math.erfc).
+        let all_positive: Vec<f64> = (1..=30).map(f64::from).collect();
+        assert_eq!(wilcoxon_min_p(30), wilcoxon(&all_positive).p);
+        assert!((wilcoxon_min_p(30) - 1.7343976283e-06).abs() < 1e-15);
     }
 
     #[test]

@@ -152,14 +152,14 @@ fn planted_results_come_out_of_the_tables() {
             assert_eq!(cell.n, 16);
             assert!((cell.dice.0 - mean).abs() < 1e-12 && (cell.dice.1 - sd).abs() < 1e-12);
             assert_eq!(cell.hd95.0, 10.0, "the NaN class is left out");
-            assert_eq!(cell.rank, 3.0);
+            assert_eq!(cell.rank, 3);
             let p = cell.p_vs_best.unwrap();
             // 16 distinct paired differences, all negative: exact p = 2 / 2^16, Holm × 2.
             assert!((p - 4.0 / 65536.0).abs() < 1e-15, "{p}");
             let best = &a.cells[&(simclr, task, budget)];
             let close = &a.cells[&(mocov3, task, budget)];
-            assert!(best.rank == 1.0 || close.rank == 1.0);
-            let tested = if best.rank == 1.0 { close } else { best };
+            assert!(best.rank == 1 || close.rank == 1);
+            let tested = if best.rank == 1 { close } else { best };
             assert!(
                 tested.p_vs_best.unwrap() > 0.05,
                 "as good as the best: {tested:?}"
@@ -190,7 +190,7 @@ fn planted_results_come_out_of_the_tables() {
     assert!((few_many - (0.8 - 0.4 + 0.006)).abs() < 1e-12);
 
     assert_eq!(write_results(&study, &plan).unwrap(), 24);
-    let report = write_report(&study, &plan).unwrap();
+    let report = write_report(&study, &plan, "medssl 0.1.0 (commit test; devices: cpu)").unwrap();
     let html = std::fs::read_to_string(&report).unwrap();
     let md = std::fs::read_to_string(report.with_file_name("report.md")).unwrap();
     for text in [&html, &md] {
@@ -202,7 +202,7 @@ fn planted_results_come_out_of_the_tables() {
         .lines()
         .find(|l| l.starts_with("| scratch | 0.5"))
         .unwrap();
-    assert!(scratch_row.contains("* (3.0)"), "{scratch_row}");
+    assert!(scratch_row.contains("* (3), n="), "{scratch_row}");
     assert!(md.contains("**0.70"), "the best is bold");
     assert!(html.contains("<b>0.70"), "the best is bold");
 

@@ -66,7 +66,39 @@ struct ClassMeans {
     nsd: f64,
 }
 
-/// The summary object `evaluate --json` prints.
+/// One case's metrics for one class, under the column names of `evaluation-PART.csv`,
+/// so the per-case JSON and the CSV read the same way.
+#[derive(Debug, Clone, Serialize)]
+struct CaseMetrics {
+    #[serde(with = "medssl_eval::metrics::json_float")]
+    dice: f64,
+    #[serde(with = "medssl_eval::metrics::json_float")]
+    hd95: f64,
+    #[serde(with = "medssl_eval::metrics::json_float")]
+    hd_max: f64,
+    #[serde(with = "medssl_eval::metrics::json_float")]
+    asd: f64,
+    #[serde(with = "medssl_eval::metrics::json_float")]
+    asd_pred_to_gt: f64,
+    #[serde(with = "medssl_eval::metrics::json_float")]
+    nsd: f64,
+}
+
+impl From<&ClassMetrics> for CaseMetrics {
+    fn from(m: &ClassMetrics) -> CaseMetrics {
+        CaseMetrics {
+            dice: m.dice,
+            hd95: m.hd95,
+            hd_max: m.hd_max,
+            asd: m.asd_symmetric,
+            asd_pred_to_gt: m.asd_pred_to_gt,
+            nsd: m.nsd,
+        }
+    }
+}
+
+/// The summary object `evaluate --json` prints (also `result.json["evaluation"][PART]`
+/// and a study's `test.json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct EvaluationJson {
     split: &'static str,
@@ -76,6 +108,10 @@ pub struct EvaluationJson {
     per_class: BTreeMap<String, ClassMeans>,
     cases: usize,
     nsd_tolerance_mm: f64,
+    /// Case id → class name → the case's metrics, the values of `evaluation-PART.csv`
+    /// (nnU-Net's `metric_per_case`), so one file serves scripts that want per-case
+    /// statistics.
+    metric_per_case: BTreeMap<String, BTreeMap<String, CaseMetrics>>,
 }
 
 impl Evaluation {
@@ -102,24 +138,40 @@ impl Evaluation {
                 )
             })
             .collect();
+        let metric_per_case = self
+            .cases
+            .iter()
+            .map(|(case, metrics)| {
+                let by_class = self
+                    .classes
+                    .iter()
+                    .zip(metrics)
+                    .map(|(name, m)| (name.clone(), CaseMetrics::from(m)))
+                    .collect();
+                (case.clone(), by_class)
+            })
+            .collect();
         EvaluationJson {
             split: self.part.name(),
             mean_dice: self.mean_dice(),
             per_class,
             cases: self.cases.len(),
             nsd_tolerance_mm,
+            metric_per_case,
         }
     }
 
-    /// One row per case and class: `case,class,dice,hd95,hd_max,asd,asd_pred_to_gt,nsd`.
+    /// One row per case and class (classes in label order):
+    /// `case,class,dice,hd95,hd_max,asd,asd_pred_to_gt,nsd`, full precision.
     pub fn to_csv(&self) -> String {
         let mut csv = String::from("case,class,dice,hd95,hd_max,asd,asd_pred_to_gt,nsd\n");
         for (case, metrics) in &self.cases {
             for (name, m) in self.classes.iter().zip(metrics) {
+                let m = CaseMetrics::from(m);
                 let _ = writeln!(
                     csv,
                     "{case},{name},{},{},{},{},{},{}",
-                    m.dice, m.hd95, m.hd_max, m.asd_symmetric, m.asd_pred_to_gt, m.nsd
+                    m.dice, m.hd95, m.hd_max, m.asd, m.asd_pred_to_gt, m.nsd
                 );
             }
         }

@@ -1,21 +1,24 @@
 //! Using a trained run: load its network and preprocessing, segment a volume and bring
 //! the result back onto the input's own voxel grid (orientation, spacing, extent), as
-//! nnU-Net's export does.
+//! nnU-Net's export does; list the images of an input folder and check each one's voxel
+//! spacing against the spacing the network was trained at.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use medssl_data::dataset::MAX_CLASSES;
 use medssl_data::rng::stream;
 use medssl_data::spatial::resample::{Interpolation, Padding, resample};
 use medssl_data::{Pipeline, Sample};
-use medssl_io::Volume;
+use medssl_io::geometry::{Affine, axis_orientations, spacing};
 use medssl_io::nifti::OutputType;
+use medssl_io::{ReadOptions, Volume};
 use medssl_model::SwinUnetr;
 use medssl_model::weights::load_monai_safetensors;
 use ndarray::{Array3, Array4, Axis};
 
 use super::config::FinetuneConfig;
+use super::evaluate::open_task_split;
 use super::trainer::RunInfo;
 use super::validate::sliding_window;
 use crate::error::{Result, TrainError};
@@ -148,38 +151,206 @@ pub fn argmax_classes(probabilities: &Array4<f32>) -> Result<Array3<u8>> {
     Ok(labels)
 }
 
-/// `medssl predict`: segments the image at `input` (NIfTI file or DICOM series) with
-/// the run's best network and writes the label map to `output` (uint8 NIfTI on the
-/// input's grid and affine) and, when asked, the class probabilities (float32, one
-/// channel per class).
-pub fn predict_file(
-    run_dir: &Path,
-    input: &Path,
-    output: &Path,
-    probabilities_out: Option<&Path>,
-    device: Device,
-) -> Result<()> {
-    let trained = TrainedRun::open(run_dir, device)?;
-    let image = medssl_io::read_volume(input, &medssl_io::ReadOptions::default())
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let id = input.display().to_string();
-    let probabilities = trained.probabilities(&id, &image)?;
-    let labels = argmax_classes(probabilities.data())?
-        .mapv(f32::from)
-        .insert_axis(Axis(0));
-    let write = |path: &Path, volume: &Volume, ty| {
-        medssl_io::nifti::write_volume(path, volume, ty)
-            .map_err(|e| TrainError::Invalid(e.to_string()))
-    };
-    write(
-        output,
-        &Volume::new(labels, *image.affine()),
-        OutputType::UInt8,
-    )?;
-    if let Some(path) = probabilities_out {
-        write(path, &probabilities, OutputType::Float32)?;
+impl TrainedRun {
+    /// Segments the image at `input` (NIfTI file or DICOM series directory) and writes
+    /// the label map to `output` (uint8 NIfTI on the input's grid and affine) and, when
+    /// asked, the class probabilities (float32, one channel per class); returns the
+    /// input's voxel spacing along x, y, z (mm) for [`spacing_warning`].
+    pub fn predict_file(
+        &self,
+        input: &Path,
+        output: &Path,
+        probabilities_out: Option<&Path>,
+    ) -> Result<[f64; 3]> {
+        let image = medssl_io::read_volume(input, &ReadOptions::default())
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let id = input.display().to_string();
+        let probabilities = self.probabilities(&id, &image)?;
+        let labels = argmax_classes(probabilities.data())?
+            .mapv(f32::from)
+            .insert_axis(Axis(0));
+        let write = |path: &Path, volume: &Volume, ty| {
+            medssl_io::nifti::write_volume(path, volume, ty)
+                .map_err(|e| TrainError::Invalid(e.to_string()))
+        };
+        write(
+            output,
+            &Volume::new(labels, *image.affine()),
+            OutputType::UInt8,
+        )?;
+        if let Some(path) = probabilities_out {
+            write(path, &probabilities, OutputType::Float32)?;
+        }
+        world_spacing(image.affine()).ok_or_else(|| {
+            TrainError::file(input, "degenerate affine: no voxel spacing along x, y, z")
+        })
     }
-    Ok(())
+}
+
+/// One image of a `predict` input folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PredictInput {
+    /// The case name, which names the output `CASE.nii.gz`.
+    pub case: String,
+    /// A NIfTI file or a DICOM series directory.
+    pub path: PathBuf,
+}
+
+/// The images of a `predict` input folder, sorted by case name: every NIfTI file
+/// (`CASE.nii`, `CASE.nii.gz`, with nnU-Net's channel suffix `_0000` left out of the
+/// case name) and every sub-folder (a DICOM series; the case is the folder's name).
+/// Hidden entries and other files are left out. Two entries with the same case name are
+/// an error naming both, since their outputs would overwrite each other.
+pub fn predict_inputs(dir: &Path) -> Result<Vec<PredictInput>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| TrainError::os(dir, e))?;
+    let mut inputs: Vec<PredictInput> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| TrainError::os(dir, e))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let case = if path.is_dir() {
+            name.to_string()
+        } else if let Some(stem) = name
+            .strip_suffix(".nii.gz")
+            .or_else(|| name.strip_suffix(".nii"))
+        {
+            stem.strip_suffix("_0000").unwrap_or(stem).to_string()
+        } else {
+            continue;
+        };
+        inputs.push(PredictInput { case, path });
+    }
+    inputs.sort_by(|a, b| a.case.cmp(&b.case).then_with(|| a.path.cmp(&b.path)));
+    if let Some(pair) = inputs.windows(2).find(|w| w[0].case == w[1].case) {
+        return Err(TrainError::file(
+            dir,
+            format!(
+                "{} and {} would both be written as {}.nii.gz; rename one",
+                pair[0].path.display(),
+                pair[1].path.display(),
+                pair[0].case
+            ),
+        ));
+    }
+    if inputs.is_empty() {
+        return Err(TrainError::file(
+            dir,
+            "no NIfTI files (.nii, .nii.gz) or DICOM series folders to segment (for one DICOM \
+             series, give an output file name ending in .nii.gz)",
+        ));
+    }
+    Ok(inputs)
+}
+
+/// An input spacing further than this factor from the training spacing on some axis
+/// draws a warning (25%: beyond the usual scanner-to-scanner spread of one protocol).
+pub const SPACING_TOLERANCE: f64 = 1.25;
+
+/// Voxel spacing in mm along the world axes x, y, z (each array axis assigned to the
+/// world axis it points most along), so images stored in different orientations
+/// compare; `None` for a degenerate affine.
+pub fn world_spacing(affine: &Affine) -> Option<[f64; 3]> {
+    let axes = axis_orientations(affine)?;
+    let per_axis = spacing(affine);
+    let mut world = [0.0; 3];
+    for (axis, orientation) in axes.iter().enumerate() {
+        world[orientation.world_axis] = per_axis[axis];
+    }
+    Some(world)
+}
+
+/// The spacing a run's network was trained at and where it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingSpacing {
+    /// x, y, z in mm.
+    pub mm: [f64; 3],
+    /// `data.spacing of the run` or `median of N training cases`.
+    pub source: String,
+}
+
+/// The spacing the network of the run in `run_dir` was trained at: `data.spacing` of its
+/// configuration when set (every image was resampled to it), else the per-axis median
+/// over its training cases, from the headers of the task's NIfTI files. An error when
+/// neither is known (the task moved, or its images are not NIfTI).
+pub fn training_spacing(run_dir: &Path, config: &FinetuneConfig) -> Result<TrainingSpacing> {
+    if let Some(mm) = config.data.spacing {
+        return Ok(TrainingSpacing {
+            mm,
+            source: "data.spacing of the run".into(),
+        });
+    }
+    let (_, task, split) = open_task_split(run_dir, None)?;
+    let mut per_axis: [Vec<f64>; 3] = Default::default();
+    for id in &split.train {
+        let Some(path) = task.case(id).and_then(|c| c.images.first()) else {
+            continue;
+        };
+        let Ok(header) = medssl_io::nifti::read_header(path) else {
+            continue;
+        };
+        let Some(mm) = header
+            .best_affine()
+            .ok()
+            .and_then(|(affine, _)| world_spacing(&affine))
+        else {
+            continue;
+        };
+        for (values, v) in per_axis.iter_mut().zip(mm) {
+            values.push(v);
+        }
+    }
+    let cases = per_axis[0].len();
+    if cases == 0 {
+        return Err(TrainError::Invalid(format!(
+            "no NIfTI header among the {} training cases of the task at {}",
+            split.train.len(),
+            task.dir.display()
+        )));
+    }
+    Ok(TrainingSpacing {
+        mm: per_axis.map(median),
+        source: format!("median of {cases} training cases"),
+    })
+}
+
+/// The median (mean of the middle two for an even count) of a non-empty list.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The warning for an input whose spacing differs from the training spacing by more
+/// than [`SPACING_TOLERANCE`] on some axis (the network sees structures at another
+/// scale, or resampled from far coarser voxels); `None` when it is close enough.
+pub fn spacing_warning(input: [f64; 3], training: &TrainingSpacing) -> Option<String> {
+    let far: Vec<String> = ["x", "y", "z"]
+        .iter()
+        .zip(input.iter().zip(training.mm))
+        .filter(|(_, (i, t))| (*i / t).max(t / *i) > SPACING_TOLERANCE)
+        .map(|(axis, (i, t))| format!("{axis} {:.2}×", i / t))
+        .collect();
+    let mm = |s: [f64; 3]| format!("{:.2} × {:.2} × {:.2} mm", s[0], s[1], s[2]);
+    (!far.is_empty()).then(|| {
+        format!(
+            "spacing {} is more than {:.0}% from the training spacing {} ({}; {}); the \
+             segmentation may be poor",
+            mm(input),
+            (SPACING_TOLERANCE - 1.0) * 100.0,
+            mm(training.mm),
+            training.source,
+            far.join(", ")
+        )
+    })
 }
 
 #[cfg(test)]
@@ -195,6 +366,53 @@ mod tests {
         p[[9, 0, 0, 1]] = 1.0;
         let labels = argmax_classes(&p).unwrap();
         assert_eq!(labels.into_raw_vec_and_offset().0, vec![255, 7]);
+    }
+
+    #[test]
+    fn spacing_far_from_training_is_named_per_axis() {
+        let training = TrainingSpacing {
+            mm: [1.5, 1.5, 2.0],
+            source: "data.spacing of the run".into(),
+        };
+        // 24% coarser in x is within the tolerance; z at 5 mm is 2.5 times 2 mm.
+        assert_eq!(spacing_warning([1.86, 1.5, 2.0], &training), None);
+        assert_eq!(
+            spacing_warning([1.5, 1.0, 5.0], &training).unwrap(),
+            "spacing 1.50 × 1.00 × 5.00 mm is more than 25% from the training spacing \
+             1.50 × 1.50 × 2.00 mm (data.spacing of the run; y 0.67×, z 2.50×); the \
+             segmentation may be poor"
+        );
+    }
+
+    #[test]
+    fn world_spacing_follows_the_axes_not_the_array_order() {
+        // Array axis 0 runs along z (3 mm), 1 along x (0.5 mm), 2 along -y (0.8 mm).
+        let affine = Affine::new(
+            0.0, 0.5, 0.0, 0.0, //
+            0.0, 0.0, -0.8, 0.0, //
+            3.0, 0.0, 0.0, 0.0, //
+            0.0, 0.0, 0.0, 1.0,
+        );
+        assert_eq!(world_spacing(&affine), Some([0.5, 0.8, 3.0]));
+        assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+
+    #[test]
+    fn input_folders_list_nifti_files_and_series_folders_by_case() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.nii.gz", "a_0000.nii", "notes.txt", ".hidden.nii.gz"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("c_series")).unwrap();
+        let cases: Vec<String> = predict_inputs(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|i| i.case)
+            .collect();
+        assert_eq!(cases, ["a", "b", "c_series"]);
+        std::fs::write(dir.path().join("b.nii"), b"").unwrap();
+        let err = predict_inputs(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("would both be written as b.nii.gz"), "{err}");
     }
 
     #[test]
