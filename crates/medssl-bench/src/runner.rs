@@ -271,20 +271,43 @@ impl<'a> Runner<'a> {
     }
 
     fn finetune(&self, job: &Job, warn: &dyn Fn(String)) -> Result<()> {
-        let JobKind::Finetune {
-            task, budget, seed, ..
-        } = &job.kind
-        else {
+        let JobKind::Finetune { task, .. } = &job.kind else {
             unreachable!("called for fine-tune jobs")
-        };
-        let failed = |message: String| BenchError::Job {
-            job: job.id.clone(),
-            message,
         };
         let dir = job.dir(self.study);
         let task_dir = self.study.resolve(&self.study.tasks[*task].path);
-        let mut run = if prepare_dir(&dir)? {
-            Finetune::resume(&dir, Some(&task_dir), self.device.clone())
+        // A run whose training ended (its checkpoint removed) only lacks its evaluation.
+        let trained = Finetune::finished(&dir).map_err(|e| job_error(job, &e))?;
+        if trained.is_none() {
+            self.train_finetune(job, &dir, &task_dir, warn)?;
+        }
+        let evaluation = evaluate(
+            &dir,
+            Some(&task_dir),
+            Part::Test,
+            NSD_TOLERANCE_MM,
+            self.device.clone(),
+        )
+        .map_err(|e| job_error(job, &e))?;
+        let summary = serde_json::to_string_pretty(&evaluation.to_json(NSD_TOLERANCE_MM))
+            .map_err(|e| job_error(job, &e))?;
+        let path = job.done_file(self.study);
+        write_atomically(&path, summary.as_bytes()).map_err(|e| BenchError::io(&path, e))
+    }
+
+    /// Starts or resumes the training of fine-tune `job` in `dir` and trains it to its end.
+    fn train_finetune(
+        &self,
+        job: &Job,
+        dir: &Path,
+        task_dir: &Path,
+        warn: &dyn Fn(String),
+    ) -> Result<()> {
+        let JobKind::Finetune { budget, seed, .. } = &job.kind else {
+            unreachable!("called for fine-tune jobs")
+        };
+        let mut run = if prepare_dir(dir)? {
+            Finetune::resume(dir, Some(task_dir), self.device.clone())
         } else {
             let mut set = self.study.finetune.set.clone();
             set.push(format!("seed={seed}"));
@@ -297,8 +320,8 @@ impl<'a> Runner<'a> {
             };
             FinetuneConfig::load(self.study.finetune.preset, None, &set).and_then(|config| {
                 Finetune::start(
-                    &task_dir,
-                    &dir,
+                    task_dir,
+                    dir,
                     config,
                     init,
                     budget.budget(),
@@ -306,25 +329,21 @@ impl<'a> Runner<'a> {
                 )
             })
         }
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| job_error(job, &e))?;
         if let Some(warning) = run.resume_warning() {
             warn(warning.to_string());
         }
         run.train(u64::MAX, &mut |_| {})
-            .map_err(|e| failed(e.to_string()))?;
-        drop(run);
-        let evaluation = evaluate(
-            &dir,
-            Some(&task_dir),
-            Part::Test,
-            NSD_TOLERANCE_MM,
-            self.device.clone(),
-        )
-        .map_err(|e| failed(e.to_string()))?;
-        let summary = serde_json::to_string_pretty(&evaluation.to_json(NSD_TOLERANCE_MM))
-            .map_err(|e| failed(e.to_string()))?;
-        let path = job.done_file(self.study);
-        write_atomically(&path, summary.as_bytes()).map_err(|e| BenchError::io(&path, e))
+            .map_err(|e| job_error(job, &e))?;
+        Ok(())
+    }
+}
+
+/// The failure of `job`, with the message of what failed.
+fn job_error(job: &Job, error: &dyn std::fmt::Display) -> BenchError {
+    BenchError::Job {
+        job: job.id.clone(),
+        message: error.to_string(),
     }
 }
 

@@ -61,7 +61,8 @@ pub struct TrainState {
     pub param_ids: BTreeMap<String, u64>,
 }
 
-const STATE: &str = "checkpoint/state.json";
+/// The state of the current generation; its presence makes a run resumable.
+pub(crate) const STATE: &str = "checkpoint/state.json";
 /// The state of the generation before the current one, kept as a fallback.
 const PREVIOUS: &str = "checkpoint/previous.json";
 
@@ -194,6 +195,37 @@ fn remove_generations_before(run: &RunDir, oldest_kept: u64) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Whether `run` holds a checkpoint to resume from.
+pub fn exists(run: &RunDir) -> bool {
+    run.path(STATE).is_file()
+}
+
+/// Removes the checkpoint of `run` (a finished run that keeps only exported weights);
+/// returns the bytes freed. The state file goes first, so an interruption leaves no
+/// state naming missing files; calling this again removes what it left.
+pub fn remove(run: &RunDir) -> Result<u64> {
+    let dir = run.path("checkpoint");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(0);
+    };
+    let freed = entries
+        .flatten()
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    for name in [STATE, PREVIOUS] {
+        let path = run.path(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(TrainError::os(path, e));
+            }
+            _ => {}
+        }
+    }
+    std::fs::remove_dir_all(&dir).map_err(|e| TrainError::os(&dir, e))?;
+    Ok(freed)
 }
 
 /// A checkpoint loaded for `--resume`.

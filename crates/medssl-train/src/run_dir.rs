@@ -7,7 +7,9 @@
 //! RUN/metrics.jsonl      one JSON object per logged event (training epoch, validation)
 //! RUN/result.json        best Dice and the convergence figures
 //! RUN/best.safetensors   weights of the best validation, MONAI key names
-//! RUN/checkpoint/        the last training state (see `checkpoint`)
+//! RUN/last.safetensors   weights after the last epoch (a finished fine-tune)
+//! RUN/checkpoint/        the last training state (see `checkpoint`); a finished
+//!                        fine-tune removes it unless `train.keep_checkpoints = "all"`
 //! ```
 
 use std::io::Write;

@@ -2,13 +2,16 @@
 //! exactly the weights, optimiser state and metrics of the same run left alone.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
 use medssl_io::Volume;
 use medssl_io::nalgebra::{Matrix4, Vector4};
 use medssl_io::ndarray::Array4;
 use medssl_io::nifti::{OutputType, write_volume};
-use medssl_train::finetune::{Finetune, FinetuneConfig, Init, Preset};
+use medssl_train::finetune::config::KeepCheckpoints;
+use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init, Preset};
 
 mod common;
 use common::{differing_tensors, metrics, read};
@@ -72,10 +75,14 @@ fn write_task(dir: &Path) {
 fn config() -> FinetuneConfig {
     let overrides: Vec<String> = [
         "train.epochs=2",
+        // The 32³ phantoms whole: plumbing, not accuracy (tiny crops 64³).
+        "model.roi=[32, 32, 32]",
         "train.warmup_epochs=1",
         "validation.every=1",
         "data.loader.num_workers=2",
         "seed=11",
+        // The checkpoints are compared after the end, so the end keeps them.
+        "train.keep_checkpoints=\"all\"",
     ]
     .map(String::from)
     .to_vec();
@@ -123,7 +130,11 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     // another order); the optimiser state is not compared directly (Burn writes its
     // entries in hash-map order): equal weights after a resumed epoch of Adam steps
     // show its moments were restored.
-    for file in ["checkpoint/weights-2.safetensors", "best.safetensors"] {
+    for file in [
+        "checkpoint/weights-2.safetensors",
+        "best.safetensors",
+        "last.safetensors",
+    ] {
         let differences = differing_tensors(&straight.join(file), &resumed.join(file));
         assert!(differences.is_empty(), "{file} differs: {differences:?}");
     }
@@ -158,6 +169,88 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
             "weights-1.safetensors",
             "weights-2.safetensors"
         ]
+    );
+}
+
+/// A run stopped (as Ctrl-C stops it) after the first optimiser step of its second
+/// epoch checkpoints that step, resumes inside the epoch, and ends exactly as the run
+/// left alone, its per-epoch log lines included; with the default
+/// `train.keep_checkpoints` the finished run keeps its weights, not its checkpoint.
+#[test]
+fn a_run_stopped_mid_epoch_resumes_there_and_equals_the_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let task = tmp.path().join("task");
+    write_task(&task);
+    let device = Device::flex();
+    let mut config = config();
+    config.train.keep_checkpoints = KeepCheckpoints::BestAndLast;
+    let start = |dir: &Path| {
+        Finetune::start(
+            &task,
+            dir,
+            config.clone(),
+            Init::Scratch,
+            None,
+            device.clone(),
+        )
+        .unwrap()
+    };
+
+    let straight = tmp.path().join("straight");
+    start(&straight).train(u64::MAX, &mut |_| {}).unwrap();
+
+    let stopped = tmp.path().join("stopped");
+    let mut run = start(&stopped);
+    let flag = Arc::new(AtomicBool::new(false));
+    run.stop_when(Arc::clone(&flag));
+    let mut batches = 0;
+    let per_epoch = run.batches_per_epoch();
+    assert!(per_epoch >= 2, "the epoch must go on after the stop");
+    run.train(u64::MAX, &mut |event| {
+        if let Event::Batch { .. } = event {
+            batches += 1;
+            flag.store(batches == per_epoch + 1, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    assert_eq!((run.epochs_done(), run.batches_done()), (1, 1));
+    drop(run);
+    assert!(!stopped.join("result.json").exists());
+
+    let mut run = Finetune::resume(&stopped, None, device.clone()).unwrap();
+    assert_eq!((run.epochs_done(), run.batches_done()), (1, 1));
+    let mut starts = Vec::new();
+    run.train(u64::MAX, &mut |event| {
+        if let Event::EpochStart { epoch, done, .. } = event {
+            starts.push((epoch, done));
+        }
+    })
+    .unwrap();
+    assert_eq!(starts, [(2, 1)], "the resumed run goes on inside epoch 2");
+
+    for file in ["best.safetensors", "last.safetensors"] {
+        let differences = differing_tensors(&straight.join(file), &stopped.join(file));
+        assert!(differences.is_empty(), "{file} differs: {differences:?}");
+    }
+    assert_eq!(metrics(&straight), metrics(&stopped));
+    assert_eq!(
+        read(&straight.join("result.json")),
+        read(&stopped.join("result.json"))
+    );
+    for run in [&straight, &stopped] {
+        assert!(!run.join("checkpoint").exists(), "{}", run.display());
+        assert_eq!(
+            Finetune::finished(run).unwrap().map(|f| f.epochs),
+            Some(2),
+            "{}",
+            run.display()
+        );
+    }
+    let err = Finetune::resume(&stopped, None, device).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("keep_checkpoints = \"best_and_last\""),
+        "{err}"
     );
 }
 

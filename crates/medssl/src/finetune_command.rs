@@ -1,15 +1,19 @@
 //! `medssl finetune`: train a SwinUNETR on a labelled task from scratch or from
 //! pretrained weights, with a label budget, into a resumable run directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use clap::Args;
+use indicatif::DecimalBytes;
 use medssl_data::splits::Budget;
+use medssl_train::finetune::config::KeepCheckpoints;
+use medssl_train::finetune::trainer::{Checked, Extended, LAST_WEIGHTS};
 use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init};
+use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
-use crate::progress::EpochBar;
+use crate::progress::{EpochBar, Interrupt, Unit, shell_word};
 use crate::run_args::RunArgs;
 
 /// Arguments of `medssl finetune`.
@@ -20,8 +24,17 @@ pub struct FinetuneArgs {
     #[arg(long, required_unless_present = "resume")]
     task: Option<PathBuf>,
     /// Run directory to create.
-    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    #[arg(
+        long,
+        required_unless_present_any = ["resume", "check"],
+        conflicts_with = "resume"
+    )]
     out: Option<PathBuf>,
+    /// Check the settings, the label budget, the initial weights and every case of the
+    /// task (all problems listed at once), print what the run would use, and stop:
+    /// nothing is written.
+    #[arg(long, conflicts_with = "resume")]
+    check: bool,
     /// `scratch`, or a checkpoint: an SSL encoder or a SwinUNETR, as medssl, MONAI, Tang
     /// et al. or SMIT write them (.safetensors, .pt, .pth).
     #[arg(long, default_value = "scratch")]
@@ -37,7 +50,7 @@ pub struct FinetuneArgs {
     #[arg(long)]
     fraction: Option<f64>,
     /// Continue the run in this directory from its last checkpoint, with its stored
-    /// settings.
+    /// settings; `--set train.epochs=N` (more than it had) extends it.
     #[arg(long, value_name = "RUN")]
     resume: Option<PathBuf>,
     #[command(flatten)]
@@ -47,13 +60,36 @@ pub struct FinetuneArgs {
 /// `medssl finetune`.
 pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     let device = parse_device(&args.run.device)?;
+    let resuming = args.resume.is_some();
     let mut run = if let Some(run_dir) = &args.resume {
-        if args.run.changes_settings() || args.shots.is_some() || args.fraction.is_some() {
+        if args.run.config.is_some() || args.shots.is_some() || args.fraction.is_some() {
             bail!(
-                "--resume continues with the run's stored settings: drop --config, --set, --shots and --fraction"
+                "--resume continues with the run's stored settings: drop --config, --shots and \
+                 --fraction (--set train.epochs=N extends the run)"
             );
         }
-        Finetune::resume(run_dir, args.task.as_deref(), device)?
+        let stored = FinetuneConfig::read(&RunDir::open(run_dir)?)?;
+        let extend = stored.resume_epochs(&args.run.set)?;
+        // An extension of a finished run is refused by `resume`, naming the reason.
+        let finished = match extend {
+            None => Finetune::finished(run_dir)?,
+            Some(_) => None,
+        };
+        if let Some(finished) = finished {
+            eprintln!(
+                "{} finished its {} epochs already; nothing to resume",
+                run_dir.display(),
+                finished.epochs
+            );
+            print_next(run_dir);
+            return Ok(());
+        }
+        let mut run = Finetune::resume(run_dir, args.task.as_deref(), device)?;
+        if let Some(epochs) = extend {
+            let extended = run.extend(epochs)?;
+            eprintln!("{}", describe_extension(&extended));
+        }
+        run
     } else {
         let text = args.run.config_text()?;
         let config = FinetuneConfig::load(args.run.preset.into(), text.as_deref(), &args.run.set)?;
@@ -69,10 +105,22 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
             (_, Some(f)) => Some(Budget::Fraction(f)),
             _ => None,
         };
-        let (Some(task), Some(out)) = (args.task.as_deref(), args.out.as_deref()) else {
-            bail!("--task and --out are required for a new run");
+        let Some(task) = args.task.as_deref() else {
+            bail!("--task is required for a new run");
         };
-        Finetune::start(task, out, config, init, budget, device)?
+        let checked = Finetune::check(task, config, init, budget)?;
+        eprintln!("{}", checked.report.summary(&checked.task));
+        for warning in checked.report.warnings() {
+            eprintln!("warning: {warning}");
+        }
+        if args.check {
+            print_check(&checked);
+            return Ok(());
+        }
+        let Some(out) = args.out.as_deref() else {
+            bail!("--out is required for a new run");
+        };
+        Finetune::start_checked(checked, out, device)?
     };
     for warning in run
         .config()
@@ -86,21 +134,78 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     if let Some(report) = run.init_report() {
         eprintln!("{}", report.summary());
     }
-    let mut bar = EpochBar::new(args.run.quiet);
+    let run_dir = run.run_dir().root().to_path_buf();
+    let split = run.split();
+    eprintln!("run directory: {}", run_dir.display());
+    eprintln!(
+        "split: {} train / {} val / {} test ({})",
+        split.train.len(),
+        split.validation.len(),
+        split.test.len(),
+        run_dir.join("split.json").display()
+    );
+    let epochs = run.config().train.epochs;
+    let (done, per_epoch) = (run.epochs_done(), run.batches_per_epoch());
+    if resuming {
+        eprintln!(
+            "{}",
+            match (done, run.batches_done()) {
+                (done, _) if done == epochs => format!(
+                    "all {epochs} epochs are trained; nothing to resume (--set \
+                     train.epochs=N extends the run)"
+                ),
+                (0, 0) =>
+                    format!("no checkpoint was written yet: starting over at epoch 1/{epochs}"),
+                (done, 0) => format!(
+                    "resuming at epoch {}/{epochs} (checkpoint after epoch {done})",
+                    done + 1
+                ),
+                (done, batches) => format!(
+                    "resuming in epoch {}/{epochs} after batch {batches}/{per_epoch}",
+                    done + 1
+                ),
+            }
+        );
+    }
+
+    let mut interrupt = Interrupt::install()?;
+    run.stop_when(interrupt.flag());
+    let per_epoch = per_epoch as u64;
+    let mut bar = EpochBar::new(
+        args.run.quiet,
+        Unit::Batch,
+        epochs,
+        epochs * per_epoch,
+        done * per_epoch + run.batches_done() as u64,
+    );
     let mut observe = |event: Event| match event {
-        Event::EpochStart { epoch, batches } => bar.start(epoch, batches as u64),
-        Event::Batch { loss } => bar.step(loss),
+        Event::EpochStart {
+            epoch,
+            batches,
+            done,
+        } => bar.start(epoch, batches as u64, done as u64),
+        Event::Batch { loss } => {
+            bar.step(loss);
+            if let Some(notice) = interrupt.notice() {
+                bar.println(notice);
+            }
+        }
         Event::EpochEnd {
             epoch,
             mean_loss,
             seconds,
         } => {
             bar.finish();
-            eprintln!("epoch {epoch}: loss {mean_loss:.4} ({seconds:.1} s)");
+            eprintln!("{}", bar.epoch_line(epoch, mean_loss, seconds));
         }
-        Event::Validation { epoch, dice, best } => {
-            eprintln!("epoch {epoch}: validation Dice {dice:.4} (best {best:.4})");
-        }
+        Event::Validation {
+            epoch,
+            dice,
+            best,
+            best_epoch,
+        } => eprintln!(
+            "validation epoch {epoch}: mean Dice {dice:.4} (best {best:.4}, epoch {best_epoch})"
+        ),
         Event::Clipped {
             epoch,
             clipped,
@@ -111,8 +216,73 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
              {largest_norm:.3e})"
         ),
     };
-    let epochs = u64::MAX;
-    run.train(epochs, &mut observe)?;
-    eprintln!("done: {}", run.run_dir().path("result.json").display());
+    run.train(u64::MAX, &mut observe)?;
+    if run.epochs_done() < epochs {
+        interrupt.exit("finetune", &run_dir);
+    }
+    eprintln!("done: {}", run_dir.join("result.json").display());
+    let removed = run
+        .removed_checkpoint_bytes()
+        .map(|bytes| {
+            format!(
+                "; removed the resumable checkpoint ({})",
+                DecimalBytes(bytes)
+            )
+        })
+        .unwrap_or_default();
+    let kept = match run.config().train.keep_checkpoints {
+        KeepCheckpoints::Best => "best.safetensors".to_string(),
+        KeepCheckpoints::BestAndLast => format!("best.safetensors and {LAST_WEIGHTS}"),
+        KeepCheckpoints::All => {
+            format!("best.safetensors, {LAST_WEIGHTS} and the resumable checkpoint")
+        }
+    };
+    eprintln!("kept {kept}{removed} (train.keep_checkpoints)");
+    print_next(&run_dir);
     Ok(())
+}
+
+/// What `finetune --check` found: the settings' warnings and the split the run would
+/// train on.
+fn print_check(checked: &Checked) {
+    for warning in checked.config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let split = &checked.split;
+    println!(
+        "check passed: {} train / {} val / {} test cases; nothing written",
+        split.train.len(),
+        split.validation.len(),
+        split.test.len()
+    );
+}
+
+/// What extending a run does to its length and learning rate.
+fn describe_extension(extended: &Extended) -> String {
+    let Extended {
+        from_epochs,
+        to_epochs,
+        lr,
+        min_lr,
+        in_warmup,
+    } = *extended;
+    let schedule = if in_warmup {
+        format!(
+            "the warm-up goes on as set, then the cosine decays to train.min_lr {min_lr:.3e} \
+             at epoch {to_epochs}"
+        )
+    } else {
+        format!(
+            "the learning rate goes on from {lr:.3e} along a cosine re-stretched to reach \
+             train.min_lr {min_lr:.3e} at epoch {to_epochs}"
+        )
+    };
+    format!("extending the run from {from_epochs} to {to_epochs} epochs: {schedule}")
+}
+
+/// The commands that use a finished run.
+fn print_next(run_dir: &Path) {
+    let run = shell_word(run_dir);
+    eprintln!("next: medssl evaluate --run {run} --split test");
+    eprintln!("      medssl predict --run {run} -i IMAGES -o OUT");
 }

@@ -2,6 +2,7 @@
 
 mod cka_command;
 mod completions_command;
+mod dataset_command;
 mod demo_command;
 mod device;
 mod evaluate_commands;
@@ -27,6 +28,9 @@ use clap::{Parser, Subcommand};
 /// (see `main`), keeps them, at the cost of a higher peak resident size.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What `medssl --version` prints and reports name: version, commit, compiled devices.
+pub const BUILD: &str = concat!("medssl ", env!("MEDSSL_VERSION_LINE"));
 
 /// Self-supervised pretraining and transfer benchmarking for 3D medical image
 /// segmentation.
@@ -64,6 +68,9 @@ enum Command {
     Predict(evaluate_commands::PredictArgs),
     /// Compare two networks' encoder stages on validation patches (linear and minibatch CKA).
     Cka(cka_command::CkaArgs),
+    /// Check a task's data: every case read, every problem listed at once.
+    #[command(subcommand)]
+    Dataset(dataset_command::DatasetCommand),
     /// Write synthetic CT/MRI phantoms as an MSD task or a pretraining collection.
     Synth(synth_command::SynthArgs),
     /// Run the whole study in miniature on synthetic data and write its report.
@@ -112,6 +119,7 @@ fn main() -> ExitCode {
         Command::Weights(command) => weights_commands::run(&command),
         Command::Speed(args) => speed_command::speed(&args),
         Command::Synth(args) => synth_command::synth(&args),
+        Command::Dataset(command) => dataset_command::dataset(&command),
         Command::Pretrain(args) => pretrain_command::pretrain(&args),
         Command::Methods(args) => pretrain_command::methods(&args),
         Command::Config(command) => pretrain_command::config(&command),

@@ -6,14 +6,16 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use medssl_data::dataset::Task;
 use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
 use medssl_ssl::{Method, Preset};
 use medssl_train::finetune::FinetuneConfig;
-use medssl_train::pretrain::{Event, Pretrain, PretrainConfig};
+use medssl_train::finetune::pipelines::commented_toml;
+use medssl_train::pretrain::{ENCODER_FILE, Event, Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
-use crate::progress::EpochBar;
+use crate::progress::{EpochBar, Interrupt, Unit, shell_word};
 use crate::run_args::PresetArg;
 use crate::run_args::RunArgs;
 
@@ -48,11 +50,15 @@ pub struct PretrainArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print every setting with its default, as TOML: of pretraining with --method, of
-    /// fine-tuning without.
+    /// fine-tuning without (with --task, the preprocessing and augmentation a run on
+    /// that task would use, each setting with a comment).
     Show {
         /// A pretraining method.
         #[arg(long)]
         method: Option<String>,
+        /// A task directory: resolve the fine-tuning transforms for its modality.
+        #[arg(long, conflicts_with = "method")]
+        task: Option<PathBuf>,
         /// The preset.
         #[arg(long, value_enum, default_value = "tiny")]
         preset: PresetArg,
@@ -115,10 +121,16 @@ pub struct MethodsArgs {
 
 /// `medssl config show`.
 pub fn config(command: &ConfigCommand) -> Result<()> {
-    let ConfigCommand::Show { method, preset } = command;
-    let text = match method {
-        Some(method) => visit(method, Show((*preset).into())).map_err(|e| anyhow!(e))??,
-        None => FinetuneConfig::preset((*preset).into()).to_toml()?,
+    let ConfigCommand::Show {
+        method,
+        task,
+        preset,
+    } = command;
+    let finetune = FinetuneConfig::preset((*preset).into());
+    let text = match (method, task) {
+        (Some(method), _) => visit(method, Show((*preset).into())).map_err(|e| anyhow!(e))??,
+        (None, Some(task)) => commented_toml(&finetune, &Task::open(task)?)?,
+        (None, None) => finetune.to_toml()?,
     };
     print!("{text}");
     Ok(())
@@ -154,6 +166,8 @@ impl MethodVisitor for Run<'_> {
         if let Some(warning) = run.resume_warning() {
             eprintln!("warning: {warning}");
         }
+        let run_dir = run.run_dir().root().to_path_buf();
+        eprintln!("run directory: {}", run_dir.display());
         eprintln!(
             "{}: {} volumes, {} of {} steps done",
             M::INFO.name,
@@ -161,8 +175,21 @@ impl MethodVisitor for Run<'_> {
             run.steps_done(),
             run.total_steps()
         );
+        if args.resume.is_some() && run.steps_done() < run.total_steps() {
+            eprintln!(
+                "resuming at step {}/{} (epoch {}/{})",
+                run.steps_done() + 1,
+                run.total_steps(),
+                run.epochs_done() + 1,
+                run.epochs()
+            );
+        }
         train(&mut run, args.run.quiet)?;
-        eprintln!("done: {}", run.run_dir().root().display());
+        eprintln!("done: {}", run_dir.display());
+        eprintln!(
+            "next: medssl finetune --task TASK --out RUN --init {}",
+            shell_word(&run_dir.join(ENCODER_FILE))
+        );
         Ok(())
     }
 }
@@ -185,22 +212,34 @@ fn new_config<M: Method>(args: &PretrainArgs) -> Result<PretrainConfig> {
 }
 
 /// Trains to the end with a progress bar (unless quiet or not a terminal) and a plain
-/// line per epoch.
+/// line per epoch; on Ctrl-C, stops at a checkpoint and ends the process with the
+/// command that resumes the run.
 fn train<M: Method>(run: &mut Pretrain<M>, quiet: bool) -> Result<()> {
-    let mut bar = EpochBar::new(quiet);
+    let mut interrupt = Interrupt::install()?;
+    run.stop_when(interrupt.flag());
+    let (done, total) = (run.steps_done(), run.total_steps());
+    let mut bar = EpochBar::new(quiet, Unit::Step, run.epochs(), total, done);
     let mut observe = |event: Event| match event {
-        Event::EpochStart { epoch, steps } => bar.start(epoch, steps),
-        Event::Step { loss, .. } => bar.step(loss),
+        Event::EpochStart { epoch, steps, done } => bar.start(epoch, steps, done),
+        Event::Step { loss, .. } => {
+            bar.step(loss);
+            if let Some(notice) = interrupt.notice() {
+                bar.println(notice);
+            }
+        }
         Event::EpochEnd {
             epoch,
             mean_loss,
             seconds,
         } => {
             bar.finish();
-            eprintln!("epoch {epoch}: loss {mean_loss:.4} ({seconds:.1} s)");
+            eprintln!("{}", bar.epoch_line(epoch, mean_loss, seconds));
         }
-        Event::Warning(message) => eprintln!("warning: {message}"),
+        Event::Warning(message) => bar.println(&format!("warning: {message}")),
     };
     run.train(u64::MAX, &mut observe)?;
+    if run.steps_done() < total {
+        interrupt.exit("pretrain", run.run_dir().root());
+    }
     Ok(())
 }

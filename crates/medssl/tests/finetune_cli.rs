@@ -10,8 +10,11 @@ use common::{medssl, stdout_ok};
 use medssl_io::{ReadOptions, read_volume};
 use serde_json::Value;
 
-/// One epoch on 32^3 crops: enough to exercise every file of a run in seconds.
-const QUICK: [&str; 6] = [
+/// One epoch on 32^3 crops (the test phantoms whole; tiny's default crop is 64³): enough
+/// to exercise every file of a run in seconds.
+const QUICK: [&str; 8] = [
+    "--set",
+    "model.roi=[32, 32, 32]",
     "--set",
     "train.epochs=1",
     "--set",
@@ -101,7 +104,7 @@ fn finetune_evaluate_and_predict_write_consistent_results() {
 
     let log = finetune_ok(&task, &run, &[]);
     assert!(
-        log.contains("epoch 1: loss") && log.contains("epoch 1: validation Dice"),
+        log.contains("epoch 1/1: loss") && log.contains("validation epoch 1: mean Dice"),
         "{log}"
     );
     for file in [
@@ -110,8 +113,8 @@ fn finetune_evaluate_and_predict_write_consistent_results() {
         "split.json",
         "metrics.jsonl",
         "best.safetensors",
+        "last.safetensors",
         "result.json",
-        "checkpoint/state.json",
     ] {
         assert!(run.join(file).exists(), "{file} missing");
     }
@@ -287,50 +290,81 @@ fn finetune_checks_initial_weights_against_the_task() {
     );
 }
 
-/// A run killed after its first checkpoint continues with `--resume` and ends with
-/// each epoch logged once.
+/// Starts `medssl args`, its stderr written to `log`.
+fn spawn(args: &[&str], log: &Path) -> std::process::Child {
+    std::process::Command::new(common::bin())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `path` exists; fails when `child` ends first, or after 10 minutes.
+fn wait_for(child: &mut std::process::Child, path: &Path) {
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {} existed",
+            path.display()
+        );
+        assert!(
+            started.elapsed().as_secs() < 600,
+            "no {} after 10 minutes",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Presses Ctrl-C for `child` (SIGINT) and waits for it; its exit code.
+fn press_ctrl_c(mut child: std::process::Child) -> Option<i32> {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait().unwrap().code()
+}
+
+/// A run killed after its first epoch, before any validation (the tiny preset
+/// validates every 5 epochs), continues from the checkpoint of that epoch with
+/// `--resume`, says so, and ends with each epoch logged once.
 #[test]
 fn a_killed_finetune_resumes_from_its_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let task = tmp.path().join("task");
     let run = tmp.path().join("run");
     synth("abdomen-ct", &task);
-    let mut child = std::process::Command::new(common::bin())
-        .args([
-            "finetune",
-            "--task",
-            arg(&task),
-            "--out",
-            arg(&run),
-            "--quiet",
-        ])
-        .args(["--set", "train.epochs=3", "--set", "validation.every=1"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let state = run.join("checkpoint/state.json");
-    let started = std::time::Instant::now();
-    while !state.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finetune ended before its first checkpoint"
-        );
-        assert!(
-            started.elapsed().as_secs() < 600,
-            "no checkpoint after 10 minutes"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let args = [
+        "finetune",
+        "--task",
+        arg(&task),
+        "--out",
+        arg(&run),
+        "--quiet",
+        "--set",
+        "model.roi=[32, 32, 32]",
+        "--set",
+        "train.epochs=3",
+    ];
+    let mut child = spawn(&args, &tmp.path().join("log"));
+    wait_for(&mut child, &run.join("checkpoint/state.json"));
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!run.join("result.json").exists() || json(&run.join("result.json"))["epochs"] != 3);
 
     let log = stderr(&medssl(&["finetune", "--resume", arg(&run), "--quiet"]));
     assert!(
-        !log.contains("epoch 1: loss"),
+        log.contains("resuming at epoch 2/3 (checkpoint after epoch 1)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("epoch 1/3: loss"),
         "epoch 1 was trained again: {log}"
     );
-    assert!(log.contains("epoch 3: loss"), "{log}");
+    assert!(log.contains("epoch 3/3: loss"), "{log}");
     assert_eq!(json(&run.join("result.json"))["epochs"], 3);
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     for epoch in 1..=3 {
@@ -341,4 +375,277 @@ fn a_killed_finetune_resumes_from_its_checkpoint() {
             .count();
         assert_eq!(lines, 1, "epoch {epoch} in {metrics}");
     }
+}
+
+/// A setting refused by validation (not by parsing) stops the run before its directory
+/// exists.
+#[test]
+fn a_refused_setting_leaves_no_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let task = tmp.path().join("task");
+    synth("abdomen-ct", &task);
+    let run = tmp.path().join("run");
+    let out = finetune(&task, &run, &["--set", "model.feature_size=13"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("feature_size must be a positive multiple of 12, got 13"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!run.exists(), "wrote {}", run.display());
+    assert!(!tmp.path().join(".medssl-cache").exists());
+}
+
+/// The files below `dir`, relative to it, sorted.
+fn relative_files(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// A run's `metrics.jsonl` without the wall-clock seconds.
+fn metrics_without_timings(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut value: Value = serde_json::from_str(line).unwrap();
+            value.as_object_mut().unwrap().remove("seconds");
+            value
+        })
+        .collect()
+}
+
+/// What a run prints (run directory, split, `epoch K/N` with the run's time left,
+/// validations, the next commands) and keeps when it finishes (best and last weights,
+/// no optimiser state, still evaluable); Ctrl-C in the second epoch stops it at a
+/// checkpoint with the command that resumes it, and the resumed run says where it goes
+/// on and ends with exactly the uninterrupted run's weights and log.
+#[test]
+fn an_interrupted_finetune_resumes_where_it_stopped_and_ends_as_if_uninterrupted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let task = tmp.path().join("task");
+    synth("abdomen-ct", &task);
+    let two_epochs = ["--set", "train.epochs=2"];
+
+    let straight = tmp.path().join("straight");
+    let log = finetune_ok(&task, &straight, &two_epochs);
+    let split = json(&straight.join("split.json"));
+    let count = |part: &str| split[part].as_array().unwrap().len();
+    for line in [
+        format!("run directory: {}", straight.display()),
+        format!(
+            "split: {} train / {} val / {} test ({})",
+            count("train"),
+            count("validation"),
+            count("test"),
+            straight.join("split.json").display()
+        ),
+        format!(
+            "next: medssl evaluate --run {} --split test",
+            straight.display()
+        ),
+        format!(
+            "      medssl predict --run {} -i IMAGES -o OUT",
+            straight.display()
+        ),
+    ] {
+        assert!(log.lines().any(|l| l == line), "{line:?} not in {log}");
+    }
+    for epoch in 1..=2 {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&format!("epoch {epoch}/2: loss ")))
+            .unwrap_or_else(|| panic!("no line for epoch {epoch}: {log}"));
+        let rate = line.contains(" batch/s ") || line.contains(" s/batch ");
+        assert!(
+            rate && line.contains("  ETA ") && line.ends_with(" (run)"),
+            "{line}"
+        );
+        assert!(
+            log.contains(&format!("validation epoch {epoch}: mean Dice ")),
+            "{log}"
+        );
+    }
+    assert!(
+        log.contains(
+            "kept best.safetensors and last.safetensors; removed the resumable checkpoint ("
+        ),
+        "{log}"
+    );
+    let kept = relative_files(&straight);
+    assert_eq!(
+        kept,
+        [
+            "best.safetensors",
+            "config.toml",
+            "last.safetensors",
+            "metrics.jsonl",
+            "result.json",
+            "run.json",
+            "split.json"
+        ],
+        "a finished run keeps its weights, not its optimiser state"
+    );
+    let size = |run: &Path, file: &str| std::fs::metadata(run.join(file)).unwrap().len();
+    assert_eq!(
+        size(&straight, "best.safetensors"),
+        size(&straight, "last.safetensors")
+    );
+    assert!(size(&straight, "last.safetensors") > 1_000_000);
+    let summary: Value =
+        serde_json::from_str(&stdout_ok(&["evaluate", "--run", arg(&straight), "--json"])).unwrap();
+    assert_eq!(summary["cases"], count("test"));
+
+    // A finished run: nothing to resume, and nothing to extend without its checkpoint.
+    let again = medssl(&["finetune", "--resume", arg(&straight)]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("finished its 2 epochs already; nothing to resume"),
+        "{}",
+        stderr(&again)
+    );
+    let longer = medssl(&[
+        "finetune",
+        "--resume",
+        arg(&straight),
+        "--set",
+        "train.epochs=3",
+    ]);
+    assert!(!longer.status.success());
+    assert!(
+        stderr(&longer).contains("train.keep_checkpoints = \"best_and_last\""),
+        "{}",
+        stderr(&longer)
+    );
+
+    let stopped = tmp.path().join("stopped");
+    let mut args = vec![
+        "finetune",
+        "--task",
+        arg(&task),
+        "--out",
+        arg(&stopped),
+        "--quiet",
+    ];
+    args.extend(QUICK);
+    args.extend(two_epochs);
+    let log_file = tmp.path().join("stopped.log");
+    let mut child = spawn(&args, &log_file);
+    wait_for(&mut child, &stopped.join("checkpoint/state.json"));
+    let code = press_ctrl_c(child);
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert_eq!(code, Some(130), "{log}");
+    assert!(
+        log.lines().any(|l| l
+            == format!(
+                "interrupted; resume with: medssl finetune --resume {}",
+                stopped.display()
+            )),
+        "{log}"
+    );
+    assert!(!stopped.join("result.json").exists());
+
+    let out = medssl(&["finetune", "--resume", arg(&stopped), "--quiet"]);
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("resuming in epoch 2/2 after batch ")
+            || log.contains("resuming at epoch 2/2 (checkpoint after epoch 1)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("epoch 1/2: loss"),
+        "epoch 1 trained again: {log}"
+    );
+    assert!(log.contains("epoch 2/2: loss"), "{log}");
+    for file in ["best.safetensors", "last.safetensors"] {
+        assert!(
+            std::fs::read(straight.join(file)).unwrap()
+                == std::fs::read(stopped.join(file)).unwrap(),
+            "{file} differs from the uninterrupted run's"
+        );
+    }
+    assert_eq!(
+        metrics_without_timings(&straight),
+        metrics_without_timings(&stopped)
+    );
+    assert_eq!(json(&stopped.join("result.json"))["epochs"], 2);
+    assert_eq!(relative_files(&stopped), kept);
+}
+
+/// `--resume --set train.epochs=N` trains a run that kept its checkpoint for more
+/// epochs, says what its learning rate does (a run at the end of its schedule goes on
+/// at `train.min_lr`), and stores the extension; other settings stay refused.
+#[test]
+fn resume_with_more_epochs_extends_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let task = tmp.path().join("task");
+    let run = tmp.path().join("run");
+    synth("abdomen-ct", &task);
+    finetune_ok(&task, &run, &["--set", "train.keep_checkpoints=\"all\""]);
+    assert!(run.join("checkpoint/state.json").is_file());
+
+    for (set, expected) in [
+        ("train.lr=0.1", "only train.epochs may be raised"),
+        ("train.epochs=0", "it can be extended, not shortened"),
+    ] {
+        let out = medssl(&["finetune", "--resume", arg(&run), "--set", set]);
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(stderr(&out).contains(expected), "{set}: {}", stderr(&out));
+    }
+
+    let out = medssl(&[
+        "finetune",
+        "--resume",
+        arg(&run),
+        "--quiet",
+        "--set",
+        "train.epochs=2",
+    ]);
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains(
+            "extending the run from 1 to 2 epochs: the learning rate goes on from 1.000e-5 \
+             along a cosine re-stretched to reach train.min_lr 1.000e-5 at epoch 2"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("resuming at epoch 2/2"), "{log}");
+    let train: Vec<Value> = metrics_without_timings(&run)
+        .into_iter()
+        .filter(|line| line["event"] == "train")
+        .collect();
+    let epochs: Vec<u64> = train.iter().map(|l| l["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, [1, 2]);
+    assert_eq!(train[1]["lr"].as_f64(), Some(1e-5), "{}", train[1]);
+    assert_eq!(json(&run.join("result.json"))["epochs"], 2);
+    let config: toml::Table = std::fs::read_to_string(run.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(config["train"]["epochs"].as_integer(), Some(2));
+    let extension = &config["train"]["extensions"][0];
+    assert_eq!(extension["from_epochs"].as_integer(), Some(1));
+    assert_eq!(
+        extension["at_iteration"].as_integer(),
+        train[0]["iteration"].as_i64()
+    );
 }

@@ -43,36 +43,19 @@ fn collection(out: &Path) {
 #[test]
 fn methods_and_config_show_list_every_method_and_setting() {
     let listing = stdout_ok(&["methods"]);
-    // DESIGN.md's roster: nine methods in four families.
-    let roster = [
-        ("simclr", "contrastive"),
-        ("mocov3", "contrastive"),
-        ("cpc", "contrastive"),
-        ("rotnet", "rotation"),
-        ("swinunetr-ssl", "rotation"),
-        ("simmim", "masked image modelling"),
-        ("smit", "masked image modelling"),
-        ("dino", "self-distillation"),
-        ("ibot", "self-distillation"),
-    ];
-    let listed: Vec<(String, String)> = medssl_ssl::methods::METHODS
-        .iter()
-        .map(|m| (m.name.to_string(), m.family.to_string()))
-        .collect();
-    let mut expected: Vec<(String, String)> = roster
-        .iter()
-        .map(|(n, f)| (n.to_string(), f.to_string()))
-        .collect();
-    let mut sorted = listed.clone();
-    sorted.sort();
-    expected.sort();
-    assert_eq!(sorted, expected);
-    for (name, family) in &listed {
+    let registered = medssl_ssl::methods::METHODS;
+    assert_eq!(listing.lines().count(), registered.len() + 1, "{listing}");
+    for info in registered {
         let line = listing
             .lines()
-            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
-            .unwrap_or_else(|| panic!("{name} not listed: {listing}"));
-        assert!(line.contains(family.as_str()), "{line}");
+            .find(|l| l.split_whitespace().next() == Some(info.name))
+            .unwrap_or_else(|| panic!("{} not listed: {listing}", info.name));
+        assert!(line.contains(&info.family.to_string()), "{line}");
+        assert!(line.ends_with(info.description), "{line}");
+        let shown: toml::Table = stdout_ok(&["config", "show", "--method", info.name])
+            .parse()
+            .unwrap();
+        assert_eq!(shown["method"].as_str(), Some(info.name));
     }
     let text = stdout_ok(&["config", "show", "--method", "simmim", "--preset", "paper"]);
     let config: toml::Table = text.parse().unwrap();
@@ -83,8 +66,9 @@ fn methods_and_config_show_list_every_method_and_setting() {
     assert_eq!(finetune["model"]["feature_size"].as_integer(), Some(12));
     let out = medssl(&["config", "show", "--method", "simclrr"]);
     assert!(!out.status.success());
+    let names: Vec<&str> = registered.iter().map(|m| m.name).collect();
     assert!(
-        stderr(&out).contains("known methods: simclr, mocov3, cpc, rotnet, swinunetr-ssl, simmim"),
+        stderr(&out).contains(&format!("known methods: {}", names.join(", "))),
         "{}",
         stderr(&out)
     );
@@ -167,6 +151,8 @@ fn pretrained_encoder_initialises_finetuning() {
         "--quiet",
         "--set",
         "train.epochs=1",
+        "--set",
+        "model.roi=[32, 32, 32]",
         "--set",
         "validation.every=1",
     ]);
@@ -272,4 +258,85 @@ fn a_missing_file_is_said_once() {
         1,
         "{stderr}"
     );
+}
+
+/// Ctrl-C during a pretraining stops it after the current step with a checkpoint of
+/// exactly that step (here no scheduled checkpoint would come before the end), prints
+/// the command that resumes it and exits with 130; the resumed run says at which step
+/// it goes on and logs every step once.
+#[test]
+fn an_interrupted_pretraining_prints_its_resume_command_and_goes_on_at_the_next_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ct");
+    collection(&data);
+    let run = tmp.path().join("pre");
+    let log_file = tmp.path().join("log");
+    let mut child = std::process::Command::new(common::bin())
+        .args(["pretrain", "--method", "simmim", "--data", arg(&data)])
+        .args(["--out", arg(&run), "--steps", "6", "--quiet"])
+        .args(["--set", "train.checkpoint_every=100"])
+        .stderr(std::fs::File::create(&log_file).unwrap())
+        .spawn()
+        .unwrap();
+    let metrics = run.join("metrics.jsonl");
+    let steps = || {
+        std::fs::read_to_string(&metrics)
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    };
+    let started = std::time::Instant::now();
+    while steps() == 0 {
+        assert!(child.try_wait().unwrap().is_none(), "ended before step 1");
+        assert!(
+            started.elapsed().as_secs() < 600,
+            "no step after 10 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let code = child.wait().unwrap().code();
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert_eq!(code, Some(130), "{log}");
+    assert!(
+        log.lines().any(|l| l
+            == format!(
+                "interrupted; resume with: medssl pretrain --resume {}",
+                run.display()
+            )),
+        "{log}"
+    );
+    let done = steps();
+    assert!(
+        (1..6).contains(&done),
+        "{done} steps before the stop: {log}"
+    );
+    let state = json(&run.join("checkpoint/state.json"));
+    assert_eq!(
+        state["iteration"], done,
+        "the checkpoint is of the last step"
+    );
+    assert!(!run.join("result.json").exists());
+
+    let out = medssl(&["pretrain", "--resume", arg(&run), "--quiet"]);
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("resuming at step {}/6", done + 1)),
+        "{log}"
+    );
+    assert_eq!(json(&run.join("result.json"))["steps"], 6);
+    let iterations: Vec<u64> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["iteration"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(iterations, (1..=6).collect::<Vec<_>>());
 }

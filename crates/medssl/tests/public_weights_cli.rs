@@ -99,6 +99,8 @@ fn finetune_starts_from_smit_weights_with_smit_swin_layout() {
             "--set",
             "train.epochs=1",
             "--set",
+            "model.roi=[32, 32, 32]",
+            "--set",
             "train.warmup_epochs=0",
             "--set",
             "model.feature_size=48",

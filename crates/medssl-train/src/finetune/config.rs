@@ -1,7 +1,9 @@
 //! The configuration of a fine-tuning run: every setting with its default written in
 //! code, two presets, TOML files and `key=value` overrides.
 //!
-//! `tiny` runs in CPU minutes (feature size 12, 32³ crops); `paper` is the study's GPU
+//! `tiny` runs in CPU minutes (feature size 12, one 64³ crop per volume and step: 64 is
+//! the smallest side on which the deepest SwinUNETR stage keeps more than one voxel, see
+//! [`FinetuneConfig::warnings`]); `paper` is the study's GPU
 //! setting (feature size 48, 96³ crops, 4 positive/negative samples per volume, AdamW
 //! 1e-4 with weight decay 1e-5, linear warm-up then cosine), the recipe of the
 //! SwinUNETR and SMIT fine-tuning papers.
@@ -94,10 +96,66 @@ pub struct TrainSettings {
     pub warmup_epochs: u64,
     /// Batches whose gradients are summed before one optimiser step.
     pub accumulate: usize,
+    /// Write a resumable checkpoint (weights and optimiser state) every this many
+    /// epochs; one is also written after every validation, after the last epoch and
+    /// when the run is interrupted (Ctrl-C), so an interruption loses at most this many
+    /// epochs.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// What of the checkpoints stays once the run has finished: a resumable checkpoint
+    /// holds the optimiser's moments, twice the weights' size, which a finished run
+    /// needs only to be extended.
+    #[serde(default)]
+    pub keep_checkpoints: KeepCheckpoints,
     /// AdamW, clipping, frozen encoder, layer-wise decay.
     pub optimizer: OptimizerConfig,
     /// The Dice + cross-entropy loss.
     pub loss: DiceCeLoss,
+    /// Where `--resume --set train.epochs=N` extended the run (written by medssl, not
+    /// set by hand): the learning-rate schedule is re-stretched from each of these
+    /// points, so the stored configuration alone reproduces the run's rates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<Extension>,
+}
+
+fn default_checkpoint_every() -> u64 {
+    1
+}
+
+/// What stays on disk of a run's checkpoints when it finishes (`train.keep_checkpoints`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepCheckpoints {
+    /// `best.safetensors` only.
+    Best,
+    /// `best.safetensors` and `last.safetensors` (the weights after the last epoch);
+    /// the resumable checkpoint is removed.
+    #[default]
+    BestAndLast,
+    /// Both weights files and the resumable checkpoint, so that the finished run can be
+    /// extended with `--resume --set train.epochs=N`.
+    All,
+}
+
+impl KeepCheckpoints {
+    /// The value as written in `config.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeepCheckpoints::Best => "best",
+            KeepCheckpoints::BestAndLast => "best_and_last",
+            KeepCheckpoints::All => "all",
+        }
+    }
+}
+
+/// One extension of a run by `--resume --set train.epochs=N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    /// `train.epochs` before the extension.
+    pub from_epochs: u64,
+    /// Optimiser steps the run had taken when it was extended.
+    pub at_iteration: u64,
 }
 
 /// Validation during training.
@@ -111,6 +169,10 @@ pub struct ValidationSettings {
     /// Windows per forward pass.
     pub sw_batch_size: usize,
 }
+
+/// Settings whose value may be absent (`None`), so an override may set them where the
+/// defaults leave them out.
+const OPTIONAL_SETTINGS: &[&str] = &["data.spacing", "train.optimizer.grad_clip_norm"];
 
 /// A whole fine-tuning configuration (`config.toml` of a run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,7 +222,7 @@ impl FinetuneConfig {
             model: ModelSettings {
                 feature_size: if tiny { 12 } else { 48 },
                 use_v2: false,
-                roi: if tiny { [32; 3] } else { [96; 3] },
+                roi: if tiny { [64; 3] } else { [96; 3] },
                 depths: monai.depths,
                 num_heads: monai.num_heads,
                 window_size: monai.window_size,
@@ -170,9 +232,9 @@ impl FinetuneConfig {
                 preprocess: Vec::new(),
                 spacing: if tiny { None } else { Some([1.5, 1.5, 2.0]) },
                 augment: Vec::new(),
-                samples_per_volume: if tiny { 2 } else { 4 },
+                samples_per_volume: if tiny { 1 } else { 4 },
                 loader: LoaderConfig {
-                    batch_size: if tiny { 2 } else { 1 },
+                    batch_size: 1,
                     shuffle: true,
                     drop_last: false,
                     num_workers: if tiny { 1 } else { 4 },
@@ -190,8 +252,11 @@ impl FinetuneConfig {
                 min_lr: if tiny { 1e-5 } else { 1e-6 },
                 warmup_epochs: if tiny { 3 } else { 50 },
                 accumulate: 1,
+                checkpoint_every: default_checkpoint_every(),
+                keep_checkpoints: KeepCheckpoints::default(),
                 optimizer: OptimizerConfig::default(),
                 loss: DiceCeLoss::default(),
+                extensions: Vec::new(),
             },
             validation: ValidationSettings {
                 every: if tiny { 5 } else { 10 },
@@ -212,10 +277,42 @@ impl FinetuneConfig {
             &FinetuneConfig::preset(preset),
             file,
             overrides,
-            &["data.spacing", "train.optimizer.grad_clip_norm"],
+            OPTIONAL_SETTINGS,
         )?;
         config.validate()?;
+        if !config.train.extensions.is_empty() {
+            return Err(TrainError::Invalid(
+                "train.extensions is written by `medssl finetune --resume RUN --set \
+                 train.epochs=N` when a run is extended; a new run cannot have it"
+                    .into(),
+            ));
+        }
         Ok(config)
+    }
+
+    /// The number of epochs that `--set` overrides given with `--resume` extend this
+    /// (stored) configuration to; `None` when they leave `train.epochs` as it is. A
+    /// resumed run keeps its settings, so that it ends as it would have uninterrupted:
+    /// only `train.epochs` may be given, and only raised.
+    pub fn resume_epochs(&self, overrides: &[String]) -> Result<Option<u64>> {
+        for item in overrides {
+            let key = item.split_once('=').map_or(item.as_str(), |(key, _)| key);
+            if key.trim() != "train.epochs" {
+                return Err(TrainError::Invalid(format!(
+                    "--set {item}: a resumed run keeps the settings it was started with; \
+                     only train.epochs may be raised, to train the run longer"
+                )));
+            }
+        }
+        let changed: FinetuneConfig = layered(self, None, overrides, OPTIONAL_SETTINGS)?;
+        let (stored, asked) = (self.train.epochs, changed.train.epochs);
+        if asked < stored {
+            return Err(TrainError::Invalid(format!(
+                "--set train.epochs={asked}: the run has {stored} epochs; it can be extended, \
+                 not shortened"
+            )));
+        }
+        Ok((asked > stored).then_some(asked))
     }
 
     /// The configuration as TOML, every setting written out.
@@ -236,10 +333,32 @@ impl FinetuneConfig {
         if let Err(e) = self.network(1, 2).validate() {
             return bad(format!("model: {e}"));
         }
-        if self.train.epochs == 0 || self.validation.every == 0 || self.train.accumulate == 0 {
+        if self.train.epochs == 0
+            || self.validation.every == 0
+            || self.train.accumulate == 0
+            || self.train.checkpoint_every == 0
+        {
             return bad(
-                "train.epochs, train.accumulate and validation.every must be at least 1".into(),
+                "train.epochs, train.accumulate, train.checkpoint_every and validation.every \
+                 must be at least 1"
+                    .into(),
             );
+        }
+        let extensions = &self.train.extensions;
+        let ordered = extensions.windows(2).all(|pair| {
+            pair[0].from_epochs < pair[1].from_epochs
+                && pair[0].at_iteration <= pair[1].at_iteration
+        });
+        if !ordered
+            || extensions
+                .last()
+                .is_some_and(|e| e.from_epochs >= self.train.epochs)
+        {
+            return bad(format!(
+                "train.extensions: each extension must start from fewer epochs than the next \
+                 one (and than train.epochs = {}), at no earlier step",
+                self.train.epochs
+            ));
         }
         if !(self.train.lr > 0.0 && self.train.lr.is_finite()) {
             return bad(format!("train.lr must be positive, got {}", self.train.lr));
@@ -264,10 +383,11 @@ impl FinetuneConfig {
     /// Settings that train but not as a reader would assume, for the log.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.model.roi.iter().any(|&r| r < 64) {
+        // The deepest stage is model.roi / 32: a single voxel when every side is below 64.
+        if self.model.roi.iter().all(|&r| r < 64) {
             warnings.push(format!(
-                "model.roi {:?}: a side below 64 leaves the deepest SwinUNETR stage 1 voxel \
-                 wide there, where instance normalisation outputs a constant, so that stage \
+                "model.roi {:?}: every side below 64 leaves the deepest SwinUNETR stage a \
+                 single voxel, where instance normalisation outputs a constant, so that stage \
                  passes no information (PyTorch/MONAI refuse to train at this size)",
                 self.model.roi
             ));
@@ -292,12 +412,84 @@ mod tests {
     }
 
     #[test]
-    fn a_roi_below_64_is_a_warning_naming_the_degenerate_stage() {
-        let tiny = FinetuneConfig::preset(Preset::Tiny);
-        let warnings = tiny.warnings();
+    fn resume_overrides_may_only_raise_the_epochs() {
+        let stored = FinetuneConfig::preset(Preset::Tiny);
+        assert_eq!(stored.train.epochs, 60);
+        let epochs = |set: &str| stored.resume_epochs(&[set.to_string()]);
+        assert_eq!(stored.resume_epochs(&[]).unwrap(), None);
+        assert_eq!(epochs("train.epochs=80").unwrap(), Some(80));
+        assert_eq!(epochs(" train.epochs = 60").unwrap(), None);
+        let err = epochs("train.lr=1").unwrap_err().to_string();
+        assert!(
+            err.contains("--set train.lr=1") && err.contains("only train.epochs may be raised"),
+            "{err}"
+        );
+        let err = epochs("train.epochs=10").unwrap_err().to_string();
+        assert!(
+            err.contains("has 60 epochs") && err.contains("not shortened"),
+            "{err}"
+        );
+        let err = epochs("train.epochs=many").unwrap_err().to_string();
+        assert!(err.contains("train.epochs"), "{err}");
+    }
+
+    #[test]
+    fn extensions_round_trip_and_are_checked() {
+        let mut config = FinetuneConfig::preset(Preset::Tiny);
+        config.train.epochs = 30;
+        config.train.extensions = vec![
+            Extension {
+                from_epochs: 10,
+                at_iteration: 40,
+            },
+            Extension {
+                from_epochs: 20,
+                at_iteration: 40,
+            },
+        ];
+        config.validate().unwrap();
+        let text = config.to_toml().unwrap();
+        assert!(text.contains("[[train.extensions]]"), "{text}");
+        let back: FinetuneConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+        let written_by_hand = FinetuneConfig::load(Preset::Tiny, Some(&text), &[]);
+        assert!(
+            written_by_hand.is_err(),
+            "a new run cannot carry extensions"
+        );
+
+        config.train.extensions[1].at_iteration = 39;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("train.extensions"), "{err}");
+        config.train.extensions[1].at_iteration = 40;
+        config.train.epochs = 20;
+        assert!(
+            config.validate().is_err(),
+            "the last extension ends before epochs"
+        );
+    }
+
+    /// A ROI of 32 on every side leaves a one-voxel deepest stage: a warning naming it;
+    /// one side of 64 leaves two voxels there, which instance normalisation can use.
+    #[test]
+    fn a_one_voxel_deepest_stage_is_a_warning() {
+        let warnings_of = |roi: &str| {
+            FinetuneConfig::load(Preset::Tiny, None, &[format!("model.roi={roi}")])
+                .unwrap()
+                .warnings()
+        };
+        let warnings = warnings_of("[32, 32, 32]");
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("[32, 32, 32]") && warnings[0].contains("1 voxel"));
-        assert!(FinetuneConfig::preset(Preset::Paper).warnings().is_empty());
+        assert!(warnings[0].contains("[32, 32, 32]") && warnings[0].contains("single voxel"));
+        assert_eq!(warnings_of("[32, 64, 32]"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn presets_do_not_warn_about_themselves() {
+        for preset in [Preset::Tiny, Preset::Paper] {
+            let config = FinetuneConfig::preset(preset);
+            assert_eq!(config.warnings(), Vec::<String>::new(), "{preset:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -10,7 +11,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use medssl_data::Pipeline;
 use medssl_data::cache::PreprocessCache;
-use medssl_data::dataset::{Task, TaskSource};
+use medssl_data::dataset::{CheckReport, Task, TaskSource};
 use medssl_data::loader::{Batch, Loader, SampleSource};
 use medssl_data::splits::{Budget, Method, Split};
 use medssl_model::SwinUnetr;
@@ -19,9 +20,9 @@ use medssl_model::seeding::build_seeded;
 use medssl_model::weights::export_monai_safetensors;
 use serde::{Deserialize, Serialize};
 
-use super::config::FinetuneConfig;
+use super::config::{Extension, FinetuneConfig, KeepCheckpoints, TrainSettings};
 use super::init_weights::{InitReport, check_import, load_weights};
-use super::pipelines::{default_augment, default_preprocess};
+use super::pipelines::resolve_pipelines;
 use super::validate::validate;
 use crate::checkpoint::{self, TrainState};
 use crate::convergence::{Convergence, ValidationPoint};
@@ -42,11 +43,20 @@ pub enum Init {
     Weights { path: PathBuf, allow_unused: bool },
 }
 
+/// The weights after the last epoch of a finished run (MONAI names, sealed), kept by
+/// `train.keep_checkpoints` when the resumable checkpoint is removed.
+pub const LAST_WEIGHTS: &str = "last.safetensors";
+
 /// What the loop reports as it goes (for progress bars and logs).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// An epoch begins with this many batches.
-    EpochStart { epoch: u64, batches: usize },
+    /// An epoch of `batches` batches begins, or goes on after `done` of them (a run
+    /// resumed after an interruption mid-epoch; 0 otherwise).
+    EpochStart {
+        epoch: u64,
+        batches: usize,
+        done: usize,
+    },
     /// One batch was trained on.
     Batch { loss: f64 },
     /// An epoch ended.
@@ -55,8 +65,13 @@ pub enum Event {
         mean_loss: f64,
         seconds: f64,
     },
-    /// A validation finished.
-    Validation { epoch: u64, dice: f64, best: f64 },
+    /// A validation finished; the best so far was at `best_epoch`.
+    Validation {
+        epoch: u64,
+        dice: f64,
+        best: f64,
+        best_epoch: u64,
+    },
     /// Gradient clipping scaled down `clipped` of the epoch's `steps` optimiser steps;
     /// the largest gradient norm before clipping was `largest_norm`.
     Clipped {
@@ -67,12 +82,26 @@ pub enum Event {
     },
 }
 
-/// Gradient norms of one epoch's optimiser steps, for the log.
-#[derive(Debug, Default)]
-struct Clipping {
+/// The running totals of the epoch in progress, for its `metrics.jsonl` line. A run
+/// stopped mid-epoch keeps them in its checkpoint, so the resumed run logs the epoch as
+/// an uninterrupted one would (the values survive the JSON round trip bit for bit).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct EpochTotals {
+    /// Batches trained.
+    batches: usize,
+    /// Sum of their losses (`None` before the first).
+    #[serde(default, with = "crate::exact_f64")]
+    loss_sum: Option<f64>,
+    /// Learning rate of the latest optimiser step.
+    #[serde(default, with = "crate::exact_f64")]
+    lr: Option<f64>,
+    /// Optimiser steps taken.
     steps: u64,
+    /// Steps whose gradient clipping scaled down.
     clipped: u64,
-    largest_norm: f64,
+    /// The largest global gradient norm before clipping.
+    #[serde(default, with = "crate::exact_f64")]
+    largest_norm: Option<f64>,
 }
 
 /// One line of `metrics.jsonl`.
@@ -148,6 +177,70 @@ pub struct Finetune {
     init_report: Option<InitReport>,
     /// Why the latest checkpoint was passed over on resume, if it was.
     fallback: Option<String>,
+    /// The totals of an epoch the restored checkpoint stopped in the middle of.
+    partial: Option<EpochTotals>,
+    /// Set (by a signal handler) to stop training after the current optimiser step.
+    stop: Option<Arc<AtomicBool>>,
+    /// Bytes of checkpoint removed when the run finished.
+    removed_bytes: Option<u64>,
+}
+
+/// A new run that passed [`Finetune::check`]: the task read and checked in full, the
+/// split drawn and the settings resolved, nothing written yet.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The task directory, absolute.
+    pub task_dir: PathBuf,
+    pub task: Task,
+    /// What the task check found besides problems (counts, spacing, warnings).
+    pub report: CheckReport,
+    pub split: Split,
+    /// The settings with the default transform lists filled in.
+    pub config: FinetuneConfig,
+    pub init: Init,
+}
+
+/// The number of classes of `task`, background included; an error when it declares
+/// no class besides background, which leaves nothing to segment.
+fn segmentation_classes(task: &Task) -> Result<usize> {
+    let classes = task.labels.len();
+    if classes < 2 {
+        return Err(TrainError::Invalid(format!(
+            "task {} declares {classes} label(s); segmentation needs background and at least one class",
+            task.name
+        )));
+    }
+    Ok(classes)
+}
+
+/// How a run ended: `result.json` was written and the resumable checkpoint removed
+/// (`train.keep_checkpoints`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// Epochs the run trained.
+    pub epochs: u64,
+    /// What the run kept of its checkpoints.
+    pub kept: KeepCheckpoints,
+}
+
+/// A run extended by [`Finetune::extend`], and what its learning rate does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extended {
+    /// `train.epochs` before and after.
+    pub from_epochs: u64,
+    pub to_epochs: u64,
+    /// The learning rate at the resume point.
+    pub lr: f64,
+    /// `train.min_lr`, reached at the new last epoch.
+    pub min_lr: f64,
+    /// Whether the run is still warming up (the warm-up then goes on as configured).
+    pub in_warmup: bool,
+}
+
+/// `result.json` as far as [`Finetune::finished`] reads it.
+#[derive(Debug, Deserialize)]
+struct Ended {
+    epochs: u64,
 }
 
 impl Finetune {
@@ -162,8 +255,25 @@ impl Finetune {
         budget: Option<Budget>,
         device: Device,
     ) -> Result<Finetune> {
+        let checked = Finetune::check(task_dir, config, init, budget)?;
+        Finetune::start_checked(checked, run_dir, device)
+    }
+
+    /// Everything [`Finetune::start`] checks before it writes: the settings, the
+    /// initial weights against the task's channels, the label budget, the transform
+    /// lists (the defaults filled in) and, last because it reads every file, every case
+    /// of the task ([`Task::open_checked`]: all problems listed at once). `medssl
+    /// finetune --check` stops here.
+    pub fn check(
+        task_dir: &Path,
+        config: FinetuneConfig,
+        init: Init,
+        budget: Option<Budget>,
+    ) -> Result<Checked> {
         config.validate()?;
-        let task = Task::open(task_dir)?;
+        let unchecked = Task::open_unchecked(task_dir)?;
+        let task = &unchecked.task;
+        segmentation_classes(task)?;
         if let Init::Weights { path, allow_unused } = &init {
             let network = config.network(task.channels.len(), task.labels.len());
             check_import(path, &network, &task.channels, *allow_unused)?;
@@ -177,19 +287,36 @@ impl Finetune {
             split = split.few_shot(budget)?;
         }
         let mut config = config;
-        if config.data.preprocess.is_empty() {
-            config.data.preprocess = default_preprocess(&config, &task);
-        }
-        if config.data.augment.is_empty() {
-            config.data.augment = default_augment(&config);
-        }
+        resolve_pipelines(&mut config, task);
         // The transform lists are built once here, so that a misspelt step or parameter
         // stops the run before its directory exists.
         Pipeline::from_config(&config.data.preprocess)?;
         Pipeline::from_config(&config.data.augment)?;
-        // Nothing is written before the checks above pass.
+        let (task, report) = unchecked.check()?;
+        let task_dir = std::fs::canonicalize(task_dir).map_err(|e| TrainError::os(task_dir, e))?;
+        Ok(Checked {
+            task_dir,
+            task,
+            report,
+            split,
+            config,
+            init,
+        })
+    }
+
+    /// Starts the run that [`Finetune::check`] accepted in `run_dir`.
+    pub fn start_checked(checked: Checked, run_dir: &Path, device: Device) -> Result<Finetune> {
+        let Checked {
+            task_dir,
+            task,
+            split,
+            config,
+            init,
+            ..
+        } = checked;
+        // Nothing is written before the checks pass.
         let run = RunDir::create(run_dir)?;
-        if run.path("checkpoint/state.json").exists() {
+        if checkpoint::exists(&run) || run.path("result.json").exists() {
             return Err(TrainError::Invalid(format!(
                 "{} already holds a run; continue it with --resume, or choose another --out",
                 run_dir.display()
@@ -197,7 +324,6 @@ impl Finetune {
         }
         split.save(&run.path("split.json"))?;
         run.write("config.toml", config.to_toml()?.as_bytes())?;
-        let task_dir = std::fs::canonicalize(task_dir).map_err(|e| TrainError::os(task_dir, e))?;
         run.write_json(
             "run.json",
             &RunInfo {
@@ -223,8 +349,21 @@ impl Finetune {
 
     /// Re-opens the run in `run_dir` with its stored configuration, split and task
     /// (`task_dir` overrides the stored task path, e.g. after moving the data),
-    /// restoring the last checkpoint (or starting over when none was written yet).
+    /// restoring the last checkpoint (or starting over when none was written yet). A
+    /// run that finished and removed its checkpoint (see [`Finetune::finished`]) is
+    /// refused: nothing of it could be resumed.
     pub fn resume(run_dir: &Path, task_dir: Option<&Path>, device: Device) -> Result<Finetune> {
+        if let Some(finished) = Finetune::finished(run_dir)? {
+            return Err(TrainError::Invalid(format!(
+                "{} finished its {} epochs and removed its resumable checkpoint \
+                 (train.keep_checkpoints = \"{}\"), so it cannot be continued; to train \
+                 longer, start a new run (with --set train.keep_checkpoints=\"all\", a \
+                 finished run can be extended)",
+                run_dir.display(),
+                finished.epochs,
+                finished.kept.name()
+            )));
+        }
         let run = RunDir::open_for_writes(run_dir)?;
         let config = FinetuneConfig::read(&run)?;
         let split = Split::load(&run.path("split.json"))?;
@@ -250,13 +389,7 @@ impl Finetune {
         resume: bool,
     ) -> Result<Finetune> {
         let task = Arc::new(task);
-        let classes = task.labels.len();
-        if classes < 2 {
-            return Err(TrainError::Invalid(format!(
-                "task {} declares {classes} label(s); segmentation needs background and at least one class",
-                task.name
-            )));
-        }
+        let classes = segmentation_classes(&task)?;
         let train_device = device.clone().autodiff();
         let network = config.network(task.channels.len(), classes);
         let mut model = build_seeded(&train_device, config.seed, || {
@@ -291,6 +424,15 @@ impl Finetune {
             (state, model, optimizer) = (restored.state, restored.model, restored.optimizer);
             fallback = restored.fallback;
         }
+        let partial = match &state.extra {
+            serde_json::Value::Null => None,
+            extra => Some(serde_json::from_value(extra.clone()).map_err(|e| {
+                TrainError::file(
+                    run.path("checkpoint/state.json"),
+                    format!("epoch in progress: {e}"),
+                )
+            })?),
+        };
         run.truncate_metrics(state.metrics_lines)?;
 
         let preprocess_tables = &config.data.preprocess;
@@ -333,7 +475,75 @@ impl Finetune {
             batches_per_epoch,
             init_report,
             fallback,
+            partial,
+            stop: None,
+            removed_bytes: None,
         })
+    }
+
+    /// The run in `run_dir` if its training has finished and its resumable checkpoint
+    /// was removed (`train.keep_checkpoints`); `None` while it has a checkpoint or no
+    /// result yet. Checkpoint files that an interruption of that removal left behind
+    /// are removed now, so the study and `--resume` can treat the run as finished.
+    pub fn finished(run_dir: &Path) -> Result<Option<Finished>> {
+        if !run_dir.join("result.json").is_file() || run_dir.join(checkpoint::STATE).is_file() {
+            return Ok(None);
+        }
+        let run = RunDir::open_for_writes(run_dir)?;
+        checkpoint::remove(&run)?;
+        let ended: Ended = run.read_json("result.json")?;
+        let kept = FinetuneConfig::read(&run)?.train.keep_checkpoints;
+        Ok(Some(Finished {
+            epochs: ended.epochs,
+            kept,
+        }))
+    }
+
+    /// Stops [`Finetune::train`] after the optimiser step during which `flag` becomes
+    /// true (e.g. set by a Ctrl-C handler): a checkpoint of that exact point (mid-epoch
+    /// included) is written and `train` returns, for `--resume` to continue.
+    pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+    }
+
+    /// Raises `train.epochs` to `epochs` (more than the run's) from where the run
+    /// stands, and stores that in `config.toml`. The learning rate does not jump: from
+    /// its present value it follows a cosine down to `train.min_lr` at the new last
+    /// epoch (a run still warming up finishes its warm-up first). A run that had
+    /// reached the end of its schedule therefore trains on at `train.min_lr`.
+    pub fn extend(&mut self, epochs: u64) -> Result<Extended> {
+        let from = self.config.train.epochs;
+        if epochs <= from {
+            return Err(TrainError::Invalid(format!(
+                "train.epochs = {epochs}: the run has {from} epochs; it can only be extended"
+            )));
+        }
+        let at = self.state.iteration;
+        let steps_per_epoch = self.steps_per_epoch();
+        let extended = Extended {
+            from_epochs: from,
+            to_epochs: epochs,
+            lr: learning_rate(&self.config.train, steps_per_epoch, at),
+            min_lr: self.config.train.min_lr,
+            in_warmup: at < self.config.train.warmup_epochs * steps_per_epoch,
+        };
+        let mut config = self.config.clone();
+        config.train.extensions.push(Extension {
+            from_epochs: from,
+            at_iteration: at,
+        });
+        config.train.epochs = epochs;
+        config.validate()?;
+        self.run
+            .write("config.toml", config.to_toml()?.as_bytes())?;
+        self.config = config;
+        Ok(extended)
     }
 
     /// Why `--resume` used the checkpoint before the latest one (the latest was damaged),
@@ -362,44 +572,59 @@ impl Finetune {
         self.state.epoch
     }
 
+    /// Batches already trained of the epoch after [`Finetune::epochs_done`] (a run
+    /// stopped mid-epoch; 0 at an epoch's start).
+    pub fn batches_done(&self) -> usize {
+        self.partial.as_ref().map_or(0, |totals| totals.batches)
+    }
+
+    /// Batches in an epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.batches_per_epoch
+    }
+
+    /// Bytes of resumable checkpoint (weights and optimiser state) that the end of the
+    /// run removed (`train.keep_checkpoints`); `None` before the end, or when kept.
+    pub fn removed_checkpoint_bytes(&self) -> Option<u64> {
+        self.removed_bytes
+    }
+
+    /// The run's cases: training, validation and test ids.
+    pub fn split(&self) -> &Split {
+        &self.split
+    }
+
     /// The network being trained.
     pub fn model(&self) -> &SwinUnetr {
         &self.model
     }
 
-    fn schedule(&self) -> WarmupCosine {
-        let steps_per_epoch = self
-            .batches_per_epoch
-            .div_ceil(self.config.train.accumulate) as u64;
-        let t = &self.config.train;
-        WarmupCosine {
-            lr: t.lr,
-            warmup_start_lr: t.warmup_start_lr,
-            min_lr: t.min_lr,
-            warmup_iters: t.warmup_epochs * steps_per_epoch,
-            total_iters: t.epochs * steps_per_epoch,
-        }
+    fn steps_per_epoch(&self) -> u64 {
+        self.batches_per_epoch
+            .div_ceil(self.config.train.accumulate) as u64
     }
 
     /// Trains until `until_epoch` epochs are complete (at most the configured number),
-    /// validating and checkpointing on schedule; `observe` sees every event.
+    /// validating and checkpointing on schedule; `observe` sees every event. Returns
+    /// early, after writing a checkpoint, when the flag of [`Finetune::stop_when`] is
+    /// set. At the end of the last epoch it writes `result.json` and keeps what
+    /// `train.keep_checkpoints` says.
     pub fn train(&mut self, until_epoch: u64, observe: &mut dyn FnMut(Event)) -> Result<()> {
         let until = until_epoch.min(self.config.train.epochs);
-        let schedule = self.schedule();
         let accumulate = self.config.train.accumulate;
+        let mut trained = false;
         while self.state.epoch < until {
             let epoch = self.state.epoch;
             let started = Instant::now();
+            let mut totals = self.partial.take().unwrap_or_default();
             observe(Event::EpochStart {
                 epoch: epoch + 1,
                 batches: self.batches_per_epoch,
+                done: totals.batches,
             });
-            let (mut loss_sum, mut batches) = (0.0, 0usize);
             let mut pending = GradientsAccumulator::<SwinUnetr>::new();
             let mut in_step = 0;
-            let mut lr = schedule.at(self.state.iteration);
-            let mut clipping = Clipping::default();
-            for batch in self.loader.epoch(epoch, 0) {
+            for batch in self.loader.epoch(epoch, totals.batches) {
                 let batch = batch?;
                 let (loss, grads) = self.loss_and_grads(&batch)?;
                 if !loss.is_finite() {
@@ -411,67 +636,115 @@ impl Finetune {
                 }
                 pending.accumulate(&self.model, grads);
                 in_step += 1;
-                loss_sum += loss;
-                batches += 1;
+                totals.batches += 1;
+                totals.loss_sum = Some(totals.loss_sum.unwrap_or(0.0) + loss);
+                trained = true;
                 observe(Event::Batch { loss });
                 if in_step == accumulate {
-                    lr = schedule.at(self.state.iteration);
-                    self.apply(pending.grads(), lr, &mut clipping)?;
+                    self.apply(pending.grads(), &mut totals)?;
                     in_step = 0;
+                    if self.stop_requested() {
+                        self.save(Some(&totals))?;
+                        self.partial = Some(totals);
+                        return Ok(());
+                    }
                 }
             }
             if in_step > 0 {
-                lr = schedule.at(self.state.iteration);
-                self.apply(pending.grads(), lr, &mut clipping)?;
+                self.apply(pending.grads(), &mut totals)?;
             }
-            if batches == 0 {
+            let Some(loss_sum) = totals.loss_sum else {
                 return Err(TrainError::Invalid(format!(
                     "epoch {} produced no batch: the training split has {} case(s)",
                     epoch + 1,
                     self.split.train.len()
                 )));
-            }
-            let mean_loss = loss_sum / batches as f64;
+            };
+            let mean_loss = loss_sum / totals.batches as f64;
             let seconds = started.elapsed().as_secs_f64();
             self.state.epoch += 1;
+            let largest_norm = totals.largest_norm.unwrap_or(0.0);
             self.run.log_metrics(&MetricsLine::Train {
                 epoch: self.state.epoch,
                 iteration: self.state.iteration,
                 loss: mean_loss,
-                lr,
+                lr: totals.lr.unwrap_or(f64::NAN),
                 seconds,
-                grad_norm_max: clipping.largest_norm,
-                clipped_steps: clipping.clipped,
-                steps: clipping.steps,
+                grad_norm_max: largest_norm,
+                clipped_steps: totals.clipped,
+                steps: totals.steps,
             })?;
             observe(Event::EpochEnd {
                 epoch: self.state.epoch,
                 mean_loss,
                 seconds,
             });
-            if clipping.clipped > 0 {
+            if totals.clipped > 0 {
                 observe(Event::Clipped {
                     epoch: self.state.epoch,
-                    clipped: clipping.clipped,
-                    steps: clipping.steps,
-                    largest_norm: clipping.largest_norm,
+                    clipped: totals.clipped,
+                    steps: totals.steps,
+                    largest_norm,
                 });
             }
+            // Read once: a stop requested after this point is honoured after the next
+            // step, never skipped.
+            let stop = self.stop_requested();
             let last = self.state.epoch == self.config.train.epochs;
-            if self.state.epoch % self.config.validation.every == 0 || last {
+            let validate = self.state.epoch % self.config.validation.every == 0 || last;
+            if validate {
                 self.validate_and_keep_best(observe)?;
-                self.state.metrics_lines = self.run.metrics_lines()?;
-                checkpoint::save(
-                    &self.run,
-                    &mut self.state,
-                    &self.model,
-                    checkpoint::write_monai,
-                    &self.optimizer,
-                )?;
+            }
+            if validate
+                || last
+                || stop
+                || self.state.epoch % self.config.train.checkpoint_every == 0
+            {
+                self.save(None)?;
+            }
+            if stop {
+                break;
             }
         }
         if self.state.epoch == self.config.train.epochs {
-            self.write_result()?;
+            // A run resumed after its end (killed while finishing) only completes what
+            // was left undone; its result (maybe with evaluations added) stays.
+            if trained || !self.run.path("result.json").exists() {
+                self.write_result()?;
+            }
+            self.keep_checkpoints()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint of the present state; `partial`: the totals of the epoch
+    /// being stopped in the middle of.
+    fn save(&mut self, partial: Option<&EpochTotals>) -> Result<()> {
+        self.state.metrics_lines = self.run.metrics_lines()?;
+        self.state.extra = match partial {
+            Some(totals) => serde_json::to_value(totals)
+                .map_err(|e| TrainError::Invalid(format!("epoch in progress: {e}")))?,
+            None => serde_json::Value::Null,
+        };
+        checkpoint::save(
+            &self.run,
+            &mut self.state,
+            &self.model,
+            checkpoint::write_monai,
+            &self.optimizer,
+        )
+    }
+
+    /// Applies `train.keep_checkpoints` to the finished run: `last.safetensors` (unless
+    /// only the best weights are kept), then the resumable checkpoint goes (unless all
+    /// is kept).
+    fn keep_checkpoints(&mut self) -> Result<()> {
+        let keep = self.config.train.keep_checkpoints;
+        if keep != KeepCheckpoints::Best {
+            checkpoint::write_monai(&self.model, &self.run.path(LAST_WEIGHTS))?;
+        }
+        if keep != KeepCheckpoints::All {
+            self.removed_bytes = Some(checkpoint::remove(&self.run)?);
         }
         Ok(())
     }
@@ -500,9 +773,14 @@ impl Finetune {
         Ok((value, grads))
     }
 
-    /// One optimiser step; counts it in `clipping`, and stops the run on a non-finite
-    /// gradient (which the optimiser did not apply).
-    fn apply(&mut self, grads: GradientsParams, lr: f64, clipping: &mut Clipping) -> Result<()> {
+    /// One optimiser step at the scheduled learning rate; counts it in `totals`, and
+    /// stops the run on a non-finite gradient (which the optimiser did not apply).
+    fn apply(&mut self, grads: GradientsParams, totals: &mut EpochTotals) -> Result<()> {
+        let lr = learning_rate(
+            &self.config.train,
+            self.steps_per_epoch(),
+            self.state.iteration,
+        );
         let model = self.model.clone();
         let (model, norm) = self.optimizer.step(lr, model, grads);
         if !norm.is_finite() {
@@ -514,10 +792,11 @@ impl Finetune {
         }
         self.model = model;
         self.state.iteration += 1;
-        clipping.steps += 1;
-        clipping.largest_norm = clipping.largest_norm.max(norm);
+        totals.lr = Some(lr);
+        totals.steps += 1;
+        totals.largest_norm = Some(totals.largest_norm.map_or(norm, |n| n.max(norm)));
         if self.optimizer.clips(norm) {
-            clipping.clipped += 1;
+            totals.clipped += 1;
         }
         Ok(())
     }
@@ -552,6 +831,7 @@ impl Finetune {
             epoch: self.state.epoch,
             dice: point.dice,
             best: self.state.best.map_or(f64::NAN, |b| b.dice),
+            best_epoch: self.state.best.map_or(0, |b| b.epoch),
         });
         Ok(())
     }
@@ -576,6 +856,47 @@ impl Finetune {
     }
 }
 
+/// The learning rate of optimiser step `iteration` with `steps_per_epoch` steps per
+/// epoch: linear warm-up, then cosine decay to `min_lr` at the end of the first
+/// `train.epochs` (a [`WarmupCosine`]). From each point where the run was extended
+/// (`train.extensions`), the cosine is re-stretched: from the rate reached there down
+/// to `min_lr` at the new last epoch, with no jump; a point still in warm-up keeps the
+/// warm-up and only moves the cosine's end.
+fn learning_rate(t: &TrainSettings, steps_per_epoch: u64, iteration: u64) -> f64 {
+    let first_end = t.extensions.first().map_or(t.epochs, |e| e.from_epochs);
+    let mut schedule = WarmupCosine {
+        lr: t.lr,
+        warmup_start_lr: t.warmup_start_lr,
+        min_lr: t.min_lr,
+        warmup_iters: t.warmup_epochs * steps_per_epoch,
+        total_iters: first_end * steps_per_epoch,
+    };
+    // The step the present schedule counts from.
+    let mut origin = 0;
+    let ends = t.extensions.iter().skip(1).map(|e| e.from_epochs);
+    for (extension, end) in t.extensions.iter().zip(ends.chain([t.epochs])) {
+        let at = extension.at_iteration;
+        if iteration < at {
+            break;
+        }
+        let total = end * steps_per_epoch;
+        if origin == 0 && at < schedule.warmup_iters {
+            schedule.total_iters = total;
+        } else {
+            let lr = schedule.at(at - origin);
+            schedule = WarmupCosine {
+                lr,
+                warmup_start_lr: lr,
+                min_lr: t.min_lr,
+                warmup_iters: 0,
+                total_iters: total - at,
+            };
+            origin = at;
+        }
+    }
+    schedule.at(iteration - origin)
+}
+
 /// Samples a training case yields per epoch: the product of the `num_samples` of the
 /// augmentation's fan-out steps.
 fn fan_out(tables: &[toml::Table]) -> usize {
@@ -584,4 +905,89 @@ fn fan_out(tables: &[toml::Table]) -> usize {
         .filter_map(|t| t.get("num_samples").and_then(|v| v.as_integer()))
         .map(|n| n.max(1) as usize)
         .product()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finetune::Preset;
+
+    /// Tiny-preset training settings: lr 1e-3 after 3 warm-up epochs, min_lr 1e-5.
+    fn settings(epochs: u64, extensions: &[(u64, u64)]) -> TrainSettings {
+        let mut t = FinetuneConfig::preset(Preset::Tiny).train;
+        t.epochs = epochs;
+        t.extensions = extensions
+            .iter()
+            .map(|&(from_epochs, at_iteration)| Extension {
+                from_epochs,
+                at_iteration,
+            })
+            .collect();
+        t
+    }
+
+    const STEPS: u64 = 4;
+
+    #[test]
+    fn without_extensions_the_rate_is_the_warmup_cosine() {
+        let t = settings(10, &[]);
+        let schedule = WarmupCosine {
+            lr: 1e-3,
+            warmup_start_lr: 0.0,
+            min_lr: 1e-5,
+            warmup_iters: 12,
+            total_iters: 40,
+        };
+        for i in [0, 5, 12, 20, 39, 40, 50] {
+            assert_eq!(learning_rate(&t, STEPS, i), schedule.at(i), "step {i}");
+        }
+    }
+
+    /// Extended at step 24 of 40 (epoch 6 of 10) to 20 epochs: the rate before is the
+    /// old schedule's, the rate at step 24 is unchanged, it decreases from there and
+    /// reaches `min_lr` at step 80.
+    #[test]
+    fn an_extension_restretches_the_cosine_from_its_step_without_a_jump() {
+        let before = settings(10, &[]);
+        let after = settings(20, &[(10, 24)]);
+        for i in 0..=24 {
+            assert_eq!(
+                learning_rate(&after, STEPS, i),
+                learning_rate(&before, STEPS, i),
+                "step {i}"
+            );
+        }
+        let rates: Vec<f64> = (24..=80).map(|i| learning_rate(&after, STEPS, i)).collect();
+        assert!(rates.windows(2).all(|w| w[1] < w[0]), "{rates:?}");
+        assert!(rates[1] > learning_rate(&before, STEPS, 25), "slower decay");
+        assert_eq!(learning_rate(&after, STEPS, 80), 1e-5);
+        // A second extension at step 60 of 80 continues from the first one's curve.
+        let twice = settings(30, &[(10, 24), (20, 60)]);
+        assert_eq!(
+            learning_rate(&twice, STEPS, 60),
+            learning_rate(&after, STEPS, 60)
+        );
+        assert_eq!(learning_rate(&twice, STEPS, 120), 1e-5);
+    }
+
+    #[test]
+    fn an_extension_during_warmup_keeps_the_warmup_and_moves_the_end() {
+        let t = settings(20, &[(10, 5)]);
+        let stretched = settings(20, &[]);
+        for i in [0, 5, 11, 12, 30, 79, 80] {
+            assert_eq!(
+                learning_rate(&t, STEPS, i),
+                learning_rate(&stretched, STEPS, i),
+                "step {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_finished_schedule_extended_goes_on_at_min_lr() {
+        let t = settings(15, &[(10, 40)]);
+        for i in [40, 41, 50, 59, 60, 70] {
+            assert_eq!(learning_rate(&t, STEPS, i), 1e-5, "step {i}");
+        }
+    }
 }

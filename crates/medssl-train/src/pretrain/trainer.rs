@@ -7,6 +7,7 @@
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -37,8 +38,9 @@ pub const ENCODER_FILE: &str = "encoder.safetensors";
 /// What the loop reports as it goes (for progress bars and logs).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// An epoch begins (or resumes) with this many optimiser steps left in it.
-    EpochStart { epoch: u64, steps: u64 },
+    /// An epoch of `steps` optimiser steps (fewer when the run ends within it) begins,
+    /// or goes on after `done` of them (a resumed run; 0 otherwise).
+    EpochStart { epoch: u64, steps: u64, done: u64 },
     /// One optimiser step was taken.
     Step { iteration: u64, loss: f64 },
     /// An epoch ended.
@@ -100,6 +102,8 @@ pub struct Pretrain<M: Method> {
     loader: Loader<ViewPlan>,
     volumes: usize,
     steps_per_epoch: u64,
+    /// Set (by a signal handler) to stop training after the current optimiser step.
+    stop: Option<Arc<AtomicBool>>,
     method: PhantomData<M>,
 }
 
@@ -251,6 +255,7 @@ impl<M: Method> Pretrain<M> {
             loader,
             volumes,
             steps_per_epoch,
+            stop: None,
             method: PhantomData,
         })
     }
@@ -286,6 +291,23 @@ impl<M: Method> Pretrain<M> {
         self.volumes
     }
 
+    /// Completed epochs.
+    pub fn epochs_done(&self) -> u64 {
+        self.state.epoch
+    }
+
+    /// Epochs of the whole run (the last one partial when `train.steps` ends it early).
+    pub fn epochs(&self) -> u64 {
+        self.total_steps().div_ceil(self.steps_per_epoch)
+    }
+
+    /// Stops [`Pretrain::train`] after the optimiser step during which `flag` becomes
+    /// true (e.g. set by a Ctrl-C handler): a checkpoint of that step is written and
+    /// `train` returns, for `--resume` to continue.
+    pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
     /// The schedules of a step: learning rate (peaking at
     /// [`PretrainConfig::peak_lr`], which `train.lr_batch_scaling` scales by the batch),
     /// weight decay, teacher momentum.
@@ -308,7 +330,8 @@ impl<M: Method> Pretrain<M> {
     }
 
     /// Trains until `until_step` optimiser steps are done (at most the run's total),
-    /// checkpointing on schedule; `observe` sees every event.
+    /// checkpointing on schedule; `observe` sees every event. Returns early, after
+    /// writing a checkpoint, when the flag of [`Pretrain::stop_when`] is set.
     pub fn train(&mut self, until_step: u64, observe: &mut dyn FnMut(Event)) -> Result<()> {
         let total = self.total_steps();
         let until = until_step.min(total);
@@ -320,13 +343,14 @@ impl<M: Method> Pretrain<M> {
                 (self.steps_per_epoch - done_in_epoch).min(until - self.state.iteration);
             observe(Event::EpochStart {
                 epoch: epoch + 1,
-                steps: steps_left,
+                steps: done_in_epoch + steps_left,
+                done: done_in_epoch,
             });
             let started = Instant::now();
             let (mut loss_sum, mut steps) = (0.0, 0u64);
             let mut pending = Pending::new(accumulate);
             let start_batch = (done_in_epoch as usize) * accumulate;
-            let mut epoch_done = false;
+            let (mut epoch_done, mut interrupted) = (false, false);
             for batch in self.loader.epoch(epoch, start_batch) {
                 let batch = batch?;
                 let batch_loss = self.batch_loss(&batch, epoch)?;
@@ -342,15 +366,22 @@ impl<M: Method> Pretrain<M> {
                 if epoch_done {
                     self.state.epoch += 1;
                 }
+                interrupted = self
+                    .stop
+                    .as_ref()
+                    .is_some_and(|flag| flag.load(Ordering::SeqCst));
                 let stop = epoch_done || self.state.iteration >= until;
-                if stop || self.state.iteration % self.config.train.checkpoint_every == 0 {
+                if stop
+                    || interrupted
+                    || self.state.iteration % self.config.train.checkpoint_every == 0
+                {
                     self.save()?;
                 }
                 observe(Event::Step {
                     iteration: self.state.iteration,
                     loss,
                 });
-                if stop {
+                if stop || interrupted {
                     break;
                 }
             }
@@ -360,12 +391,15 @@ impl<M: Method> Pretrain<M> {
                     mean_loss: loss_sum / steps as f64,
                     seconds: started.elapsed().as_secs_f64(),
                 });
-            } else if self.state.iteration < until {
+            } else if self.state.iteration < until && !interrupted {
                 return Err(TrainError::Invalid(format!(
                     "epoch {} ended after {steps} of its {steps_left} steps: the loader \
                      delivered fewer batches than the collection holds",
                     epoch + 1
                 )));
+            }
+            if interrupted {
+                break;
             }
         }
         if self.state.iteration >= total {
@@ -608,11 +642,11 @@ fn cache_dir(run_dir: &Path, data: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medssl_data::synth::{Grid, Kind, case_name, generate};
     use medssl_io::nifti::{OutputType, write_volume};
     use medssl_ssl::ClipMode;
     use medssl_ssl::Preset;
     use medssl_ssl::methods::SimMimMethod;
+    use medssl_synth::{Grid, Kind, case_name, generate};
 
     /// One SimMIM step with `lr_batch_scaling` and per-parameter clipping at a limit
     /// every gradient exceeds: the logged rate is `lr · batch / 256` (no warm-up, so

@@ -48,6 +48,8 @@ fn clipped_gradients_are_logged_per_epoch() {
         "--set",
         "train.epochs=1",
         "--set",
+        "model.roi=[32, 32, 32]",
+        "--set",
         "train.optimizer.grad_clip_norm=1e-9",
         "--quiet",
     ]);

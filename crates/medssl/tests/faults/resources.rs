@@ -69,6 +69,8 @@ fn a_full_disk_while_caching_a_case_names_the_cache_entry() {
         "2",
         "--set",
         "train.epochs=1",
+        "--set",
+        "model.roi=[32, 32, 32]",
         "--quiet",
     ];
     // A preprocessed 32³ case (image and label as f32) takes 256 KiB.

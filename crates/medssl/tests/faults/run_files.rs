@@ -161,8 +161,8 @@ impl Checkpointed {
 
 /// Starts `medssl finetune` on the task `dir/abd` (see [`data`]) into `dir/name` for
 /// `epochs` epochs, validating and checkpointing after each, and kills it as soon as
-/// checkpoint `generation` is complete (or at its end, when that comes first); returns
-/// the run directory.
+/// checkpoint `generation` is complete (or at its end, when that comes first, keeping
+/// its checkpoint: `train.keep_checkpoints = "all"`); returns the run directory.
 pub(crate) fn finetune_to_generation(
     dir: &Path,
     name: &str,
@@ -181,6 +181,10 @@ pub(crate) fn finetune_to_generation(
             "--quiet",
             "--set",
             "validation.every=1",
+            "--set",
+            "train.keep_checkpoints=\"all\"",
+            "--set",
+            "model.roi=[32, 32, 32]",
             "--set",
         ])
         .arg(format!("train.epochs={epochs}"))
