@@ -14,7 +14,7 @@ use burn::tensor::Device;
 use medssl_data::dataset::Task;
 use medssl_io::nifti::{OutputType, write_volume};
 use medssl_io::{ReadOptions, Volume};
-use medssl_model::checkpoint::{Checkpoint, infer_architecture};
+use medssl_model::foreign::{Checkpoint, infer_architecture};
 use medssl_model::weights::load_monai_safetensors;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
 use medssl_ssl::Preset;

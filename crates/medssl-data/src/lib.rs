@@ -2,9 +2,9 @@
 //!
 //! MONAI-style transforms (orientation, spacing, intensity, crops, augmentation) built
 //! from TOML into a [`Pipeline`], the dataset formats (MSD / nnU-Net `dataset.json`,
-//! folders, list files), few-shot splits, SSL view and mask generation, the synthetic
-//! CT/MRI phantoms and the background loader. It never depends on Burn: its output is
-//! plain `ndarray` arrays.
+//! folders, list files), few-shot splits, SSL view and mask generation and the
+//! background loader. It never depends on Burn: its output is plain `ndarray` arrays.
+//! The synthetic phantoms live in `medssl-synth`.
 //!
 //! All randomness comes from [`rng::stream`]s derived from the run seed, so results do
 //! not depend on thread count or timing.
@@ -21,7 +21,6 @@ pub mod rng;
 pub mod sample;
 pub mod spatial;
 pub mod splits;
-pub mod synth;
 pub mod transform;
 pub mod views;
 

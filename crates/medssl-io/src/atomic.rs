@@ -7,8 +7,7 @@
 //! machines share (a cluster's home or scratch): a process id says whether a writer is
 //! alive only on its own host. [`remove_stale_temporaries`] therefore removes a
 //! temporary of this host when its process is gone, and one written on another host
-//! (or by an older medssl that did not record hosts) only when nobody has modified it
-//! for [`STALE_AFTER`]: a live writer modifies its temporary as it writes and renames
+//! only when nobody has modified it for [`STALE_AFTER`]: a live writer modifies its temporary as it writes and renames
 //! it within minutes.
 
 use std::fs::File;
@@ -110,18 +109,17 @@ pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<usize> {
         let Some(writer) = name.to_str().and_then(writer_of) else {
             continue;
         };
-        let stale = match writer.host {
-            Some(host) if host == this_host() => {
-                proc_here
-                    && writer.pid != std::process::id()
-                    && !Path::new(&format!("/proc/{}", writer.pid)).exists()
-            }
-            _ => entry
+        let stale = if writer.host == this_host() {
+            proc_here
+                && writer.pid != std::process::id()
+                && !Path::new(&format!("/proc/{}", writer.pid)).exists()
+        } else {
+            entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|modified| now.duration_since(modified).ok())
-                .is_some_and(|age| age >= STALE_AFTER),
+                .is_some_and(|age| age >= STALE_AFTER)
         };
         if stale {
             match std::fs::remove_file(entry.path()) {
@@ -146,8 +144,7 @@ pub fn create_dir_for_writes(dir: &Path) -> std::io::Result<()> {
 #[derive(Debug, PartialEq)]
 struct Writer<'a> {
     pid: u32,
-    /// `None` in the names of older medssl versions (`.NAME.PID.N.tmp`).
-    host: Option<&'a str>,
+    host: &'a str,
 }
 
 /// The writer in the name of a [`temporary_sibling`]; `None` for other names.
@@ -156,11 +153,9 @@ fn writer_of(name: &str) -> Option<Writer<'_>> {
     let mut parts = inner.rsplitn(3, '.');
     let (call, writer, _target) = (parts.next()?, parts.next()?, parts.next()?);
     call.parse::<u64>().ok()?;
-    let (pid, host) = match writer.split_once('@') {
-        Some((pid, host)) if !host.is_empty() => (pid, Some(host)),
-        Some(_) => return None,
-        None => (writer, None),
-    };
+    let (pid, host) = writer
+        .split_once('@')
+        .filter(|(_, host)| !host.is_empty())?;
     Some(Writer {
         pid: pid.parse().ok()?,
         host,
@@ -202,7 +197,7 @@ mod tests {
             writer_of(ours.file_name().unwrap().to_str().unwrap()),
             Some(Writer {
                 pid: std::process::id(),
-                host: Some(this_host())
+                host: this_host()
             })
         );
         // A child that has exited stands for a killed writer.
@@ -213,8 +208,8 @@ mod tests {
         let stale = dir
             .path()
             .join(format!(".weights-3.safetensors.{dead}@{host}.0.tmp"));
-        // The same process id on another machine of a shared filesystem, and a name of
-        // an older version without a host: nothing says whether their writers live.
+        // The same process id on another machine of a shared filesystem: nothing says
+        // whether its writer lives. A name without a host is not one of ours.
         let elsewhere = dir
             .path()
             .join(format!(".weights-3.safetensors.{dead}@{host}-other.1.tmp"));
@@ -231,8 +226,8 @@ mod tests {
         for kept in [&ours, &elsewhere, &hostless, &plain, &dotted, &target] {
             assert!(kept.exists(), "{}", kept.display());
         }
-        // Unmodified for longer than STALE_AFTER, the other host's and the hostless
-        // temporaries are taken for dead; our own live one is still kept.
+        // Unmodified for longer than STALE_AFTER, the other host's temporary is taken
+        // for dead; our own live one and the names that are not ours are still kept.
         let long_ago = SystemTime::now() - STALE_AFTER - Duration::from_secs(60);
         for path in [&ours, &elsewhere, &hostless, &plain] {
             File::options()
@@ -242,9 +237,9 @@ mod tests {
                 .set_modified(long_ago)
                 .unwrap();
         }
-        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 2);
-        assert!(!elsewhere.exists() && !hostless.exists());
-        assert!(ours.exists() && plain.exists() && target.exists());
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
+        assert!(!elsewhere.exists());
+        assert!(ours.exists() && hostless.exists() && plain.exists() && target.exists());
     }
 
     #[test]
@@ -257,12 +252,6 @@ mod tests {
             "{host}"
         );
         let name = format!(".x.y.json.42@{host}.7.tmp");
-        assert_eq!(
-            writer_of(&name),
-            Some(Writer {
-                pid: 42,
-                host: Some(host)
-            })
-        );
+        assert_eq!(writer_of(&name), Some(Writer { pid: 42, host }));
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
+use crate::foreign::Checkpoint;
 use crate::layouts::Layout;
 use crate::swin_unetr::SwinUnetr;
 use crate::weights::{LoadReport, WeightsError, load_monai_safetensors_bytes};

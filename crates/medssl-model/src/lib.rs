@@ -7,10 +7,10 @@
 //! heads, global tokens and CKA.
 
 pub mod arrays;
-pub mod checkpoint;
 pub mod config;
 pub mod conv;
 mod flex_data;
+pub mod foreign;
 pub mod import;
 pub mod layouts;
 mod regularization;

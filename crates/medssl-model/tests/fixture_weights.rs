@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use medssl_io::testing::fixtures_dir;
 use medssl_model::SwinUnetr;
-use medssl_model::checkpoint::{Checkpoint, infer_architecture};
+use medssl_model::foreign::{Checkpoint, infer_architecture};
 use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
 use serde_json::Value;
 

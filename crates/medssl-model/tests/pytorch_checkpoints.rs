@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use medssl_io::testing::test_crate_dir;
-use medssl_model::checkpoint::{Checkpoint, infer_architecture};
+use medssl_model::foreign::{Checkpoint, infer_architecture};
 
 fn data(name: &str) -> PathBuf {
     test_crate_dir().join("tests/data").join(name)

@@ -26,8 +26,7 @@ pub struct Sharpening {
     /// Epochs the teacher temperature is held at `warmup_teacher_temp` before its
     /// warm-up begins (iBOT's `teacher_temp2_schedule` with `pred_start_epoch` > 0,
     /// SMIT's patch temperature until `mim_start_epoch`); 0: the warm-up starts at the
-    /// first epoch. Absent from older files, which read as 0.
-    #[serde(default)]
+    /// first epoch.
     pub delay_epochs: u64,
 }
 
@@ -103,8 +102,7 @@ pub struct LinearWarmup {
     pub end: f64,
     /// Epochs of the warm-up (0: `end` as soon as the delay is over).
     pub warmup_epochs: u64,
-    /// Epochs `start` is held before the warm-up begins (absent: 0).
-    #[serde(default)]
+    /// Epochs `start` is held before the warm-up begins.
     pub delay_epochs: u64,
 }
 
@@ -198,17 +196,18 @@ mod tests {
             assert!((got - want).abs() < 1e-15, "{temps:?}");
         }
         assert_eq!(sharpening.at(4).student_temp, 0.1);
-        // The recipe has no delay, and a file written before the setting existed reads
-        // as none.
+        // The recipe has no delay; a file without the setting is refused, naming it.
         assert_eq!(Sharpening::recipe(3).delay_epochs, 0);
-        let old: Sharpening = serde_json::from_str(
+        let err = serde_json::from_str::<Sharpening>(
             r#"{"student_temp": 0.1, "teacher_temp": 0.07, "warmup_teacher_temp": 0.04,
                 "warmup_teacher_temp_epochs": 3, "center_momentum": 0.9}"#,
         )
-        .unwrap();
-        assert_eq!(old, Sharpening::recipe(3));
-        let old: LinearWarmup =
-            serde_json::from_str(r#"{"start": 0.04, "end": 0.07, "warmup_epochs": 2}"#).unwrap();
-        assert_eq!(old, LinearWarmup::new(0.04, 0.07, 2));
+        .unwrap_err();
+        assert!(err.to_string().contains("delay_epochs"), "{err}");
+        let err = serde_json::from_str::<LinearWarmup>(
+            r#"{"start": 0.04, "end": 0.07, "warmup_epochs": 2}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("delay_epochs"), "{err}");
     }
 }

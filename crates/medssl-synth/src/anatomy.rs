@@ -17,7 +17,7 @@ use rand::RngExt;
 use super::scene::{Mask, Scene};
 use super::shapes::{Aabb, Blob, Capsule, CutZ, Cylinder, P3, Section, Solid, lerp};
 use super::tissue::Class;
-use crate::rng::Rng;
+use medssl_data::rng::Rng;
 
 /// The label each organ gets (0: not labelled).
 pub(crate) struct OrganLabels {

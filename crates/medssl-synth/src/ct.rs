@@ -19,7 +19,7 @@ pub(crate) const NOISE_SD: std::ops::Range<f32> = 12.0..20.0;
 /// Per-tissue mean HU and texture amplitude for one case: each class's mean moves by
 /// its own spread, enhancing classes scale with the case's contrast phase, and every
 /// tissue but air shifts by a common calibration offset.
-fn tissue_hu(scene: &Scene, rng: &mut crate::rng::Rng) -> (Vec<f32>, Vec<f32>) {
+fn tissue_hu(scene: &Scene, rng: &mut medssl_data::rng::Rng) -> (Vec<f32>, Vec<f32>) {
     let phase: f32 = rng.random_range(0.8..1.2);
     let calibration: f32 = StandardNormal.sample(rng);
     let offset = 4.0 * calibration;

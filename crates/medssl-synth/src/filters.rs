@@ -8,7 +8,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 use super::Grid;
-use crate::rng::{Rng, stream};
+use medssl_data::rng::{Rng, stream};
 
 /// Mean over a lattice cell of `(1 - w)^2 + w^2` for smoothstep weights `w`: the
 /// variance an interpolated unit-variance lattice keeps along one axis.

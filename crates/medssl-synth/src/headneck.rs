@@ -18,7 +18,7 @@ use rand::RngExt;
 use super::scene::{Mask, Scene};
 use super::shapes::{Aabb, Blob, Capsule, Cylinder, P3, Solid};
 use super::tissue::Class;
-use crate::rng::Rng;
+use medssl_data::rng::Rng;
 
 /// Label values (see [`super::Kind::labels`]).
 const BRAINSTEM: u8 = 1;

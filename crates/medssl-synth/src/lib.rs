@@ -37,9 +37,9 @@ use std::str::FromStr;
 use medssl_io::{Affine, Volume};
 use ndarray::Array4;
 
-use crate::error::{DataError, Result};
-use crate::rng;
-use crate::sample::Sample;
+use medssl_data::error::{DataError, Result};
+use medssl_data::rng;
+use medssl_data::sample::Sample;
 
 pub use writer::{Task, Written, write_task};
 

@@ -178,8 +178,8 @@ impl Scene {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::stream;
-    use crate::synth::shapes::{Blob, Capsule};
+    use crate::shapes::{Blob, Capsule};
+    use medssl_data::rng::stream;
 
     #[test]
     fn masks_hold_exactly_their_ids() {

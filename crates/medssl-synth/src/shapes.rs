@@ -5,7 +5,7 @@
 
 use rand::RngExt;
 
-use crate::rng::Rng;
+use medssl_data::rng::Rng;
 
 /// A point or vector in world millimetres.
 pub(crate) type P3 = [f64; 3];
@@ -413,7 +413,7 @@ impl Solid for Section {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::stream;
+    use medssl_data::rng::stream;
 
     /// Every inside point found on a fine lattice lies in the bounding box, and the box
     /// is not grossly larger than the points found.

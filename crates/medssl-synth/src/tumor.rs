@@ -7,7 +7,7 @@ use rand::RngExt;
 use super::anatomy::{Abdomen, Organ};
 use super::scene::Scene;
 use super::shapes::{Blob, P3, random_direction};
-use crate::rng::Rng;
+use medssl_data::rng::Rng;
 
 /// Label of lesion voxels (the host organs are label 1).
 const LESION: u8 = 2;
@@ -95,7 +95,7 @@ pub(crate) fn with_lesions(abdomen: Abdomen, rng: &mut Rng) -> Scene {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::stream;
+    use medssl_data::rng::stream;
 
     #[test]
     fn lesion_counts_follow_the_documented_distribution() {

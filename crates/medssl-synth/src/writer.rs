@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::{Grid, Kind, case_name, generate};
-use crate::error::{DataError, Result};
+use medssl_data::error::{DataError, Result};
 
 /// What to write.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //! attenuation values, and for MRI the Rayleigh distribution of noise magnitude in air.
 
 use medssl_data::Sample;
-use medssl_data::synth::{Grid, Kind, generate};
+use medssl_synth::{Grid, Kind, generate};
 
 fn image(s: &Sample) -> &[f32] {
     s.image.data().as_slice().expect("standard layout")

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use medssl_data::synth::{Grid, Kind, Task, generate, write_task};
+use medssl_synth::{Grid, Kind, Task, generate, write_task};
 use rayon::prelude::*;
 
 const CASES: u64 = 16;

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use medssl_data::synth::{Grid, Kind, Task, generate, write_task};
 use medssl_io::{ReadOptions, read_volume};
+use medssl_synth::{Grid, Kind, Task, generate, write_task};
 use serde_json::{Value, json};
 
 fn task(kind: Kind, training: usize, test: usize, unlabelled: bool) -> Task {

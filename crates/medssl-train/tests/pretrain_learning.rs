@@ -67,7 +67,6 @@ use medssl_data::Pipeline;
 use medssl_data::cache::PreprocessCache;
 use medssl_data::loader::{Loader, SampleSource};
 use medssl_data::manifest::{CollectionSource, Manifest};
-use medssl_data::synth::{Grid, Kind, case_name, generate};
 use medssl_data::views::ViewBatch;
 use medssl_io::nifti::{OutputType, write_volume};
 use medssl_ssl::methods::{
@@ -75,6 +74,7 @@ use medssl_ssl::methods::{
     SmitMethod, SwinUnetrSslMethod,
 };
 use medssl_ssl::{Method, Preset};
+use medssl_synth::{Grid, Kind, case_name, generate};
 use medssl_train::pretrain::{Pretrain, PretrainConfig};
 use medssl_train::transforms::preprocess_fingerprint;
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! Every pretraining method on a tiny synthetic CT collection: one step changes the
+//! Every registered pretraining method on a tiny synthetic CT collection: one step changes the
 //! weights and logs a finite loss; the exported encoder loads into SwinUNETR with no
 //! encoder key missing; a run interrupted and resumed ends exactly where the same run
 //! left alone ends.
@@ -6,15 +6,12 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use medssl_data::synth::{Grid, Kind, case_name, generate};
 use medssl_io::nifti::{OutputType, write_volume};
 use medssl_model::weights::load_monai_safetensors;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};
-use medssl_ssl::methods::{
-    CpcMethod, DinoMethod, IbotMethod, MocoV3Method, RotNetMethod, SimClrMethod, SimMimMethod,
-    SmitMethod, SwinUnetrSslMethod,
-};
+use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
 use medssl_ssl::{Method, Preset};
+use medssl_synth::{Grid, Kind, case_name, generate};
 use medssl_train::pretrain::{ENCODER_FILE, Pretrain, PretrainConfig};
 
 mod common;
@@ -140,92 +137,43 @@ fn resumed_run_equals_uninterrupted_run<M: Method>() {
     );
 }
 
-#[test]
-fn simmim_one_step_trains_and_exports_the_encoder() {
-    one_step_trains_and_exports::<SimMimMethod>();
+/// Runs `check::<M>()` for every registered method, each to the end even when an earlier
+/// one fails, then fails naming every method that did.
+fn for_every_method(check: fn(&str)) {
+    let failed: Vec<&str> = METHODS
+        .iter()
+        .map(|info| info.name)
+        .filter(|&name| std::panic::catch_unwind(|| check(name)).is_err())
+        .collect();
+    assert!(failed.is_empty(), "failed for: {}", failed.join(", "));
+}
+
+/// [`one_step_trains_and_exports`] as a visit by name.
+struct OneStep;
+
+impl MethodVisitor for OneStep {
+    type Output = ();
+    fn visit<M: Method>(self) {
+        one_step_trains_and_exports::<M>();
+    }
+}
+
+/// [`resumed_run_equals_uninterrupted_run`] as a visit by name.
+struct Resume;
+
+impl MethodVisitor for Resume {
+    type Output = ();
+    fn visit<M: Method>(self) {
+        resumed_run_equals_uninterrupted_run::<M>();
+    }
 }
 
 #[test]
-fn simmim_resumed_run_equals_uninterrupted_run() {
-    resumed_run_equals_uninterrupted_run::<SimMimMethod>();
+fn every_method_one_step_trains_and_exports_the_encoder() {
+    for_every_method(|name| visit(name, OneStep).unwrap());
 }
 
 #[test]
-fn dino_one_step_trains_and_exports_the_encoder() {
-    one_step_trains_and_exports::<DinoMethod>();
-}
-
-#[test]
-fn dino_resumed_run_equals_uninterrupted_run() {
-    resumed_run_equals_uninterrupted_run::<DinoMethod>();
-}
-
-#[test]
-fn smit_one_step_trains_and_exports_the_encoder() {
-    one_step_trains_and_exports::<SmitMethod>();
-}
-
-#[test]
-fn smit_resumed_run_equals_uninterrupted_run() {
-    resumed_run_equals_uninterrupted_run::<SmitMethod>();
-}
-
-#[test]
-fn ibot_one_step_trains_and_exports_the_encoder() {
-    one_step_trains_and_exports::<IbotMethod>();
-}
-
-#[test]
-fn ibot_resumed_run_equals_uninterrupted_run() {
-    resumed_run_equals_uninterrupted_run::<IbotMethod>();
-}
-
-#[test]
-fn simclr_one_step_trains_and_exports_the_encoder() {
-    one_step_trains_and_exports::<SimClrMethod>();
-}
-
-#[test]
-fn simclr_resumed_run_equals_uninterrupted_run() {
-    resumed_run_equals_uninterrupted_run::<SimClrMethod>();
-}
-
-#[test]
-fn mocov3_one_step_trains_and_exports_the_encoder() {
-    one_step_trains_and_exports::<MocoV3Method>();
-}
-
-#[test]
-fn mocov3_resumed_run_equals_uninterrupted_run() {
-    resumed_run_equals_uninterrupted_run::<MocoV3Method>();
-}
-
-#[test]
-fn rotnet_one_step_trains_and_exports_the_encoder() {
-    one_step_trains_and_exports::<RotNetMethod>();
-}
-
-#[test]
-fn rotnet_resumed_run_equals_uninterrupted_run() {
-    resumed_run_equals_uninterrupted_run::<RotNetMethod>();
-}
-
-#[test]
-fn cpc_one_step_trains_and_exports_the_encoder() {
-    one_step_trains_and_exports::<CpcMethod>();
-}
-
-#[test]
-fn cpc_resumed_run_equals_uninterrupted_run() {
-    resumed_run_equals_uninterrupted_run::<CpcMethod>();
-}
-
-#[test]
-fn swinunetr_ssl_one_step_trains_and_exports_the_encoder() {
-    one_step_trains_and_exports::<SwinUnetrSslMethod>();
-}
-
-#[test]
-fn swinunetr_ssl_resumed_run_equals_uninterrupted_run() {
-    resumed_run_equals_uninterrupted_run::<SwinUnetrSslMethod>();
+fn every_method_resumed_run_equals_uninterrupted_run() {
+    for_every_method(|name| visit(name, Resume).unwrap());
 }

@@ -2,7 +2,7 @@
 //! every step (pretraining, fine-tuning at two label budgets, evaluation, report) on a
 //! laptop. It synthesises a CT pretraining collection and three tasks (abdominal
 //! organs in CT, abdominal lesions in CT, the abdominal organs in MRI for CT-to-MRI
-//! transfer), writes a study file for the nine methods plus scratch, and runs it. Every
+//! transfer), writes a study file for every registered method plus scratch, and runs it. Every
 //! step is resumable: run the same command again after an interruption.
 //!
 //! The scale is the smallest the network accepts (32³ volumes, a few pretraining steps
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use medssl_data::synth::{Grid, Kind, Task, write_task};
+use medssl_synth::{Grid, Kind, Task, write_task};
 
 use crate::study_command::run_study;
 
@@ -28,12 +28,12 @@ pub struct DemoArgs {
     device: String,
 }
 
-/// The demo's study file.
+/// The demo's study file; `METHODS_LINE` becomes the `methods` list (see [`study_text`]).
 const STUDY: &str = r#"# The medssl demo: a miniature study on synthetic phantoms (see `medssl demo --help`).
 # At this scale the numbers show the pipeline end to end, not which method is best.
 name = "demo"
 out = "study"
-methods = ["scratch", "simclr", "mocov3", "cpc", "rotnet", "swinunetr-ssl", "simmim", "smit", "dino", "ibot"]
+METHODS_LINE
 
 [pretraining]
 data = "data/ct-collection"
@@ -44,7 +44,9 @@ steps = 3
 preset = "tiny"
 budgets = [2, "all"]
 seeds = [0]
-set = ["train.epochs=3", "train.warmup_epochs=1", "validation.every=3", "data.samples_per_volume=1"]
+# The phantoms are 32³: crops of 32³ (tiny's 64³ would be three quarters padding), a
+# size that leaves the network's deepest stage a single voxel, fine for a demo.
+set = ["train.epochs=3", "train.warmup_epochs=1", "validation.every=3", "data.samples_per_volume=1", "model.roi=[32, 32, 32]"]
 
 [[tasks]]
 name = "abdomen-ct"
@@ -107,7 +109,8 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     synthesise(&data, "abdomen-mri", Kind::AbdomenMri, 8, 0, false)?;
     let file = args.out.join("study.toml");
     if !file.is_file() {
-        std::fs::write(&file, STUDY).with_context(|| format!("cannot write {}", file.display()))?;
+        std::fs::write(&file, study_text())
+            .with_context(|| format!("cannot write {}", file.display()))?;
     }
     let started = std::time::Instant::now();
     let report = run_study(&file, 1, Some(&args.device))?;
@@ -117,4 +120,34 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         report.display()
     );
     Ok(())
+}
+
+/// The demo's study file with `scratch` and every registered method as its rows.
+fn study_text() -> String {
+    STUDY.replace(
+        "METHODS_LINE",
+        &medssl_bench::definition::every_method_line(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo's rows are scratch and every registered method, in registry order.
+    #[test]
+    fn the_demo_study_has_every_registered_method() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("study.toml");
+        std::fs::write(&file, study_text()).unwrap();
+        let study = medssl_bench::definition::StudyDefinition::load(&file).unwrap();
+        let expected: Vec<&str> = std::iter::once("scratch")
+            .chain(medssl_ssl::methods::METHODS.iter().map(|m| m.name))
+            .collect();
+        assert_eq!(study.methods, expected);
+        assert_eq!(
+            study.ssl_methods().len(),
+            medssl_ssl::methods::METHODS.len()
+        );
+    }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 
-use crate::tensorboard::event_file;
+use crate::tensorboard::{StepScalars, event_file};
 
 /// `medssl export`.
 #[derive(Debug, Subcommand)]
@@ -64,7 +64,7 @@ pub fn export(command: &ExportCommand) -> Result<()> {
 /// every numeric field tagged `EVENT/FIELD` (nested objects as `EVENT/FIELD/KEY`, and
 /// `[name, value]` lists such as per-case Dice as `EVENT/FIELD/NAME`). An unfinished
 /// last line (a run being written) is left out.
-fn scalars(text: &str) -> Result<Vec<(i64, Vec<(String, f32)>)>> {
+fn scalars(text: &str) -> Result<Vec<StepScalars>> {
     let complete = match text.rfind('\n') {
         Some(end) => &text[..=end],
         None => "",

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use medssl_data::synth::{Grid, Kind, Task, write_task};
+use medssl_synth::{Grid, Kind, Task, write_task};
 
 /// Arguments of `medssl synth`.
 #[derive(Debug, Args)]

@@ -45,6 +45,9 @@ pub struct SummaryValue {
     pub simple_value: Option<f32>,
 }
 
+/// The scalars logged at one step: the step and `(tag, value)` pairs.
+pub type StepScalars = (i64, Vec<(String, f32)>);
+
 /// The CRC TFRecord stores: CRC-32C rotated right by 15 bits plus a constant, so that a
 /// CRC of data that itself contains CRCs stays well distributed.
 pub fn masked_crc(bytes: &[u8]) -> u32 {
@@ -63,8 +66,8 @@ fn push_record(out: &mut Vec<u8>, event: &Event) {
 }
 
 /// The bytes of an event file: the version record, then one record per step with its
-/// scalars (`(step, [(tag, value)])`), all stamped with `wall_time`.
-pub fn event_file(wall_time: f64, steps: &[(i64, Vec<(String, f32)>)]) -> Vec<u8> {
+/// scalars, all stamped with `wall_time`.
+pub fn event_file(wall_time: f64, steps: &[StepScalars]) -> Vec<u8> {
     let mut out = Vec::new();
     push_record(
         &mut out,

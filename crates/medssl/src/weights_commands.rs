@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use medssl_model::SwinUnetr;
-use medssl_model::checkpoint::{Architecture, Checkpoint, infer_architecture};
+use medssl_model::foreign::{Architecture, Checkpoint, infer_architecture};
 use medssl_model::import::import_checkpoint;
 use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors_bytes};
 

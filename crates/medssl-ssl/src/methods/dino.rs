@@ -45,17 +45,14 @@ pub struct DinoSettings {
     pub local_size: [usize; 3],
     /// Side of the region every crop of a volume is cut from, placed at random in the
     /// volume: 48³ in `tiny` (global crops of 32³), 128³ in `paper` (global crops of 96³,
-    /// local ones of 64³). Absent: the whole volume, as DINO crops the whole image
-    /// (files written before the setting read this way).
+    /// local ones of 64³). Absent: the whole volume, as DINO crops the whole image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<[usize; 3]>,
     /// Range of the fraction of the region's volume a global crop covers before it is
     /// resized to the crop: DINO's `global_crops_scale`, `(0.4, 1)`.
-    #[serde(default = "global_crops_scale")]
     pub global_scale: [f64; 2],
     /// The same for a local crop, resized to `local_size`: DINO's `local_crops_scale`,
     /// `(0.05, 0.4)`.
-    #[serde(default = "local_crops_scale")]
     pub local_scale: [f64; 2],
     /// Temperatures and centring.
     pub sharpening: Sharpening,
@@ -468,19 +465,21 @@ mod tests {
         DinoMethod::check(&tiny, &encoder(), [32; 3]).unwrap();
     }
 
-    /// Settings written before the region existed read as the whole volume at DINO's
-    /// scales.
+    /// Every setting must be written: a missing scale is named, not filled in; only the
+    /// optional region may be left out (the whole volume).
     #[test]
-    fn old_settings_read_with_dinos_scales() {
-        let mut json = serde_json::to_value(DinoMethod::settings(Preset::Paper)).unwrap();
-        let table = json.as_object_mut().unwrap();
-        for key in ["region", "global_scale", "local_scale"] {
-            table.remove(key).unwrap();
+    fn a_missing_setting_is_named() {
+        let full = serde_json::to_value(DinoMethod::settings(Preset::Paper)).unwrap();
+        for key in ["global_scale", "local_scale"] {
+            let mut json = full.clone();
+            json.as_object_mut().unwrap().remove(key).unwrap();
+            let err = serde_json::from_value::<DinoSettings>(json).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
         }
-        let old: DinoSettings = serde_json::from_value(json).unwrap();
-        assert_eq!(old.region, None);
-        assert_eq!(old.global_scale, [0.4, 1.0]);
-        assert_eq!(old.local_scale, [0.05, 0.4]);
+        let mut json = full;
+        json.as_object_mut().unwrap().remove("region").unwrap();
+        let whole: DinoSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(whole.region, None);
     }
 
     // Wiring: which views reach which network, where gradients go, and the order of the

@@ -58,19 +58,16 @@ pub struct IbotSettings {
     pub local_size: [usize; 3],
     /// Side of the region every crop of a volume is cut from, placed at random in the
     /// volume: 48³ in `tiny` (global crops of 32³), 128³ in `paper` (global crops of 96³,
-    /// local ones of 64³). Absent: the whole volume, as iBOT crops the whole image
-    /// (files written before the setting read this way).
+    /// local ones of 64³). Absent: the whole volume, as iBOT crops the whole image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<[usize; 3]>,
     /// Range of the fraction of the region's volume a global crop covers before it is
     /// resized to the crop: `global_crops_scale`, `(0.14, 1)` in `main_ibot.py` (its
-    /// advice without local crops; absent from older files, which read as this),
-    /// `(0.25, 1)` in the published runs with local crops.
-    #[serde(default = "global_crops_scale")]
+    /// advice without local crops), `(0.25, 1)` in the published runs with local
+    /// crops.
     pub global_scale: [f64; 2],
     /// The same for a local crop, resized to `local_size`: `local_crops_scale`,
     /// `(0.05, 0.4)` in `main_ibot.py`, `(0.05, 0.25)` in the published runs.
-    #[serde(default = "local_crops_scale")]
     pub local_scale: [f64; 2],
     /// A global crop is masked with this probability (iBOT: 0.5) ...
     pub mask_probability: f64,
@@ -86,14 +83,11 @@ pub struct IbotSettings {
     /// (`teacher_patch_temp`, iBOT: 0.07).
     pub teacher_patch_temp: f64,
     /// The patch tokens' teacher temperature until `pred_start_epoch` and at the start of
-    /// its warm-up (`warmup_teacher_patch_temp`, iBOT: 0.04; absent from older files,
-    /// which read as 0.04).
-    #[serde(default = "warmup_teacher_patch_temp")]
+    /// its warm-up (`warmup_teacher_patch_temp`, iBOT: 0.04).
     pub warmup_teacher_patch_temp: f64,
     /// The epoch (from 0) masked-token prediction starts: before it no token is masked
     /// and the patch term is 0 (`pred_start_epoch`; iBOT: 0 by default, 50 of 300
-    /// epochs for its Swin-T; absent from older files, which read as 0).
-    #[serde(default)]
+    /// epochs for its Swin-T).
     pub pred_start_epoch: u64,
     /// Weights of the global and patch terms.
     pub global_weight: f64,
@@ -568,27 +562,21 @@ mod tests {
         assert!(!IbotMethod::lr_batch_scaling(Preset::Tiny));
     }
 
-    /// Settings written before these existed read with `main_ibot.py`'s defaults: no
-    /// delay, patch temperature warmed from 0.04, its crop scales, the whole volume.
+    /// Every setting must be written: a missing one is named, not filled in.
     #[test]
-    fn old_settings_read_with_ibots_defaults() {
-        let mut json = serde_json::to_value(IbotMethod::settings(Preset::Paper)).unwrap();
-        let table = json.as_object_mut().unwrap();
+    fn a_missing_setting_is_named() {
+        let full = serde_json::to_value(IbotMethod::settings(Preset::Paper)).unwrap();
         for key in [
-            "region",
             "global_scale",
             "local_scale",
             "warmup_teacher_patch_temp",
             "pred_start_epoch",
         ] {
-            table.remove(key).unwrap();
+            let mut json = full.clone();
+            json.as_object_mut().unwrap().remove(key).unwrap();
+            let err = serde_json::from_value::<IbotSettings>(json).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
         }
-        let old: IbotSettings = serde_json::from_value(json).unwrap();
-        assert_eq!(old.region, None);
-        assert_eq!(old.global_scale, [0.14, 1.0]);
-        assert_eq!(old.local_scale, [0.05, 0.4]);
-        assert_eq!(old.warmup_teacher_patch_temp, 0.04);
-        assert_eq!(old.pred_start_epoch, 0);
     }
 
     fn scalar(t: &Tensor<1>) -> f64 {

@@ -37,15 +37,12 @@ pub struct MocoV3Settings {
     pub temperature: f64,
     /// Side of the region both views are cut from, in voxels, placed at random in the
     /// volume: 48³ in `tiny` (views of 32³), 128³ in `paper` (views of 96³). Absent: the
-    /// whole volume, as torchvision crops the whole image (files written before the
-    /// setting read this way).
+    /// whole volume, as torchvision crops the whole image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<[usize; 3]>,
     /// Range of the fraction of the region's volume each view covers before it is
     /// resized to the crop: `[0.08, 1]`, MoCo v3's `RandomResizedCrop(scale=(crop_min,
-    /// 1))` with its default `--crop-min 0.08` (absent from older files, which read as
-    /// this).
-    #[serde(default = "contrastive_scale")]
+    /// 1))` with its default `--crop-min 0.08`.
     pub scale: [f64; 2],
 }
 

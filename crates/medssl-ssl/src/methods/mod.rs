@@ -1,42 +1,47 @@
 //! The pretraining methods, one file each, and the list `medssl methods` prints.
 
 mod checks;
-pub mod cpc;
-pub mod dino;
-pub mod ibot;
-pub mod mocov3;
-pub mod rotnet;
-pub mod simclr;
-pub mod simmim;
-pub mod smit;
-pub mod swinunetr_ssl;
 #[cfg(test)]
 mod test_support;
 
-pub use cpc::{Cpc, CpcMethod, CpcSettings};
-pub use dino::{Dino, DinoMethod, DinoSettings};
-pub use ibot::{Ibot, IbotMethod, IbotSettings};
-pub use mocov3::{MocoV3, MocoV3Method, MocoV3Settings};
-pub use rotnet::{RotNet, RotNetMethod, RotNetSettings};
-pub use simclr::{SimClr, SimClrMethod, SimClrSettings};
-pub use simmim::{SimMim, SimMimMethod, SimMimSettings};
-pub use smit::{Smit, SmitMethod, SmitSettings};
-pub use swinunetr_ssl::{SwinUnetrSsl, SwinUnetrSslMethod, SwinUnetrSslSettings};
-
 use crate::pretext::{Method, MethodInfo};
 
-/// Every method, in the order of the study's tables.
-pub const METHODS: [MethodInfo; 9] = [
-    SimClrMethod::INFO,
-    MocoV3Method::INFO,
-    CpcMethod::INFO,
-    RotNetMethod::INFO,
-    SwinUnetrSslMethod::INFO,
-    SimMimMethod::INFO,
-    SmitMethod::INFO,
-    DinoMethod::INFO,
-    IbotMethod::INFO,
-];
+/// The registry: declares each method's module, re-exports its [`Method`] type, and
+/// generates [`METHODS`] and [`visit`] from the one list, so that a method is added by
+/// its file plus one line here.
+macro_rules! register {
+    ($($module:ident :: $method:ident),+ $(,)?) => {
+        $(
+            pub mod $module;
+            pub use $module::$method;
+        )+
+
+        /// Every registered method, in the order of the study's tables.
+        pub const METHODS: &[MethodInfo] = &[$($method::INFO),+];
+
+        /// Runs `visitor` with the method called `name`, or says which names exist.
+        pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, String> {
+            $(
+                if name == $method::INFO.name {
+                    return Ok(visitor.visit::<$method>());
+                }
+            )+
+            Err(unknown(name))
+        }
+    };
+}
+
+register! {
+    simclr::SimClrMethod,
+    mocov3::MocoV3Method,
+    cpc::CpcMethod,
+    rotnet::RotNetMethod,
+    swinunetr_ssl::SwinUnetrSslMethod,
+    simmim::SimMimMethod,
+    smit::SmitMethod,
+    dino::DinoMethod,
+    ibot::IbotMethod,
+}
 
 /// Something to do with a method chosen by name at run time (the command line's
 /// `--method`): [`visit`] calls `visit::<M>()` with the method's type.
@@ -47,40 +52,22 @@ pub trait MethodVisitor {
     fn visit<M: Method>(self) -> Self::Output;
 }
 
-/// Runs `visitor` with the method called `name`, or says which names exist.
-pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, String> {
-    match name {
-        "simclr" => Ok(visitor.visit::<SimClrMethod>()),
-        "mocov3" => Ok(visitor.visit::<MocoV3Method>()),
-        "cpc" => Ok(visitor.visit::<CpcMethod>()),
-        "rotnet" => Ok(visitor.visit::<RotNetMethod>()),
-        "swinunetr-ssl" => Ok(visitor.visit::<SwinUnetrSslMethod>()),
-        "simmim" => Ok(visitor.visit::<SimMimMethod>()),
-        "smit" => Ok(visitor.visit::<SmitMethod>()),
-        "dino" => Ok(visitor.visit::<DinoMethod>()),
-        "ibot" => Ok(visitor.visit::<IbotMethod>()),
-        other => Err(find(other).err().unwrap_or_else(|| {
-            format!("method `{other}` is listed but cannot be run by this build")
-        })),
-    }
-}
-
 /// The method called `name`, or an error listing the known names.
 pub fn find(name: &str) -> Result<MethodInfo, String> {
     METHODS
         .iter()
         .copied()
         .find(|m| m.name == name)
-        .ok_or_else(|| {
-            format!(
-                "unknown method `{name}`; known methods: {}",
-                METHODS
-                    .iter()
-                    .map(|m| m.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+        .ok_or_else(|| unknown(name))
+}
+
+/// The error for a name no registered method has, listing the names that exist.
+fn unknown(name: &str) -> String {
+    let known: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
+    format!(
+        "unknown method `{name}`; known methods: {}",
+        known.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -32,14 +32,12 @@ pub struct SimClrSettings {
     pub temperature: f64,
     /// Side of the region both views are cut from, in voxels, placed at random in the
     /// volume: 48³ in `tiny` (views of 32³), 128³ in `paper` (views of 96³). Absent: the
-    /// whole volume, as torchvision crops the whole image (files written before the
-    /// setting read this way).
+    /// whole volume, as torchvision crops the whole image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<[usize; 3]>,
     /// Range of the fraction of the region's volume each view covers before it is
     /// resized to the crop: `[0.08, 1]`, torchvision's `RandomResizedCrop` default,
-    /// which SimCLR uses (absent from older files, which read as this).
-    #[serde(default = "contrastive_scale")]
+    /// which SimCLR uses.
     pub scale: [f64; 2],
 }
 
@@ -283,15 +281,10 @@ mod tests {
         SimClrMethod::check(&whole, &encoder, [32; 3]).unwrap();
     }
 
-    /// A file written before the region settings existed reads as the whole volume at
-    /// torchvision's scale; a written preset reads back unchanged.
+    /// Written presets read back unchanged; a missing `scale` is named, not filled in,
+    /// and a missing region reads as the whole volume.
     #[test]
-    fn old_settings_read_and_presets_round_trip() {
-        let old: SimClrSettings =
-            serde_json::from_str(r#"{"hidden_dim": 256, "out_dim": 64, "temperature": 0.1}"#)
-                .unwrap();
-        assert_eq!(old.region, None);
-        assert_eq!(old.scale, [0.08, 1.0]);
+    fn presets_round_trip_and_a_missing_scale_is_named() {
         for preset in [Preset::Tiny, Preset::Paper] {
             let settings = SimClrMethod::settings(preset);
             let text = serde_json::to_string(&settings).unwrap();
@@ -300,6 +293,16 @@ mod tests {
                 settings
             );
         }
+        let err = serde_json::from_str::<SimClrSettings>(
+            r#"{"hidden_dim": 256, "out_dim": 64, "temperature": 0.1}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("scale"), "{err}");
+        let whole: SimClrSettings = serde_json::from_str(
+            r#"{"hidden_dim": 256, "out_dim": 64, "temperature": 0.1, "scale": [0.08, 1.0]}"#,
+        )
+        .unwrap();
+        assert_eq!(whole.region, None);
     }
 
     /// The views the plan cuts really are random resized crops of one 48³ region of the

@@ -53,18 +53,14 @@ pub struct SmitSettings {
     /// the centres' momentum (SMIT's `center_momentum` and `center_momentum2`, both 0.9).
     pub sharpening: Sharpening,
     /// The patch tokens' teacher temperature after its warm-up (`teacher_patch_temp`,
-    /// SMIT: 0.07; absent from older files, which read as 0.07).
-    #[serde(default = "teacher_patch_temp")]
+    /// SMIT: 0.07).
     pub teacher_patch_temp: f64,
     /// The patch tokens' teacher temperature until `mim_start_epoch` and at the start of
-    /// its warm-up (`warmup_teacher_patch_temp`, SMIT: 0.04; absent from older files,
-    /// which read as 0.04).
-    #[serde(default = "warmup_teacher_patch_temp")]
+    /// its warm-up (`warmup_teacher_patch_temp`, SMIT: 0.04).
     pub warmup_teacher_patch_temp: f64,
     /// Epochs (from 0) the patch temperature is held at `warmup_teacher_patch_temp`
     /// before its warm-up begins (SMIT's `mim_start_epoch`, set from `pred_start_epoch
-    /// = 30`; absent from older files, which read as 0: the global tokens' schedule).
-    #[serde(default)]
+    /// = 30`).
     pub mim_start_epoch: u64,
     /// Weights of the patch, global and reconstruction terms.
     pub patch_weight: f64,
@@ -505,22 +501,21 @@ mod tests {
         }
     }
 
-    /// Settings written before the patch schedule existed read as the global one: no
-    /// delay, 0.04 to 0.07.
+    /// Every setting must be written: a missing patch schedule setting is named, not
+    /// filled in.
     #[test]
-    fn old_settings_read_with_the_global_schedule() {
-        let mut json = serde_json::to_value(SmitMethod::settings(Preset::Paper)).unwrap();
-        let table = json.as_object_mut().unwrap();
+    fn a_missing_setting_is_named() {
+        let full = serde_json::to_value(SmitMethod::settings(Preset::Paper)).unwrap();
         for key in [
             "teacher_patch_temp",
             "warmup_teacher_patch_temp",
             "mim_start_epoch",
         ] {
-            table.remove(key).unwrap();
+            let mut json = full.clone();
+            json.as_object_mut().unwrap().remove(key).unwrap();
+            let err = serde_json::from_value::<SmitSettings>(json).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
         }
-        let old: SmitSettings = serde_json::from_value(json).unwrap();
-        assert_eq!(old.mim_start_epoch, 0);
-        assert_eq!(old.patch_sharpening(), old.sharpening);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use medssl_model::checkpoint::{Architecture, Checkpoint, infer_architecture};
+use medssl_model::foreign::{Architecture, Checkpoint, infer_architecture};
 use medssl_model::import::{ImportReport, abbreviated, import_checkpoint, per_stage};
 use medssl_model::layouts::Layout;
 use medssl_model::{SwinUnetr, SwinUnetrConfig};

@@ -649,27 +649,24 @@ mod tests {
     /// and pass their checks; the padding is at least the crop.
     #[test]
     fn every_methods_presets_build_and_check() {
-        use medssl_ssl::methods::{
-            CpcMethod, DinoMethod, IbotMethod, MocoV3Method, SimClrMethod, SmitMethod,
-        };
-        fn one<M: Method>() {
-            for preset in [Preset::Tiny, Preset::Paper] {
-                let config = PretrainConfig::preset::<M>(preset).unwrap();
-                config.check::<M>().unwrap();
-                let pad = ints_of(&step(&config.data.preprocess, "spatial_pad")["spatial_size"]);
-                let name = M::INFO.name;
-                assert!(pad.iter().all(|&p| p > 0), "{name}: {pad:?}");
+        use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
+        struct Presets;
+        impl MethodVisitor for Presets {
+            type Output = ();
+            fn visit<M: Method>(self) {
+                for preset in [Preset::Tiny, Preset::Paper] {
+                    let config = PretrainConfig::preset::<M>(preset).unwrap();
+                    config.check::<M>().unwrap();
+                    let pad =
+                        ints_of(&step(&config.data.preprocess, "spatial_pad")["spatial_size"]);
+                    let name = M::INFO.name;
+                    assert!(pad.iter().all(|&p| p > 0), "{name}: {pad:?}");
+                }
             }
         }
-        one::<SimClrMethod>();
-        one::<MocoV3Method>();
-        one::<CpcMethod>();
-        one::<RotNetMethod>();
-        one::<SwinUnetrSslMethod>();
-        one::<SimMimMethod>();
-        one::<SmitMethod>();
-        one::<DinoMethod>();
-        one::<IbotMethod>();
+        for info in METHODS {
+            visit(info.name, Presets).unwrap();
+        }
     }
 
     /// The padding covers every view: the larger of global and local crops, the outer
