@@ -180,11 +180,15 @@ pub fn config_toml(data: &[u8]) -> Outcome {
         return study.map_err(text);
     };
     let lines: Vec<String> = source.lines().map(str::to_string).collect();
-    let finetune = FinetuneConfig::load(Preset::Tiny, Some(source), &[]);
+    let file = medssl_train::settings::SettingsFile {
+        name: "config.toml",
+        text: source,
+    };
+    let finetune = FinetuneConfig::load(Preset::Tiny, Some(file), &[]);
     let overrides = FinetuneConfig::load(Preset::Tiny, None, &lines);
     let pretrain = PretrainConfig::load::<medssl_ssl::methods::simmim::SimMimMethod>(
         Preset::Tiny,
-        Some(source),
+        Some(file),
         &[],
     );
     study.map_err(text)?;

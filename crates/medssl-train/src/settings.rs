@@ -2,27 +2,43 @@
 //! overrides, with every unknown key an error that names it and lists the valid ones.
 //! Fine-tuning and pretraining configurations both load this way.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Result, TrainError};
 
-/// `defaults`, then the TOML text `file`, then each `key=value` of `overrides`, in that
+/// A settings file (`--config`): its name, which every error about a value it set
+/// starts with, and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingsFile<'a> {
+    /// How messages name it: the path as the user gave it.
+    pub name: &'a str,
+    /// The TOML text.
+    pub text: &'a str,
+}
+
+/// `defaults`, then the TOML `file`, then each `key=value` of `overrides`, in that
 /// order. `optional` lists the dotted keys whose default is "none" (absent from the
-/// defaults table) and that may therefore be added.
+/// defaults table) and that may therefore be added. An error about a value names where
+/// the value came from: the file, or `--set`.
 pub fn layered<T: Serialize + DeserializeOwned>(
     defaults: &T,
-    file: Option<&str>,
+    file: Option<SettingsFile<'_>>,
     overrides: &[String],
     optional: &[&str],
 ) -> Result<T> {
     let mut table = toml::Table::try_from(defaults)
         .map_err(|e| TrainError::Invalid(format!("cannot serialise the defaults: {e}")))?;
-    if let Some(text) = file {
-        let overlay: toml::Table = text
-            .parse()
-            .map_err(|e| TrainError::Invalid(format!("configuration file: {e}")))?;
-        merge(&mut table, overlay, "", optional)?;
+    let mut from_file = BTreeSet::new();
+    if let Some(file) = file {
+        let in_file = |e: &dyn std::fmt::Display| {
+            TrainError::Invalid(format!("{}: {}", file.name, e.to_string().trim_end()))
+        };
+        let overlay: toml::Table = file.text.parse().map_err(|e| in_file(&e))?;
+        dotted_keys(&overlay, "", &mut from_file);
+        merge(&mut table, overlay, "", optional).map_err(|e| in_file(&e))?;
     }
     for item in overrides {
         let (key, value) = item
@@ -32,19 +48,50 @@ pub fn layered<T: Serialize + DeserializeOwned>(
     }
     let defaults = toml::Table::try_from(defaults)
         .map_err(|e| TrainError::Invalid(format!("cannot serialise the defaults: {e}")))?;
-    toml::Value::Table(table)
-        .try_into()
-        .map_err(|e| TrainError::Invalid(explain(&e, &defaults)))
+    toml::Value::Table(table).try_into().map_err(|e| {
+        let message = explain(&e, &defaults);
+        let set_last_by_file = file.zip(problem_key(&e)).filter(|(_, key)| {
+            from_file.contains(key.as_str())
+                && !overrides
+                    .iter()
+                    .any(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+        });
+        match set_last_by_file {
+            Some((file, _)) => TrainError::Invalid(format!("{}: {message}", file.name)),
+            None => TrainError::Invalid(message),
+        }
+    })
+}
+
+/// Every dotted key of `table` (`train.lr`, `train`, ...) into `out`.
+fn dotted_keys(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if let toml::Value::Table(inner) = value {
+            dotted_keys(inner, &path, out);
+        }
+        out.insert(path);
+    }
+}
+
+/// The dotted key a deserialisation error is about, when it says.
+fn problem_key(error: &toml::de::Error) -> Option<String> {
+    error
+        .to_string()
+        .lines()
+        .find_map(|line| Some(line.strip_prefix("in `")?.strip_suffix('`')?.to_string()))
 }
 
 /// A value of the wrong form, said in a user's words: the setting, what it got, what it
 /// takes (`a whole number`, not serde's `u64`), and the setting's default as an example
 /// of the right form to copy.
 fn explain(error: &toml::de::Error, defaults: &toml::Table) -> String {
-    let text = error.to_string();
-    let key = text
-        .lines()
-        .find_map(|line| line.strip_prefix("in `")?.strip_suffix('`'));
+    let key = problem_key(error);
+    let key = key.as_deref();
     let message = [
         ("expected u64", "expected a whole number"),
         ("expected usize", "expected a whole number"),
@@ -192,5 +239,43 @@ mod tests {
         let err = refused("train.shuffle=3");
         assert!(err.contains("expected true or false"), "{err}");
         assert!(err.contains("--set 'train.shuffle=true'"), "{err}");
+    }
+
+    /// A bad value or an unknown key from the file is said with the file's name; the
+    /// same value given with `--set` after it is not blamed on the file.
+    #[test]
+    fn errors_about_the_file_name_it() {
+        let defaults = Settings {
+            train: Train {
+                epochs: 20,
+                lr: 3e-4,
+                roi: [32; 3],
+                shuffle: true,
+            },
+        };
+        let load = |text: &str, set: &[&str]| {
+            let file = SettingsFile {
+                name: "exp/run.toml",
+                text,
+            };
+            let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+            layered(&defaults, Some(file), &set, &[])
+                .unwrap_err()
+                .to_string()
+        };
+        let err = load("[train]\nepochs = \"ten\"\n", &[]);
+        assert!(
+            err.starts_with("exp/run.toml: setting `train.epochs`: "),
+            "{err}"
+        );
+        let err = load("[train]\nepoch = 3\n", &[]);
+        assert!(
+            err.starts_with("exp/run.toml: unknown setting `train.epoch`"),
+            "{err}"
+        );
+        let err = load("[train\n", &[]);
+        assert!(err.starts_with("exp/run.toml: "), "{err}");
+        let err = load("[train]\nepochs = 5\n", &["train.epochs=ten"]);
+        assert!(err.starts_with("setting `train.epochs`"), "{err}");
     }
 }

@@ -13,7 +13,7 @@ use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init};
 use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
-use crate::progress::{EpochBar, Interrupt, Unit, shell_word};
+use crate::progress::{EpochBar, Interrupt, Unit, Verbosity, shell_word, verbosity};
 use crate::run_args::RunArgs;
 
 /// Arguments of `medssl finetune`.
@@ -91,8 +91,12 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         }
         run
     } else {
-        let text = args.run.config_text()?;
-        let config = FinetuneConfig::load(args.run.preset.into(), text.as_deref(), &args.run.set)?;
+        let file = args.run.config_file()?;
+        let config = FinetuneConfig::load(
+            args.run.preset.into(),
+            file.as_ref().map(|f| f.settings()),
+            &args.run.set,
+        )?;
         let init = match args.init.as_str() {
             "scratch" => Init::Scratch,
             path => Init::Weights {
@@ -122,6 +126,9 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         };
         Finetune::start_checked(checked, out, device)?
     };
+    if verbosity() == Verbosity::Verbose {
+        eprint!("settings:\n{}", run.config().to_toml()?);
+    }
     for warning in run
         .config()
         .warnings()
@@ -172,7 +179,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     run.stop_when(interrupt.flag());
     let per_epoch = per_epoch as u64;
     let mut bar = EpochBar::new(
-        args.run.quiet,
+        verbosity() == Verbosity::Quiet,
         Unit::Batch,
         epochs,
         epochs * per_epoch,

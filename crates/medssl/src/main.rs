@@ -41,6 +41,13 @@ struct Cli {
     /// environment variable RAYON_NUM_THREADS sets the same).
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
+    /// No progress bars: log lines, warnings and errors only.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Also print every setting of a `finetune` or `pretrain` run (its config.toml) as it
+    /// starts or resumes.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -109,6 +116,11 @@ fn main() -> ExitCode {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     die_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
+    progress::set_verbosity(match (cli.quiet, cli.verbose) {
+        (true, _) => progress::Verbosity::Quiet,
+        (_, true) => progress::Verbosity::Verbose,
+        _ => progress::Verbosity::Normal,
+    });
     if let Err(err) = set_threads(cli.threads) {
         eprintln!("error: {}", describe(&err));
         return ExitCode::FAILURE;

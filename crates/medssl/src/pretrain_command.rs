@@ -15,7 +15,7 @@ use medssl_train::pretrain::{ENCODER_FILE, Event, Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
-use crate::progress::{EpochBar, Interrupt, Unit, shell_word};
+use crate::progress::{EpochBar, Interrupt, Unit, Verbosity, shell_word, verbosity};
 use crate::run_args::PresetArg;
 use crate::run_args::RunArgs;
 
@@ -184,7 +184,10 @@ impl MethodVisitor for Run<'_> {
                 run.epochs()
             );
         }
-        train(&mut run, args.run.quiet)?;
+        if verbosity() == Verbosity::Verbose {
+            eprint!("settings:\n{}", run.config().to_toml()?);
+        }
+        train(&mut run, verbosity() == Verbosity::Quiet)?;
         eprintln!("done: {}", run_dir.display());
         eprintln!(
             "next: medssl finetune --task TASK --out RUN --init {}",
@@ -196,7 +199,7 @@ impl MethodVisitor for Run<'_> {
 
 /// The configuration of a new run from the command line.
 fn new_config<M: Method>(args: &PretrainArgs) -> Result<PretrainConfig> {
-    let text = args.run.config_text()?;
+    let file = args.run.config_file()?;
     let mut overrides = args.run.set.clone();
     if let Some(steps) = args.steps {
         overrides.push(format!("train.steps={steps}"));
@@ -206,7 +209,7 @@ fn new_config<M: Method>(args: &PretrainArgs) -> Result<PretrainConfig> {
     }
     Ok(PretrainConfig::load::<M>(
         args.run.preset.into(),
-        text.as_deref(),
+        file.as_ref().map(|f| f.settings()),
         &overrides,
     )?)
 }

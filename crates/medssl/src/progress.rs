@@ -18,6 +18,31 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+/// How much the program prints, from the global `--quiet` and `--verbose` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// No progress bars; log lines, warnings and errors only.
+    Quiet,
+    /// Progress bars on a terminal, and the log lines.
+    #[default]
+    Normal,
+    /// As normal, plus every setting of a run (its whole `config.toml`) when it starts
+    /// or resumes.
+    Verbose,
+}
+
+static VERBOSITY: std::sync::OnceLock<Verbosity> = std::sync::OnceLock::new();
+
+/// Sets how much the program prints; called once, from `main`.
+pub fn set_verbosity(verbosity: Verbosity) {
+    let _ = VERBOSITY.set(verbosity);
+}
+
+/// How much the program prints (normal until [`set_verbosity`] says otherwise).
+pub fn verbosity() -> Verbosity {
+    VERBOSITY.get().copied().unwrap_or_default()
+}
+
 /// What a training command counts: fine-tuning counts batches, pretraining optimiser
 /// steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,14 @@
-//! The arguments every training command shares: where its settings come from, the
-//! device, and how much it prints.
+//! The arguments every training command shares: where its settings come from and the
+//! device.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use medssl_ssl::Preset;
+use medssl_train::settings::SettingsFile;
 
-/// Settings sources, device and verbosity of `finetune` and `pretrain`.
+/// Settings sources and device of `finetune` and `pretrain`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Defaults to start from: tiny (CPU minutes) or paper (the published GPU recipe).
@@ -22,19 +23,20 @@ pub struct RunArgs {
     /// Device: cpu, or cuda[:N] in a build with the cuda feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// No progress bar; only the per-epoch log lines.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 impl RunArgs {
-    /// The text of the --config file, if one was given.
-    pub fn config_text(&self) -> Result<Option<String>> {
+    /// The --config file, read, if one was given.
+    pub fn config_file(&self) -> Result<Option<ConfigFile>> {
         self.config
             .as_ref()
             .map(|path| {
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Ok(ConfigFile {
+                    name: path.display().to_string(),
+                    text,
+                })
             })
             .transpose()
     }
@@ -42,6 +44,22 @@ impl RunArgs {
     /// Whether settings were given that a resumed run cannot take.
     pub fn changes_settings(&self) -> bool {
         self.config.is_some() || !self.set.is_empty()
+    }
+}
+
+/// A `--config` file as read: its name (for messages) and its text.
+pub struct ConfigFile {
+    name: String,
+    text: String,
+}
+
+impl ConfigFile {
+    /// The file as the settings loader takes it.
+    pub fn settings(&self) -> SettingsFile<'_> {
+        SettingsFile {
+            name: &self.name,
+            text: &self.text,
+        }
     }
 }
 

@@ -156,3 +156,88 @@ fn export_tensorboard_writes_one_record_per_metrics_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/run/metrics.jsonl"));
 }
+
+/// A value or key of the `--config` file that cannot be used is reported with the
+/// file's name, by `finetune` and `pretrain` alike; nothing is written.
+#[test]
+fn errors_in_a_config_file_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_value = dir.path().join("bad-value.toml");
+    std::fs::write(&bad_value, "[train]\nepochs = \"ten\"\n").unwrap();
+    let bad_key = dir.path().join("bad-key.toml");
+    std::fs::write(&bad_key, "[train]\nepoch = 3\n").unwrap();
+    let out = dir.path().join("run");
+    let out_arg = out.to_str().unwrap();
+    for (file, expected) in [
+        (
+            &bad_value,
+            "setting `train.epochs`: invalid type: string \"ten\", expected a whole number",
+        ),
+        (&bad_key, "unknown setting `train.epoch`"),
+    ] {
+        let file_arg = file.to_str().unwrap();
+        for command in [
+            vec![
+                "finetune", "--task", "no-task", "--out", out_arg, "--config", file_arg,
+            ],
+            vec![
+                "pretrain", "--method", "simmim", "--data", "no-data", "--out", out_arg,
+                "--config", file_arg,
+            ],
+        ] {
+            let result = medssl(&command);
+            assert!(!result.status.success());
+            let stderr = String::from_utf8_lossy(&result.stderr);
+            assert!(
+                stderr.starts_with(&format!("error: {file_arg}: {expected}")),
+                "{command:?}: {stderr}"
+            );
+            assert!(!out.exists(), "{command:?} wrote {}", out.display());
+        }
+    }
+}
+
+/// `-v` prints every setting of a run as it starts (the same TOML as its
+/// `config.toml`); `--quiet` and `--verbose` together are refused.
+#[test]
+fn verbose_prints_the_settings_a_run_starts_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ct");
+    let run = dir.path().join("run");
+    stdout_ok(&[
+        "synth",
+        "--kind",
+        "abdomen-ct",
+        "--unlabelled",
+        "--cases",
+        "2",
+        "--size",
+        "40",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    let out = medssl(&[
+        "-v",
+        "pretrain",
+        "--method",
+        "simmim",
+        "--steps",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed = stderr
+        .split_once("settings:\n")
+        .unwrap_or_else(|| panic!("no settings printed: {stderr}"))
+        .1;
+    let written = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(printed.starts_with(&written), "{printed}\n---\n{written}");
+
+    let out = medssl(&["--quiet", "--verbose", "methods"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}

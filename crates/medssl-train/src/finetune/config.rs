@@ -17,7 +17,7 @@ use crate::error::{Result, TrainError};
 use crate::loss::DiceCeLoss;
 use crate::optimizer::OptimizerConfig;
 use crate::run_dir::RunDir;
-use crate::settings::layered;
+use crate::settings::{SettingsFile, layered};
 use crate::swin_shape::SwinShape;
 
 /// The network.
@@ -270,7 +270,7 @@ impl FinetuneConfig {
     /// key=value` overrides, in that order. Unknown keys are errors naming the key.
     pub fn load(
         preset: Preset,
-        file: Option<&str>,
+        file: Option<SettingsFile<'_>>,
         overrides: &[String],
     ) -> Result<FinetuneConfig> {
         let config: FinetuneConfig = layered(
@@ -452,7 +452,14 @@ mod tests {
         assert!(text.contains("[[train.extensions]]"), "{text}");
         let back: FinetuneConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, config);
-        let written_by_hand = FinetuneConfig::load(Preset::Tiny, Some(&text), &[]);
+        let written_by_hand = FinetuneConfig::load(
+            Preset::Tiny,
+            Some(SettingsFile {
+                name: "config.toml",
+                text: &text,
+            }),
+            &[],
+        );
         assert!(
             written_by_hand.is_err(),
             "a new run cannot carry extensions"
@@ -500,7 +507,15 @@ mod tests {
             "model.roi=[64, 64, 32]".to_string(),
             "train.optimizer.freeze_encoder=true".to_string(),
         ];
-        let config = FinetuneConfig::load(Preset::Tiny, Some(file), &overrides).unwrap();
+        let config = FinetuneConfig::load(
+            Preset::Tiny,
+            Some(SettingsFile {
+                name: "config.toml",
+                text: file,
+            }),
+            &overrides,
+        )
+        .unwrap();
         assert_eq!(config.seed, 3);
         assert_eq!(config.train.epochs, 7);
         assert_eq!(config.train.lr, 0.002);
@@ -534,7 +549,15 @@ mod tests {
             text.contains("train.lrr") && text.contains("lr, "),
             "{text}"
         );
-        let err = FinetuneConfig::load(Preset::Tiny, Some("[modle]\nx = 1\n"), &[]).unwrap_err();
+        let err = FinetuneConfig::load(
+            Preset::Tiny,
+            Some(SettingsFile {
+                name: "config.toml",
+                text: "[modle]\nx = 1\n",
+            }),
+            &[],
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("`modle`"), "{err}");
         let err = FinetuneConfig::load(Preset::Tiny, None, &["model.roi=[48, 48, 48]".into()])
             .unwrap_err();

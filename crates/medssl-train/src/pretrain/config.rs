@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::run_dir::RunDir;
-use crate::settings::layered;
+use crate::settings::{SettingsFile, layered};
 use crate::swin_shape::SwinShape;
 use crate::transforms::{floats, ints, table};
 
@@ -223,7 +223,7 @@ impl PretrainConfig {
     /// unknown keys are errors naming the key. The result is checked.
     pub fn load<M: Method>(
         preset: Preset,
-        file: Option<&str>,
+        file: Option<SettingsFile<'_>>,
         overrides: &[String],
     ) -> Result<PretrainConfig> {
         let defaults = PretrainConfig::preset::<M>(preset)?;
@@ -728,7 +728,10 @@ mod tests {
         let file = "[data]\npreprocess = [{ name = \"orientation\" }]\n";
         let config = PretrainConfig::load::<SimMimMethod>(
             Preset::Tiny,
-            Some(file),
+            Some(SettingsFile {
+                name: "config.toml",
+                text: file,
+            }),
             &["encoder.crop=[64, 64, 32]".into()],
         )
         .unwrap();
@@ -805,12 +808,27 @@ mod tests {
         assert!(err.contains("rand_rotate90"), "{err}");
         // Through `load`, as `medssl pretrain --config` reads it.
         let file = "[[data.augment]]\nname = \"rand_flip\"\nprob = 0.5\n";
-        let err = PretrainConfig::load::<RotNetMethod>(Preset::Tiny, Some(file), &[])
-            .unwrap_err()
-            .to_string();
+        let err = PretrainConfig::load::<RotNetMethod>(
+            Preset::Tiny,
+            Some(SettingsFile {
+                name: "config.toml",
+                text: file,
+            }),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("rand_flip"), "{err}");
         // Methods without rotation labels keep their flips.
-        PretrainConfig::load::<SimMimMethod>(Preset::Tiny, Some(file), &[]).unwrap();
+        PretrainConfig::load::<SimMimMethod>(
+            Preset::Tiny,
+            Some(SettingsFile {
+                name: "config.toml",
+                text: file,
+            }),
+            &[],
+        )
+        .unwrap();
     }
 
     /// DINO's rule: `lr · batch / 256` over the volumes of one optimiser step.

@@ -225,7 +225,7 @@ fn outcome(dir: &Path) -> BTreeMap<String, String> {
         let canonical = match extension {
             "json" => json(&text()),
             "jsonl" => text().lines().map(json).collect::<Vec<_>>().join("\n"),
-            "md" | "html" => without_report_date(&text()),
+            "md" | "html" | "tex" => without_report_date(&text()),
             "csv" | "svg" | "toml" => text(),
             _ => medssl_io::checksum::sha256_hex(&bytes),
         };
