@@ -2,8 +2,9 @@
 //! `OUT/report/index.html` with the same sections, tables and figures (inline SVG in the
 //! HTML, PNG beside the Markdown, both under `OUT/report/figures/`), and
 //! `OUT/report/tables.tex` with the accuracy tables for a paper (booktabs). Each section
-//! opens with what was run and its provenance (medssl version and commit, date, device,
-//! CPU), so captions say only what their table or figure shows.
+//! opens with what was run and its provenance (medssl version and commit, date, the
+//! devices the jobs ran on with their CPU or GPU model), so captions say only what their
+//! table or figure shows.
 
 use std::fmt::Write as _;
 
@@ -217,33 +218,54 @@ struct Provenance {
     build: String,
     /// When the report was written, UTC.
     date: String,
-    /// The study's device setting (where its jobs ran unless `--device` overrode it).
+    /// Where the finished jobs ran, from their `timing.json`: each distinct device with
+    /// its processor or GPU model and host, in plan order.
+    ran_on: Vec<String>,
+    /// The study's device setting, named when no job recorded where it ran.
     device: String,
     /// The processor of the machine writing the report.
     cpu: String,
 }
 
 impl Provenance {
-    /// The provenance of a report written now, here, for `study`.
-    fn now(study: &StudyDefinition, build: &str) -> Provenance {
+    /// The provenance of a report written now, here, for `plan` of `study`.
+    fn now(study: &StudyDefinition, plan: &Plan, build: &str) -> Provenance {
+        let mut ran_on: Vec<String> = Vec::new();
+        for job in &plan.jobs {
+            if let Some(t) = crate::state::timing(study, job) {
+                let place = format!("{} ({}) on {}", t.device, t.model, t.host);
+                if !ran_on.contains(&place) {
+                    ran_on.push(place);
+                }
+            }
+        }
         Provenance {
             build: build.to_string(),
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            ran_on,
             device: study.device.clone(),
             cpu: cpu_model().unwrap_or_else(|| "unknown".into()),
         }
     }
 
     fn sentence(&self) -> String {
+        let jobs = if self.ran_on.is_empty() {
+            format!(
+                "study device: {} (no job recorded where it ran)",
+                self.device
+            )
+        } else {
+            format!("jobs ran on {}", self.ran_on.join(", "))
+        };
         format!(
-            "{}, report written {}; study device: {}; CPU: {}.",
-            self.build, self.date, self.device, self.cpu
+            "{}, report written {} on a {}; {jobs}.",
+            self.build, self.date, self.cpu
         )
     }
 }
 
 /// The processor's name (`model name` of `/proc/cpuinfo`; `None` elsewhere).
-fn cpu_model() -> Option<String> {
+pub fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     info.lines()
         .filter_map(|l| l.split_once(':'))
@@ -624,7 +646,7 @@ pub fn write_report(
     build: &str,
 ) -> Result<std::path::PathBuf> {
     let analysis = Analysis::new(study, plan)?;
-    let provenance = Provenance::now(study, build);
+    let provenance = Provenance::now(study, plan, build);
     let intro = format!("{} {}", setup(study, plan), provenance.sentence());
     let a = &analysis;
     let budgets = 0..a.budgets.len();

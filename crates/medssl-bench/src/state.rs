@@ -185,6 +185,9 @@ fn remove(path: &Path) -> Result<()> {
 pub struct Timing {
     /// The `--device` it ran on (`cpu`, `cuda`, `cuda:1`).
     pub device: String,
+    /// The processor or GPU behind that device (`Intel(R) Xeon(R) ...`, `NVIDIA H100
+    /// PCIe`), for the report.
+    pub model: String,
     /// The host it ran on.
     pub host: String,
     /// Wall seconds of the run that finished it. A job resumed after an interruption
@@ -192,12 +195,20 @@ pub struct Timing {
     pub seconds: f64,
 }
 
-/// Records that `job` finished after `seconds` on `device`.
-pub fn record_timing(study: &StudyDefinition, job: &Job, device: &str, seconds: f64) -> Result<()> {
+/// Records that `job` finished after `seconds` on `device` (a `model` of processor or
+/// GPU).
+pub fn record_timing(
+    study: &StudyDefinition,
+    job: &Job,
+    device: &str,
+    model: &str,
+    seconds: f64,
+) -> Result<()> {
     write_json(
         &job.dir(study).join(TIMING),
         &Timing {
             device: device.to_string(),
+            model: model.to_string(),
             host: this_host().to_string(),
             seconds,
         },

@@ -41,3 +41,18 @@ pub fn parse_device(name: &str) -> Result<Device> {
         ),
     }
 }
+
+/// What runs a parsed `--device`, for run records and reports: the processor's name for
+/// `cpu` (`/proc/cpuinfo`), the GPU's own name for `cuda[:N]`; `unknown` where the system
+/// does not say.
+pub fn device_model(name: &str, device: &Device) -> String {
+    #[cfg(feature = "cuda")]
+    if name != "cpu" {
+        return device
+            .identity()
+            .map_or_else(|| "unknown".to_string(), |identity| identity.name);
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = (name, device); // without the cuda feature only `cpu` parses
+    medssl_bench::report::cpu_model().unwrap_or_else(|| "unknown".into())
+}

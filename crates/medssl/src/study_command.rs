@@ -19,7 +19,7 @@ use medssl_bench::slurm::{
 };
 use medssl_bench::state::{StudyStatus, record_timing, status};
 
-use crate::device::parse_device;
+use crate::device::{device_model, parse_device};
 
 /// `medssl study` subcommands.
 #[derive(Debug, Subcommand)]
@@ -330,6 +330,7 @@ fn run_jobs(
     };
     let device_name = device.unwrap_or(&study.device);
     let device = parse_device(device_name)?;
+    let model = device_model(device_name, &device);
     let cost = estimate(&study, &plan)?;
     let mut left = BTreeMap::new();
     for &k in &chosen {
@@ -353,7 +354,7 @@ fn run_jobs(
                 p.finished += 1;
                 let job = &plan.jobs[index];
                 p.account(job.kind.stage(), cost[index], Some(seconds));
-                if let Err(e) = record_timing(&study, job, device_name, seconds) {
+                if let Err(e) = record_timing(&study, job, device_name, &model, seconds) {
                     eprintln!(
                         "{} warning {}: its time is not recorded: {e}",
                         p.prefix(),

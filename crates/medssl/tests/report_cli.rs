@@ -108,7 +108,20 @@ fn a_study_writes_a_tidy_table_and_a_report_with_provenance_and_counts() {
     let sections = report.matches("\n## ").count();
     let provenance = format!("medssl {} (commit ", env!("CARGO_PKG_VERSION"));
     assert_eq!(report.matches(&provenance).count(), sections, "{report}");
-    assert!(report.contains("study device: cpu; CPU: "), "{report}");
+    // Where the jobs ran, with the processor's name (as /proc/cpuinfo gives it).
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(key, _)| key.trim() == "model name")
+                .map(|(_, value)| value.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    assert!(
+        report.contains(&format!("jobs ran on cpu ({cpu}) on ")),
+        "{report}"
+    );
     assert!(report.contains("## Accuracy per class"), "{report}");
     // Rank 1 (bold) of the one row and the values behind it: each seed's split picks its own
     // test cases, so the cell names the pooled count and the distinct cases.
