@@ -258,7 +258,7 @@ impl Provenance {
             format!("jobs ran on {}", self.ran_on.join(", "))
         };
         format!(
-            "{}, report written {} on a {}; {jobs}.",
+            "{}, report written {} (CPU: {}); {jobs}.",
             self.build, self.date, self.cpu
         )
     }

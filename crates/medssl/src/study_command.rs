@@ -182,11 +182,7 @@ pub fn study(command: &StudyCommand) -> Result<()> {
             let plan = Plan::new(&study);
             let rows = write_results(&study, &plan)?;
             let report = write_report(&study, &plan, crate::BUILD)?;
-            println!(
-                "{} ({rows} rows), {}",
-                study.out_dir().join("results.csv").display(),
-                report.display()
-            );
+            println!("{}", written(&study, rows, &report));
             Ok(())
         }
     }
@@ -406,11 +402,7 @@ fn run_jobs(
         Selection::All => {
             let rows = write_results(&study, &plan)?;
             let report = write_report(&study, &plan, crate::BUILD)?;
-            eprintln!(
-                "{counts}; results: {} ({rows} rows); report: {}",
-                study.out_dir().join("results.csv").display(),
-                report.display()
-            );
+            eprintln!("{counts}; {}", written(&study, rows, &report));
             Some(report)
         }
         Selection::Job(_) | Selection::Shard(_) => {
@@ -578,4 +570,17 @@ fn check_device(device: &str, this_binary: bool) -> Result<()> {
             }
         ),
     }
+}
+
+/// What `study report` (and the end of `study run`) wrote: the wide and the long results
+/// table, the report and its LaTeX tables.
+fn written(study: &StudyDefinition, rows: usize, report: &Path) -> String {
+    let out = study.out_dir();
+    format!(
+        "results: {} ({rows} rows), {}; report: {}, LaTeX tables: {}",
+        out.join("results.csv").display(),
+        out.join("results_long.csv").display(),
+        report.display(),
+        out.join("report").join("tables.tex").display()
+    )
 }
