@@ -32,7 +32,7 @@ const FEW_SHOT_STREAM: u64 = 2;
 /// How the labelled cases are divided. Fractions are of all cases, rounded up.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Method {
+pub enum SplitScheme {
     /// `test` of the cases for testing, `validation` for validation, the rest trains.
     Holdout { validation: f64, test: f64 },
     /// Cross-validation: after `test` of the cases is held out, the rest is cut into
@@ -69,7 +69,7 @@ impl std::fmt::Display for Budget {
 #[serde(deny_unknown_fields)]
 pub struct Split {
     pub seed: u64,
-    pub method: Method,
+    pub method: SplitScheme,
     /// Set when `train` is a few-shot subset of the method's training part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub few_shot: Option<Budget>,
@@ -81,7 +81,7 @@ pub struct Split {
 
 impl Split {
     /// Divides `ids` (unique case ids, any order) by `method` with `seed`.
-    pub fn new(ids: &[String], seed: u64, method: Method) -> Result<Split> {
+    pub fn new(ids: &[String], seed: u64, method: SplitScheme) -> Result<Split> {
         let mut pool = ids.to_vec();
         pool.sort();
         if let Some(twice) = pool.windows(2).find(|w| w[0] == w[1]) {
@@ -92,7 +92,7 @@ impl Split {
         }
         let n = pool.len();
         let test_fraction = match method {
-            Method::Holdout { test, .. } | Method::KFold { test, .. } => test,
+            SplitScheme::Holdout { test, .. } | SplitScheme::KFold { test, .. } => test,
         };
         check_fraction("test", test_fraction)?;
         let mut order = permuted(pool, seed, TEST_STREAM);
@@ -101,7 +101,7 @@ impl Split {
         let mut rest = permuted(sorted(rest), seed, PARTS_STREAM);
 
         let validation = match method {
-            Method::Holdout { validation, test } => {
+            SplitScheme::Holdout { validation, test } => {
                 check_fraction("validation", validation)?;
                 let n_val = rounded_up(validation, n);
                 if n_val >= rest.len() {
@@ -113,7 +113,7 @@ impl Split {
                 let train = rest.split_off(n_val);
                 std::mem::replace(&mut rest, train)
             }
-            Method::KFold { fold, folds, .. } => {
+            SplitScheme::KFold { fold, folds, .. } => {
                 if folds < 2 || fold >= folds {
                     return Err(DataError::Config(format!(
                         "split: fold {fold} of {folds} folds: need at least 2 folds and a fold \

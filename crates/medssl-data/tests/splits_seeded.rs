@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use medssl_data::splits::{Budget, Method, Split};
+use medssl_data::splits::{Budget, Split, SplitScheme};
 use proptest::prelude::*;
 
 fn ids(n: usize) -> Vec<String> {
@@ -15,8 +15,8 @@ fn set(ids: &[String]) -> BTreeSet<&str> {
     ids.iter().map(String::as_str).collect()
 }
 
-fn holdout(validation: f64, test: f64) -> Method {
-    Method::Holdout { validation, test }
+fn holdout(validation: f64, test: f64) -> SplitScheme {
+    SplitScheme::Holdout { validation, test }
 }
 
 fn error_text(result: medssl_data::Result<Split>) -> String {
@@ -83,7 +83,7 @@ fn holdout_and_every_fold_share_the_test_cases_of_a_seed() {
         let split = Split::new(
             &all,
             5,
-            Method::KFold {
+            SplitScheme::KFold {
                 fold,
                 folds: 4,
                 test: 0.2,
@@ -175,7 +175,7 @@ fn invalid_requests_say_what_is_wrong() {
             Split::new(
                 &all,
                 1,
-                Method::KFold {
+                SplitScheme::KFold {
                     fold: 3,
                     folds: 3,
                     test: 0.0,
@@ -187,7 +187,7 @@ fn invalid_requests_say_what_is_wrong() {
             Split::new(
                 &all,
                 1,
-                Method::KFold {
+                SplitScheme::KFold {
                     fold: 0,
                     folds: 1,
                     test: 0.0,
@@ -199,7 +199,7 @@ fn invalid_requests_say_what_is_wrong() {
             Split::new(
                 &all,
                 1,
-                Method::KFold {
+                SplitScheme::KFold {
                     fold: 0,
                     folds: 5,
                     test: 0.7,
@@ -228,7 +228,7 @@ fn saved_split_reads_back_identically() {
     let split = Split::new(
         &ids(15),
         77,
-        Method::KFold {
+        SplitScheme::KFold {
             fold: 1,
             folds: 3,
             test: 0.2,
@@ -290,7 +290,7 @@ proptest! {
         let pool = n - (test * n as f64 - 1e-9).ceil() as usize;
         prop_assume!(pool >= folds);
         let splits: Vec<Split> = (0..folds)
-            .map(|fold| Split::new(&all, seed, Method::KFold { fold, folds, test }).unwrap())
+            .map(|fold| Split::new(&all, seed, SplitScheme::KFold { fold, folds, test }).unwrap())
             .collect();
         let mut validated = BTreeSet::new();
         for split in &splits {

@@ -202,7 +202,7 @@ pub trait Pretext: Module {
 pub trait Method {
     /// Its network.
     type Net: Pretext;
-    /// Its own settings, the `[method]` table of a run's `config.toml`.
+    /// Its own settings, the `[pretext]` table of a run's `config.toml`.
     type Settings: Serialize + DeserializeOwned + Clone + PartialEq + std::fmt::Debug;
 
     /// Name, family and description.

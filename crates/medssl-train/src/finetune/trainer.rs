@@ -13,7 +13,7 @@ use medssl_data::Pipeline;
 use medssl_data::cache::PreprocessCache;
 use medssl_data::dataset::{CheckReport, Task, TaskSource};
 use medssl_data::loader::{Batch, Loader, SampleSource};
-use medssl_data::splits::{Budget, Method, Split};
+use medssl_data::splits::{Budget, Split, SplitScheme};
 use medssl_model::SwinUnetr;
 use medssl_model::arrays::to_tensor;
 use medssl_model::seeding::build_seeded;
@@ -278,7 +278,7 @@ impl Finetune {
             let network = config.network(task.channels.len(), task.labels.len());
             check_import(path, &network, &task.channels, *allow_unused)?;
         }
-        let method = Method::Holdout {
+        let method = SplitScheme::Holdout {
             validation: config.split.validation,
             test: config.split.test,
         };

@@ -198,14 +198,9 @@ impl<M: Method> Pretrain<M> {
         if let Some(restored) = restored {
             (state, net, optimizer) = (restored.state, restored.model, restored.optimizer);
             fallback = restored.fallback;
-            progress = if state.extra.is_null() {
-                // Checkpoints written before the progress moved into the state.
-                run.read_json("checkpoint/progress.json")?
-            } else {
-                serde_json::from_value(state.extra.clone()).map_err(|e| {
-                    TrainError::file(run.path("checkpoint/state.json"), format!("progress: {e}"))
-                })?
-            };
+            progress = serde_json::from_value(state.extra.clone()).map_err(|e| {
+                TrainError::file(run.path("checkpoint/state.json"), format!("progress: {e}"))
+            })?;
         }
         run.truncate_metrics(state.metrics_lines)?;
 
