@@ -11,7 +11,7 @@ use medssl_io::atomic::{create_dir_for_writes, write_atomically};
 use serde_json::Value;
 
 use crate::analysis::case_scores;
-use crate::definition::{Modality, StudyDefinition};
+use crate::definition::{BudgetSpec, MethodSpec, Modality, StudyDefinition};
 use crate::error::{BenchError, Result};
 use crate::plan::{Job, JobKind, Plan};
 
@@ -48,9 +48,14 @@ pub const LONG_FILE: &str = "results_long.csv";
 /// Per-class metrics, each a column `<class>_<metric>`.
 const CLASS_METRICS: [&str; 4] = ["dice", "hd95", "asd", "nsd"];
 
-/// One finished fine-tune: its test summary and its run's `result.json`.
+/// One finished fine-tune: what it was (row, task, budget, seed), its test summary and
+/// its run's `result.json`.
 struct Finished<'a> {
     job: &'a Job,
+    method: &'a MethodSpec,
+    task: usize,
+    budget: &'a BudgetSpec,
+    seed: u64,
     test: Value,
     run: Value,
 }
@@ -97,21 +102,12 @@ fn long_rows(study: &StudyDefinition, finished: &[Finished]) -> Result<String> {
     let mut csv = LONG_COLUMNS.join(",");
     csv.push('\n');
     for f in finished {
-        let JobKind::Finetune {
-            method,
-            task,
-            budget,
-            seed,
-        } = &f.job.kind
-        else {
-            continue;
-        };
-        let cases = case_scores(&f.job.dir(study).join("evaluation-test.csv"), *seed)?;
+        let cases = case_scores(&f.job.dir(study).join("evaluation-test.csv"), f.seed)?;
         let run = [
-            method.label(),
-            study.tasks[*task].name.clone(),
-            budget.label(),
-            seed.to_string(),
+            f.method.label(),
+            study.tasks[f.task].name.clone(),
+            f.budget.label(),
+            f.seed.to_string(),
         ]
         .join(",");
         for case in &cases {
@@ -136,11 +132,24 @@ fn long_rows(study: &StudyDefinition, finished: &[Finished]) -> Result<String> {
 pub fn write_results(study: &StudyDefinition, plan: &Plan) -> Result<usize> {
     let mut finished = Vec::new();
     for job in &plan.jobs {
-        if !matches!(job.kind, JobKind::Finetune { .. }) || !job.done_file(study).is_file() {
+        let JobKind::Finetune {
+            method,
+            task,
+            budget,
+            seed,
+        } = &job.kind
+        else {
+            continue;
+        };
+        if !job.done_file(study).is_file() {
             continue;
         }
         finished.push(Finished {
             job,
+            method,
+            task: *task,
+            budget,
+            seed: *seed,
             test: read_json(&job.done_file(study))?,
             run: read_json(&job.dir(study).join("result.json"))?,
         });
@@ -158,27 +167,18 @@ pub fn write_results(study: &StudyDefinition, plan: &Plan) -> Result<usize> {
     }
     csv.push('\n');
     for f in &finished {
-        let JobKind::Finetune {
-            method,
-            task,
-            budget,
-            seed,
-        } = &f.job.kind
-        else {
-            continue;
-        };
-        let spec = &study.tasks[*task];
+        let spec = &study.tasks[f.task];
         let modality = match spec.modality {
             Modality::Ct => "CT",
             Modality::Mri => "MRI",
         };
         let mut row = vec![
             f.job.id.clone(),
-            method.label(),
+            f.method.label(),
             spec.name.clone(),
             modality.to_string(),
-            budget.label(),
-            seed.to_string(),
+            f.budget.label(),
+            f.seed.to_string(),
             cell(f.run.get("train_cases")),
             cell(f.test.get("cases")),
             cell(f.test.get("mean_dice")),

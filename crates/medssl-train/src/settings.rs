@@ -29,8 +29,9 @@ pub fn layered<T: Serialize + DeserializeOwned>(
     overrides: &[String],
     optional: &[&str],
 ) -> Result<T> {
-    let mut table = toml::Table::try_from(defaults)
+    let defaults = toml::Table::try_from(defaults)
         .map_err(|e| TrainError::Invalid(format!("cannot serialise the defaults: {e}")))?;
+    let mut table = defaults.clone();
     let mut from_file = BTreeSet::new();
     if let Some(file) = file {
         let in_file = |e: &dyn std::fmt::Display| {
@@ -40,24 +41,22 @@ pub fn layered<T: Serialize + DeserializeOwned>(
         dotted_keys(&overlay, "", &mut from_file);
         merge(&mut table, overlay, "", optional).map_err(|e| in_file(&e))?;
     }
+    let mut from_set = BTreeSet::new();
     for item in overrides {
         let (key, value) = item
             .split_once('=')
             .ok_or_else(|| TrainError::Invalid(format!("--set {item}: expected key=value")))?;
         set_key(&mut table, key.trim(), value.trim(), optional)?;
+        from_set.insert(key.trim().to_string());
     }
-    let defaults = toml::Table::try_from(defaults)
-        .map_err(|e| TrainError::Invalid(format!("cannot serialise the defaults: {e}")))?;
     toml::Value::Table(table).try_into().map_err(|e| {
-        let message = explain(&e, &defaults);
-        let set_last_by_file = file.zip(problem_key(&e)).filter(|(_, key)| {
-            from_file.contains(key.as_str())
-                && !overrides
-                    .iter()
-                    .any(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key))
-        });
-        match set_last_by_file {
-            Some((file, _)) => TrainError::Invalid(format!("{}: {message}", file.name)),
+        let key = problem_key(&e);
+        let message = explain(&e, key.as_deref(), &defaults);
+        match file.filter(|_| {
+            key.as_ref()
+                .is_some_and(|k| from_file.contains(k) && !from_set.contains(k))
+        }) {
+            Some(file) => TrainError::Invalid(format!("{}: {message}", file.name)),
             None => TrainError::Invalid(message),
         }
     })
@@ -89,9 +88,7 @@ fn problem_key(error: &toml::de::Error) -> Option<String> {
 /// A value of the wrong form, said in a user's words: the setting, what it got, what it
 /// takes (`a whole number`, not serde's `u64`), and the setting's default as an example
 /// of the right form to copy.
-fn explain(error: &toml::de::Error, defaults: &toml::Table) -> String {
-    let key = problem_key(error);
-    let key = key.as_deref();
+fn explain(error: &toml::de::Error, key: Option<&str>, defaults: &toml::Table) -> String {
     let message = [
         ("expected u64", "expected a whole number"),
         ("expected usize", "expected a whole number"),
@@ -203,16 +200,20 @@ mod tests {
         shuffle: bool,
     }
 
-    fn refused(set: &str) -> String {
-        let defaults = Settings {
+    /// Defaults of every kind of value: a whole number, a number, an array, a boolean.
+    fn defaults() -> Settings {
+        Settings {
             train: Train {
                 epochs: 20,
                 lr: 3e-4,
                 roi: [32; 3],
                 shuffle: true,
             },
-        };
-        layered(&defaults, None, &[set.to_string()], &[])
+        }
+    }
+
+    fn refused(set: &str) -> String {
+        layered(&defaults(), None, &[set.to_string()], &[])
             .unwrap_err()
             .to_string()
     }
@@ -245,14 +246,7 @@ mod tests {
     /// same value given with `--set` after it is not blamed on the file.
     #[test]
     fn errors_about_the_file_name_it() {
-        let defaults = Settings {
-            train: Train {
-                epochs: 20,
-                lr: 3e-4,
-                roi: [32; 3],
-                shuffle: true,
-            },
-        };
+        let defaults = defaults();
         let load = |text: &str, set: &[&str]| {
             let file = SettingsFile {
                 name: "exp/run.toml",
