@@ -139,7 +139,8 @@ impl Method for DinoMethod {
     /// published ViT-S/16 run's `--teacher_temp 0.07 --warmup_teacher_temp_epochs 30`),
     /// centre momentum 0.9.
     ///
-    /// `tiny`: a 1024-prototype head of width 256 and bottleneck 64, two 32³ global
+    /// `tiny`: a 1024-prototype head of width 256 and bottleneck 64 with batch norm
+    /// (`HeadSettings::preset` says why), two 32³ global
     /// crops of a 48³ region and no local ones, and the teacher temperature held at
     /// 0.04, `main_dino.py`'s default (`warmup_teacher_temp = teacher_temp = 0.04`,
     /// no warm-up): its help advises starting there and calls anything above 0.07
@@ -287,23 +288,22 @@ impl Pretext for Dino {
         let views = (0..batch.views.len())
             .map(|v| view(batch, v, &device))
             .collect::<Result<Vec<_>>>()?;
-        let teacher: Vec<Tensor<2>> = views[..self.global_crops]
+        let teacher_tokens = views[..self.global_crops]
             .iter()
-            .map(|x| {
-                self.teacher_head
-                    .forward(Dino::token(&self.teacher_encoder, x.clone()))
-                    .detach()
-            })
+            .map(|x| Dino::token(&self.teacher_encoder, x.clone()).detach())
+            .collect();
+        let teacher: Vec<Tensor<2>> = self
+            .teacher_head
+            .forward_crops(teacher_tokens)
+            .into_iter()
+            .map(|t| t.detach())
             .collect();
         let student_tokens: Vec<Tensor<2>> = views
             .into_iter()
             .map(|x| Dino::token(&self.swin_vit, x))
             .collect();
         let spread = embedding_spread(student_tokens[0].clone());
-        let student: Vec<Tensor<2>> = student_tokens
-            .into_iter()
-            .map(|t| self.head.forward(t))
-            .collect();
+        let student = self.head.forward_crops(student_tokens);
         let distill = self.sharpening.at(context.epoch);
         let teacher_temp = distill.teacher_temp;
         let center = self.center.val();
@@ -489,7 +489,7 @@ mod tests {
         assert_all_close, assert_apart, assert_close, assert_ema_step,
         assert_only_the_student_learns, center_update, crop_pairs, cross_view_loss, epoch_start,
         fast_encoder, finite_scalar, largest_gap, param_grads, parameters, seeded, sgd_step,
-        small_head, smooth_batch, test_center, values, view_tensor,
+        rows_through, small_head, smooth_batch, test_center, values, view_tensor,
     };
     use burn::optim::GradientsParams;
 
@@ -510,8 +510,8 @@ mod tests {
         settings
     }
 
-    /// The head outputs worked out one view at a time: the teacher's (encoder and head) of
-    /// the views `teacher_views`, the student's of every view.
+    /// The head outputs worked out view by view: the teacher's (encoder, then head over
+    /// those views at once) of the views `teacher_views`, the student's of every view.
     fn outputs_by_hand(
         net: &Dino,
         batch: &ViewBatch,
@@ -520,17 +520,15 @@ mod tests {
         let device = net.center.val().device();
         let x = |v| view_tensor(batch, v, &device);
         let teacher = (0..teacher_views)
-            .map(|v| {
-                values(
-                    net.teacher_head
-                        .forward(Dino::token(&net.teacher_encoder, x(v))),
-                )
-            })
+            .map(|v| Dino::token(&net.teacher_encoder, x(v)))
             .collect();
         let student = (0..batch.views.len())
-            .map(|v| values(net.head.forward(Dino::token(&net.swin_vit, x(v)))))
+            .map(|v| Dino::token(&net.swin_vit, x(v)))
             .collect();
-        (teacher, student)
+        (
+            rows_through(&net.teacher_head, teacher),
+            rows_through(&net.head, student),
+        )
     }
 
     /// DINO's crops reach the networks as in `main_dino.py`: the teacher sees only the
@@ -570,8 +568,10 @@ mod tests {
             1e-7,
         );
 
-        let (teacher, student) = outputs_by_hand(&net, &batch, 3);
-        let globals = &teacher[..2];
+        let (teacher, student) = outputs_by_hand(&net, &batch, 2);
+        let globals = &teacher[..];
+        // A teacher that also saw the local crop (its head's statistics over all three).
+        let (all_three, _) = outputs_by_hand(&net, &batch, 3);
         let center = values(net.center.val());
         let distill = settings.sharpening.at(0);
         let loss = |teacher: &[Vec<f32>], student: &[Vec<f32>], center: &[f32], same| {
@@ -591,7 +591,7 @@ mod tests {
         for (wrong, value) in [
             (
                 "a teacher seeing the local crop",
-                loss(&teacher, &student, &center, false),
+                loss(&all_three, &student, &center, false),
             ),
             (
                 "pairs of a crop with itself",
@@ -605,7 +605,7 @@ mod tests {
         ] {
             assert_apart(wrong, total, value, 1e-4);
         }
-        let seeing_local = center_update(&center, &teacher, momentum);
+        let seeing_local = center_update(&center, &all_three, momentum);
         assert!(largest_gap(&update, &seeing_local) > 1e-4);
     }
 

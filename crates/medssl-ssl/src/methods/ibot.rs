@@ -175,7 +175,8 @@ impl Method for IbotMethod {
     /// the published runs' scales, `--global_crops_scale 0.25 1 --local_crops_scale
     /// 0.05 0.25` (they use ten local crops).
     ///
-    /// `tiny`: heads of 1024 (hidden 256, bottleneck 64), two 32³ global crops of a 48³
+    /// `tiny`: heads of 1024 (hidden 256, bottleneck 64, batch norm: `HeadSettings::preset`),
+    /// two 32³ global crops of a 48³
     /// region at `main_ibot.py`'s `global_crops_scale` (0.14, 1), its advice without
     /// local crops, and no local ones; the global teacher temperature held at 0.04
     /// (`main_ibot.py`'s default, as DINO's tiny preset); iBOT's Swin schedule scaled to
@@ -353,6 +354,42 @@ impl Method for IbotMethod {
     }
 }
 
+/// The global and patch logits of a network's crops: `global` rows `[B, C]` of every crop
+/// and `patches` tokens `[B, N, C]` of the global crops, each head run once over all the
+/// crops it sees (iBOT's `MultiCropWrapper`, so that batch norms in the head see them
+/// all); a shared head (no separate `patch` head) runs once over both kinds together,
+/// as iBOT's head does over the class and patch tokens.
+fn heads_on_crops(
+    head: &DinoHead,
+    patch: Option<&DinoHead>,
+    global: Vec<Tensor<2>>,
+    patches: Vec<Tensor<3>>,
+) -> (Vec<Tensor<2>>, Vec<Tensor<3>>) {
+    if let Some(patch) = patch {
+        return (head.forward_crops(global), patch.forward_token_crops(patches));
+    }
+    let crops = global.len();
+    let shapes: Vec<[usize; 3]> = patches.iter().map(|p| p.dims()).collect();
+    let rows = global
+        .into_iter()
+        .chain(patches.into_iter().map(|p| {
+            let [b, n, c] = p.dims();
+            p.reshape([b * n, c])
+        }))
+        .collect();
+    let mut out = head.forward_crops(rows);
+    let patch_out = out
+        .split_off(crops)
+        .into_iter()
+        .zip(shapes)
+        .map(|(o, [b, n, _])| {
+            let k = o.dims()[1];
+            o.reshape([b, n, k])
+        })
+        .collect();
+    (out, patch_out)
+}
+
 impl Pretext for Ibot {
     /// The updated global and patch centres.
     type Aux = [Tensor<1>; 2];
@@ -372,9 +409,6 @@ impl Pretext for Ibot {
                 Ok(if predict { mask } else { mask.zeros_like() })
             })
             .collect::<Result<Vec<_>>>()?;
-        let patch_head = self.head_patch.as_ref().unwrap_or(&self.head);
-        let teacher_patch_head = self.teacher_patch.as_ref().unwrap_or(&self.teacher_head);
-
         let (mut teacher_global, mut student_global) = (Vec::new(), Vec::new());
         let (mut teacher_patch, mut student_patch, mut patch_masks) =
             (Vec::new(), Vec::new(), Vec::new());
@@ -384,22 +418,34 @@ impl Pretext for Ibot {
         for (v, x) in views.into_iter().enumerate() {
             if v < globals {
                 let teacher = self.teacher_encoder.forward(x.clone());
-                let last = teacher[4].clone().detach();
-                teacher_global.push(self.teacher_head.forward(pooled(last)).detach());
-                let patches = teacher[stage].clone().detach();
-                teacher_patch.push(teacher_patch_head.forward_tokens(tokens(patches)).detach());
+                teacher_global.push(pooled(teacher[4].clone()).detach());
+                teacher_patch.push(tokens(teacher[stage].clone()).detach());
                 let student =
                     self.swin_vit
                         .forward_masked(x, masks[v].clone(), self.mask_token.val());
-                student_global.push(self.head.forward(pooled(student[4].clone())));
-                student_patch.push(patch_head.forward_tokens(tokens(student[stage].clone())));
+                student_global.push(pooled(student[4].clone()));
+                student_patch.push(tokens(student[stage].clone()));
                 patch_masks.push(coarse_mask(masks[v].clone(), factor));
             } else {
                 let [.., last] = self.swin_vit.forward(x);
-                student_global.push(self.head.forward(pooled(last)));
+                student_global.push(pooled(last));
             }
         }
         let spread = embedding_spread(student_global[0].clone());
+        let (teacher_global, teacher_patch) = heads_on_crops(
+            &self.teacher_head,
+            self.teacher_patch.as_ref(),
+            teacher_global,
+            teacher_patch,
+        );
+        let teacher_global: Vec<Tensor<2>> = teacher_global.into_iter().map(|t| t.detach()).collect();
+        let teacher_patch: Vec<Tensor<3>> = teacher_patch.into_iter().map(|t| t.detach()).collect();
+        let (student_global, student_patch) = heads_on_crops(
+            &self.head,
+            self.head_patch.as_ref(),
+            student_global,
+            student_patch,
+        );
         let global = self.sharpening.at(context.epoch);
         let teacher_temp = global.teacher_temp;
         let entropy = teacher_entropy(&teacher_global[0], &self.center_global.val(), teacher_temp);
@@ -687,8 +733,8 @@ mod tests {
         assert_all_close, assert_apart, assert_close, assert_only_the_student_learns,
         center_update, coarse_tokens, component, content_blind, crop_pairs, cross_view_loss,
         fast_encoder, finite_scalar, first_step_of_two_centres, largest_gap, masked_patch_loss,
-        param_grads, patch_mask, perturbed, pooled_masked_patch_loss, seeded, small_head,
-        smooth_batch, test_center, uneven_masks, values, view_tensor,
+        param_grads, patch_mask, perturbed, pooled_masked_patch_loss, rows_through, seeded, small_head,
+        smooth_batch, test_center, tokens_through, uneven_masks, values, view_tensor,
     };
     use burn::optim::GradientsParams;
 
@@ -722,7 +768,8 @@ mod tests {
         }
     }
 
-    /// The head outputs worked out one view at a time.
+    /// The head outputs worked out view by view, each head applied once to the
+    /// concatenated outputs of the views it sees.
     struct ByHand {
         /// The teacher's global outputs of each whole global view.
         teacher_global: Vec<Vec<f32>>,
@@ -752,27 +799,30 @@ mod tests {
             mask: Vec::new(),
             tokens: (32usize >> (stage + 1)).pow(3),
         };
+        // Each head runs once over all the crops it sees (batch norm statistics over
+        // them all): collect the encoders' outputs first.
+        let (mut teacher_global, mut student_global) = (Vec::new(), Vec::new());
+        let (mut teacher_patch, mut student_patch) = (Vec::new(), Vec::new());
         for v in 0..batch.views.len() {
             let x = view_tensor(batch, v, &device);
             if v >= globals {
                 let [.., last] = net.swin_vit.forward(x);
-                out.student_global
-                    .push(values(net.head.forward(pooled(last))));
+                student_global.push(pooled(last));
                 continue;
             }
             let teacher = net.teacher_encoder.forward(x.clone());
-            let global = net.teacher_head.forward(pooled(teacher[4].clone()));
-            out.teacher_global.push(values(global));
-            let patches = teacher_patch_head.forward_tokens(tokens(teacher[stage].clone()));
-            out.teacher_patch.extend(values(patches));
+            teacher_global.push(pooled(teacher[4].clone()));
+            teacher_patch.push(tokens(teacher[stage].clone()));
             let mask = token_mask(batch, v, &device).unwrap();
             let student = net.swin_vit.forward_masked(x, mask, net.mask_token.val());
-            let global = net.head.forward(pooled(student[4].clone()));
-            out.student_global.push(values(global));
-            let patches = patch_head.forward_tokens(tokens(student[stage].clone()));
-            out.student_patch.extend(values(patches));
+            student_global.push(pooled(student[4].clone()));
+            student_patch.push(tokens(student[stage].clone()));
             out.mask.extend(coarse_tokens(&batch.masks[v], 1 << stage));
         }
+        out.teacher_global = rows_through(&net.teacher_head, teacher_global);
+        out.student_global = rows_through(&net.head, student_global);
+        out.teacher_patch = tokens_through(teacher_patch_head, teacher_patch);
+        out.student_patch = tokens_through(patch_head, student_patch);
         out
     }
 
@@ -928,7 +978,17 @@ mod tests {
     #[test]
     fn masked_content_reaches_the_teacher_and_not_the_student() {
         let device = Device::flex();
-        let settings = small_settings(0);
+        // A content-blind teacher gives every row the same features, which a batch norm
+        // in its head maps to one uniform target and the student's sensitivity to its
+        // visible content almost vanishes: this test is about the encoders' masks, so
+        // its head has none.
+        let settings = IbotSettings {
+            head: HeadSettings {
+                batch_norm: false,
+                ..small_head()
+            },
+            ..small_settings(0)
+        };
         let net = seeded::<IbotMethod>(&settings, 1, &device);
         let batch = masked_batch(2);
         let [under_masks, visible] = [true, false].map(|under| perturbed(&batch, under));

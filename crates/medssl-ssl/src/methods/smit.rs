@@ -146,7 +146,8 @@ impl Method for SmitMethod {
     /// 30 (`pred_start_epoch`) and 0.04 to 0.07 over the 30 epochs after it, centre
     /// momenta 0.9, weights 0.1 / 0.1 / 1.0 (`--patch_w`, `--cls_w`, `--rec_w`).
     ///
-    /// `tiny`: two 32³ views of a 48³ crop, heads of 1024 (hidden 256, bottleneck 64);
+    /// `tiny`: two 32³ views of a 48³ crop, heads of 1024 (hidden 256, bottleneck 64,
+    /// batch norm: `HeadSettings::preset`);
     /// SMIT's schedules in the same shape (the patch warm-up, epochs 30-59 of its 500,
     /// starts when the global one, epochs 0-29, ends) in epochs that fit the tiny
     /// preset's 20: the global temperature warmed over epochs 0-4, the patch
@@ -588,8 +589,8 @@ mod tests {
         assert_all_close, assert_apart, assert_close, assert_only_the_student_learns,
         center_update, coarse_tokens, component, content_blind, crop_pairs, cross_view_loss,
         fast_encoder, finite_scalar, first_step_of_two_centres, largest_gap, masked_patch_loss,
-        param_grads, patch_mask, perturbed, pooled_masked_patch_loss, seeded, small_head,
-        smooth_batch, test_center, uneven_masks, values, view_tensor,
+        param_grads, patch_mask, perturbed, pooled_masked_patch_loss, rows_through, seeded, small_head,
+        smooth_batch, test_center, tokens_through, uneven_masks, values, view_tensor,
     };
     use burn::optim::GradientsParams;
 
@@ -650,20 +651,19 @@ mod tests {
             every_voxel: 0.0,
         };
         let (mut masked_error, mut masked, mut error, mut voxels) = (0.0, 0.0, 0.0, 0.0);
+        // Each head runs once over both views (batch norm statistics over them both).
+        let (mut teacher_global, mut student_global) = (Vec::new(), Vec::new());
+        let (mut teacher_patch, mut student_patch) = (Vec::new(), Vec::new());
         for v in 0..2 {
             let x = view_tensor(batch, v, &device);
             let [_, _, _, teacher3, _] = net.teacher_encoder.forward(x.clone());
-            let global = net.teacher_global.forward(pooled(teacher3.clone()));
-            out.teacher_global.push(values(global));
-            let patches = net.teacher_patch.forward_tokens(tokens(teacher3));
-            out.teacher_patch.extend(values(patches));
+            teacher_global.push(pooled(teacher3.clone()));
+            teacher_patch.push(tokens(teacher3));
             let mask = token_mask(batch, v, &device).unwrap();
             let [_, _, _, student3, student4] =
                 net.swin_vit.forward_masked(x, mask, net.mask_token.val());
-            let global = net.head_global.forward(pooled(student3.clone()));
-            out.student_global.push(values(global));
-            out.student_patch
-                .extend(values(net.head_patch.forward_tokens(tokens(student3))));
+            student_global.push(pooled(student3.clone()));
+            student_patch.push(tokens(student3));
             out.mask.extend(coarse_tokens(&batch.masks[v], 8));
             // The last stage's 32³-voxel tokens, each decoded to its voxels.
             let prediction = values(pixel_shuffle(net.decoder.forward(student4), 32));
@@ -677,6 +677,10 @@ mod tests {
                 }
             }
         }
+        out.teacher_global = rows_through(&net.teacher_global, teacher_global);
+        out.student_global = rows_through(&net.head_global, student_global);
+        out.teacher_patch = tokens_through(&net.teacher_patch, teacher_patch);
+        out.student_patch = tokens_through(&net.head_patch, student_patch);
         out.reconstruction = masked_error / (masked + 1e-5);
         out.every_voxel = error / voxels;
         out

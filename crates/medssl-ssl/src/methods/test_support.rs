@@ -424,13 +424,15 @@ pub fn fast_encoder() -> SwinUnetrConfig {
 }
 
 /// A distillation head small enough for loss tests: 32 prototypes, hidden width 16,
-/// bottleneck 8.
+/// bottleneck 8, batch norm as in the `tiny` preset (so the tests see its statistics
+/// taken over all crops at once).
 pub fn small_head() -> crate::heads::HeadSettings {
     crate::heads::HeadSettings {
         out_dim: 32,
         hidden_dim: 16,
         bottleneck_dim: 8,
         norm_last_layer: true,
+        batch_norm: true,
     }
 }
 
@@ -826,4 +828,33 @@ where
         "the centres after step 1 are step 1's updates"
     );
     (net, current)
+}
+
+/// `head` applied by hand to the rows of several crops at once (one batch, as the
+/// methods' `MultiCropWrapper` semantics ask): the logits of each crop, in order.
+pub fn rows_through(head: &crate::heads::DinoHead, crops: Vec<Tensor<2>>) -> Vec<Vec<f32>> {
+    let rows: Vec<usize> = crops.iter().map(|c| c.dims()[0]).collect();
+    let all = values(head.forward(Tensor::cat(crops, 0)));
+    let k = all.len() / rows.iter().sum::<usize>();
+    let mut start = 0;
+    rows.iter()
+        .map(|&n| {
+            let crop = all[start * k..(start + n) * k].to_vec();
+            start += n;
+            crop
+        })
+        .collect()
+}
+
+/// [`rows_through`] for token crops `[B, N, C]`: every token of every crop in one
+/// batch; the logits of all crops in order, flattened.
+pub fn tokens_through(head: &crate::heads::DinoHead, crops: Vec<Tensor<3>>) -> Vec<f32> {
+    let rows = crops
+        .into_iter()
+        .map(|c| {
+            let [b, n, ch] = c.dims();
+            c.reshape([b * n, ch])
+        })
+        .collect();
+    rows_through(head, rows).concat()
 }
