@@ -263,6 +263,8 @@ enum Stage {
     NoiseImaginary = 4,
     /// The MRI bias field.
     Bias = 5,
+    /// The field of a [`texture`] volume.
+    TextureVolume = 6,
 }
 
 impl Stage {
@@ -306,6 +308,29 @@ pub fn generate(kind: Kind, grid: &Grid, seed: u64, case: u64) -> Sample {
         image: grid.volume(image),
         label: Some(grid.volume(label)),
     }
+}
+
+/// Unlabelled texture volume `case` of `seed`: a smooth random field in whole HU (a
+/// unit-variance lattice times 500, clipped to ±1000) with features about `cell` voxels
+/// across, on a 1 mm grid of `shape`.
+///
+/// Every volume differs everywhere, and two crops of one volume share content exactly
+/// where they overlap: the collection on which the instance-discrimination and
+/// self-distillation methods show in a short run whether their positive views share
+/// content. (Anatomy phantoms, alike from case to case, make that slow; textures have no
+/// up or down, so the rotation methods need the phantoms.)
+pub fn texture(shape: [usize; 3], cell: f64, seed: u64, case: u64) -> Result<Sample> {
+    let grid = Grid::new(shape, [1.0; 3])?;
+    let field = filters::smooth_field(&grid, cell, &mut Stage::TextureVolume.stream(seed, case));
+    let image = field
+        .into_iter()
+        .map(|v| (v * 500.0).clamp(-1000.0, 1000.0).round())
+        .collect();
+    Ok(Sample {
+        id: format!("texture_{case:04}"),
+        image: grid.volume(image),
+        label: None,
+    })
 }
 
 /// Partial-volume blur: the scanner's point spread function as a Gaussian of this many
