@@ -226,14 +226,7 @@ impl DinoHead {
     /// [`forward_crops`](Self::forward_crops): every token of every crop in one batch.
     pub fn forward_token_crops(&self, crops: Vec<Tensor<3>>) -> Vec<Tensor<3>> {
         let shapes: Vec<[usize; 3]> = crops.iter().map(|c| c.dims()).collect();
-        let rows = crops
-            .into_iter()
-            .map(|c| {
-                let [b, n, ch] = c.dims();
-                c.reshape([b * n, ch])
-            })
-            .collect();
-        self.forward_crops(rows)
+        self.forward_crops(token_rows(crops))
             .into_iter()
             .zip(shapes)
             .map(|(out, [b, n, _])| {
@@ -266,6 +259,17 @@ impl DinoHead {
     pub fn mlp(&self) -> &[Linear] {
         &self.mlp
     }
+}
+
+/// Each crop's tokens `[B, N, C]` as rows `[B · N, C]`: how a head sees them.
+pub fn token_rows(crops: Vec<Tensor<3>>) -> Vec<Tensor<2>> {
+    crops
+        .into_iter()
+        .map(|c| {
+            let [b, n, ch] = c.dims();
+            c.reshape([b * n, ch])
+        })
+        .collect()
 }
 
 /// Which linear layers of an [`Mlp`] carry a bias.

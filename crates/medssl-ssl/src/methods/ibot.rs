@@ -29,7 +29,7 @@ use super::checks;
 use super::dino::region_multi_crop;
 use super::simclr::{check_region, check_scale, preset_region};
 use crate::error::{Result, SslError};
-use crate::heads::{DinoHead, HeadSettings};
+use crate::heads::{DinoHead, HeadSettings, token_rows};
 use crate::inputs::{coarse_mask, token_mask, tokens, view};
 use crate::monitors::{embedding_spread, pooled, teacher_entropy};
 use crate::pretext::{
@@ -370,13 +370,7 @@ fn heads_on_crops(
     }
     let crops = global.len();
     let shapes: Vec<[usize; 3]> = patches.iter().map(|p| p.dims()).collect();
-    let rows = global
-        .into_iter()
-        .chain(patches.into_iter().map(|p| {
-            let [b, n, c] = p.dims();
-            p.reshape([b * n, c])
-        }))
-        .collect();
+    let rows = global.into_iter().chain(token_rows(patches)).collect();
     let mut out = head.forward_crops(rows);
     let patch_out = out
         .split_off(crops)

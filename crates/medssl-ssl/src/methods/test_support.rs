@@ -849,12 +849,5 @@ pub fn rows_through(head: &crate::heads::DinoHead, crops: Vec<Tensor<2>>) -> Vec
 /// [`rows_through`] for token crops `[B, N, C]`: every token of every crop in one
 /// batch; the logits of all crops in order, flattened.
 pub fn tokens_through(head: &crate::heads::DinoHead, crops: Vec<Tensor<3>>) -> Vec<f32> {
-    let rows = crops
-        .into_iter()
-        .map(|c| {
-            let [b, n, ch] = c.dims();
-            c.reshape([b * n, ch])
-        })
-        .collect();
-    rows_through(head, rows).concat()
+    rows_through(head, crate::heads::token_rows(crops)).concat()
 }
