@@ -140,8 +140,8 @@ impl Method for DinoMethod {
     /// centre momentum 0.9.
     ///
     /// `tiny`: a 1024-prototype head of width 256 and bottleneck 64 with batch norm
-    /// (`HeadSettings::preset` says why), two 32³ global
-    /// crops of a 48³ region and no local ones, and the teacher temperature held at
+    /// (`HeadSettings::preset` says why), two 32³ global crops of a 48³ region and no
+    /// local ones, and the teacher temperature held at
     /// 0.04, `main_dino.py`'s default (`warmup_teacher_temp = teacher_temp = 0.04`,
     /// no warm-up): its help advises starting there and calls anything above 0.07
     /// unstable. The warm-up to 0.07 belongs to the published long runs; a short run
@@ -290,7 +290,7 @@ impl Pretext for Dino {
             .collect::<Result<Vec<_>>>()?;
         let teacher_tokens = views[..self.global_crops]
             .iter()
-            .map(|x| Dino::token(&self.teacher_encoder, x.clone()).detach())
+            .map(|x| Dino::token(&self.teacher_encoder, x.clone()))
             .collect();
         let teacher: Vec<Tensor<2>> = self
             .teacher_head

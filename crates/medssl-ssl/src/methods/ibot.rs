@@ -175,9 +175,8 @@ impl Method for IbotMethod {
     /// the published runs' scales, `--global_crops_scale 0.25 1 --local_crops_scale
     /// 0.05 0.25` (they use ten local crops).
     ///
-    /// `tiny`: heads of 1024 (hidden 256, bottleneck 64, batch norm: `HeadSettings::preset`),
-    /// two 32³ global crops of a 48³
-    /// region at `main_ibot.py`'s `global_crops_scale` (0.14, 1), its advice without
+    /// `tiny`: heads of 1024 (hidden 256, bottleneck 64, batch norm:
+    /// `HeadSettings::preset`), two 32³ global crops of a 48³ region at `main_ibot.py`'s `global_crops_scale` (0.14, 1), its advice without
     /// local crops, and no local ones; the global teacher temperature held at 0.04
     /// (`main_ibot.py`'s default, as DINO's tiny preset); iBOT's Swin schedule scaled to
     /// the tiny preset's 20 epochs: masked-token prediction from epoch 3 (50 of 300

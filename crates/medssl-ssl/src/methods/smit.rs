@@ -147,10 +147,9 @@ impl Method for SmitMethod {
     /// momenta 0.9, weights 0.1 / 0.1 / 1.0 (`--patch_w`, `--cls_w`, `--rec_w`).
     ///
     /// `tiny`: two 32³ views of a 48³ crop, heads of 1024 (hidden 256, bottleneck 64,
-    /// batch norm: `HeadSettings::preset`);
-    /// SMIT's schedules in the same shape (the patch warm-up, epochs 30-59 of its 500,
-    /// starts when the global one, epochs 0-29, ends) in epochs that fit the tiny
-    /// preset's 20: the global temperature warmed over epochs 0-4, the patch
+    /// batch norm: `HeadSettings::preset`); SMIT's schedules in the same shape (the patch
+    /// warm-up, epochs 30-59 of its 500, starts when the global one, epochs 0-29, ends)
+    /// in epochs that fit the tiny preset's 20: the global temperature warmed over epochs 0-4, the patch
     /// temperature held at 0.04 for epochs 0-4 and warmed over epochs 5-9, 0.07 from
     /// epoch 9 on.
     fn settings(preset: Preset) -> SmitSettings {
