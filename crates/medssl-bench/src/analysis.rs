@@ -12,12 +12,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use medssl_train::finetune::feature_reuse::{FeatureReuse, StageSimilarity};
+use medssl_eval::feature_reuse::StageSimilarity;
 use serde_json::Value;
 
 use crate::definition::{Modality, StudyDefinition};
 use crate::error::{BenchError, Result};
-use crate::feature_reuse::CkaResult;
+use crate::feature_reuse::{CkaResult, FeatureReuse};
 use crate::plan::{JobKind, Plan};
 use crate::results::read_json;
 use crate::stats::{competition_ranks, holm, mean_sd, wilcoxon};

@@ -2,7 +2,7 @@
 //!
 //! Every comparison of a job uses one probe: [`PROBE_PATCHES`] patches of the validation
 //! cases of the most-label fine-tune, prepared by its preprocessing (see
-//! `medssl_train::finetune::feature_reuse`). Two comparisons: the row's initial weights
+//! `medssl_eval::feature_reuse`). Two comparisons: the row's initial weights
 //! (the pretrained encoder, or the imported file) against the fine-tuned network at each
 //! budget, which shows how far fine-tuning moved each stage; and the fewest-label
 //! fine-tune against the most-label one, which shows whether few labels reach the same
@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Device;
 use medssl_io::atomic::{create_dir_for_writes, write_atomically};
-pub use medssl_train::finetune::feature_reuse::FeatureReuse;
-use medssl_train::finetune::feature_reuse::compare_networks;
+pub use medssl_train::finetune::trained_run::FeatureReuse;
+use medssl_train::finetune::trained_run::compare_networks;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::StudyDefinition;

@@ -13,10 +13,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
+use medssl_eval::evaluate::Part;
 use medssl_io::atomic::write_atomically;
 use medssl_ssl::Method;
 use medssl_ssl::methods::{self, MethodVisitor};
-use medssl_train::finetune::evaluate::{Part, evaluate};
+use medssl_train::finetune::trained_run::evaluate_run;
 use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
 use medssl_train::pretrain::{Event as PretrainEvent, Pretrain, PretrainConfig};
 
@@ -281,7 +282,7 @@ impl<'a> Runner<'a> {
         if trained.is_none() {
             self.train_finetune(job, &dir, &task_dir, warn)?;
         }
-        let evaluation = evaluate(
+        let evaluation = evaluate_run(
             &dir,
             Some(&task_dir),
             Part::Test,

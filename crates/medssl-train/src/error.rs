@@ -21,6 +21,10 @@ pub enum TrainError {
     /// A configuration or input that does not fit the run (checked before training).
     #[error("{0}")]
     Invalid(String),
+    /// Validating, predicting with, evaluating or comparing a network failed; the
+    /// message is the evaluation's own, which names the case or file.
+    #[error(transparent)]
+    Eval(#[from] medssl_eval::EvalError),
     /// The loss stopped being finite; the last good checkpoint is kept.
     #[error(
         "the loss became {loss} at epoch {epoch}, iteration {iteration}; training stopped, \

@@ -1,8 +1,10 @@
 //! Training loops for pretraining and fine-tuning.
 //!
-//! The segmentation losses (MONAI's `DiceLoss` / `DiceCELoss`), and, as they land, the
-//! loops, AdamW with warm-up + cosine schedules, the EMA teacher, atomic checkpoints
-//! with resume, and the metrics log of a run directory.
+//! The loops and their optimisation: layered settings, run directories with their
+//! metrics log, AdamW with warm-up + cosine schedules, the segmentation losses (MONAI's
+//! `DiceLoss` / `DiceCELoss`), atomic checkpoints with resume. Applying a trained
+//! network (prediction, validation scoring, evaluation, feature reuse) is
+//! `medssl-eval`'s; [`finetune::trained_run`] reopens a fine-tune run for it.
 
 pub mod checkpoint;
 pub mod convergence;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use medssl_train::finetune::feature_reuse::compare_networks;
+use medssl_train::finetune::trained_run::compare_networks;
 
 use crate::device::parse_device;
 

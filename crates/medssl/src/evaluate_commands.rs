@@ -5,11 +5,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use medssl_eval::evaluate::Part;
+use medssl_eval::predictor::{predict_inputs, spacing_warning};
 use medssl_io::atomic::create_dir_for_writes;
-use medssl_train::finetune::evaluate::{Part, evaluate};
-use medssl_train::finetune::inference::{
-    TrainedRun, predict_inputs, spacing_warning, training_spacing,
-};
+use medssl_train::finetune::trained_run::{TrainedRun, evaluate_run, training_spacing};
 
 use crate::device::parse_device;
 
@@ -48,7 +47,7 @@ pub fn evaluate_command(args: &EvaluateArgs) -> Result<()> {
         SplitArg::Val => Part::Val,
         SplitArg::Test => Part::Test,
     };
-    let evaluation = evaluate(
+    let evaluation = evaluate_run(
         &args.run,
         args.task.as_deref(),
         part,
@@ -173,7 +172,10 @@ pub fn predict_command(args: &PredictArgs) -> Result<()> {
         }
     };
     let Some(cases) = cases else {
-        let spacing = trained.predict_file(input, output, args.probabilities.as_deref())?;
+        let spacing =
+            trained
+                .predictor
+                .predict_file(input, output, args.probabilities.as_deref())?;
         check(&input.display().to_string(), spacing);
         return Ok(());
     };
@@ -186,7 +188,10 @@ pub fn predict_command(args: &PredictArgs) -> Result<()> {
         let target = output.join(&file);
         let probabilities = args.probabilities.as_ref().map(|dir| dir.join(&file));
         let started = Instant::now();
-        match trained.predict_file(&case.path, &target, probabilities.as_deref()) {
+        match trained
+            .predictor
+            .predict_file(&case.path, &target, probabilities.as_deref())
+        {
             Ok(spacing) => {
                 println!(
                     "{}  {:.1} s  -> {}",

@@ -9,6 +9,7 @@
 //! SwinUNETR and SMIT fine-tuning papers.
 
 use medssl_data::loader::LoaderConfig;
+use medssl_eval::sliding_window::{Blend, SlidingWindow};
 use medssl_model::SwinUnetrConfig;
 pub use medssl_ssl::Preset;
 use serde::{Deserialize, Serialize};
@@ -203,6 +204,18 @@ impl FinetuneConfig {
             qkv_bias: self.model.qkv_bias,
         }
         .apply(network)
+    }
+
+    /// The sliding-window settings a run validates and predicts with: the training ROI,
+    /// Gaussian blending with σ = 0.125·ROI (MONAI's default).
+    pub fn sliding_window(&self) -> SlidingWindow {
+        SlidingWindow {
+            roi: self.model.roi,
+            overlap: self.validation.overlap,
+            batch: self.validation.sw_batch_size,
+            blend: Blend::Gaussian { sigma_scale: 0.125 },
+            cval: 0.0,
+        }
     }
 
     /// The settings a run was started with (its `config.toml`).

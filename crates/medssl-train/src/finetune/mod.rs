@@ -1,14 +1,13 @@
 //! Fine-tuning a SwinUNETR on a labelled task: configuration, default pipelines, the
-//! training loop and validation.
+//! training loop (validating through `medssl_eval::validate`), and reopening a trained
+//! run to predict, evaluate and compare it with `medssl-eval`.
 
 pub mod config;
-pub mod evaluate;
-pub mod feature_reuse;
-pub mod inference;
 pub mod init_weights;
 pub mod pipelines;
+pub mod run_info;
+pub mod trained_run;
 pub mod trainer;
-pub mod validate;
 
 pub use config::{FinetuneConfig, Preset};
 pub use init_weights::InitReport;

@@ -14,6 +14,7 @@ use medssl_data::cache::PreprocessCache;
 use medssl_data::dataset::{CheckReport, Task, TaskSource};
 use medssl_data::loader::{Batch, Loader, SampleSource};
 use medssl_data::splits::{Budget, Split, SplitScheme};
+use medssl_eval::validate::validate;
 use medssl_model::SwinUnetr;
 use medssl_model::arrays::to_tensor;
 use medssl_model::seeding::build_seeded;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{Extension, FinetuneConfig, KeepCheckpoints, TrainSettings};
 use super::init_weights::{InitReport, check_import, load_weights};
 use super::pipelines::resolve_pipelines;
-use super::validate::validate;
+use super::run_info::RunInfo;
 use crate::checkpoint::{self, TrainState};
 use crate::convergence::{Convergence, ValidationPoint};
 use crate::error::{Result, TrainError};
@@ -126,23 +127,6 @@ enum MetricsLine {
         dice: f64,
         per_case: Vec<(String, f64)>,
     },
-}
-
-/// `run.json`: what a run was made from, so `--resume`, `evaluate` and `predict` need
-/// only the run directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunInfo {
-    /// The task directory, absolute.
-    pub task: PathBuf,
-    /// The initial weights (`None`: from scratch).
-    pub init: Option<PathBuf>,
-    /// Whether the initial weights were imported with `--allow-unused`.
-    #[serde(default)]
-    pub init_allow_unused: bool,
-    /// Image channels of the task.
-    pub channels: usize,
-    /// Classes including background.
-    pub classes: usize,
 }
 
 /// `result.json`.
@@ -806,7 +790,7 @@ impl Finetune {
         let outcome = validate(
             &network,
             self.validation.as_ref(),
-            &self.config,
+            &self.config.sliding_window(),
             &self.device.clone().inner(),
             self.task.labels.len(),
         )?;

@@ -1,26 +1,20 @@
-//! `medssl evaluate`: a run's best network on the validation or test cases of its
-//! split, scored on each case's original voxel grid (the prediction is brought back
-//! through the preprocessing, as `predict` writes it) with the MONAI metrics.
+//! Scoring a network on labelled cases of a task, each on its original voxel grid (the
+//! prediction is brought back through the preprocessing, as `predict` writes it), with
+//! the MONAI metrics; the per-case table and the summary that `medssl evaluate` prints
+//! and stores.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
-use burn::tensor::Device;
 use medssl_data::Sample;
 use medssl_data::dataset::Task;
-use medssl_data::splits::Split;
-use medssl_eval::metrics::{
-    ClassMetrics, MetricSettings, Summary, segmentation_metrics, summarize,
-};
 use serde::{Deserialize, Serialize};
 
-use super::inference::{TrainedRun, argmax_classes};
-use super::trainer::RunInfo;
-use crate::error::{Result, TrainError};
-use crate::run_dir::RunDir;
+use crate::error::{EvalError, Result};
+use crate::metrics::{ClassMetrics, MetricSettings, Summary, segmentation_metrics, summarize};
+use crate::predictor::{Predictor, argmax_classes};
 
-/// Which cases of the run's split to score.
+/// Which cases of a split to score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Part {
@@ -56,13 +50,13 @@ pub struct Evaluation {
 /// Per-class means in the `--json` output and in `result.json`.
 #[derive(Debug, Clone, Serialize)]
 struct ClassMeans {
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     dice: f64,
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     hd95: f64,
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     asd: f64,
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     nsd: f64,
 }
 
@@ -70,17 +64,17 @@ struct ClassMeans {
 /// so the per-case JSON and the CSV read the same way.
 #[derive(Debug, Clone, Serialize)]
 struct CaseMetrics {
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     dice: f64,
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     hd95: f64,
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     hd_max: f64,
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     asd: f64,
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     asd_pred_to_gt: f64,
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     nsd: f64,
 }
 
@@ -103,7 +97,7 @@ impl From<&ClassMetrics> for CaseMetrics {
 pub struct EvaluationJson {
     split: &'static str,
     /// Mean over cases of each case's mean foreground Dice.
-    #[serde(with = "medssl_eval::metrics::json_float")]
+    #[serde(with = "crate::metrics::json_float")]
     mean_dice: f64,
     per_class: BTreeMap<String, ClassMeans>,
     cases: usize,
@@ -179,61 +173,32 @@ impl Evaluation {
     }
 }
 
-/// The fine-tune run in `run_dir`, its task (at `task_dir`, or where the run recorded
-/// it) and its split.
-pub(crate) fn open_task_split(
-    run_dir: &Path,
-    task_dir: Option<&Path>,
-) -> Result<(RunDir, Task, Split)> {
-    let run = RunDir::open(run_dir)?;
-    let info: RunInfo = run.read_json("run.json")?;
-    let task = Task::open(task_dir.unwrap_or(&info.task))
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let split =
-        Split::load(&run.path("split.json")).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    Ok((run, task, split))
+/// Case `id` of a split, read from `task`.
+pub fn load_case(task: &Task, id: &str) -> Result<Sample> {
+    let case = task
+        .case(id)
+        .ok_or_else(|| EvalError::UnknownCase { id: id.to_string() })?;
+    Ok(task.load_case(case)?)
 }
 
-/// Case `id` of a run's split, read from `task`.
-pub(crate) fn load_split_case(task: &Task, id: &str) -> Result<Sample> {
-    let case = task.case(id).ok_or_else(|| {
-        TrainError::Invalid(format!("case {id} of split.json is not in the task"))
-    })?;
-    task.load_case(case)
-        .map_err(|e| TrainError::Invalid(e.to_string()))
-}
-
-/// Scores the run's best network on `part` of its split, with an NSD tolerance of
-/// `nsd_tolerance_mm` for every class; writes `evaluation-PART.csv` and adds the
-/// summary to `result.json` under `evaluation.PART`.
+/// Scores `predictor` on the cases `ids` (of `part` of a split) of `task`, with an NSD
+/// tolerance of `nsd_tolerance_mm` for every class.
 pub fn evaluate(
-    run_dir: &Path,
-    task_dir: Option<&Path>,
+    predictor: &Predictor,
+    task: &Task,
+    ids: &[String],
     part: Part,
     nsd_tolerance_mm: f64,
-    device: Device,
 ) -> Result<Evaluation> {
-    let (run, task, split) = open_task_split(run_dir, task_dir)?;
-    let ids = match part {
-        Part::Val => &split.validation,
-        Part::Test => &split.test,
-    };
-    if ids.is_empty() {
-        return Err(TrainError::Invalid(format!(
-            "the run's split has no {} cases",
-            part.name()
-        )));
-    }
-    let trained = TrainedRun::open(run_dir, device)?;
     let classes = task.labels.len();
     let mut cases = Vec::with_capacity(ids.len());
     for id in ids {
-        let sample = load_split_case(&task, id)?;
+        let sample = load_case(task, id)?;
         let label = sample
             .label
             .as_ref()
-            .ok_or_else(|| TrainError::Invalid(format!("case {id} has no label map")))?;
-        let probabilities = trained.probabilities(id, &sample.image)?;
+            .ok_or_else(|| EvalError::NoLabel { id: id.clone() })?;
+        let probabilities = predictor.probabilities(id, &sample.image)?;
         let predicted = argmax_classes(probabilities.data())?;
         let truth = label.channel(0).mapv(|v| v as u8);
         let settings = MetricSettings {
@@ -242,29 +207,15 @@ pub fn evaluate(
             nsd_tolerance_mm: vec![nsd_tolerance_mm; classes - 1],
         };
         let metrics = segmentation_metrics(predicted.view(), truth.view(), &settings)
-            .map_err(|e| TrainError::Invalid(format!("case {id}: {e}")))?;
+            .map_err(|e| EvalError::case(id, e))?;
         cases.push((id.clone(), metrics));
     }
     let per_case: Vec<Vec<ClassMetrics>> = cases.iter().map(|(_, m)| m.clone()).collect();
-    let summary = summarize(&per_case).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let evaluation = Evaluation {
+    let summary = summarize(&per_case)?;
+    Ok(Evaluation {
         part,
         classes: task.labels[1..].to_vec(),
         cases,
         summary,
-    };
-    run.write(
-        &format!("evaluation-{}.csv", part.name()),
-        evaluation.to_csv().as_bytes(),
-    )?;
-    let mut result: serde_json::Value = if run.path("result.json").exists() {
-        run.read_json("result.json")?
-    } else {
-        serde_json::json!({})
-    };
-    let summary = serde_json::to_value(evaluation.to_json(nsd_tolerance_mm))
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    result["evaluation"][part.name()] = summary;
-    run.write_json("result.json", &result)?;
-    Ok(evaluation)
+    })
 }

@@ -1,14 +1,14 @@
 //! Feature reuse: how much of an encoder survives fine-tuning, measured as the CKA
 //! between the encoder stage outputs of two networks on one fixed set of probe patches.
 //!
-//! The probe is cut from the validation cases of a fine-tune run's split, after that
-//! run's preprocessing: `model.roi`-sized patches on a regular grid covering each volume
-//! (a side shorter than the roi is zero-padded, as sliding-window inference pads), taken
-//! round-robin over the cases so that a small probe still spans every case. When the
-//! validation cases give fewer patches than asked (small tasks of small volumes), the
-//! test cases follow, then the training cases (no label is read; the cases used are
-//! recorded). No random draw is involved, so every comparison of a study sees the same
-//! patches.
+//! The probe is cut from the validation cases of a fine-tune run's split (the run is
+//! opened by `medssl-train`), after that run's preprocessing: `model.roi`-sized patches
+//! on a regular grid covering each volume (a side shorter than the roi is zero-padded,
+//! as sliding-window inference pads), taken round-robin over the cases so that a small
+//! probe still spans every case. When the validation cases give fewer patches than asked
+//! (small tasks of small volumes), the test cases follow, then the training cases (no
+//! label is read; the cases used are recorded). No random draw is involved, so every
+//! comparison of a study sees the same patches.
 //!
 //! Each stage output `[C, D, H, W]` of a patch is flattened, channel-major, to one row
 //! of `C·D·H·W` features: the spatial layout is kept, since pooling would hide features
@@ -17,20 +17,17 @@
 //! minibatch CKA (Nguyen, Raghu & Kornblith 2021), which holds one batch. The first is
 //! skipped, not approximated, when the features would pass [`FULL_SET_LIMIT_BYTES`].
 
-use std::path::{Path, PathBuf};
-
 use burn::tensor::Device;
 use medssl_data::dataset::Task;
-use medssl_eval::cka::{Estimator, MinibatchCka, cka};
 use medssl_model::SwinUnetr;
 use medssl_model::arrays::{to_array, to_tensor};
 use ndarray::{Array2, Array4, Array5, Axis, s};
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{load_split_case, open_task_split};
-use super::inference::TrainedRun;
-use super::init_weights::load_weights;
-use crate::error::{Result, TrainError};
+use crate::cka::{Estimator, MinibatchCka, cka};
+use crate::error::{EvalError, Result};
+use crate::evaluate::load_case;
+use crate::predictor::Predictor;
 
 /// Names of the five encoder outputs, shallow to deep (MONAI's `hidden_states_out`).
 pub const STAGES: [&str; 5] = ["patch_embed", "stage1", "stage2", "stage3", "stage4"];
@@ -48,36 +45,30 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Up to `count` patches of the validation cases (then the test and the training
-    /// cases) of the run
-    /// in `run_dir` (opened as `trained`), prepared by its preprocessing. `task_dir`
-    /// overrides the task path the run recorded.
-    pub fn validation(
-        run_dir: &Path,
-        trained: &TrainedRun,
-        task_dir: Option<&Path>,
+    /// Up to `count` patches of the cases `parts` of `task`, each case prepared by
+    /// `predictor` and cut into patches of its `window().roi`. The parts are taken in
+    /// order (a run's validation, test, then training cases), a part only while those
+    /// before it gave fewer than `count` patches; the probe's cases are every case of
+    /// the parts taken (none when every part is empty).
+    pub fn cut(
+        predictor: &Predictor,
+        task: &Task,
+        parts: &[&[String]],
         count: usize,
     ) -> Result<Probe> {
-        let (run, task, split) = open_task_split(run_dir, task_dir)?;
         let mut probe = Probe {
             cases: Vec::new(),
             patches: Vec::with_capacity(count),
         };
-        for part in [&split.validation, &split.test, &split.train] {
+        for part in parts {
             if probe.patches.len() < count && !part.is_empty() {
                 let per_case = part
                     .iter()
-                    .map(|id| case_patches(&task, trained, id))
+                    .map(|id| case_patches(task, predictor, id))
                     .collect::<Result<Vec<_>>>()?;
                 probe.cases.extend(part.iter().cloned());
                 probe.take_round_robin(&per_case, count);
             }
-        }
-        if probe.cases.is_empty() {
-            return Err(TrainError::file(
-                run.path("split.json"),
-                "no cases to cut probe patches from",
-            ));
         }
         Ok(probe)
     }
@@ -98,11 +89,11 @@ impl Probe {
     }
 }
 
-/// The grid patches of case `id` after the run's preprocessing.
-fn case_patches(task: &Task, trained: &TrainedRun, id: &str) -> Result<Vec<Array4<f32>>> {
-    let sample = load_split_case(task, id)?;
-    let prepared = trained.prepare(id, &sample.image)?;
-    Ok(grid_patches(prepared.data(), trained.config.model.roi))
+/// The grid patches of case `id` after `predictor`'s preprocessing.
+fn case_patches(task: &Task, predictor: &Predictor, id: &str) -> Result<Vec<Array4<f32>>> {
+    let sample = load_case(task, id)?;
+    let prepared = predictor.prepare(id, &sample.image)?;
+    Ok(grid_patches(prepared.data(), predictor.window().roi))
 }
 
 /// The `roi` patches of a regular grid covering `volume` `[C, D, H, W]`: per axis
@@ -141,91 +132,6 @@ fn grid_patches(volume: &Array4<f32>, roi: [usize; 3]) -> Vec<Array4<f32>> {
     patches
 }
 
-/// A network to compare: the best network of the fine-tune run in `source` (a
-/// directory), or weights from a file (e.g. a pretrained `encoder.safetensors`) loaded
-/// into the architecture of `reference`. A file must provide the whole encoder.
-pub fn open_network(source: &Path, reference: &TrainedRun, device: &Device) -> Result<SwinUnetr> {
-    if source.is_dir() {
-        let network = TrainedRun::open(source, device.clone())?.network;
-        return Ok(network);
-    }
-    let config = reference.network.config().clone();
-    let mut network =
-        SwinUnetr::new(&config, device).map_err(|e| TrainError::file(source, e.to_string()))?;
-    let channels: Vec<String> = (0..config.in_channels).map(|c| c.to_string()).collect();
-    // The import rule refuses a file whose encoder is incomplete.
-    load_weights(&mut network, source, &config, &channels, false)?;
-    Ok(network)
-}
-
-/// Two networks compared on a probe: what `medssl cka --json` prints and a study's CKA
-/// job stores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureReuse {
-    /// The first network (run directory or weights file).
-    pub a: PathBuf,
-    /// The second network.
-    pub b: PathBuf,
-    /// The fine-tune run whose validation cases and preprocessing made the probe.
-    pub probe_run: PathBuf,
-    /// The cases the patches come from.
-    pub cases: Vec<String>,
-    /// Probe patches.
-    pub patches: usize,
-    /// Patch size.
-    pub roi: [usize; 3],
-    /// Per encoder stage, shallow to deep.
-    pub stages: Vec<StageSimilarity>,
-}
-
-/// Compares each pair of networks (see [`open_network`]) on up to `patches` patches of
-/// the validation cases of `probe_run`, in minibatches of about `batch`.
-pub fn compare_networks(
-    probe_run: &Path,
-    task_dir: Option<&Path>,
-    pairs: &[(PathBuf, PathBuf)],
-    patches: usize,
-    batch: usize,
-    device: &Device,
-) -> Result<Vec<FeatureReuse>> {
-    let reference = TrainedRun::open(probe_run, device.clone())?;
-    let probe = Probe::validation(probe_run, &reference, task_dir, patches)?;
-    // Each distinct network is opened and run once.
-    let mut sources: Vec<&PathBuf> = pairs.iter().flat_map(|(a, b)| [a, b]).collect();
-    sources.sort();
-    sources.dedup();
-    let networks = sources
-        .iter()
-        .map(|source| open_network(source, &reference, device))
-        .collect::<Result<Vec<_>>>()?;
-    let index = |path: &PathBuf| {
-        sources
-            .binary_search(&path)
-            .expect("every source is listed")
-    };
-    let indices: Vec<(usize, usize)> = pairs.iter().map(|(a, b)| (index(a), index(b))).collect();
-    let similarities = stage_similarity(
-        &networks.iter().collect::<Vec<_>>(),
-        &indices,
-        &probe,
-        batch,
-        device,
-    )?;
-    Ok(pairs
-        .iter()
-        .zip(similarities)
-        .map(|((a, b), stages)| FeatureReuse {
-            a: a.clone(),
-            b: b.clone(),
-            probe_run: probe_run.to_path_buf(),
-            cases: probe.cases.clone(),
-            patches: probe.patches.len(),
-            roi: reference.config.model.roi,
-            stages,
-        })
-        .collect())
-}
-
 /// The similarity of one encoder stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageSimilarity {
@@ -252,9 +158,7 @@ pub fn stage_similarity(
 ) -> Result<Vec<Vec<StageSimilarity>>> {
     let n = probe.patches.len();
     if n < 4 {
-        return Err(TrainError::Invalid(format!(
-            "CKA needs at least 4 probe patches, the cases give {n}"
-        )));
+        return Err(EvalError::TooFewPatches { patches: n });
     }
     let batches = n.div_ceil(batch.max(4)).min(n / 4);
     let mut minibatch = vec![vec![MinibatchCka::new(); STAGES.len()]; pairs.len()];
@@ -276,7 +180,10 @@ pub fn stage_similarity(
             for stage in 0..STAGES.len() {
                 minibatch[pair][stage]
                     .add(outputs[i][stage].view(), outputs[j][stage].view())
-                    .map_err(|e| TrainError::Invalid(format!("{}: {e}", STAGES[stage])))?;
+                    .map_err(|source| EvalError::Cka {
+                        stage: STAGES[stage],
+                        source,
+                    })?;
             }
         }
         for (network, stages) in outputs.into_iter().enumerate() {
@@ -305,8 +212,10 @@ pub fn stage_similarity(
                 .iter()
                 .enumerate()
                 .map(|(stage, &name)| {
-                    let fail =
-                        |e: medssl_eval::cka::CkaError| TrainError::Invalid(format!("{name}: {e}"));
+                    let fail = |source| EvalError::Cka {
+                        stage: name,
+                        source,
+                    };
                     let linear_cka = if full_set {
                         let (k, l) = (&grams[i][stage], &grams[j][stage]);
                         Some(cka(k.view(), l.view(), Estimator::Biased).map_err(fail)?)
@@ -333,19 +242,19 @@ fn stage_features(
 ) -> Result<Vec<Array2<f32>>> {
     let views: Vec<_> = patches.iter().map(|p| p.view()).collect();
     let batch: Array5<f32> =
-        ndarray::stack(Axis(0), &views).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        ndarray::stack(Axis(0), &views).map_err(|e| EvalError::Network(e.to_string()))?;
     let outputs = network
         .encode(to_tensor(batch, device))
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        .map_err(|e| EvalError::Network(e.to_string()))?;
     outputs
         .into_iter()
         .map(|tensor| {
-            let array = to_array(tensor).map_err(TrainError::Invalid)?;
+            let array = to_array(tensor).map_err(EvalError::Network)?;
             let rows = array.shape()[0];
             let columns = array.len() / rows;
             array
                 .into_shape_with_order((rows, columns))
-                .map_err(|e| TrainError::Invalid(e.to_string()))
+                .map_err(|e| EvalError::Network(e.to_string()))
         })
         .collect()
 }
@@ -370,7 +279,7 @@ fn gram(rows: &[Vec<f32>]) -> Array2<f64> {
 
 #[cfg(test)]
 mod tests {
-    use medssl_eval::cka::gram_linear;
+    use crate::cka::gram_linear;
     use medssl_model::SwinUnetrConfig;
 
     use super::*;

@@ -1,7 +1,8 @@
-//! Using a trained run: load its network and preprocessing, segment a volume and bring
-//! the result back onto the input's own voxel grid (orientation, spacing, extent), as
-//! nnU-Net's export does; list the images of an input folder and check each one's voxel
-//! spacing against the spacing the network was trained at.
+//! A trained network applied to images: preprocess a volume as in training, segment it
+//! window by window and bring the result back onto the input's own voxel grid
+//! (orientation, spacing, extent), as nnU-Net's export does; list the images of an input
+//! folder and check each one's voxel spacing against the spacing the network was
+//! trained at.
 
 use std::path::{Path, PathBuf};
 
@@ -14,92 +15,87 @@ use medssl_io::geometry::{Affine, axis_orientations, spacing};
 use medssl_io::nifti::OutputType;
 use medssl_io::{ReadOptions, Volume};
 use medssl_model::SwinUnetr;
-use medssl_model::weights::load_monai_safetensors;
 use ndarray::{Array3, Array4, Axis};
 
-use super::config::FinetuneConfig;
-use super::evaluate::open_task_split;
-use super::trainer::RunInfo;
-use super::validate::sliding_window;
-use crate::error::{Result, TrainError};
-use crate::run_dir::RunDir;
+use crate::error::{EvalError, Result};
+use crate::sliding_window::SlidingWindow;
 
-/// A trained network with the configuration and preprocessing it was trained with.
-pub struct TrainedRun {
-    pub config: FinetuneConfig,
-    pub network: SwinUnetr,
+/// A network with the preprocessing and sliding-window settings it was trained with,
+/// on the device it runs on: everything needed to segment an image.
+pub struct Predictor {
+    network: SwinUnetr,
     preprocess: Pipeline,
+    window: SlidingWindow,
     device: Device,
 }
 
-impl TrainedRun {
-    /// Loads `RUN/best.safetensors` (the best validation) onto `device` (no autodiff).
-    pub fn open(run_dir: &Path, device: Device) -> Result<TrainedRun> {
-        let run = RunDir::open(run_dir)?;
-        let config = FinetuneConfig::read(&run)?;
-        let info: RunInfo = run.read_json("run.json")?;
-        let network_config = config.network(info.channels, info.classes);
-        let mut network = SwinUnetr::new(&network_config, &device)
-            .map_err(|e| TrainError::file(run.path("config.toml"), e.to_string()))?;
-        let weights = run.path("best.safetensors");
-        if !weights.exists() {
-            return Err(TrainError::file(
-                &weights,
-                "missing: the run has not validated yet (train until the first validation)",
-            ));
-        }
-        let report = load_monai_safetensors(&mut network, &weights)
-            .map_err(|e| TrainError::file(&weights, e.to_string()))?;
-        if !report.is_exact() {
-            return Err(TrainError::file(
-                &weights,
-                "weights do not fit the run's network",
-            ));
-        }
-        let preprocess = Pipeline::from_config(&config.data.preprocess)
-            .map_err(|e| TrainError::file(run.path("config.toml"), e.to_string()))?;
-        Ok(TrainedRun {
-            config,
+impl Predictor {
+    /// `network` (no autodiff), fed images through `preprocess` (the deterministic
+    /// preprocessing of its training) and inferred window by window with `window`.
+    pub fn new(
+        network: SwinUnetr,
+        preprocess: Pipeline,
+        window: SlidingWindow,
+        device: Device,
+    ) -> Predictor {
+        Predictor {
             network,
             preprocess,
+            window,
             device,
-        })
+        }
     }
 
-    /// `image` through the run's preprocessing (the grid and intensities the network
-    /// was trained on).
+    /// The network.
+    pub fn network(&self) -> &SwinUnetr {
+        &self.network
+    }
+
+    /// The network, without the rest (to compare it with others).
+    pub fn into_network(self) -> SwinUnetr {
+        self.network
+    }
+
+    /// The sliding-window settings; their `roi` is the training patch size.
+    pub fn window(&self) -> &SlidingWindow {
+        &self.window
+    }
+
+    /// `image` through the preprocessing (the grid and intensities the network was
+    /// trained on).
     pub fn prepare(&self, id: &str, image: &Volume) -> Result<Volume> {
         // The preprocessing is deterministic: its random stream is never drawn from.
         let mut unused = stream(0, &[]);
         let mut prepared = self
             .preprocess
             .run(Sample::unlabelled(id, image.clone()), &mut unused)
-            .map_err(|e| TrainError::Invalid(format!("case {id}: {e}")))?;
+            .map_err(|e| EvalError::case(id, e))?;
         if prepared.len() != 1 {
-            return Err(TrainError::Invalid(format!(
-                "case {id}: preprocessing must give one volume per case"
-            )));
+            return Err(EvalError::case(
+                id,
+                "preprocessing must give one volume per case",
+            ));
         }
         Ok(prepared.remove(0).image)
     }
 
     /// Class probabilities `[K, I, J, K]` for `image` on the image's own grid: the
-    /// run's preprocessing, sliding-window inference, softmax, then trilinear
-    /// resampling back through the affines.
+    /// preprocessing, sliding-window inference, softmax, then trilinear resampling back
+    /// through the affines.
     pub fn probabilities(&self, id: &str, image: &Volume) -> Result<Volume> {
-        let fail = |e: String| TrainError::Invalid(format!("case {id}: {e}"));
         let prepared = self.prepare(id, image)?;
-        let logits = sliding_window(&self.config)
+        let logits = self
+            .window
             .run(prepared.data().view().insert_axis(Axis(0)), |batch| {
                 self.network.predict_array(batch, &self.device)
             })
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| EvalError::case(id, e))?
             .index_axis_move(Axis(0), 0);
         let on_prepared = Volume::new(softmax_classes(logits), *prepared.affine());
         let index_map = prepared
             .affine()
             .try_inverse()
-            .ok_or_else(|| fail("degenerate affine after preprocessing".into()))?
+            .ok_or_else(|| EvalError::case(id, "degenerate affine after preprocessing"))?
             * image.affine();
         let back = resample(
             &on_prepared,
@@ -110,10 +106,39 @@ impl TrainedRun {
         );
         Ok(Volume::new(back, *image.affine()))
     }
+
+    /// Segments the image at `input` (NIfTI file or DICOM series directory) and writes
+    /// the label map to `output` (uint8 NIfTI on the input's grid and affine) and, when
+    /// asked, the class probabilities (float32, one channel per class); returns the
+    /// input's voxel spacing along x, y, z (mm) for [`spacing_warning`].
+    pub fn predict_file(
+        &self,
+        input: &Path,
+        output: &Path,
+        probabilities_out: Option<&Path>,
+    ) -> Result<[f64; 3]> {
+        let image = medssl_io::read_volume(input, &ReadOptions::default())?;
+        let id = input.display().to_string();
+        let probabilities = self.probabilities(&id, &image)?;
+        let labels = argmax_classes(probabilities.data())?
+            .mapv(f32::from)
+            .insert_axis(Axis(0));
+        medssl_io::nifti::write_volume(
+            output,
+            &Volume::new(labels, *image.affine()),
+            OutputType::UInt8,
+        )?;
+        if let Some(path) = probabilities_out {
+            medssl_io::nifti::write_volume(path, &probabilities, OutputType::Float32)?;
+        }
+        world_spacing(image.affine()).ok_or_else(|| {
+            EvalError::file(input, "degenerate affine: no voxel spacing along x, y, z")
+        })
+    }
 }
 
 /// Softmax over the class axis of `[K, D, H, W]` logits.
-fn softmax_classes(mut logits: Array4<f32>) -> Array4<f32> {
+pub fn softmax_classes(mut logits: Array4<f32>) -> Array4<f32> {
     for mut lane in logits.lanes_mut(Axis(0)) {
         let max = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         lane.mapv_inplace(|v| (v - max).exp());
@@ -129,11 +154,7 @@ fn softmax_classes(mut logits: Array4<f32>) -> Array4<f32> {
 pub fn argmax_classes(probabilities: &Array4<f32>) -> Result<Array3<u8>> {
     let shape = probabilities.shape();
     if shape[0] > MAX_CLASSES {
-        return Err(TrainError::Invalid(format!(
-            "the network predicts {} classes, more than the {MAX_CLASSES} (values 0-255) a \
-             uint8 label map can hold",
-            shape[0]
-        )));
+        return Err(EvalError::TooManyClasses { classes: shape[0] });
     }
     let mut labels = Array3::<u8>::zeros((shape[1], shape[2], shape[3]));
     let mut best = probabilities.index_axis(Axis(0), 0).to_owned();
@@ -151,42 +172,6 @@ pub fn argmax_classes(probabilities: &Array4<f32>) -> Result<Array3<u8>> {
     Ok(labels)
 }
 
-impl TrainedRun {
-    /// Segments the image at `input` (NIfTI file or DICOM series directory) and writes
-    /// the label map to `output` (uint8 NIfTI on the input's grid and affine) and, when
-    /// asked, the class probabilities (float32, one channel per class); returns the
-    /// input's voxel spacing along x, y, z (mm) for [`spacing_warning`].
-    pub fn predict_file(
-        &self,
-        input: &Path,
-        output: &Path,
-        probabilities_out: Option<&Path>,
-    ) -> Result<[f64; 3]> {
-        let image = medssl_io::read_volume(input, &ReadOptions::default())
-            .map_err(|e| TrainError::Invalid(e.to_string()))?;
-        let id = input.display().to_string();
-        let probabilities = self.probabilities(&id, &image)?;
-        let labels = argmax_classes(probabilities.data())?
-            .mapv(f32::from)
-            .insert_axis(Axis(0));
-        let write = |path: &Path, volume: &Volume, ty| {
-            medssl_io::nifti::write_volume(path, volume, ty)
-                .map_err(|e| TrainError::Invalid(e.to_string()))
-        };
-        write(
-            output,
-            &Volume::new(labels, *image.affine()),
-            OutputType::UInt8,
-        )?;
-        if let Some(path) = probabilities_out {
-            write(path, &probabilities, OutputType::Float32)?;
-        }
-        world_spacing(image.affine()).ok_or_else(|| {
-            TrainError::file(input, "degenerate affine: no voxel spacing along x, y, z")
-        })
-    }
-}
-
 /// One image of a `predict` input folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PredictInput {
@@ -202,10 +187,14 @@ pub struct PredictInput {
 /// Hidden entries and other files are left out. Two entries with the same case name are
 /// an error naming both, since their outputs would overwrite each other.
 pub fn predict_inputs(dir: &Path) -> Result<Vec<PredictInput>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| TrainError::os(dir, e))?;
+    let os = |source| EvalError::Os {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let entries = std::fs::read_dir(dir).map_err(os)?;
     let mut inputs: Vec<PredictInput> = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| TrainError::os(dir, e))?;
+        let entry = entry.map_err(os)?;
         let path = entry.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
@@ -227,7 +216,7 @@ pub fn predict_inputs(dir: &Path) -> Result<Vec<PredictInput>> {
     }
     inputs.sort_by(|a, b| a.case.cmp(&b.case).then_with(|| a.path.cmp(&b.path)));
     if let Some(pair) = inputs.windows(2).find(|w| w[0].case == w[1].case) {
-        return Err(TrainError::file(
+        return Err(EvalError::file(
             dir,
             format!(
                 "{} and {} would both be written as {}.nii.gz; rename one",
@@ -238,7 +227,7 @@ pub fn predict_inputs(dir: &Path) -> Result<Vec<PredictInput>> {
         ));
     }
     if inputs.is_empty() {
-        return Err(TrainError::file(
+        return Err(EvalError::file(
             dir,
             "no NIfTI files (.nii, .nii.gz) or DICOM series folders to segment (for one DICOM \
              series, give an output file name ending in .nii.gz)",
@@ -264,58 +253,24 @@ pub fn world_spacing(affine: &Affine) -> Option<[f64; 3]> {
     Some(world)
 }
 
-/// The spacing a run's network was trained at and where it comes from.
+/// The spacing a network was trained at and where it comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainingSpacing {
     /// x, y, z in mm.
     pub mm: [f64; 3],
-    /// `data.spacing of the run` or `median of N training cases`.
+    /// Where the spacing comes from (a setting, or the training cases), for the warning.
     pub source: String,
 }
 
-/// The spacing the network of the run in `run_dir` was trained at: `data.spacing` of its
-/// configuration when set (every image was resampled to it), else the per-axis median
-/// over its training cases, from the headers of the task's NIfTI files. An error when
-/// neither is known (the task moved, or its images are not NIfTI).
-pub fn training_spacing(run_dir: &Path, config: &FinetuneConfig) -> Result<TrainingSpacing> {
-    if let Some(mm) = config.data.spacing {
-        return Ok(TrainingSpacing {
-            mm,
-            source: "data.spacing of the run".into(),
-        });
+/// The per-axis median of `spacings` (x, y, z in mm), the spacing a network trained on
+/// images of these spacings without resampling has seen most; `None` for no spacings.
+pub fn median_spacing(spacings: &[[f64; 3]]) -> Option<[f64; 3]> {
+    if spacings.is_empty() {
+        return None;
     }
-    let (_, task, split) = open_task_split(run_dir, None)?;
-    let mut per_axis: [Vec<f64>; 3] = Default::default();
-    for id in &split.train {
-        let Some(path) = task.case(id).and_then(|c| c.images.first()) else {
-            continue;
-        };
-        let Ok(header) = medssl_io::nifti::read_header(path) else {
-            continue;
-        };
-        let Some(mm) = header
-            .best_affine()
-            .ok()
-            .and_then(|(affine, _)| world_spacing(&affine))
-        else {
-            continue;
-        };
-        for (values, v) in per_axis.iter_mut().zip(mm) {
-            values.push(v);
-        }
-    }
-    let cases = per_axis[0].len();
-    if cases == 0 {
-        return Err(TrainError::Invalid(format!(
-            "no NIfTI header among the {} training cases of the task at {}",
-            split.train.len(),
-            task.dir.display()
-        )));
-    }
-    Ok(TrainingSpacing {
-        mm: per_axis.map(median),
-        source: format!("median of {cases} training cases"),
-    })
+    Some(std::array::from_fn(|axis| {
+        median(spacings.iter().map(|s| s[axis]).collect())
+    }))
 }
 
 /// The median (mean of the middle two for an even count) of a non-empty list.
@@ -395,6 +350,13 @@ mod tests {
         );
         assert_eq!(world_spacing(&affine), Some([0.5, 0.8, 3.0]));
         assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+
+    #[test]
+    fn median_spacing_is_taken_per_axis() {
+        let spacings = [[1.0, 0.5, 3.0], [0.8, 0.7, 2.0], [0.9, 0.6, 5.0]];
+        assert_eq!(median_spacing(&spacings), Some([0.9, 0.6, 3.0]));
+        assert_eq!(median_spacing(&[]), None);
     }
 
     #[test]

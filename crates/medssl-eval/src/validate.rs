@@ -3,14 +3,13 @@
 
 use burn::tensor::Device;
 use medssl_data::loader::SampleSource;
-use medssl_eval::metrics::dice_per_class;
-use medssl_eval::sliding_window::{Blend, SlidingWindow};
 use medssl_model::SwinUnetr;
 use ndarray::{Array3, ArrayView4, Axis};
 
-use super::config::FinetuneConfig;
-use super::inference::argmax_classes;
-use crate::error::{Result, TrainError};
+use crate::error::{EvalError, Result};
+use crate::metrics::dice_per_class;
+use crate::predictor::argmax_classes;
+use crate::sliding_window::SlidingWindow;
 
 /// The validation result: the mean over cases (NaN cases skipped) of each case's mean
 /// foreground Dice (classes absent from the case's ground truth skipped, as MONAI's
@@ -23,57 +22,41 @@ pub struct ValidationOutcome {
     pub per_case: Vec<(String, f64)>,
 }
 
-/// The sliding-window settings a run validates and predicts with: the training ROI,
-/// Gaussian blending with σ = 0.125·ROI (MONAI's default).
-pub fn sliding_window(config: &FinetuneConfig) -> SlidingWindow {
-    SlidingWindow {
-        roi: config.model.roi,
-        overlap: config.validation.overlap,
-        batch: config.validation.sw_batch_size,
-        blend: Blend::Gaussian { sigma_scale: 0.125 },
-        cval: 0.0,
-    }
-}
-
 /// The label map predicted for one preprocessed image `[C, D, H, W]`.
 pub fn predict_labels(
     network: &SwinUnetr,
     image: ArrayView4<f32>,
-    config: &FinetuneConfig,
+    window: &SlidingWindow,
     device: &Device,
-) -> std::result::Result<Array3<u8>, String> {
-    let logits = sliding_window(config)
-        .run(image.insert_axis(Axis(0)), |batch| {
-            network.predict_array(batch, device)
-        })
-        .map_err(|e| e.to_string())?;
-    argmax_classes(&logits.index_axis_move(Axis(0), 0)).map_err(|e| e.to_string())
+) -> Result<Array3<u8>> {
+    let logits = window.run(image.insert_axis(Axis(0)), |batch| {
+        network.predict_array(batch, device)
+    })?;
+    argmax_classes(&logits.index_axis_move(Axis(0), 0))
 }
 
-/// Validates `network` on every case of `source`.
+/// Validates `network` on every case of `source` (preprocessed images with label
+/// maps of `classes` classes, background included), inferred with `window`.
 pub fn validate(
     network: &SwinUnetr,
     source: &dyn SampleSource,
-    config: &FinetuneConfig,
+    window: &SlidingWindow,
     device: &Device,
     classes: usize,
 ) -> Result<ValidationOutcome> {
     let mut per_case = Vec::with_capacity(source.len());
     for index in 0..source.len() {
-        let sample = source
-            .load(index)
-            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let sample = source.load(index)?;
         let case = sample.id.clone();
-        let fail = |e: String| TrainError::Invalid(format!("validation case {case}: {e}"));
-        let label = sample
-            .label
-            .as_ref()
-            .ok_or_else(|| fail("no label map".into()))?;
-        let predicted =
-            predict_labels(network, sample.image.data().view(), config, device).map_err(fail)?;
+        let fail = |e: &dyn std::fmt::Display| EvalError::ValidationCase {
+            id: case.clone(),
+            message: e.to_string(),
+        };
+        let label = sample.label.as_ref().ok_or_else(|| fail(&"no label map"))?;
+        let predicted = predict_labels(network, sample.image.data().view(), window, device)
+            .map_err(|e| fail(&e))?;
         let truth = label.channel(0).mapv(|v| v as u8);
-        let dice = dice_per_class(predicted.view(), truth.view(), classes)
-            .map_err(|e| fail(e.to_string()))?;
+        let dice = dice_per_class(predicted.view(), truth.view(), classes).map_err(|e| fail(&e))?;
         per_case.push((case, nan_mean(&dice)));
     }
     let scores: Vec<f64> = per_case.iter().map(|(_, d)| *d).collect();
