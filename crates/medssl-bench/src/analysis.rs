@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use medssl_eval::evaluate::Part;
 use medssl_eval::feature_reuse::StageSimilarity;
 use serde_json::Value;
 
@@ -245,8 +246,8 @@ impl Analysis {
                 }
                 JobKind::Pretrain { .. } => continue,
             };
-            let dir = job.dir(study);
-            let run = read_json(&dir.join("result.json"))?;
+            let files = job.run(study);
+            let run = read_json(&files.result())?;
             let curve = run["curve"]
                 .as_array()
                 .map(|points| {
@@ -263,7 +264,7 @@ impl Analysis {
                     .iter()
                     .position(|b| *b == budget.label())
                     .expect("the plan's budgets are the study's"),
-                cases: case_scores(&dir.join("evaluation-test.csv"), *seed)?,
+                cases: case_scores(&files.evaluation(Part::Test), *seed)?,
                 curve,
                 epoch_to: (number(&run["epoch_to_90"]), number(&run["epoch_to_95"])),
                 auc: number(&run["normalised_auc"]),

@@ -25,6 +25,7 @@ use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{BenchError, Result};
+use crate::layout::StudyLayout;
 use crate::slurm::SlurmSettings;
 
 /// The study file, as written.
@@ -371,6 +372,11 @@ impl StudyDefinition {
     /// The output directory.
     pub fn out_dir(&self) -> PathBuf {
         self.resolve(&self.out)
+    }
+
+    /// The paths of the output directory.
+    pub fn layout(&self) -> StudyLayout {
+        StudyLayout::new(self.out_dir())
     }
 
     /// The rows, parsed.

@@ -15,6 +15,7 @@ pub mod definition;
 pub mod error;
 pub mod feature_reuse;
 pub mod figures;
+pub mod layout;
 pub mod plan;
 pub mod report;
 pub mod report_figures;
@@ -26,4 +27,5 @@ pub mod stats;
 
 pub use definition::StudyDefinition;
 pub use error::{BenchError, Result};
+pub use layout::StudyLayout;
 pub use plan::{Job, JobKind, Plan};

@@ -1,6 +1,7 @@
 //! The jobs of a study, their directories and their dependencies.
 //!
-//! Every job has a stable id that is also its directory under the study's output:
+//! Every job has a stable id that is also its directory under the study's output (see
+//! [`StudyLayout`]):
 //!
 //! ```text
 //! OUT/pretrain/<method>                              one per SSL method
@@ -16,11 +17,12 @@
 
 use std::path::PathBuf;
 
-use medssl_train::pretrain::ENCODER_FILE;
+use medssl_train::run_dir::RunDir;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::{BudgetSpec, MethodSpec, StudyDefinition};
 use crate::error::{BenchError, Result};
+use crate::layout::StudyLayout;
 
 /// What a job does.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,20 +162,58 @@ impl Job {
         }
     }
 
-    /// The job's run directory.
+    /// The job's directory.
     pub fn dir(&self, study: &StudyDefinition) -> PathBuf {
-        study.out_dir().join(&self.id)
+        study.layout().job_dir(&self.id)
+    }
+
+    /// The job's directory as a run, to name the files of a pretraining or fine-tune.
+    pub fn run(&self, study: &StudyDefinition) -> RunDir {
+        study.layout().run(&self.id)
+    }
+
+    /// The fields of a fine-tune job; `None` for other kinds.
+    pub fn finetune(&self) -> Option<FinetuneJob<'_>> {
+        match &self.kind {
+            JobKind::Finetune {
+                method,
+                task,
+                budget,
+                seed,
+            } => Some(FinetuneJob {
+                method,
+                task: *task,
+                budget: *budget,
+                seed: *seed,
+            }),
+            _ => None,
+        }
     }
 
     /// The file whose presence means the job is done; it is the last one the job
     /// writes, atomically: the pretraining's and the CKA's `result.json`, the
     /// fine-tune's test evaluation `test.json`.
     pub fn done_file(&self, study: &StudyDefinition) -> PathBuf {
-        self.dir(study).join(match self.kind {
-            JobKind::Pretrain { .. } | JobKind::Cka { .. } => "result.json",
-            JobKind::Finetune { .. } => "test.json",
-        })
+        let layout = study.layout();
+        match self.kind {
+            JobKind::Pretrain { .. } => layout.run(&self.id).result(),
+            JobKind::Finetune { .. } => layout.run(&self.id).test_summary(),
+            JobKind::Cka { .. } => layout.cka_result(&self.id),
+        }
     }
+}
+
+/// What a fine-tune job is ([`Job::finetune`]): the fields of [`JobKind::Finetune`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FinetuneJob<'a> {
+    /// The row.
+    pub method: &'a MethodSpec,
+    /// Index into the study's tasks.
+    pub task: usize,
+    /// The label budget.
+    pub budget: BudgetSpec,
+    /// The fine-tune's seed.
+    pub seed: u64,
 }
 
 /// A study's jobs in order.
@@ -190,7 +230,7 @@ impl Plan {
             .ssl_methods()
             .into_iter()
             .map(|method| Job {
-                id: format!("pretrain/{method}"),
+                id: StudyLayout::pretrain_job(&method),
                 kind: JobKind::Pretrain { method },
                 needs: Vec::new(),
             })
@@ -208,11 +248,11 @@ impl Plan {
                 for &budget in &study.finetune.budgets {
                     for &seed in &study.finetune.seeds {
                         jobs.push(Job {
-                            id: format!(
-                                "finetune/{}/{}.{}.seed-{seed}",
-                                task.name,
-                                method.label(),
-                                budget.label()
+                            id: StudyLayout::finetune_job(
+                                &task.name,
+                                &method.label(),
+                                &budget.label(),
+                                seed,
                             ),
                             kind: JobKind::Finetune {
                                 method: method.clone(),
@@ -241,7 +281,7 @@ impl Plan {
                         })
                         .collect();
                     jobs.push(Job {
-                        id: format!("cka/{}/{}.seed-{seed}", task.name, method.label()),
+                        id: StudyLayout::cka_job(&task.name, &method.label(), seed),
                         kind: JobKind::Cka {
                             method: method.clone(),
                             task: t,
@@ -292,7 +332,7 @@ impl Plan {
                 .jobs
                 .iter()
                 .find(|j| matches!(&j.kind, JobKind::Pretrain { method } if method == name))
-                .map(|j| j.dir(study).join(ENCODER_FILE)),
+                .map(|j| j.run(study).encoder()),
             MethodSpec::Import(path) => Some(study.resolve(path)),
         }
     }

@@ -724,8 +724,8 @@ pub fn write_report(
         }
     }
     open_section("Figures", &mut md, &mut html);
-    let dir = study.out_dir().join("report");
-    let figure_dir = dir.join("figures");
+    let layout = study.layout();
+    let (dir, figure_dir) = (layout.report_dir(), layout.report_figures());
     for d in [&dir, &figure_dir] {
         create_dir_for_writes(d).map_err(|e| BenchError::io(d, e))?;
     }
@@ -744,15 +744,14 @@ pub fn write_report(
         html.push_str(&figure_html(figure));
     }
     html.push_str("</body></html>\n");
-    for (name, text) in [
-        ("report.md", &md),
-        ("index.html", &html),
-        ("tables.tex", &latex),
+    for (path, text) in [
+        (layout.report_markdown(), &md),
+        (layout.report_html(), &html),
+        (layout.report_latex(), &latex),
     ] {
-        let path = dir.join(name);
         write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
     }
-    Ok(dir.join("index.html"))
+    Ok(layout.report_html())
 }
 
 #[cfg(test)]

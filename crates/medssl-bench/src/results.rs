@@ -7,13 +7,14 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use medssl_eval::evaluate::Part;
 use medssl_io::atomic::{create_dir_for_writes, write_atomically};
 use serde_json::Value;
 
 use crate::analysis::case_scores;
 use crate::definition::{BudgetSpec, MethodSpec, Modality, StudyDefinition};
 use crate::error::{BenchError, Result};
-use crate::plan::{Job, JobKind, Plan};
+use crate::plan::{FinetuneJob, Job, Plan};
 
 /// Columns before the per-class ones.
 const COLUMNS: [&str; 15] = [
@@ -42,9 +43,6 @@ pub const LONG_COLUMNS: [&str; 10] = [
 /// Decimal places of the metric values in `results_long.csv`.
 pub const LONG_DECIMALS: usize = 6;
 
-/// File name of the tidy table, beside `results.csv`.
-pub const LONG_FILE: &str = "results_long.csv";
-
 /// Per-class metrics, each a column `<class>_<metric>`.
 const CLASS_METRICS: [&str; 4] = ["dice", "hd95", "asd", "nsd"];
 
@@ -54,7 +52,7 @@ struct Finished<'a> {
     job: &'a Job,
     method: &'a MethodSpec,
     task: usize,
-    budget: &'a BudgetSpec,
+    budget: BudgetSpec,
     seed: u64,
     test: Value,
     run: Value,
@@ -102,7 +100,7 @@ fn long_rows(study: &StudyDefinition, finished: &[Finished]) -> Result<String> {
     let mut csv = LONG_COLUMNS.join(",");
     csv.push('\n');
     for f in finished {
-        let cases = case_scores(&f.job.dir(study).join("evaluation-test.csv"), f.seed)?;
+        let cases = case_scores(&f.job.run(study).evaluation(Part::Test), f.seed)?;
         let run = [
             f.method.label(),
             study.tasks[f.task].name.clone(),
@@ -132,12 +130,12 @@ fn long_rows(study: &StudyDefinition, finished: &[Finished]) -> Result<String> {
 pub fn write_results(study: &StudyDefinition, plan: &Plan) -> Result<usize> {
     let mut finished = Vec::new();
     for job in &plan.jobs {
-        let JobKind::Finetune {
+        let Some(FinetuneJob {
             method,
             task,
             budget,
             seed,
-        } = &job.kind
+        }) = job.finetune()
         else {
             continue;
         };
@@ -147,11 +145,11 @@ pub fn write_results(study: &StudyDefinition, plan: &Plan) -> Result<usize> {
         finished.push(Finished {
             job,
             method,
-            task: *task,
+            task,
             budget,
-            seed: *seed,
+            seed,
             test: read_json(&job.done_file(study))?,
-            run: read_json(&job.dir(study).join("result.json"))?,
+            run: read_json(&job.run(study).result())?,
         });
     }
     let classes: BTreeSet<String> = finished
@@ -200,10 +198,10 @@ pub fn write_results(study: &StudyDefinition, plan: &Plan) -> Result<usize> {
         csv.push('\n');
     }
     let long = long_rows(study, &finished)?;
-    let out = study.out_dir();
-    create_dir_for_writes(&out).map_err(|e| BenchError::io(&out, e))?;
-    for (name, text) in [("results.csv", &csv), (LONG_FILE, &long)] {
-        let path = out.join(name);
+    let layout = study.layout();
+    let out = layout.out();
+    create_dir_for_writes(out).map_err(|e| BenchError::io(out, e))?;
+    for (path, text) in [(layout.results(), &csv), (layout.results_long(), &long)] {
         write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
     }
     Ok(finished.len())

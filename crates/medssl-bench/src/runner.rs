@@ -20,6 +20,7 @@ use medssl_ssl::methods::{self, MethodVisitor};
 use medssl_train::finetune::trained_run::evaluate_run;
 use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
 use medssl_train::pretrain::{Event as PretrainEvent, Pretrain, PretrainConfig};
+use medssl_train::run_dir::RunDir;
 
 use crate::definition::StudyDefinition;
 use crate::error::{BenchError, Result};
@@ -251,13 +252,13 @@ impl<'a> Runner<'a> {
     }
 
     fn pretrain(&self, job: &Job, method: &str, warn: &dyn Fn(String)) -> Result<()> {
-        let dir = job.dir(self.study);
-        let resumable = prepare_dir(&dir)?;
+        let run = job.run(self.study);
+        let resumable = prepare_dir(&run)?;
         methods::visit(
             method,
             PretrainJob {
                 study: self.study,
-                dir: &dir,
+                dir: run.root(),
                 method,
                 resumable,
                 device: self.device.clone(),
@@ -275,15 +276,15 @@ impl<'a> Runner<'a> {
         let JobKind::Finetune { task, .. } = &job.kind else {
             unreachable!("called for fine-tune jobs")
         };
-        let dir = job.dir(self.study);
+        let run = job.run(self.study);
         let task_dir = self.study.resolve(&self.study.tasks[*task].path);
         // A run whose training ended (its checkpoint removed) only lacks its evaluation.
-        let trained = Finetune::finished(&dir).map_err(|e| job_error(job, &e))?;
+        let trained = Finetune::finished(run.root()).map_err(|e| job_error(job, &e))?;
         if trained.is_none() {
-            self.train_finetune(job, &dir, &task_dir, warn)?;
+            self.train_finetune(job, &run, &task_dir, warn)?;
         }
         let evaluation = evaluate_run(
-            &dir,
+            run.root(),
             Some(&task_dir),
             Part::Test,
             NSD_TOLERANCE_MM,
@@ -296,19 +297,20 @@ impl<'a> Runner<'a> {
         write_atomically(&path, summary.as_bytes()).map_err(|e| BenchError::io(&path, e))
     }
 
-    /// Starts or resumes the training of fine-tune `job` in `dir` and trains it to its end.
+    /// Starts or resumes the training of fine-tune `job` in `files` and trains it to its
+    /// end.
     fn train_finetune(
         &self,
         job: &Job,
-        dir: &Path,
+        files: &RunDir,
         task_dir: &Path,
         warn: &dyn Fn(String),
     ) -> Result<()> {
         let JobKind::Finetune { budget, seed, .. } = &job.kind else {
             unreachable!("called for fine-tune jobs")
         };
-        let mut run = if prepare_dir(dir)? {
-            Finetune::resume(dir, Some(task_dir), self.device.clone())
+        let mut run = if prepare_dir(files)? {
+            Finetune::resume(files.root(), Some(task_dir), self.device.clone())
         } else {
             let mut set = self.study.finetune.set.clone();
             set.push(format!("seed={seed}"));
@@ -322,7 +324,7 @@ impl<'a> Runner<'a> {
             FinetuneConfig::load(self.study.finetune.preset, None, &set).and_then(|config| {
                 Finetune::start(
                     task_dir,
-                    dir,
+                    files.root(),
                     config,
                     init,
                     budget.budget(),
@@ -348,22 +350,12 @@ fn job_error(job: &Job, error: &dyn std::fmt::Display) -> BenchError {
     }
 }
 
-/// Whether `dir` holds a run to resume (a checkpoint). A directory a killed job left
-/// before its first checkpoint is cleared of the files that would stop a fresh start.
-fn prepare_dir(dir: &Path) -> Result<bool> {
-    if dir.join("checkpoint/state.json").is_file() {
-        return Ok(true);
-    }
-    for name in ["run.json", "config.toml", "metrics.jsonl", "split.json"] {
-        let path = dir.join(name);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(BenchError::io(path, e));
-            }
-            _ => {}
-        }
-    }
-    Ok(false)
+/// Whether `run` holds a run to resume (a checkpoint). A directory a killed job left
+/// before its first checkpoint is cleared of the files that would stop a fresh start
+/// ([`RunDir::clear_for_restart`]).
+fn prepare_dir(run: &RunDir) -> Result<bool> {
+    run.clear_for_restart()
+        .map_err(|e| BenchError::Invalid(e.to_string()))
 }
 
 /// Starts or resumes the pretraining of method `M`.

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use medssl_io::atomic::{create_dir_for_writes, host_label, this_host, write_atomically};
+use medssl_train::run_dir::RunDir;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::StudyDefinition;
@@ -73,13 +74,6 @@ impl JobState {
     }
 }
 
-const RUNNING: &str = "running.json";
-const FAILED: &str = "failed.json";
-const TIMING: &str = "timing.json";
-/// A run's resumable training state (`medssl_train::checkpoint`): weights and optimiser
-/// state of the last generations.
-const CHECKPOINT_DIR: &str = "checkpoint";
-
 /// The words of [`JobState::word`], in the order of `study status`'s counts.
 pub const STATE_WORDS: [&str; 6] = [
     "done",
@@ -116,17 +110,17 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// The state of job `k` of `plan`.
 pub fn state(study: &StudyDefinition, plan: &Plan, k: usize) -> JobState {
     let job = &plan.jobs[k];
-    let dir = job.dir(study);
+    let layout = study.layout();
     if job.done_file(study).is_file() {
         return JobState::Done;
     }
-    if let Some(running) = read_json::<Running>(&dir.join(RUNNING)) {
+    if let Some(running) = read_json::<Running>(&layout.running(&job.id)) {
         if alive(&running) {
             return JobState::Running(running);
         }
         return JobState::Interrupted;
     }
-    if let Some(failure) = read_json::<Failure>(&dir.join(FAILED)) {
+    if let Some(failure) = read_json::<Failure>(&layout.failed(&job.id)) {
         return JobState::Failed(failure);
     }
     let needs_done = job
@@ -142,14 +136,14 @@ pub fn state(study: &StudyDefinition, plan: &Plan, k: usize) -> JobState {
 
 /// Marks `job` as being run by this process (clearing an earlier failure).
 pub fn mark_running(study: &StudyDefinition, job: &Job) -> Result<()> {
-    let dir = job.dir(study);
+    let layout = study.layout();
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    remove(&dir.join(FAILED))?;
+    remove(&layout.failed(&job.id))?;
     write_json(
-        &dir.join(RUNNING),
+        &layout.running(&job.id),
         &Running {
             pid: std::process::id(),
             host: this_host().to_string(),
@@ -160,16 +154,16 @@ pub fn mark_running(study: &StudyDefinition, job: &Job) -> Result<()> {
 
 /// Records how `job` ended: nothing more when it succeeded, the error when it failed.
 pub fn mark_ended(study: &StudyDefinition, job: &Job, error: Option<&str>) -> Result<()> {
-    let dir = job.dir(study);
+    let layout = study.layout();
     if let Some(error) = error {
         write_json(
-            &dir.join(FAILED),
+            &layout.failed(&job.id),
             &Failure {
                 error: error.to_string(),
             },
         )?;
     }
-    remove(&dir.join(RUNNING))
+    remove(&layout.running(&job.id))
 }
 
 fn remove(path: &Path) -> Result<()> {
@@ -205,7 +199,7 @@ pub fn record_timing(
     seconds: f64,
 ) -> Result<()> {
     write_json(
-        &job.dir(study).join(TIMING),
+        &study.layout().timing(&job.id),
         &Timing {
             device: device.to_string(),
             model: model.to_string(),
@@ -217,7 +211,7 @@ pub fn record_timing(
 
 /// The timing of `job`, if it finished and recorded one.
 pub fn timing(study: &StudyDefinition, job: &Job) -> Option<Timing> {
-    read_json(&job.dir(study).join(TIMING))
+    read_json(&study.layout().timing(&job.id))
 }
 
 /// What a study's output occupies on disk: the sizes of its files (links are not
@@ -329,8 +323,8 @@ pub fn status(study: &StudyDefinition, plan: &Plan) -> Result<StudyStatus> {
             .find_map(|dir| index.get(dir).map(|&k| (dir, k)));
         if let Some((dir, k)) = owner {
             jobs[k].bytes += bytes;
-            let inside = relative.strip_prefix(dir).unwrap_or(relative);
-            if inside.starts_with(CHECKPOINT_DIR) && inside != Path::new(CHECKPOINT_DIR) {
+            let checkpoints = RunDir::at(out.join(dir)).checkpoint_dir();
+            if entry.path().starts_with(&checkpoints) && entry.path() != checkpoints {
                 disk.checkpoint_bytes += bytes;
             }
         }
@@ -381,18 +375,19 @@ modality = "CT"
         assert_eq!(empty.counts["done"], 0);
 
         let out = study.out_dir();
-        let pretrain = out.join("pretrain/simmim");
-        write(&pretrain.join("checkpoint/weights-3.safetensors"), 1000);
-        write(&pretrain.join("checkpoint/optimizer-3.bin"), 2000);
-        write(&pretrain.join("encoder.safetensors"), 300);
-        let finetune = out.join("finetune/checkpoint/scratch.2-shots.seed-0");
-        write(&finetune.join("checkpoint/state.json"), 40);
-        write(&finetune.join("best.safetensors"), 5);
+        let pretrain = plan.jobs[0].run(&study);
+        write(&pretrain.checkpoint_weights(3), 1000);
+        write(&pretrain.checkpoint_optimizer(3), 2000);
+        write(&pretrain.encoder(), 300);
+        let finetune = plan.jobs[1].run(&study);
+        write(&finetune.checkpoint_state(), 40);
+        write(&finetune.best_weights(), 5);
+        // The task's shared cache, beside the runs, with a folder called `checkpoint`.
         write(
             &out.join("finetune/checkpoint/.medssl-cache/checkpoint/a.bin"),
             600,
         );
-        write(&out.join("results.csv"), 7);
+        write(&study.layout().results(), 7);
         let status = status(&study, &plan).unwrap();
         assert_eq!(
             status.disk,

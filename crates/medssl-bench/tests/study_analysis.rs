@@ -8,9 +8,10 @@ use std::path::Path;
 
 use medssl_bench::analysis::Analysis;
 use medssl_bench::definition::{Modality, StudyDefinition};
-use medssl_bench::plan::{JobKind, Plan};
+use medssl_bench::plan::{FinetuneJob, JobKind, Plan};
 use medssl_bench::report::write_report;
 use medssl_bench::results::write_results;
+use medssl_eval::evaluate::Part;
 
 const STUDY: &str = r#"name = "planted"
 methods = ["scratch", "simclr", "mocov3"]
@@ -96,32 +97,32 @@ fn plant(dir: &Path, study: &StudyDefinition, plan: &Plan) {
     let budgets: Vec<String> = study.finetune.budgets.iter().map(|b| b.label()).collect();
     for job in &plan.jobs {
         plant_cka(study, job);
-        let JobKind::Finetune {
+        let Some(FinetuneJob {
             method,
             task,
             budget,
             seed,
-        } = &job.kind
+        }) = job.finetune()
         else {
             continue;
         };
         let b = budgets.iter().position(|l| *l == budget.label()).unwrap();
-        let run = job.dir(study);
-        std::fs::create_dir_all(&run).unwrap();
+        let run = job.run(study);
+        std::fs::create_dir_all(run.root()).unwrap();
         let mut csv = String::from("case,class,dice,hd95,hd_max,asd,asd_pred_to_gt,nsd\n");
         for c in 0..CASES {
-            let d = dice(&method.label(), *task, b, *seed, c);
+            let d = dice(&method.label(), task, b, seed, c);
             // Two classes whose mean is the planted Dice; HD95 NaN on one of them.
             csv.push_str(&format!("case{c},a,{},10,20,2,2,{}\n", d + 0.05, d));
             csv.push_str(&format!("case{c},b,{},NaN,inf,inf,inf,{}\n", d - 0.05, d));
         }
-        std::fs::write(run.join("evaluation-test.csv"), csv).unwrap();
+        std::fs::write(run.evaluation(Part::Test), csv).unwrap();
         let result = serde_json::json!({
             "best_dice": 0.8, "best_epoch": 10, "epochs": 10,
             "epoch_to_90": 4 + b, "epoch_to_95": 6 + b, "normalised_auc": 0.5,
             "train_cases": 2, "curve": [{"epoch": 5, "dice": 0.7}, {"epoch": 10, "dice": 0.8}]
         });
-        std::fs::write(run.join("result.json"), result.to_string()).unwrap();
+        std::fs::write(run.result(), result.to_string()).unwrap();
         let test = serde_json::json!({"split": "test", "mean_dice": 0.6, "cases": CASES,
             "per_class": {"a": {"dice": 0.6, "hd95": 10.0, "asd": 2.0, "nsd": 0.6}}});
         std::fs::write(job.done_file(study), test.to_string()).unwrap();
@@ -192,7 +193,9 @@ fn planted_results_come_out_of_the_tables() {
     assert_eq!(write_results(&study, &plan).unwrap(), 24);
     let report = write_report(&study, &plan, "medssl 0.1.0 (commit test; devices: cpu)").unwrap();
     let html = std::fs::read_to_string(&report).unwrap();
-    let md = std::fs::read_to_string(report.with_file_name("report.md")).unwrap();
+    let layout = study.layout();
+    assert_eq!(report, layout.report_html());
+    let md = std::fs::read_to_string(layout.report_markdown()).unwrap();
     for text in [&html, &md] {
         assert!(text.contains("Dice, budget 2-shots") && text.contains("Dice, budget all"));
         assert!(text.contains("Few-shot sensitivity") && text.contains("Modality transfer"));
@@ -220,7 +223,7 @@ fn planted_results_come_out_of_the_tables() {
 
     // Bars per task, mean rank, few-vs-many lines, 2 × 2 convergence plots, CKA heatmaps
     // for both budgets and for few-vs-many: each as SVG (inline in the HTML) and PNG.
-    let figures = report.with_file_name("figures");
+    let figures = layout.report_figures();
     let names = [
         "dice-ct-task",
         "dice-mri-task",

@@ -61,19 +61,6 @@ pub struct TrainState {
     pub param_ids: BTreeMap<String, u64>,
 }
 
-/// The state of the current generation; its presence makes a run resumable.
-pub(crate) const STATE: &str = "checkpoint/state.json";
-/// The state of the generation before the current one, kept as a fallback.
-const PREVIOUS: &str = "checkpoint/previous.json";
-
-fn weights_name(generation: u64) -> String {
-    format!("checkpoint/weights-{generation}.safetensors")
-}
-
-fn optimizer_name(generation: u64) -> String {
-    format!("checkpoint/optimizer-{generation}.bin")
-}
-
 fn file_size(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path)
         .map_err(|e| TrainError::os(path, e))?
@@ -152,23 +139,24 @@ pub fn save<M: Module>(
     optimizer: &SegmentationOptimizer,
 ) -> Result<()> {
     state.generation += 1;
-    let weights = run.path(&weights_name(state.generation));
+    let weights = run.checkpoint_weights(state.generation);
     write(model, &weights)?;
+    let optimizer_path = run.checkpoint_optimizer(state.generation);
     let bytes = optimizer
         .to_bytes()
-        .map_err(|e| TrainError::file(run.path(&optimizer_name(state.generation)), e))?;
-    run.write(&optimizer_name(state.generation), &bytes)?;
+        .map_err(|e| TrainError::file(&optimizer_path, e))?;
+    run.write(&optimizer_path, &bytes)?;
     state.weights_bytes = file_size(&weights)?;
     state.weights_sha256 = sha256_file(&weights).map_err(|e| TrainError::os(&weights, e))?;
     state.param_ids = param_ids(model);
     state.optimizer_bytes = bytes.len() as u64;
     state.optimizer_sha256 = sha256_hex(&bytes);
-    let current = run.path(STATE);
+    let current = run.checkpoint_state();
     if current.exists() {
         let bytes = std::fs::read(&current).map_err(|e| TrainError::os(&current, e))?;
-        run.write(PREVIOUS, &bytes)?;
+        run.write(&run.checkpoint_previous(), &bytes)?;
     }
-    run.write_json(STATE, state)?;
+    run.write_json(&current, state)?;
     remove_generations_before(run, state.generation.saturating_sub(1));
     Ok(())
 }
@@ -176,37 +164,23 @@ pub fn save<M: Module>(
 /// Removes the checkpoint files of generations older than `oldest_kept` (best effort:
 /// a file left behind is only disk space, never read).
 fn remove_generations_before(run: &RunDir, oldest_kept: u64) {
-    let Ok(entries) = std::fs::read_dir(run.path("checkpoint")) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let generation = name.to_str().and_then(|n| {
-            let stem = n
-                .strip_prefix("weights-")
-                .and_then(|r| r.strip_suffix(".safetensors"))
-                .or_else(|| {
-                    n.strip_prefix("optimizer-")
-                        .and_then(|r| r.strip_suffix(".bin"))
-                })?;
-            stem.parse::<u64>().ok()
-        });
-        if generation.is_some_and(|g| g < oldest_kept) {
-            let _ = std::fs::remove_file(entry.path());
+    for (path, generation) in run.checkpoint_generations() {
+        if generation < oldest_kept {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
 
 /// Whether `run` holds a checkpoint to resume from.
 pub fn exists(run: &RunDir) -> bool {
-    run.path(STATE).is_file()
+    run.checkpoint_state().is_file()
 }
 
 /// Removes the checkpoint of `run` (a finished run that keeps only exported weights);
 /// returns the bytes freed. The state file goes first, so an interruption leaves no
 /// state naming missing files; calling this again removes what it left.
 pub fn remove(run: &RunDir) -> Result<u64> {
-    let dir = run.path("checkpoint");
+    let dir = run.checkpoint_dir();
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(0);
     };
@@ -215,8 +189,7 @@ pub fn remove(run: &RunDir) -> Result<u64> {
         .filter_map(|entry| entry.metadata().ok())
         .map(|metadata| metadata.len())
         .sum();
-    for name in [STATE, PREVIOUS] {
-        let path = run.path(name);
+    for path in [run.checkpoint_state(), run.checkpoint_previous()] {
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(TrainError::os(path, e));
@@ -248,10 +221,11 @@ pub fn load<M: Module + Clone>(
     read: impl Fn(M, &Path, Vec<u8>) -> Result<M>,
     optimizer: SegmentationOptimizer,
 ) -> Result<Option<Restored<M>>> {
-    if !run.path(STATE).exists() {
+    let (current, previous) = (run.checkpoint_state(), run.checkpoint_previous());
+    if !current.exists() {
         return Ok(None);
     }
-    let latest = match load_generation(run, STATE, model.clone(), &read, optimizer.clone()) {
+    let latest = match load_generation(run, &current, model.clone(), &read, optimizer.clone()) {
         Ok((state, model, optimizer)) => {
             return Ok(Some(Restored {
                 state,
@@ -262,10 +236,10 @@ pub fn load<M: Module + Clone>(
         }
         Err(e) => e,
     };
-    if !run.path(PREVIOUS).exists() {
+    if !previous.exists() {
         return Err(latest);
     }
-    let (state, model, optimizer) = load_generation(run, PREVIOUS, model, &read, optimizer)
+    let (state, model, optimizer) = load_generation(run, &previous, model, &read, optimizer)
         .map_err(|previous| {
             TrainError::Invalid(format!(
                 "no intact checkpoint to resume from: {latest}; and the previous one: {previous}"
@@ -273,9 +247,8 @@ pub fn load<M: Module + Clone>(
         })?;
     // The previous generation becomes the current one, so the next save (which reuses
     // the damaged generation's number) keeps it as the fallback.
-    let previous = run.path(PREVIOUS);
     let bytes = std::fs::read(&previous).map_err(|e| TrainError::os(&previous, e))?;
-    run.write(STATE, &bytes)?;
+    run.write(&current, &bytes)?;
     Ok(Some(Restored {
         fallback: Some(format!(
             "{latest}; resuming from the previous checkpoint (epoch {}, iteration {})",
@@ -287,24 +260,27 @@ pub fn load<M: Module + Clone>(
     }))
 }
 
-/// Loads the generation that the state file `state_name` describes, checking the size
+/// Loads the generation that the state file `state_file` describes, checking the size
 /// and checksum of each of its files before parsing it.
 fn load_generation<M: Module>(
     run: &RunDir,
-    state_name: &str,
+    state_file: &Path,
     model: M,
     read: impl Fn(M, &Path, Vec<u8>) -> Result<M>,
     optimizer: SegmentationOptimizer,
 ) -> Result<(TrainState, M, SegmentationOptimizer)> {
-    let state: TrainState = run.read_json(state_name)?;
-    let weights = run.path(&weights_name(state.generation));
+    let state: TrainState = run.read_json(state_file)?;
+    // Messages name the state file as it lies in the run: `checkpoint/state.json`.
+    let state_name = state_file.strip_prefix(run.root()).unwrap_or(state_file);
+    let state_name = &state_name.display().to_string();
+    let weights = run.checkpoint_weights(state.generation);
     let weights_bytes = read_intact(
         &weights,
         state.weights_bytes,
         &state.weights_sha256,
         state_name,
     )?;
-    let optimizer_path = run.path(&optimizer_name(state.generation));
+    let optimizer_path = run.checkpoint_optimizer(state.generation);
     let optimizer_bytes = read_intact(
         &optimizer_path,
         state.optimizer_bytes,
@@ -312,8 +288,8 @@ fn load_generation<M: Module>(
         state_name,
     )?;
     let model = read(model, &weights, weights_bytes)?;
-    let model = with_param_ids(model, &state.param_ids)
-        .map_err(|e| TrainError::file(run.path(state_name), e))?;
+    let model =
+        with_param_ids(model, &state.param_ids).map_err(|e| TrainError::file(state_file, e))?;
     let optimizer = optimizer
         .load_bytes(&optimizer_bytes)
         .map_err(|e| TrainError::file(&optimizer_path, e))?;

@@ -9,6 +9,7 @@ use medssl_eval::evaluate::Part;
 use medssl_eval::predictor::{predict_inputs, spacing_warning};
 use medssl_io::atomic::create_dir_for_writes;
 use medssl_train::finetune::trained_run::{TrainedRun, evaluate_run, training_spacing};
+use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
 
@@ -76,9 +77,7 @@ pub fn evaluate_command(args: &EvaluateArgs) -> Result<()> {
         }
         println!(
             "per-case metrics: {}",
-            args.run
-                .join(format!("evaluation-{}.csv", part.name()))
-                .display()
+            RunDir::at(&args.run).evaluation(part).display()
         );
     }
     Ok(())

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use medssl_train::run_dir::RunDir;
 use serde_json::{Map, Value};
 
 use crate::tensorboard::{StepScalars, event_file};
@@ -35,14 +36,12 @@ const EVENT_FILE: &str = "events.out.tfevents.medssl";
 /// `medssl export`.
 pub fn export(command: &ExportCommand) -> Result<()> {
     let ExportCommand::Tensorboard(args) = command;
-    let metrics = args.run.join("metrics.jsonl");
+    let run = RunDir::at(&args.run);
+    let metrics = run.metrics();
     let text = std::fs::read_to_string(&metrics)
         .with_context(|| format!("reading {}", metrics.display()))?;
     let steps = scalars(&text).with_context(|| format!("in {}", metrics.display()))?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.run.join("tensorboard"));
+    let out = args.out.clone().unwrap_or_else(|| run.tensorboard());
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let wall_time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::DecimalBytes;
 use medssl_data::splits::Budget;
 use medssl_train::finetune::config::KeepCheckpoints;
-use medssl_train::finetune::trainer::{Checked, Extended, LAST_WEIGHTS};
+use medssl_train::finetune::trainer::{Checked, Extended};
 use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init};
 use medssl_train::run_dir::RunDir;
 
@@ -141,7 +141,8 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     if let Some(report) = run.init_report() {
         eprintln!("{}", report.summary());
     }
-    let run_dir = run.run_dir().root().to_path_buf();
+    let files = run.run_dir().clone();
+    let run_dir = files.root().to_path_buf();
     let split = run.split();
     eprintln!("run directory: {}", run_dir.display());
     eprintln!(
@@ -149,7 +150,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         split.train.len(),
         split.validation.len(),
         split.test.len(),
-        run_dir.join("split.json").display()
+        files.split().display()
     );
     let epochs = run.config().train.epochs;
     let (done, per_epoch) = (run.epochs_done(), run.batches_per_epoch());
@@ -227,7 +228,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     if run.epochs_done() < epochs {
         interrupt.exit("finetune", &run_dir);
     }
-    eprintln!("done: {}", run_dir.join("result.json").display());
+    eprintln!("done: {}", files.result().display());
     let removed = run
         .removed_checkpoint_bytes()
         .map(|bytes| {
@@ -237,16 +238,21 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
             )
         })
         .unwrap_or_default();
+    let (best, last) = (files.best_weights(), files.last_weights());
+    let (best, last) = (file_name(&best), file_name(&last));
     let kept = match run.config().train.keep_checkpoints {
-        KeepCheckpoints::Best => "best.safetensors".to_string(),
-        KeepCheckpoints::BestAndLast => format!("best.safetensors and {LAST_WEIGHTS}"),
-        KeepCheckpoints::All => {
-            format!("best.safetensors, {LAST_WEIGHTS} and the resumable checkpoint")
-        }
+        KeepCheckpoints::Best => best.into_owned(),
+        KeepCheckpoints::BestAndLast => format!("{best} and {last}"),
+        KeepCheckpoints::All => format!("{best}, {last} and the resumable checkpoint"),
     };
     eprintln!("kept {kept}{removed} (train.keep_checkpoints)");
     print_next(&run_dir);
     Ok(())
+}
+
+/// The name of a run's file, as messages show it (`best.safetensors`).
+fn file_name(path: &Path) -> std::borrow::Cow<'_, str> {
+    path.file_name().unwrap_or_default().to_string_lossy()
 }
 
 /// What `finetune --check` found: the settings' warnings and the split the run would

@@ -11,7 +11,7 @@ use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
 use medssl_ssl::{Method, Preset};
 use medssl_train::finetune::FinetuneConfig;
 use medssl_train::finetune::pipelines::commented_toml;
-use medssl_train::pretrain::{ENCODER_FILE, Event, Pretrain, PretrainConfig};
+use medssl_train::pretrain::{Event, Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
@@ -191,7 +191,7 @@ impl MethodVisitor for Run<'_> {
         eprintln!("done: {}", run_dir.display());
         eprintln!(
             "next: medssl finetune --task TASK --out RUN --init {}",
-            shell_word(&run_dir.join(ENCODER_FILE))
+            shell_word(&run.run_dir().encoder())
         );
         Ok(())
     }

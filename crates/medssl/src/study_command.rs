@@ -521,7 +521,7 @@ fn slurm(args: &SlurmArgs) -> Result<()> {
     let dir = args
         .out
         .clone()
-        .unwrap_or_else(|| study.out_dir().join("slurm"));
+        .unwrap_or_else(|| study.layout().slurm_dir());
     let options = SlurmOptions {
         medssl,
         device: args.device.clone(),
@@ -575,12 +575,12 @@ fn check_device(device: &str, this_binary: bool) -> Result<()> {
 /// What `study report` (and the end of `study run`) wrote: the wide and the long results
 /// table, the report and its LaTeX tables.
 fn written(study: &StudyDefinition, rows: usize, report: &Path) -> String {
-    let out = study.out_dir();
+    let layout = study.layout();
     format!(
         "results: {} ({rows} rows), {}; report: {}, LaTeX tables: {}",
-        out.join("results.csv").display(),
-        out.join("results_long.csv").display(),
+        layout.results().display(),
+        layout.results_long().display(),
         report.display(),
-        out.join("report").join("tables.tex").display()
+        layout.report_latex().display()
     )
 }

@@ -220,7 +220,7 @@ impl FinetuneConfig {
 
     /// The settings a run was started with (its `config.toml`).
     pub fn read(run: &RunDir) -> Result<FinetuneConfig> {
-        let path = run.path("config.toml");
+        let path = run.config();
         let text = std::fs::read_to_string(&path).map_err(|e| TrainError::os(&path, e))?;
         toml::from_str(&text).map_err(|e| TrainError::file(&path, e.to_string()))
     }

@@ -36,11 +36,11 @@ impl TrainedRun {
     pub fn open(run_dir: &Path, device: Device) -> Result<TrainedRun> {
         let run = RunDir::open(run_dir)?;
         let config = FinetuneConfig::read(&run)?;
-        let info: RunInfo = run.read_json("run.json")?;
+        let info: RunInfo = run.read_json(&run.info())?;
         let network_config = config.network(info.channels, info.classes);
         let mut network = SwinUnetr::new(&network_config, &device)
-            .map_err(|e| TrainError::file(run.path("config.toml"), e.to_string()))?;
-        let weights = run.path("best.safetensors");
+            .map_err(|e| TrainError::file(run.config(), e.to_string()))?;
+        let weights = run.best_weights();
         if !weights.exists() {
             return Err(TrainError::file(
                 &weights,
@@ -56,7 +56,7 @@ impl TrainedRun {
             ));
         }
         let preprocess = Pipeline::from_config(&config.data.preprocess)
-            .map_err(|e| TrainError::file(run.path("config.toml"), e.to_string()))?;
+            .map_err(|e| TrainError::file(run.config(), e.to_string()))?;
         let predictor = Predictor::new(network, preprocess, config.sliding_window(), device);
         Ok(TrainedRun { config, predictor })
     }
@@ -66,11 +66,10 @@ impl TrainedRun {
 /// it) and its split.
 fn open_task_split(run_dir: &Path, task_dir: Option<&Path>) -> Result<(RunDir, Task, Split)> {
     let run = RunDir::open(run_dir)?;
-    let info: RunInfo = run.read_json("run.json")?;
+    let info: RunInfo = run.read_json(&run.info())?;
     let task = Task::open(task_dir.unwrap_or(&info.task))
         .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let split =
-        Split::load(&run.path("split.json")).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let split = Split::load(&run.split()).map_err(|e| TrainError::Invalid(e.to_string()))?;
     Ok((run, task, split))
 }
 
@@ -133,19 +132,16 @@ pub fn evaluate_run(
     }
     let trained = TrainedRun::open(run_dir, device)?;
     let evaluation = evaluate(&trained.predictor, &task, ids, part, nsd_tolerance_mm)?;
-    run.write(
-        &format!("evaluation-{}.csv", part.name()),
-        evaluation.to_csv().as_bytes(),
-    )?;
-    let mut result: serde_json::Value = if run.path("result.json").exists() {
-        run.read_json("result.json")?
+    run.write(&run.evaluation(part), evaluation.to_csv().as_bytes())?;
+    let mut result: serde_json::Value = if run.result().exists() {
+        run.read_json(&run.result())?
     } else {
         serde_json::json!({})
     };
     let summary = serde_json::to_value(evaluation.to_json(nsd_tolerance_mm))
         .map_err(|e| TrainError::Invalid(e.to_string()))?;
     result["evaluation"][part.name()] = summary;
-    run.write_json("result.json", &result)?;
+    run.write_json(&run.result(), &result)?;
     Ok(evaluation)
 }
 
@@ -206,7 +202,7 @@ pub fn compare_networks(
     let probe = Probe::cut(&reference.predictor, &task, &parts, patches)?;
     if probe.cases.is_empty() {
         return Err(TrainError::file(
-            run.path("split.json"),
+            run.split(),
             "no cases to cut probe patches from",
         ));
     }

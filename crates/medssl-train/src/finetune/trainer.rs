@@ -29,7 +29,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::convergence::{Convergence, ValidationPoint};
 use crate::error::{Result, TrainError};
 use crate::optimizer::SegmentationOptimizer;
-use crate::run_dir::{RunDir, shared_cache_dir};
+use crate::run_dir::RunDir;
 use crate::schedule::WarmupCosine;
 use crate::transforms::preprocess_fingerprint;
 
@@ -43,10 +43,6 @@ pub enum Init {
     /// `allow_unused`.
     Weights { path: PathBuf, allow_unused: bool },
 }
-
-/// The weights after the last epoch of a finished run (MONAI names, sealed), kept by
-/// `train.keep_checkpoints` when the resumable checkpoint is removed.
-pub const LAST_WEIGHTS: &str = "last.safetensors";
 
 /// What the loop reports as it goes (for progress bars and logs).
 #[derive(Debug, Clone, PartialEq)]
@@ -300,16 +296,16 @@ impl Finetune {
         } = checked;
         // Nothing is written before the checks pass.
         let run = RunDir::create(run_dir)?;
-        if checkpoint::exists(&run) || run.path("result.json").exists() {
+        if checkpoint::exists(&run) || run.result().exists() {
             return Err(TrainError::Invalid(format!(
                 "{} already holds a run; continue it with --resume, or choose another --out",
                 run_dir.display()
             )));
         }
-        split.save(&run.path("split.json"))?;
-        run.write("config.toml", config.to_toml()?.as_bytes())?;
+        split.save(&run.split())?;
+        run.write(&run.config(), config.to_toml()?.as_bytes())?;
         run.write_json(
-            "run.json",
+            &run.info(),
             &RunInfo {
                 task: task_dir,
                 init: match &init {
@@ -350,8 +346,8 @@ impl Finetune {
         }
         let run = RunDir::open_for_writes(run_dir)?;
         let config = FinetuneConfig::read(&run)?;
-        let split = Split::load(&run.path("split.json"))?;
-        let info: RunInfo = run.read_json("run.json")?;
+        let split = Split::load(&run.split())?;
+        let info: RunInfo = run.read_json(&run.info())?;
         let init = match info.init {
             Some(path) => Init::Weights {
                 path,
@@ -395,11 +391,11 @@ impl Finetune {
         };
         let init_report = match (&init, &restored) {
             (Init::Scratch, _) => None,
-            (Init::Weights { .. }, Some(_)) => Some(run.read_json("init_report.json")?),
+            (Init::Weights { .. }, Some(_)) => Some(run.read_json(&run.init_report())?),
             (Init::Weights { path, allow_unused }, None) => {
                 let report =
                     load_weights(&mut model, path, &network, &task.channels, *allow_unused)?;
-                run.write_json("init_report.json", &report)?;
+                run.write_json(&run.init_report(), &report)?;
                 Some(report)
             }
         };
@@ -411,10 +407,7 @@ impl Finetune {
         let partial = match &state.extra {
             serde_json::Value::Null => None,
             extra => Some(serde_json::from_value(extra.clone()).map_err(|e| {
-                TrainError::file(
-                    run.path("checkpoint/state.json"),
-                    format!("epoch in progress: {e}"),
-                )
+                TrainError::file(run.checkpoint_state(), format!("epoch in progress: {e}"))
             })?),
         };
         run.truncate_metrics(state.metrics_lines)?;
@@ -422,7 +415,7 @@ impl Finetune {
         let preprocess_tables = &config.data.preprocess;
         let augment_tables = &config.data.augment;
         let fingerprint = preprocess_fingerprint(preprocess_tables)?;
-        let cache_dir = shared_cache_dir(run.root(), &task.name);
+        let cache_dir = run.task_cache(&task.name);
         let cached = |ids: &[String]| -> Result<Arc<dyn SampleSource>> {
             let source: Arc<dyn SampleSource> = Arc::new(TaskSource::new(task.clone(), ids)?);
             let preprocess = Pipeline::from_config(preprocess_tables)?;
@@ -470,12 +463,14 @@ impl Finetune {
     /// result yet. Checkpoint files that an interruption of that removal left behind
     /// are removed now, so the study and `--resume` can treat the run as finished.
     pub fn finished(run_dir: &Path) -> Result<Option<Finished>> {
-        if !run_dir.join("result.json").is_file() || run_dir.join(checkpoint::STATE).is_file() {
+        // Looked at before opening: a run that has not ended is left as it is.
+        let view = RunDir::at(run_dir);
+        if !view.result().is_file() || checkpoint::exists(&view) {
             return Ok(None);
         }
         let run = RunDir::open_for_writes(run_dir)?;
         checkpoint::remove(&run)?;
-        let ended: Ended = run.read_json("result.json")?;
+        let ended: Ended = run.read_json(&run.result())?;
         let kept = FinetuneConfig::read(&run)?.train.keep_checkpoints;
         Ok(Some(Finished {
             epochs: ended.epochs,
@@ -525,7 +520,7 @@ impl Finetune {
         config.train.epochs = epochs;
         config.validate()?;
         self.run
-            .write("config.toml", config.to_toml()?.as_bytes())?;
+            .write(&self.run.config(), config.to_toml()?.as_bytes())?;
         self.config = config;
         Ok(extended)
     }
@@ -693,7 +688,7 @@ impl Finetune {
         if self.state.epoch == self.config.train.epochs {
             // A run resumed after its end (killed while finishing) only completes what
             // was left undone; its result (maybe with evaluations added) stays.
-            if trained || !self.run.path("result.json").exists() {
+            if trained || !self.run.result().exists() {
                 self.write_result()?;
             }
             self.keep_checkpoints()?;
@@ -725,7 +720,7 @@ impl Finetune {
     fn keep_checkpoints(&mut self) -> Result<()> {
         let keep = self.config.train.keep_checkpoints;
         if keep != KeepCheckpoints::Best {
-            checkpoint::write_monai(&self.model, &self.run.path(LAST_WEIGHTS))?;
+            checkpoint::write_monai(&self.model, &self.run.last_weights())?;
         }
         if keep != KeepCheckpoints::All {
             self.removed_bytes = Some(checkpoint::remove(&self.run)?);
@@ -802,8 +797,9 @@ impl Finetune {
         let improved =
             point.dice.is_finite() && self.state.best.is_none_or(|best| point.dice > best.dice);
         if improved {
-            export_monai_safetensors(&network, &self.run.path("best.safetensors"))
-                .map_err(|e| TrainError::file(self.run.path("best.safetensors"), e.to_string()))?;
+            let best = self.run.best_weights();
+            export_monai_safetensors(&network, &best)
+                .map_err(|e| TrainError::file(&best, e.to_string()))?;
             self.state.best = Some(point);
         }
         self.run.log_metrics(&MetricsLine::Validation {
@@ -822,7 +818,7 @@ impl Finetune {
 
     fn write_result(&self) -> Result<()> {
         self.run.write_json(
-            "result.json",
+            &self.run.result(),
             &RunResult {
                 task: &self.task.name,
                 init: match &self.init {

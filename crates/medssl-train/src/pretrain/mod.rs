@@ -11,10 +11,13 @@
 //! RUN/checkpoint/          the whole method state (heads, teacher, optimiser, counters)
 //! RUN/result.json          written when the run is complete
 //! ```
+//!
+//! The names come from [`crate::run_dir::RunDir`].
 
 pub mod config;
 mod decay;
 pub mod trainer;
 
+pub use crate::run_dir::ENCODER_FILE;
 pub use config::PretrainConfig;
-pub use trainer::{ENCODER_FILE, Event, Pretrain, PretrainInfo};
+pub use trainer::{Event, Pretrain, PretrainInfo};

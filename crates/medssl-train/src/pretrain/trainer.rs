@@ -28,12 +28,9 @@ use super::decay;
 use crate::checkpoint::{self, TrainState, read_native, write_native};
 use crate::error::{Result, TrainError};
 use crate::optimizer::{OptimizerConfig, SegmentationOptimizer, drop_grads};
-use crate::run_dir::{RunDir, shared_cache_dir};
+use crate::run_dir::{ENCODER_FILE, RunDir};
 use crate::schedule::CosineSchedule;
 use crate::transforms::preprocess_fingerprint;
-
-/// The encoder file every pretraining run writes.
-pub const ENCODER_FILE: &str = "encoder.safetensors";
 
 /// What the loop reports as it goes (for progress bars and logs).
 #[derive(Debug, Clone, PartialEq)]
@@ -118,18 +115,18 @@ impl<M: Method> Pretrain<M> {
         device: Device,
     ) -> Result<Pretrain<M>> {
         config.check::<M>()?;
-        let cache_dir = cache_dir(run_dir, data);
+        let cache_dir = RunDir::at(run_dir).collection_cache(data);
         let (manifest, _) = Manifest::index(data, Some(&cache_dir))?;
         let run = RunDir::create(run_dir)?;
-        if run.path("checkpoint/state.json").exists() || run.path("run.json").exists() {
+        if checkpoint::exists(&run) || run.info().exists() {
             return Err(TrainError::Invalid(format!(
                 "{} already holds a run; continue it with --resume, or choose another --out",
                 run_dir.display()
             )));
         }
-        run.write("config.toml", config.to_toml()?.as_bytes())?;
+        run.write(&run.config(), config.to_toml()?.as_bytes())?;
         run.write_json(
-            "run.json",
+            &run.info(),
             &PretrainInfo {
                 data: manifest.source.clone(),
                 volumes: manifest.entries.len(),
@@ -150,13 +147,13 @@ impl<M: Method> Pretrain<M> {
         let config = PretrainConfig::read(&run)?;
         if config.method != M::INFO.name {
             return Err(TrainError::file(
-                run.path("config.toml"),
+                run.config(),
                 format!("this run pretrains {}, not {}", config.method, M::INFO.name),
             ));
         }
-        let info: PretrainInfo = run.read_json("run.json")?;
+        let info: PretrainInfo = run.read_json(&run.info())?;
         let data = data.unwrap_or(&info.data);
-        let cache_dir = cache_dir(run_dir, data);
+        let cache_dir = run.collection_cache(data);
         let (manifest, _) = Manifest::index(data, Some(&cache_dir))?;
         Pretrain::build(run, config, &manifest, &cache_dir, device, true)
     }
@@ -198,9 +195,8 @@ impl<M: Method> Pretrain<M> {
         if let Some(restored) = restored {
             (state, net, optimizer) = (restored.state, restored.model, restored.optimizer);
             fallback = restored.fallback;
-            progress = serde_json::from_value(state.extra.clone()).map_err(|e| {
-                TrainError::file(run.path("checkpoint/state.json"), format!("progress: {e}"))
-            })?;
+            progress = serde_json::from_value(state.extra.clone())
+                .map_err(|e| TrainError::file(run.checkpoint_state(), format!("progress: {e}")))?;
         }
         run.truncate_metrics(state.metrics_lines)?;
 
@@ -537,7 +533,7 @@ impl<M: Method> Pretrain<M> {
     /// Writes a checkpoint and the encoder.
     fn save(&mut self) -> Result<()> {
         self.state.metrics_lines = self.run.metrics_lines()?;
-        let encoder = self.run.path(ENCODER_FILE);
+        let encoder = self.run.encoder();
         export_encoder_safetensors(self.net.encoder(), &self.config.network(), &encoder)
             .map_err(|e| TrainError::file(&encoder, e.to_string()))?;
         self.state.extra = serde_json::to_value(&self.progress)
@@ -553,7 +549,7 @@ impl<M: Method> Pretrain<M> {
 
     fn write_result(&self) -> Result<()> {
         self.run.write_json(
-            "result.json",
+            &self.run.result(),
             &PretrainResult {
                 method: M::INFO.name,
                 volumes: self.volumes,
@@ -626,14 +622,6 @@ impl<N: Pretext> Pending<N> {
     }
 }
 
-/// The preprocessing cache of a collection, shared by the runs beside `run_dir`.
-fn cache_dir(run_dir: &Path, data: &Path) -> PathBuf {
-    let name = data
-        .file_name()
-        .map_or_else(|| "collection".into(), |n| n.to_string_lossy().into_owned());
-    shared_cache_dir(run_dir, &format!("pretrain-{name}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,7 +664,7 @@ mod tests {
         let out = tmp.path().join("run");
         let mut run = Pretrain::<SimMimMethod>::start(&data, &out, config, Device::flex()).unwrap();
         run.train(u64::MAX, &mut |_| {}).unwrap();
-        let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let text = std::fs::read_to_string(run.run_dir().metrics()).unwrap();
         let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(line["lr"].as_f64(), Some(0.0128 * 2.0 / 256.0), "{line}");
         assert_eq!(line["clipped"], Value::Bool(true), "{line}");

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use medssl_train::run_dir::RunDir;
 use serde_json::Value;
 
 use crate::common::medssl;
@@ -31,11 +32,11 @@ fn generation(run: &Path, state: &str) -> u64 {
 }
 
 fn checkpoint_file(run: &Path, kind: &str, generation: u64) -> PathBuf {
-    let name = match kind {
-        "weights" => format!("weights-{generation}.safetensors"),
-        _ => format!("optimizer-{generation}.bin"),
-    };
-    run.join("checkpoint").join(name)
+    let run = RunDir::at(run);
+    match kind {
+        "weights" => run.checkpoint_weights(generation),
+        _ => run.checkpoint_optimizer(generation),
+    }
 }
 
 #[test]

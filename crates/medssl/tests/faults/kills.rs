@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use medssl_train::run_dir::RunDir;
 use serde_json::Value;
 
 use crate::common::stdout_ok;
@@ -337,7 +338,7 @@ fn kill_chain(
 }
 
 fn has_run(out: &Path) -> bool {
-    out.join("run.json").is_file()
+    RunDir::at(out).info().is_file()
 }
 
 fn nothing_more(_: &Scenario) {}
