@@ -16,7 +16,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use medssl_data::{Pipeline, Rng, Sample, rng};
+use medssl_data::{Pipeline, PipelineConfig, Rng, Sample, rng};
 use medssl_io::{ReadOptions, read_image};
 use rayon::prelude::*;
 use safetensors::{Dtype, tensor::TensorView};
@@ -165,7 +165,7 @@ fn benchmark(args: &Args, cases: &[Case], tables: &[toml::Table]) -> Result<serd
     let stages = tables
         .iter()
         .map(|table| {
-            let pipeline = Pipeline::from_config(std::slice::from_ref(table))?;
+            let pipeline = PipelineConfig::from_tables(std::slice::from_ref(table))?.build();
             let name = pipeline.steps()[0].name();
             Ok(Stage { name, pipeline })
         })
@@ -227,7 +227,9 @@ fn dump(
     cases: &[Case],
     tables: &[toml::Table],
 ) -> Result<serde_json::Value> {
-    let (prefix, _) = Pipeline::from_config(tables)?.split_deterministic();
+    let (prefix, _) = PipelineConfig::from_tables(tables)?
+        .build()
+        .split_deterministic();
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     cases
         .par_iter()

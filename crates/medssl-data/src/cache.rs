@@ -52,8 +52,8 @@ pub struct CacheStats {
 impl PreprocessCache {
     /// A cache in `dir` (created when missing) of `source` through `pipeline`, whose
     /// steps must all be deterministic. `config_fingerprint` must change whenever any
-    /// parameter of those steps does, e.g. the steps' configuration tables written out
-    /// as TOML.
+    /// parameter of those steps does: [`PipelineConfig::cache_key`](crate::PipelineConfig::cache_key) of the configured
+    /// steps.
     pub fn new(
         dir: impl Into<PathBuf>,
         source: Arc<dyn SampleSource>,
@@ -62,8 +62,8 @@ impl PreprocessCache {
     ) -> Result<PreprocessCache> {
         if let Some(step) = pipeline.steps().iter().find(|s| s.is_random()) {
             return Err(DataError::Config(format!(
-                "preprocessing cache: step `{}` is random; only the deterministic prefix \
-                 of a pipeline (Pipeline::split_deterministic) can be cached",
+                "preprocessing cache: step `{}` is random; only deterministic steps (those \
+                 before the first random one) can be cached",
                 step.name()
             )));
         }

@@ -27,4 +27,4 @@ pub mod views;
 pub use error::{DataError, Result};
 pub use rng::Rng;
 pub use sample::Sample;
-pub use transform::{Pipeline, Transform, TransformSpec};
+pub use transform::{Pipeline, PipelineConfig, Transform, TransformSpec, TransformStep};

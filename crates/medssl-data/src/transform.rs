@@ -15,8 +15,13 @@
 //! ```
 //!
 //! Unknown names and unknown or ill-typed parameters are errors that list what is valid.
+//! A [`PipelineConfig`] holds such a list, checked when it is read; its `build` gives
+//! the [`Pipeline`] that runs it.
+
+mod config;
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
@@ -24,6 +29,8 @@ use crate::error::{DataError, Result};
 use crate::rng::Rng;
 use crate::sample::Sample;
 use crate::{intensity, spatial};
+
+pub use config::{PipelineConfig, TransformStep};
 
 /// One step of a pipeline. Implementations are plain data (their parameters) so a
 /// pipeline can be shared by loader threads.
@@ -39,6 +46,13 @@ pub trait Transform: Debug + Send + Sync {
     /// samples per volume (`num_samples`) return that many, which later steps each
     /// transform in turn.
     fn apply(&self, sample: Sample, rng: &mut Rng) -> Result<Vec<Sample>>;
+
+    /// How many samples `apply` returns for one: `num_samples` of a crop step, 1 for
+    /// the rest. It sets how many samples a case yields per epoch
+    /// ([`PipelineConfig::samples_per_case`]), so a fan-out step must say it.
+    fn fan_out(&self) -> usize {
+        1
+    }
 }
 
 /// A configurable transform: its name, the MONAI transform it matches, and how to build
@@ -98,49 +112,22 @@ pub fn parse_params<T: DeserializeOwned>(transform: &str, params: toml::Table) -
 }
 
 /// Transforms applied in order; a sample can fan out into several (random crops).
-#[derive(Debug, Default)]
+/// Cloning shares the steps.
+#[derive(Debug, Default, Clone)]
 pub struct Pipeline {
-    steps: Vec<Box<dyn Transform>>,
+    steps: Vec<Arc<dyn Transform>>,
 }
 
 impl Pipeline {
     /// A pipeline of the given steps.
     pub fn new(steps: Vec<Box<dyn Transform>>) -> Pipeline {
-        Pipeline { steps }
-    }
-
-    /// Builds the steps listed in a configuration (each a table with `name`).
-    pub fn from_config(tables: &[toml::Table]) -> Result<Pipeline> {
-        let specs = catalogue();
-        let steps = tables
-            .iter()
-            .enumerate()
-            .map(|(i, table)| {
-                let mut params = table.clone();
-                let name = match params.remove("name") {
-                    Some(toml::Value::String(name)) => name,
-                    _ => {
-                        return Err(DataError::Config(format!(
-                            "transform {} has no `name` (a string)",
-                            i + 1
-                        )));
-                    }
-                };
-                let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| {
-                    let valid: Vec<_> = specs.iter().map(|s| s.name).collect();
-                    DataError::Config(format!(
-                        "unknown transform `{name}`; valid transforms: {}",
-                        valid.join(", ")
-                    ))
-                })?;
-                (spec.build)(params)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Pipeline { steps })
+        Pipeline {
+            steps: steps.into_iter().map(Arc::from).collect(),
+        }
     }
 
     /// The steps, in order.
-    pub fn steps(&self) -> &[Box<dyn Transform>] {
+    pub fn steps(&self) -> &[Arc<dyn Transform>] {
         &self.steps
     }
 

@@ -15,7 +15,7 @@ use medssl_data::intensity::scale_shift::{self, RandScaleIntensity, RandShiftInt
 use medssl_data::intensity::smooth::{self, Approx, RandGaussianSmooth};
 use medssl_data::rng::stream;
 use medssl_data::transform::FromParams;
-use medssl_data::transform::{self, Pipeline, Transform};
+use medssl_data::transform::{self, PipelineConfig, Transform};
 use medssl_data::{DataError, Sample};
 use medssl_io::testing::test_crate_dir;
 use medssl_io::{Affine, Volume};
@@ -115,7 +115,7 @@ fn step_table(text: &str) -> toml::Table {
 }
 
 fn run_one(step: &str, input: Sample, seed: u64) -> medssl_data::Result<Sample> {
-    let pipeline = Pipeline::from_config(&[step_table(step)])?;
+    let pipeline = PipelineConfig::from_tables(&[step_table(step)])?.build();
     let mut out = pipeline.run(input, &mut stream(seed, &[0]))?;
     assert_eq!(out.len(), 1);
     Ok(out.remove(0))
@@ -363,7 +363,7 @@ fn pipeline_from_toml_equals_steps_one_by_one() {
         .iter()
         .map(|t| t.as_table().unwrap().clone())
         .collect();
-    let pipeline = Pipeline::from_config(&tables).unwrap();
+    let pipeline = PipelineConfig::from_tables(&tables).unwrap().build();
     assert_eq!(pipeline.steps().len(), 6);
     let inputs = inputs();
     let input = sample(&inputs["ct"]);
@@ -431,7 +431,7 @@ fn catalogue_names_monai_transforms_and_randomness() {
 }
 
 fn config_error(step: &str) -> String {
-    match Pipeline::from_config(&[step_table(step)]) {
+    match PipelineConfig::from_tables(&[step_table(step)]) {
         Err(DataError::Config(message)) => message,
         Err(other) => panic!("{step}: not a configuration error: {other}"),
         Ok(_) => panic!("{step}: accepted"),

@@ -2,7 +2,7 @@
 //! unusable cases: each names the transform and parameter, or the case.
 
 use medssl_data::spatial::catalogue;
-use medssl_data::{Pipeline, Sample, rng};
+use medssl_data::{PipelineConfig, Sample, rng};
 use medssl_io::Volume;
 use medssl_io::nalgebra::Matrix4;
 use ndarray::Array4;
@@ -94,12 +94,16 @@ fn ct_sample() -> Sample {
 
 fn build_error(text: &str) -> String {
     let table: toml::Table = toml::from_str(text).unwrap();
-    Pipeline::from_config(&[table]).unwrap_err().to_string()
+    PipelineConfig::from_tables(&[table])
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
 fn a_pipeline_builds_from_toml_and_runs() {
-    let pipeline = Pipeline::from_config(&tables(PIPELINE)).unwrap();
+    let pipeline = PipelineConfig::from_tables(&tables(PIPELINE))
+        .unwrap()
+        .build();
     let names: Vec<&str> = pipeline.steps().iter().map(|s| s.name()).collect();
     assert_eq!(
         names,
@@ -247,8 +251,9 @@ fn unusable_cases_are_errors_naming_the_case() {
     degenerate.label = None;
     for text in ["name = 'orientation'", "name = 'spacing'\npixdim = 1"] {
         let table: toml::Table = toml::from_str(text).unwrap();
-        let err = Pipeline::from_config(&[table])
+        let err = PipelineConfig::from_tables(&[table])
             .unwrap()
+            .build()
             .run(degenerate.clone(), &mut rng::stream(0, &[]))
             .unwrap_err()
             .to_string();
@@ -261,8 +266,9 @@ fn unusable_cases_are_errors_naming_the_case() {
     let mut blank = sample.clone();
     blank.image.data_mut().fill(0.0);
     let table: toml::Table = toml::from_str("name = 'crop_foreground'").unwrap();
-    let err = Pipeline::from_config(&[table])
+    let err = PipelineConfig::from_tables(&[table])
         .unwrap()
+        .build()
         .run(blank, &mut rng::stream(0, &[]))
         .unwrap_err()
         .to_string();
@@ -272,8 +278,9 @@ fn unusable_cases_are_errors_naming_the_case() {
     );
 
     let table: toml::Table = toml::from_str("name = 'spacing'\npixdim = 1e-4").unwrap();
-    let err = Pipeline::from_config(&[table])
+    let err = PipelineConfig::from_tables(&[table])
         .unwrap()
+        .build()
         .run(sample, &mut rng::stream(0, &[]))
         .unwrap_err()
         .to_string();

@@ -15,7 +15,7 @@ use common::max_abs_diff;
 use medssl_data::spatial::axes::AxisMove;
 use medssl_data::spatial::params::spatial_axis;
 use medssl_data::spatial::pos_neg::correct_crop_center;
-use medssl_data::{Pipeline, Sample, rng};
+use medssl_data::{PipelineConfig, Sample, rng};
 use medssl_io::nalgebra::Matrix4;
 use medssl_io::testing::{le_f32, le_f64, test_crate_dir};
 use medssl_io::{Affine, Volume};
@@ -77,7 +77,7 @@ fn run_case(case: &Value, sample: Sample) -> Sample {
     if let Some(transform) = case.get("transform") {
         let mut table: toml::Table = serde_json::from_value(case["params"].clone()).unwrap();
         table.insert("name".into(), transform.as_str().unwrap().into());
-        let pipeline = Pipeline::from_config(&[table]).unwrap();
+        let pipeline = PipelineConfig::from_tables(&[table]).unwrap().build();
         let mut out = pipeline.run(sample, &mut rng::stream(0, &[])).unwrap();
         assert_eq!(out.len(), 1);
         return out.remove(0);

@@ -6,7 +6,7 @@
 //! Most samples have `image == label`, so any misalignment between the two shows.
 
 use medssl_data::spatial::axes::AxisMove;
-use medssl_data::{Pipeline, Rng, Sample, rng};
+use medssl_data::{Pipeline, PipelineConfig, Rng, Sample, rng};
 use medssl_io::nalgebra::{Matrix4, Vector4};
 use medssl_io::{Affine, Volume};
 use ndarray::Array4;
@@ -14,7 +14,7 @@ use ndarray::Array4;
 /// A transform from configuration text (one table, `name` included).
 fn build(config: &str) -> Pipeline {
     let table: toml::Table = toml::from_str(config).unwrap();
-    Pipeline::from_config(&[table]).unwrap()
+    PipelineConfig::from_tables(&[table]).unwrap().build()
 }
 
 fn run(pipeline: &Pipeline, sample: &Sample, rng: &mut Rng) -> Vec<Sample> {

@@ -11,14 +11,14 @@ use medssl_data::rng::stream;
 use medssl_data::views::{
     Crops, MultiCrop, RandomCrops, RotationSet, ViewPlan, check_rotation_augment,
 };
-use medssl_data::{Pipeline, Sample};
+use medssl_data::{Pipeline, PipelineConfig, Sample};
 use medssl_io::Volume;
 use views_common::{encoded, identity};
 
 /// The pipeline of the given steps, each a TOML table with its `name`.
 fn pipeline(steps: &[&str]) -> Pipeline {
     let tables: Vec<toml::Table> = steps.iter().map(|s| toml::from_str(s).unwrap()).collect();
-    Pipeline::from_config(&tables).unwrap()
+    PipelineConfig::from_tables(&tables).unwrap().build()
 }
 
 const FLIP: &str = "name = \"rand_flip\"\nprob = 0.5\nspatial_axis = [1, 2]";

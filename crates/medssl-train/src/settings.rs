@@ -113,10 +113,21 @@ fn explain(error: &toml::de::Error, key: Option<&str>, defaults: &toml::Table) -
         })
         .flatten();
     match default {
-        Some(value) if !value.is_table() => {
+        Some(value) if shows_the_form(value) => {
             format!("setting `{key}`: {message}, e.g. --set '{key}={value}' (its default)")
         }
         _ => format!("setting `{key}`: {message}"),
+    }
+}
+
+/// Whether a default is worth copying as an example: a value or a list of values, not
+/// a table or a list of tables (a transform list, whose message names the step at
+/// fault; an empty list shows no form at all).
+fn shows_the_form(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Table(_) => false,
+        toml::Value::Array(items) => items.first().is_some_and(|item| !item.is_table()),
+        _ => true,
     }
 }
 

@@ -1,17 +1,11 @@
-//! Transform tables written in code, as a user would write them in a configuration, so
-//! a run's `config.toml` shows exactly which steps ran.
+//! Transform lists of the run configurations: parameter values written in code, as a
+//! user would write them in a configuration, so a run's `config.toml` shows exactly
+//! which steps ran (see `medssl_data::TransformStep::new`), and the rule both kinds of
+//! run put on their preprocessing.
+
+use medssl_data::PipelineConfig;
 
 use crate::error::{Result, TrainError};
-
-/// A transform table `{ name = NAME, key = value, ... }`.
-pub fn table(name: &str, params: &[(&str, toml::Value)]) -> toml::Table {
-    let mut t = toml::Table::new();
-    t.insert("name".into(), name.into());
-    for (key, value) in params {
-        t.insert((*key).into(), value.clone());
-    }
-    t
-}
 
 /// A TOML array of floats.
 pub fn floats(values: &[f64]) -> toml::Value {
@@ -23,12 +17,15 @@ pub fn ints(values: &[usize]) -> toml::Value {
     toml::Value::Array(values.iter().map(|&v| (v as i64).into()).collect())
 }
 
-/// The key of a preprocessing cache: every parameter of the deterministic steps, so a
-/// changed step recomputes the cached volumes.
-pub fn preprocess_fingerprint(preprocess: &[toml::Table]) -> Result<String> {
-    let steps = toml::Table::from_iter([(
-        "preprocess".to_string(),
-        toml::Value::Array(preprocess.iter().cloned().map(toml::Value::Table).collect()),
-    )]);
-    toml::to_string(&steps).map_err(|e| TrainError::Invalid(e.to_string()))
+/// Refuses a random step in `data.preprocess`: preprocessing runs once per case and is
+/// cached, so a random step would draw once and repeat that draw every epoch.
+pub fn check_preprocess(preprocess: &PipelineConfig) -> Result<()> {
+    match preprocess.steps().iter().find(|step| step.is_random()) {
+        None => Ok(()),
+        Some(step) => Err(TrainError::Invalid(format!(
+            "data.preprocess: step `{}` is random, but preprocessing runs once per case and \
+             is cached; random steps belong in data.augment",
+            step.name()
+        ))),
+    }
 }

@@ -90,7 +90,6 @@ use medssl_ssl::methods::{
 use medssl_ssl::{Method, Preset};
 use medssl_synth::{Grid, Kind, generate, texture};
 use medssl_train::pretrain::{Pretrain, PretrainConfig};
-use medssl_train::transforms::preprocess_fingerprint;
 use serde_json::Value;
 
 mod common;
@@ -205,23 +204,18 @@ impl Run {
         let (manifest, _) = Manifest::index(&self.data, None).unwrap();
         let volumes = manifest.entries.len();
         let source: Arc<dyn SampleSource> = Arc::new(CollectionSource::new(&manifest));
-        let preprocess = Pipeline::from_config(&config.data.preprocess).unwrap();
-        let fingerprint = preprocess_fingerprint(&config.data.preprocess).unwrap();
+        let preprocess = config.data.preprocess.build();
+        let fingerprint = config.data.preprocess.cache_key();
         let cache = self.tmp.path().join("baseline-cache");
         let cached: Arc<dyn SampleSource> =
             Arc::new(PreprocessCache::new(cache, source, preprocess, fingerprint).unwrap());
-        let augment = Pipeline::from_config(&config.data.augment).unwrap();
-        let local = if config.data.local_augment.is_empty() {
-            &config.data.augment
-        } else {
-            &config.data.local_augment
-        };
+        let (augment, local_augment) = config.data.view_augmentations();
         let plan = M::view_plan(
             &config.pretext::<M>().unwrap(),
             &config.network(),
             config.encoder.crop,
             augment,
-            Pipeline::from_config(local).unwrap(),
+            local_augment,
         )
         .unwrap();
         let loader = Loader::new(cached, plan, config.data.loader.clone(), config.seed).unwrap();

@@ -206,6 +206,11 @@ fn finetune_refuses_bad_input_before_writing_or_training() {
     };
     refused(&["--shots", "100"], &["100"]);
     refused(&["--set", "train.nonsense=1"], &["train.nonsense"]);
+    // A random step would be cached once per case and never drawn again.
+    refused(
+        &["--set", "data.preprocess=[{name = \"rand_flip\", prob = 0.5}]"],
+        &["data.preprocess", "rand_flip", "is random"],
+    );
     refused(
         &[
             "--set",

@@ -213,6 +213,10 @@ impl Transform for RandCropByPosNegLabel {
         true
     }
 
+    fn fan_out(&self) -> usize {
+        self.num_samples
+    }
+
     fn apply(&self, sample: Sample, rng: &mut Rng) -> Result<Vec<Sample>> {
         let sample = pad_to(sample, self.size, PadMethod::Symmetric);
         let label = sample.label.as_ref().ok_or_else(|| {

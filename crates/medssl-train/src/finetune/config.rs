@@ -8,6 +8,7 @@
 //! 1e-4 with weight decay 1e-5, linear warm-up then cosine), the recipe of the
 //! SwinUNETR and SMIT fine-tuning papers.
 
+use medssl_data::PipelineConfig;
 use medssl_data::loader::LoaderConfig;
 use medssl_eval::sliding_window::{Blend, SlidingWindow};
 use medssl_model::SwinUnetrConfig;
@@ -20,6 +21,7 @@ use crate::optimizer::OptimizerConfig;
 use crate::run_dir::RunDir;
 use crate::settings::{SettingsFile, layered};
 use crate::swin_shape::SwinShape;
+use crate::transforms::check_preprocess;
 
 /// The network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +49,7 @@ pub struct ModelSettings {
 }
 
 /// Data preparation: deterministic preprocessing (cached) then random augmentation,
-/// each a list of transform tables (see `medssl_data::transform`).
+/// each a list of transform steps (see `medssl_data::transform`), checked when read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSettings {
@@ -55,14 +57,14 @@ pub struct DataSettings {
     /// validation and prediction. Empty: chosen from the task's modality (CT: window
     /// -175..250 HU to 0..1; anything else: z-score over non-zero voxels), after
     /// orientation to RAS and resampling to `spacing`.
-    pub preprocess: Vec<toml::Table>,
+    pub preprocess: PipelineConfig,
     /// Target voxel spacing in mm for the default preprocessing (none: keep).
     pub spacing: Option<[f64; 3]>,
     /// Random steps applied to every training sample. Empty: positive/negative crops of
     /// `roi` (`samples_per_volume`, pos 1, neg 1), flips along each axis (p 0.1),
     /// 90-degree rotations (p 0.1), intensity scale and shift (p 0.1), as in the
     /// SwinUNETR BTCV recipe.
-    pub augment: Vec<toml::Table>,
+    pub augment: PipelineConfig,
     /// Crops drawn per volume by the default augmentation.
     pub samples_per_volume: usize,
     /// Batching and worker threads. Preprocessed cases are cached under
@@ -242,9 +244,9 @@ impl FinetuneConfig {
                 qkv_bias: monai.qkv_bias,
             },
             data: DataSettings {
-                preprocess: Vec::new(),
+                preprocess: PipelineConfig::default(),
                 spacing: if tiny { None } else { Some([1.5, 1.5, 2.0]) },
-                augment: Vec::new(),
+                augment: PipelineConfig::default(),
                 samples_per_volume: if tiny { 1 } else { 4 },
                 loader: LoaderConfig {
                     batch_size: 1,
@@ -390,7 +392,7 @@ impl FinetuneConfig {
             ));
         }
         self.data.loader.check()?;
-        Ok(())
+        check_preprocess(&self.data.preprocess)
     }
 
     /// Settings that train but not as a reader would assume, for the log.
@@ -536,6 +538,68 @@ mod tests {
         assert_eq!(config.data.spacing, Some([1.0, 1.0, 2.0]));
         assert!(config.train.optimizer.freeze_encoder);
         assert_eq!(config.model.feature_size, 12, "untouched defaults stay");
+    }
+
+    /// The transform lists are checked when the configuration loads, before a run
+    /// writes anything: a misspelt step names the list, the step and the file it came
+    /// from; a random step cannot be cached as preprocessing.
+    #[test]
+    fn transform_lists_are_checked_on_load() {
+        let file = |text| {
+            Some(SettingsFile {
+                name: "exp/run.toml",
+                text,
+            })
+        };
+        let err = FinetuneConfig::load(
+            Preset::Tiny,
+            file("[[data.augment]]\nname = \"rand_flipp\"\nprob = 0.5\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "exp/run.toml: setting `data.augment`: unknown transform `rand_flipp`; \
+                 valid transforms: orientation, spacing,"
+            ),
+            "{err}"
+        );
+        assert!(err.ends_with(", rand_gaussian_smooth"), "no example: {err}");
+        let err = FinetuneConfig::load(
+            Preset::Tiny,
+            None,
+            &["data.augment=[{name = \"rand_flip\", probability = 0.5}]".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "setting `data.augment`: transform `rand_flip`: unknown field `probability`, \
+             expected `prob` or `spatial_axis`"
+        );
+        let err = FinetuneConfig::load(
+            Preset::Tiny,
+            None,
+            &["data.preprocess=[{name = \"orientation\"}, {prob = 0.5}]".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "setting `data.preprocess`: transform 2 has no `name` (a string)"
+        );
+        let err = FinetuneConfig::load(
+            Preset::Tiny,
+            None,
+            &["data.preprocess=[{name = \"rand_flip\", prob = 0.5}]".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("data.preprocess: step `rand_flip` is random"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,17 +4,18 @@
 //! setting saying what it does and why, which `medssl config show --task` prints.
 
 use medssl_data::dataset::Task;
+use medssl_data::{PipelineConfig, TransformStep};
 
 use super::config::FinetuneConfig;
 use crate::error::{Result, TrainError};
 use crate::transforms::{floats, ints};
 
-/// One default transform step: its table and a comment on the step (key `name`) and on
-/// each setting.
+/// One default transform step and a comment on the step (key `name`) and on each
+/// setting.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribedStep {
-    /// The table as it goes into the configuration.
-    pub table: toml::Table,
+    /// The step as it goes into the configuration.
+    pub step: TransformStep,
     /// `(key, comment)` in the order the keys are printed, `name` first.
     pub comments: Vec<(&'static str, String)>,
 }
@@ -24,27 +25,30 @@ fn step(
     name: &str,
     what: &str,
     settings: Vec<(&'static str, toml::Value, String)>,
-) -> DescribedStep {
-    let mut table = toml::Table::new();
-    table.insert("name".into(), name.into());
+) -> Result<DescribedStep> {
     let mut comments = vec![("name", what.to_string())];
+    let mut params = Vec::with_capacity(settings.len());
     for (key, value, why) in settings {
-        table.insert(key.into(), value);
+        params.push((key, value));
         comments.push((key, why));
     }
-    DescribedStep { table, comments }
+    let step = TransformStep::new(name, &params)?;
+    Ok(DescribedStep { step, comments })
 }
 
 /// Orientation to RAS, resampling to `data.spacing` when set, then the modality's
 /// intensity normalisation: the CT window -175..250 HU to 0..1 (clipped) of the
 /// SwinUNETR BTCV recipe, or a z-score over non-zero voxels per channel otherwise.
-pub fn default_preprocess_steps(config: &FinetuneConfig, task: &Task) -> Vec<DescribedStep> {
+pub fn default_preprocess_steps(
+    config: &FinetuneConfig,
+    task: &Task,
+) -> Result<Vec<DescribedStep>> {
     let mut steps = vec![step(
         "orientation",
         "array axes reordered and flipped to RAS, so every case is stored the same way \
          round (MONAI Orientationd)",
         vec![],
-    )];
+    )?];
     if let Some(spacing) = config.data.spacing {
         steps.push(step(
             "spacing",
@@ -55,7 +59,7 @@ pub fn default_preprocess_steps(config: &FinetuneConfig, task: &Task) -> Vec<Des
                 floats(&spacing),
                 "voxel size in mm along each axis (data.spacing)".into(),
             )],
-        ));
+        )?);
     }
     let is_ct = task.channels.iter().all(|c| c.eq_ignore_ascii_case("CT"));
     steps.push(if is_ct {
@@ -103,13 +107,13 @@ pub fn default_preprocess_steps(config: &FinetuneConfig, task: &Task) -> Vec<Des
                 ),
             ],
         )
-    });
-    steps
+    }?);
+    Ok(steps)
 }
 
 /// Padding to the crop size, balanced positive/negative crops, flips along each axis,
 /// 90-degree rotations and random intensity scale/shift (the SwinUNETR BTCV recipe).
-pub fn default_augment_steps(config: &FinetuneConfig) -> Vec<DescribedStep> {
+pub fn default_augment_steps(config: &FinetuneConfig) -> Result<Vec<DescribedStep>> {
     let roi = config.model.roi;
     let mut steps = vec![
         step(
@@ -120,7 +124,7 @@ pub fn default_augment_steps(config: &FinetuneConfig) -> Vec<DescribedStep> {
                 ints(&roi),
                 "at least model.roi, so a whole crop fits".into(),
             )],
-        ),
+        )?,
         step(
             "rand_crop_by_pos_neg_label",
             "random crops centred on a foreground or a background voxel (MONAI \
@@ -147,7 +151,7 @@ pub fn default_augment_steps(config: &FinetuneConfig) -> Vec<DescribedStep> {
                     "crops per volume and epoch (data.samples_per_volume)".into(),
                 ),
             ],
-        ),
+        )?,
     ];
     for axis in 0..3 {
         steps.push(step(
@@ -161,7 +165,7 @@ pub fn default_augment_steps(config: &FinetuneConfig) -> Vec<DescribedStep> {
                     format!("the array axis flipped ({axis})"),
                 ),
             ],
-        ));
+        )?);
     }
     steps.push(step(
         "rand_rotate90",
@@ -174,7 +178,7 @@ pub fn default_augment_steps(config: &FinetuneConfig) -> Vec<DescribedStep> {
                 "1 to 3 quarter turns, drawn uniformly".into(),
             ),
         ],
-    ));
+    )?);
     steps.push(step(
         "rand_scale_intensity",
         "intensities multiplied by 1 + f (MONAI RandScaleIntensityd)",
@@ -182,7 +186,7 @@ pub fn default_augment_steps(config: &FinetuneConfig) -> Vec<DescribedStep> {
             ("factors", 0.1.into(), "f drawn from -0.1..0.1".into()),
             ("prob", 0.1.into(), "chance of the scaling".into()),
         ],
-    ));
+    )?);
     steps.push(step(
         "rand_shift_intensity",
         "an offset added to the intensities (MONAI RandShiftIntensityd)",
@@ -190,20 +194,21 @@ pub fn default_augment_steps(config: &FinetuneConfig) -> Vec<DescribedStep> {
             ("offsets", 0.1.into(), "offset drawn from -0.1..0.1".into()),
             ("prob", 0.1.into(), "chance of the shift".into()),
         ],
-    ));
-    steps
+    )?);
+    Ok(steps)
 }
 
 /// Fills in the default transform lists for `task` where the configuration leaves them
 /// empty, as a new run does before it starts.
-pub fn resolve_pipelines(config: &mut FinetuneConfig, task: &Task) {
-    let tables = |steps: Vec<DescribedStep>| steps.into_iter().map(|s| s.table).collect();
+pub fn resolve_pipelines(config: &mut FinetuneConfig, task: &Task) -> Result<()> {
+    let steps = |described: Vec<DescribedStep>| described.into_iter().map(|s| s.step).collect();
     if config.data.preprocess.is_empty() {
-        config.data.preprocess = tables(default_preprocess_steps(config, task));
+        config.data.preprocess = steps(default_preprocess_steps(config, task)?);
     }
     if config.data.augment.is_empty() {
-        config.data.augment = tables(default_augment_steps(config));
+        config.data.augment = steps(default_augment_steps(config)?);
     }
+    Ok(())
 }
 
 /// The configuration of a new run on `task` as TOML, the transform lists resolved as
@@ -212,8 +217,8 @@ pub fn resolve_pipelines(config: &mut FinetuneConfig, task: &Task) {
 /// sets itself is written without comments.
 pub fn commented_toml(config: &FinetuneConfig, task: &Task) -> Result<String> {
     let mut resolved = config.clone();
-    resolved.data.preprocess.clear();
-    resolved.data.augment.clear();
+    resolved.data.preprocess = PipelineConfig::default();
+    resolved.data.augment = PipelineConfig::default();
     let mut text = resolved.to_toml()?;
     // Empty lists serialise as `key = []` inside [data]; the steps follow as arrays of
     // tables at the end, which TOML allows after the other tables.
@@ -227,12 +232,12 @@ pub fn commented_toml(config: &FinetuneConfig, task: &Task) -> Result<String> {
     }
     text = emptied;
     let preprocess = if config.data.preprocess.is_empty() {
-        default_preprocess_steps(config, task)
+        default_preprocess_steps(config, task)?
     } else {
         uncommented(&config.data.preprocess)
     };
     let augment = if config.data.augment.is_empty() {
-        default_augment_steps(config)
+        default_augment_steps(config)?
     } else {
         uncommented(&config.data.augment)
     };
@@ -257,11 +262,12 @@ pub fn commented_toml(config: &FinetuneConfig, task: &Task) -> Result<String> {
 }
 
 /// Steps from a configuration, without comments, their keys in table order.
-fn uncommented(tables: &[toml::Table]) -> Vec<DescribedStep> {
-    tables
+fn uncommented(steps: &PipelineConfig) -> Vec<DescribedStep> {
+    steps
+        .steps()
         .iter()
-        .map(|table| DescribedStep {
-            table: table.clone(),
+        .map(|step| DescribedStep {
+            step: step.clone(),
             comments: Vec::new(),
         })
         .collect()
@@ -280,14 +286,15 @@ fn write_step(text: &mut String, key: &str, step: &DescribedStep) {
         text.push_str(&format!("# {what}\n"));
     }
     text.push_str(&format!("[[data.{key}]]\n"));
+    let table = step.step.table();
     let keys = step.comments.iter().map(|(k, _)| *k).chain(
-        step.table
+        table
             .keys()
             .map(String::as_str)
             .filter(|k| comment(k).is_none()),
     );
     for name in keys {
-        let Some(value) = step.table.get(name) else {
+        let Some(value) = table.get(name) else {
             continue;
         };
         let line = format!("{name} = {value}");
@@ -326,18 +333,20 @@ mod tests {
             let config = FinetuneConfig::preset(preset);
             let text = commented_toml(&config, &task).unwrap();
             let mut resolved = config.clone();
-            resolve_pipelines(&mut resolved, &task);
+            resolve_pipelines(&mut resolved, &task).unwrap();
             let back: FinetuneConfig = toml::from_str(&text).unwrap();
             assert_eq!(back, resolved, "{text}");
             let steps = default_preprocess_steps(&config, &task)
+                .unwrap()
                 .into_iter()
-                .chain(default_augment_steps(&config));
+                .chain(default_augment_steps(&config).unwrap());
             for step in steps {
+                let table = step.step.table();
                 let mut keys: Vec<&str> = step.comments.iter().map(|(k, _)| *k).collect();
-                let mut expected: Vec<&str> = step.table.keys().map(String::as_str).collect();
+                let mut expected: Vec<&str> = table.keys().map(String::as_str).collect();
                 keys.sort_unstable();
                 expected.sort_unstable();
-                assert_eq!(keys, expected, "{:?}", step.table);
+                assert_eq!(keys, expected, "{table:?}");
             }
         }
     }
@@ -347,10 +356,8 @@ mod tests {
     fn configured_lists_are_printed_as_set() {
         let task = task(&["CT"]);
         let mut config = FinetuneConfig::preset(Preset::Tiny);
-        let mut flip = toml::Table::new();
-        flip.insert("name".into(), "rand_flip".into());
-        flip.insert("prob".into(), 0.5.into());
-        config.data.augment = vec![flip];
+        let flip = TransformStep::new("rand_flip", &[("prob", 0.5.into())]).unwrap();
+        config.data.augment = [flip].into_iter().collect();
         let text = commented_toml(&config, &task).unwrap();
         assert!(
             text.ends_with("[[data.augment]]\nname = \"rand_flip\"\nprob = 0.5\n"),

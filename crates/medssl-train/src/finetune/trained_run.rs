@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use medssl_data::Pipeline;
 use medssl_data::dataset::Task;
 use medssl_data::splits::Split;
 use medssl_eval::Predictor;
@@ -55,8 +54,7 @@ impl TrainedRun {
                 "weights do not fit the run's network",
             ));
         }
-        let preprocess = Pipeline::from_config(&config.data.preprocess)
-            .map_err(|e| TrainError::file(run.config(), e.to_string()))?;
+        let preprocess = config.data.preprocess.build();
         let predictor = Predictor::new(network, preprocess, config.sliding_window(), device);
         Ok(TrainedRun { config, predictor })
     }

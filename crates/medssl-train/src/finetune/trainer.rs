@@ -9,7 +9,6 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use medssl_data::Pipeline;
 use medssl_data::cache::PreprocessCache;
 use medssl_data::dataset::{CheckReport, Task, TaskSource};
 use medssl_data::loader::{Batch, Loader, SampleSource};
@@ -31,7 +30,6 @@ use crate::error::{Result, TrainError};
 use crate::optimizer::SegmentationOptimizer;
 use crate::run_dir::RunDir;
 use crate::schedule::WarmupCosine;
-use crate::transforms::preprocess_fingerprint;
 
 /// Where the network's weights start.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,11 +265,7 @@ impl Finetune {
             split = split.few_shot(budget)?;
         }
         let mut config = config;
-        resolve_pipelines(&mut config, task);
-        // The transform lists are built once here, so that a misspelt step or parameter
-        // stops the run before its directory exists.
-        Pipeline::from_config(&config.data.preprocess)?;
-        Pipeline::from_config(&config.data.augment)?;
+        resolve_pipelines(&mut config, task)?;
         let (task, report) = unchecked.check()?;
         let task_dir = std::fs::canonicalize(task_dir).map_err(|e| TrainError::os(task_dir, e))?;
         Ok(Checked {
@@ -412,24 +406,23 @@ impl Finetune {
         };
         run.truncate_metrics(state.metrics_lines)?;
 
-        let preprocess_tables = &config.data.preprocess;
-        let augment_tables = &config.data.augment;
-        let fingerprint = preprocess_fingerprint(preprocess_tables)?;
+        // One preprocessing for training and validation, sharing its steps and cache.
+        let preprocess = config.data.preprocess.build();
+        let fingerprint = config.data.preprocess.cache_key();
         let cache_dir = run.task_cache(&task.name);
         let cached = |ids: &[String]| -> Result<Arc<dyn SampleSource>> {
             let source: Arc<dyn SampleSource> = Arc::new(TaskSource::new(task.clone(), ids)?);
-            let preprocess = Pipeline::from_config(preprocess_tables)?;
             Ok(Arc::new(PreprocessCache::new(
                 &cache_dir,
                 source,
-                preprocess,
+                preprocess.clone(),
                 fingerprint.clone(),
             )?))
         };
         let train_source = cached(&split.train)?;
         let validation = cached(&split.validation)?;
-        let augment = Pipeline::from_config(augment_tables)?;
-        let samples = split.train.len() * fan_out(augment_tables);
+        let augment = config.data.augment.build();
+        let samples = split.train.len() * config.data.augment.samples_per_case();
         let batches_per_epoch = config.data.loader.batches(samples);
         let loader = Loader::new(
             train_source,
@@ -875,16 +868,6 @@ fn learning_rate(t: &TrainSettings, steps_per_epoch: u64, iteration: u64) -> f64
         }
     }
     schedule.at(iteration - origin)
-}
-
-/// Samples a training case yields per epoch: the product of the `num_samples` of the
-/// augmentation's fan-out steps.
-fn fan_out(tables: &[toml::Table]) -> usize {
-    tables
-        .iter()
-        .filter_map(|t| t.get("num_samples").and_then(|v| v.as_integer()))
-        .map(|n| n.max(1) as usize)
-        .product()
 }
 
 #[cfg(test)]

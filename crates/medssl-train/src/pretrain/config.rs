@@ -9,9 +9,9 @@
 //! voxel spacing ([`Method::spacing`]), and no flips or 90° turns for a method that
 //! predicts rotations.
 
-use medssl_data::Pipeline;
 use medssl_data::loader::LoaderConfig;
 use medssl_data::views::{Crops, ViewPlan};
+use medssl_data::{Pipeline, PipelineConfig, TransformStep};
 use medssl_model::SwinUnetrConfig;
 use medssl_ssl::{ClipMode, Method, Preset};
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use crate::error::{Result, TrainError};
 use crate::run_dir::RunDir;
 use crate::settings::{SettingsFile, layered};
 use crate::swin_shape::SwinShape;
-use crate::transforms::{floats, ints, table};
+use crate::transforms::{check_preprocess, floats, ints};
 
 /// The encoder being pretrained and the crops it sees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ pub struct PretrainData {
     /// `data.preprocess` is left at its default, loading a configuration derives it
     /// from the final settings. Collections of MRI should replace step 3 by a
     /// percentile scaling (`scale_intensity_range_percentiles`).
-    pub preprocess: Vec<toml::Table>,
+    pub preprocess: PipelineConfig,
     /// Random steps applied to each view after it is cut (one sample in, one out).
     /// Default: flips along each axis (p 0.5 each) and intensity scale/shift by up to
     /// 10% (p 0.5 each); for a method that predicts the rotation of its views (RotNet,
@@ -80,11 +80,24 @@ pub struct PretrainData {
     /// or 90° turn of a view is itself a rotation or mirror image, which makes the
     /// rotation label ambiguous. Such a method refuses `rand_flip` and
     /// `rand_rotate90` here and in `local_augment`.
-    pub augment: Vec<toml::Table>,
+    pub augment: PipelineConfig,
     /// The same for multi-crop's local views (empty: `augment`).
-    pub local_augment: Vec<toml::Table>,
+    pub local_augment: PipelineConfig,
     /// Volumes per batch and worker threads.
     pub loader: LoaderConfig,
+}
+
+impl PretrainData {
+    /// The augmentation of the views and that of multi-crop's local views
+    /// (`local_augment`, or `augment` when it is empty), as the view plan takes them.
+    pub fn view_augmentations(&self) -> (Pipeline, Pipeline) {
+        let local = if self.local_augment.is_empty() {
+            &self.augment
+        } else {
+            &self.local_augment
+        };
+        (self.augment.build(), local.build())
+    }
 }
 
 /// Optimisation and the schedules the loop runs for every method.
@@ -181,9 +194,9 @@ impl PretrainConfig {
                 qkv_bias: monai.qkv_bias,
             },
             data: PretrainData {
-                preprocess: Vec::new(),
-                augment: Vec::new(),
-                local_augment: Vec::new(),
+                preprocess: PipelineConfig::default(),
+                augment: PipelineConfig::default(),
+                local_augment: PipelineConfig::default(),
                 loader: LoaderConfig {
                     batch_size: 2,
                     shuffle: true,
@@ -214,8 +227,8 @@ impl PretrainConfig {
             pretext,
         };
         let plan = config.plan::<M>(Pipeline::default(), Pipeline::default())?;
-        config.data.preprocess = default_preprocess::<M>(preset, &plan);
-        config.data.augment = default_augment(plan.rotations.is_some());
+        config.data.preprocess = default_preprocess::<M>(preset, &plan)?;
+        config.data.augment = default_augment(plan.rotations.is_some())?;
         Ok(config)
     }
 
@@ -242,10 +255,10 @@ impl PretrainConfig {
         if default_preprocess || default_augment {
             if let Ok(plan) = config.plan::<M>(Pipeline::default(), Pipeline::default()) {
                 if default_preprocess {
-                    config.data.preprocess = self::default_preprocess::<M>(config.preset, &plan);
+                    config.data.preprocess = self::default_preprocess::<M>(config.preset, &plan)?;
                 }
                 if default_augment {
-                    config.data.augment = self::default_augment(plan.rotations.is_some());
+                    config.data.augment = self::default_augment(plan.rotations.is_some())?;
                 }
             }
         }
@@ -372,27 +385,21 @@ impl PretrainConfig {
             }
         }
         self.data.loader.check()?;
+        check_preprocess(&self.data.preprocess)?;
         M::check(&self.pretext::<M>()?, &self.network(), self.encoder.crop)
             .map_err(|e| TrainError::Invalid(format!("pretext: {e}")))?;
         self.check_steps::<M>()
     }
 
-    /// Builds the transform lists (so a typo is reported before anything is written)
-    /// and refuses augmentations that would make a rotation method's labels wrong
-    /// (`ViewPlan::check`: no `rand_flip` or `rand_rotate90` with rotation labels).
+    /// Refuses augmentations that would make a rotation method's labels wrong
+    /// (`ViewPlan::check`: no `rand_flip` or `rand_rotate90` with rotation labels). The
+    /// steps themselves were checked when the configuration was read.
     fn check_steps<M: Method>(&self) -> Result<()> {
-        let data = &self.data;
-        let build = |key: &str, steps: &[toml::Table]| {
-            Pipeline::from_config(steps).map_err(|e| TrainError::Invalid(format!("{key}: {e}")))
-        };
-        build("data.preprocess", &data.preprocess)?;
-        let augment = build("data.augment", &data.augment)?;
-        let local_augment = build("data.local_augment", &data.local_augment)?;
+        let (augment, local_augment) = self.data.view_augmentations();
         // The global augmentation first, so the error names the list at fault.
-        self.plan::<M>(augment, Pipeline::default())?
+        self.plan::<M>(augment.clone(), Pipeline::default())?
             .check()
             .map_err(|e| TrainError::Invalid(format!("data.augment: {e}")))?;
-        let augment = build("data.augment", &data.augment)?;
         self.plan::<M>(augment, local_augment)?
             .check()
             .map_err(|e| TrainError::Invalid(format!("data.local_augment: {e}")))
@@ -422,13 +429,15 @@ fn largest_view(crops: &Crops) -> [usize; 3] {
 
 /// The default preprocessing of method `M` in `preset` whose views `plan` cuts (see
 /// [`PretrainData::preprocess`]).
-fn default_preprocess<M: Method>(preset: Preset, plan: &ViewPlan) -> Vec<toml::Table> {
+fn default_preprocess<M: Method>(preset: Preset, plan: &ViewPlan) -> Result<PipelineConfig> {
     let [a_min, a_max] = M::intensity_window(preset);
-    let mut steps = vec![table("orientation", &[])];
+    let mut steps = PipelineConfig::default();
+    steps.push(TransformStep::new("orientation", &[])?);
     if preset == Preset::Paper {
-        steps.push(table("spacing", &[("pixdim", floats(&M::spacing(preset)))]));
+        let pixdim = floats(&M::spacing(preset));
+        steps.push(TransformStep::new("spacing", &[("pixdim", pixdim)])?);
     }
-    steps.push(table(
+    steps.push(TransformStep::new(
         "scale_intensity_range",
         &[
             ("a_min", a_min.into()),
@@ -437,46 +446,43 @@ fn default_preprocess<M: Method>(preset: Preset, plan: &ViewPlan) -> Vec<toml::T
             ("b_max", 1.0.into()),
             ("clip", true.into()),
         ],
-    ));
-    steps.push(table(
+    )?);
+    steps.push(TransformStep::new(
         "crop_foreground",
         &[
             ("threshold", 0.0.into()),
             ("margin", 0.into()),
             ("allow_smaller", true.into()),
         ],
-    ));
-    steps.push(table(
+    )?);
+    steps.push(TransformStep::new(
         "spatial_pad",
         &[("spatial_size", ints(&largest_view(&plan.crops)))],
-    ));
-    steps
+    )?);
+    Ok(steps)
 }
 
 /// Flips along each axis (p 0.5; left out for a method with rotation labels) and
 /// intensity scale and shift by up to 10% (p 0.5).
-fn default_augment(rotations: bool) -> Vec<toml::Table> {
+fn default_augment(rotations: bool) -> Result<PipelineConfig> {
     let flips = if rotations { 0 } else { 3 };
-    let mut steps: Vec<toml::Table> = (0..flips)
+    let mut steps = (0..flips)
         .map(|axis| {
-            table(
+            TransformStep::new(
                 "rand_flip",
-                &[
-                    ("prob", 0.5.into()),
-                    ("spatial_axis", toml::Value::Array(vec![axis.into()])),
-                ],
+                &[("prob", 0.5.into()), ("spatial_axis", ints(&[axis]))],
             )
         })
-        .collect();
-    steps.push(table(
+        .collect::<medssl_data::Result<PipelineConfig>>()?;
+    steps.push(TransformStep::new(
         "rand_scale_intensity",
         &[("factors", 0.1.into()), ("prob", 0.5.into())],
-    ));
-    steps.push(table(
+    )?);
+    steps.push(TransformStep::new(
         "rand_shift_intensity",
         &[("offsets", 0.1.into()), ("prob", 0.5.into())],
-    ));
-    steps
+    )?);
+    Ok(steps)
 }
 
 #[cfg(test)]
@@ -537,15 +543,17 @@ mod tests {
         }
     }
 
-    fn names(steps: &[toml::Table]) -> Vec<&str> {
-        steps.iter().map(|t| t["name"].as_str().unwrap()).collect()
+    fn names(steps: &PipelineConfig) -> Vec<&str> {
+        steps.steps().iter().map(|s| s.name()).collect()
     }
 
-    fn step<'a>(steps: &'a [toml::Table], name: &str) -> &'a toml::Table {
+    fn step<'a>(steps: &'a PipelineConfig, name: &str) -> &'a toml::Table {
         steps
+            .steps()
             .iter()
-            .find(|t| t["name"].as_str() == Some(name))
+            .find(|s| s.name() == name)
             .unwrap()
+            .table()
     }
 
     fn floats_of(value: &toml::Value) -> Vec<f64> {
@@ -627,7 +635,10 @@ mod tests {
         let paper = PretrainConfig::preset::<SimMimMethod>(Preset::Paper).unwrap();
         let steps = &paper.data.preprocess;
         assert_eq!(names(steps)[..2], ["orientation", "spacing"]);
-        assert_eq!(floats_of(&steps[1]["pixdim"]), [1.5, 1.5, 2.0]);
+        assert_eq!(
+            floats_of(&step(steps, "spacing")["pixdim"]),
+            [1.5, 1.5, 2.0]
+        );
         assert_eq!(
             ints_of(&step(steps, "spatial_pad")["spatial_size"]),
             paper.encoder.crop.map(|c| c as i64)
@@ -738,6 +749,27 @@ mod tests {
         assert_eq!(names(&config.data.preprocess), ["orientation"]);
     }
 
+    /// Every transform list is checked on load, naming the list; a random step cannot be
+    /// cached as preprocessing.
+    #[test]
+    fn transform_lists_are_checked_on_load() {
+        let refused = |set: &str| {
+            PretrainConfig::load::<SimMimMethod>(Preset::Tiny, None, &[set.to_string()])
+                .unwrap_err()
+                .to_string()
+        };
+        let err = refused("data.local_augment=[{name = \"rand_fiip\"}]");
+        assert!(
+            err.starts_with("setting `data.local_augment`: unknown transform `rand_fiip`"),
+            "{err}"
+        );
+        let err = refused("data.preprocess=[{name = \"rand_flip\", prob = 0.5}]");
+        assert!(
+            err.starts_with("data.preprocess: step `rand_flip` is random"),
+            "{err}"
+        );
+    }
+
     /// An all-air volume (nothing above the window's lower bound) stops the
     /// preprocessing with an error naming the case.
     #[test]
@@ -745,7 +777,7 @@ mod tests {
         use medssl_data::Sample;
         use medssl_io::{Affine, Volume};
         let config = PretrainConfig::preset::<SimMimMethod>(Preset::Tiny).unwrap();
-        let pipeline = Pipeline::from_config(&config.data.preprocess).unwrap();
+        let pipeline = config.data.preprocess.build();
         let mut rng = medssl_data::rng::stream(0, &[]);
         let air = ndarray::Array4::from_elem((1, 8, 8, 8), -1000.0f32);
         let sample = Sample::unlabelled("blank_scan_7", Volume::new(air, Affine::identity()));
@@ -790,10 +822,10 @@ mod tests {
         }
 
         let mut rotnet = PretrainConfig::preset::<RotNetMethod>(Preset::Tiny).unwrap();
-        rotnet
-            .data
-            .augment
-            .insert(0, simmim.data.augment[1].clone());
+        let flip = simmim.data.augment.steps()[1].clone();
+        rotnet.data.augment = std::iter::once(flip)
+            .chain(rotnet.data.augment.steps().iter().cloned())
+            .collect();
         let err = rotnet.check::<RotNetMethod>().unwrap_err().to_string();
         assert!(
             err.contains("data.augment") && err.contains("rand_flip"),
@@ -802,7 +834,7 @@ mod tests {
         let mut ssl = PretrainConfig::preset::<SwinUnetrSslMethod>(Preset::Tiny).unwrap();
         ssl.data
             .augment
-            .push(table("rand_rotate90", &[("prob", 0.5.into())]));
+            .push(TransformStep::new("rand_rotate90", &[("prob", 0.5.into())]).unwrap());
         let err = ssl.check::<SwinUnetrSslMethod>().unwrap_err().to_string();
         assert!(err.contains("data.augment"), "{err}");
         assert!(err.contains("rand_rotate90"), "{err}");

@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
-use medssl_data::Pipeline;
 use medssl_data::cache::PreprocessCache;
 use medssl_data::loader::{Loader, SampleSource};
 use medssl_data::manifest::{CollectionSource, Manifest};
@@ -30,7 +29,6 @@ use crate::error::{Result, TrainError};
 use crate::optimizer::{OptimizerConfig, SegmentationOptimizer, drop_grads};
 use crate::run_dir::{ENCODER_FILE, RunDir};
 use crate::schedule::CosineSchedule;
-use crate::transforms::preprocess_fingerprint;
 
 /// What the loop reports as it goes (for progress bars and logs).
 #[derive(Debug, Clone, PartialEq)]
@@ -201,21 +199,13 @@ impl<M: Method> Pretrain<M> {
         run.truncate_metrics(state.metrics_lines)?;
 
         let source: Arc<dyn SampleSource> = Arc::new(CollectionSource::new(manifest));
-        let preprocess = Pipeline::from_config(&config.data.preprocess)?;
-        let fingerprint = preprocess_fingerprint(&config.data.preprocess)?;
         let cached: Arc<dyn SampleSource> = Arc::new(PreprocessCache::new(
             cache_dir,
             source,
-            preprocess,
-            fingerprint,
+            config.data.preprocess.build(),
+            config.data.preprocess.cache_key(),
         )?);
-        let augment = Pipeline::from_config(&config.data.augment)?;
-        let local_tables = if config.data.local_augment.is_empty() {
-            &config.data.augment
-        } else {
-            &config.data.local_augment
-        };
-        let local_augment = Pipeline::from_config(local_tables)?;
+        let (augment, local_augment) = config.data.view_augmentations();
         let plan = M::view_plan(
             &settings,
             &network,
