@@ -149,9 +149,11 @@ impl Method for SmitMethod {
     /// `tiny`: two 32³ views of a 48³ crop, heads of 1024 (hidden 256, bottleneck 64,
     /// batch norm: `HeadSettings::preset`); SMIT's schedules in the same shape (the patch
     /// warm-up, epochs 30-59 of its 500, starts when the global one, epochs 0-29, ends)
-    /// in epochs that fit the tiny preset's 20: the global temperature warmed over epochs 0-4, the patch
-    /// temperature held at 0.04 for epochs 0-4 and warmed over epochs 5-9, 0.07 from
-    /// epoch 9 on.
+    /// in epochs that fit the tiny preset's 20: the patch temperature held at 0.04 for
+    /// epochs 0-4 and warmed over epochs 5-9, 0.07 from epoch 9 on. The global teacher
+    /// temperature stays at 0.04, as in DINO's and iBOT's tiny presets: warmed to 0.07,
+    /// it left the teacher near uniform in a 200-step run at batch 8 (entropy 5.68 of
+    /// ln 1024 = 6.93, perplexity about 290 prototypes), where 0.04 gave 1.8.
     fn settings(preset: Preset) -> SmitSettings {
         let tiny = preset == Preset::Tiny;
         let warmup = if tiny { 5 } else { 30 };
@@ -160,7 +162,15 @@ impl Method for SmitMethod {
             mask_ratio: 0.7,
             block_size: 16,
             head: HeadSettings::preset(preset, 8192),
-            sharpening: Sharpening::recipe(warmup),
+            sharpening: if tiny {
+                // The warm-up epochs still time the patch temperature's warm-up.
+                Sharpening {
+                    teacher_temp: 0.04,
+                    ..Sharpening::recipe(warmup)
+                }
+            } else {
+                Sharpening::recipe(warmup)
+            },
             teacher_patch_temp: teacher_patch_temp(),
             warmup_teacher_patch_temp: warmup_teacher_patch_temp(),
             mim_start_epoch: warmup,
@@ -441,20 +451,15 @@ mod tests {
         assert_eq!(patch.at(40).center_momentum, 0.9);
     }
 
-    /// `tiny`: global warm-up over epochs 0-4, patch temperature held until epoch 5 and
-    /// warmed over epochs 5-9.
+    /// `tiny`: the global teacher temperature at 0.04 throughout, the patch temperature
+    /// held until epoch 5 and warmed over epochs 5-9.
     #[test]
     fn tiny_temperatures_fit_a_twenty_epoch_run() {
         let tiny = SmitMethod::settings(Preset::Tiny);
-        assert_eq!(tiny.sharpening, Sharpening::recipe(5));
         assert_eq!(tiny.mim_start_epoch, 5);
         SmitMethod::check(&tiny, &encoder(), [32; 3]).unwrap();
-        let global: Vec<f64> = (0..6).map(|e| tiny.sharpening.at(e).teacher_temp).collect();
-        let want = [0.04, 0.0475, 0.055, 0.0625, 0.07, 0.07];
-        assert!(
-            global.iter().zip(want).all(|(g, w)| close(*g, w)),
-            "{global:?}"
-        );
+        let global: Vec<f64> = (0..12).map(|e| tiny.sharpening.at(e).teacher_temp).collect();
+        assert!(global.iter().all(|&g| g == 0.04), "{global:?}");
         let patch = tiny.patch_sharpening();
         let temps: Vec<f64> = (0..12).map(|e| patch.at(e).teacher_temp).collect();
         let want = [
