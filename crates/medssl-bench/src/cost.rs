@@ -67,8 +67,7 @@ pub fn estimate(study: &StudyDefinition, plan: &Plan) -> Result<Vec<f64>> {
                         overrides: &overrides,
                         volumes,
                     },
-                )
-                .map_err(BenchError::Invalid)?
+                )?
             }
             JobKind::Finetune { task, budget, .. } => {
                 let available = trainable[*task];

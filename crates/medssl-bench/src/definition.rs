@@ -729,7 +729,7 @@ fn disk_problems(
                 },
             );
             match checked {
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.to_string()),
                 Ok(Err(e)) => problems.push(format!("pretraining of {method}: {e}")),
                 Ok(Ok(())) => {}
             }

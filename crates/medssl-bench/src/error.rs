@@ -15,9 +15,17 @@ pub enum BenchError {
         path: PathBuf,
         problems: Vec<String>,
     },
-    /// A job failed.
-    #[error("job {job}: {message}")]
-    Job { job: String, message: String },
+    /// A job failed; the source is what failed in it.
+    #[error("job {job}: {source}")]
+    Job {
+        job: String,
+        #[source]
+        source: JobError,
+    },
+    /// A method name that no registered method has (the message lists those that
+    /// exist).
+    #[error(transparent)]
+    Method(#[from] medssl_ssl::SslError),
     /// A file of the study's output could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -43,6 +51,34 @@ impl BenchError {
         BenchError::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+/// What failed inside a job, kept typed so that a caller can tell a training failure
+/// from an evaluation failure and reach the case or file it names.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Training, resuming or evaluating a run failed.
+    #[error(transparent)]
+    Train(#[from] medssl_train::error::TrainError),
+    /// Comparing networks (CKA) failed.
+    #[error(transparent)]
+    Eval(#[from] medssl_eval::EvalError),
+    /// A job's result could not be written as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A CKA job whose plan gives it no fine-tune.
+    #[error("no fine-tune to compare")]
+    NothingToCompare,
+}
+
+impl BenchError {
+    /// The failure of job `job`, caused by `source`.
+    pub fn job(job: impl Into<String>, source: impl Into<JobError>) -> BenchError {
+        BenchError::Job {
+            job: job.into(),
+            source: source.into(),
         }
     }
 }

@@ -17,7 +17,7 @@ use medssl_train::finetune::trained_run::compare_networks;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::StudyDefinition;
-use crate::error::{BenchError, Result};
+use crate::error::{BenchError, JobError, Result};
 use crate::plan::{Job, JobKind, Plan};
 
 /// Probe patches of a CKA job.
@@ -41,10 +41,6 @@ pub fn run_cka_job(study: &StudyDefinition, plan: &Plan, job: &Job, device: &Dev
     let JobKind::Cka { task, .. } = &job.kind else {
         unreachable!("called for CKA jobs")
     };
-    let failed = |message: String| BenchError::Job {
-        job: job.id.clone(),
-        message,
-    };
     // The needs are the row's fine-tunes, budgets from few to many labels.
     let runs: Vec<(String, std::path::PathBuf)> = job
         .needs
@@ -55,7 +51,7 @@ pub fn run_cka_job(study: &StudyDefinition, plan: &Plan, job: &Job, device: &Dev
         })
         .collect();
     let (Some(few), Some(many)) = (runs.first(), runs.last()) else {
-        return Err(failed("no fine-tune to compare".into()));
+        return Err(BenchError::job(&job.id, JobError::NothingToCompare));
     };
     let mut pairs = Vec::new();
     let init = plan.init_weights(study, job);
@@ -74,7 +70,7 @@ pub fn run_cka_job(study: &StudyDefinition, plan: &Plan, job: &Job, device: &Dev
         MINIBATCH,
         device,
     )
-    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e| BenchError::job(&job.id, e))?
     .into_iter();
     let pretrained_vs_finetuned = match init {
         Some(_) => runs
@@ -87,7 +83,7 @@ pub fn run_cka_job(study: &StudyDefinition, plan: &Plan, job: &Job, device: &Dev
         pretrained_vs_finetuned,
         few_vs_many: reuse.next(),
     };
-    let text = serde_json::to_string_pretty(&result).map_err(|e| failed(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&result).map_err(|e| BenchError::job(&job.id, e))?;
     let path = job.done_file(study);
     create_dir_for_writes(&job.dir(study)).map_err(|e| BenchError::io(job.dir(study), e))?;
     write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))

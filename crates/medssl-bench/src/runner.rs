@@ -17,13 +17,14 @@ use medssl_eval::evaluate::Part;
 use medssl_io::atomic::write_atomically;
 use medssl_ssl::Method;
 use medssl_ssl::methods::{self, MethodVisitor};
+use medssl_train::error::TrainError;
 use medssl_train::finetune::trained_run::evaluate_run;
 use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
 use medssl_train::pretrain::{Event as PretrainEvent, Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 
 use crate::definition::StudyDefinition;
-use crate::error::{BenchError, Result};
+use crate::error::{BenchError, JobError, Result};
 use crate::feature_reuse::run_cka_job;
 use crate::plan::{Job, JobKind, Plan};
 use crate::state::{self, JobState};
@@ -264,12 +265,8 @@ impl<'a> Runner<'a> {
                 device: self.device.clone(),
                 warn,
             },
-        )
-        .map_err(BenchError::Invalid)?
-        .map_err(|message| BenchError::Job {
-            job: job.id.clone(),
-            message,
-        })
+        )?
+        .map_err(|e| BenchError::job(&job.id, e))
     }
 
     fn finetune(&self, job: &Job, warn: &dyn Fn(String)) -> Result<()> {
@@ -279,7 +276,7 @@ impl<'a> Runner<'a> {
         let run = job.run(self.study);
         let task_dir = self.study.resolve(&self.study.tasks[*task].path);
         // A run whose training ended (its checkpoint removed) only lacks its evaluation.
-        let trained = Finetune::finished(run.root()).map_err(|e| job_error(job, &e))?;
+        let trained = Finetune::finished(run.root()).map_err(|e| job_error(job, e))?;
         if trained.is_none() {
             self.train_finetune(job, &run, &task_dir, warn)?;
         }
@@ -290,9 +287,9 @@ impl<'a> Runner<'a> {
             NSD_TOLERANCE_MM,
             self.device.clone(),
         )
-        .map_err(|e| job_error(job, &e))?;
+        .map_err(|e| job_error(job, e))?;
         let summary = serde_json::to_string_pretty(&evaluation.to_json(NSD_TOLERANCE_MM))
-            .map_err(|e| job_error(job, &e))?;
+            .map_err(|e| job_error(job, e))?;
         let path = job.done_file(self.study);
         write_atomically(&path, summary.as_bytes()).map_err(|e| BenchError::io(&path, e))
     }
@@ -332,22 +329,19 @@ impl<'a> Runner<'a> {
                 )
             })
         }
-        .map_err(|e| job_error(job, &e))?;
+        .map_err(|e| job_error(job, e))?;
         if let Some(warning) = run.resume_warning() {
             warn(warning.to_string());
         }
         run.train(u64::MAX, &mut |_| {})
-            .map_err(|e| job_error(job, &e))?;
+            .map_err(|e| job_error(job, e))?;
         Ok(())
     }
 }
 
-/// The failure of `job`, with the message of what failed.
-fn job_error(job: &Job, error: &dyn std::fmt::Display) -> BenchError {
-    BenchError::Job {
-        job: job.id.clone(),
-        message: error.to_string(),
-    }
+/// The failure of `job`, caused by `error`.
+fn job_error(job: &Job, error: impl Into<JobError>) -> BenchError {
+    BenchError::job(&job.id, error)
 }
 
 /// Whether `run` holds a run to resume (a checkpoint). A directory a killed job left
@@ -369,9 +363,9 @@ struct PretrainJob<'a> {
 }
 
 impl MethodVisitor for PretrainJob<'_> {
-    type Output = std::result::Result<(), String>;
+    type Output = std::result::Result<(), TrainError>;
 
-    fn visit<M: Method>(self) -> std::result::Result<(), String> {
+    fn visit<M: Method>(self) -> std::result::Result<(), TrainError> {
         let data = self.study.resolve(&self.study.pretraining.data);
         let mut run = if self.resumable {
             Pretrain::<M>::resume(self.dir, Some(&data), self.device)
@@ -379,8 +373,7 @@ impl MethodVisitor for PretrainJob<'_> {
             let overrides = self.study.pretrain_overrides(self.method);
             PretrainConfig::load::<M>(self.study.pretraining.preset, None, &overrides)
                 .and_then(|config| Pretrain::<M>::start(&data, self.dir, config, self.device))
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         if let Some(warning) = run.resume_warning() {
             (self.warn)(warning.to_string());
         }
@@ -389,6 +382,5 @@ impl MethodVisitor for PretrainJob<'_> {
                 (self.warn)(message);
             }
         })
-        .map_err(|e| e.to_string())
     }
 }

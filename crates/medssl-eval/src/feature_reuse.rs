@@ -249,7 +249,7 @@ fn stage_features(
     outputs
         .into_iter()
         .map(|tensor| {
-            let array = to_array(tensor).map_err(EvalError::Network)?;
+            let array = to_array(tensor).map_err(|e| EvalError::Network(e.to_string()))?;
             let rows = array.shape()[0];
             let columns = array.len() / rows;
             array

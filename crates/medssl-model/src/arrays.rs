@@ -4,6 +4,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::Array5;
 
+use crate::error::ModelError;
 use crate::swin_unetr::SwinUnetr;
 
 /// A `[B, C, D, H, W]` array as a tensor on `device`.
@@ -20,13 +21,10 @@ pub fn to_tensor(array: Array5<f32>, device: &Device) -> Tensor<5> {
 }
 
 /// A 5-D tensor back as an array (copied to the host).
-pub fn to_array(tensor: Tensor<5>) -> Result<Array5<f32>, String> {
+pub fn to_array(tensor: Tensor<5>) -> Result<Array5<f32>, ModelError> {
     let dims = tensor.dims();
-    let values = tensor
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))?;
-    Array5::from_shape_vec(dims, values).map_err(|e| e.to_string())
+    let values = tensor.into_data().try_to_vec::<f32>()?;
+    Ok(Array5::from_shape_vec(dims, values)?)
 }
 
 impl SwinUnetr {
@@ -40,6 +38,6 @@ impl SwinUnetr {
         let logits = self
             .forward(to_tensor(batch, device))
             .map_err(|e| e.to_string())?;
-        to_array(logits)
+        to_array(logits).map_err(|e| e.to_string())
     }
 }

@@ -9,6 +9,7 @@ use burn::store::pytorch_reader::{self, PytorchReader};
 use safetensors::Dtype;
 
 use crate::config::SwinUnetrConfig;
+use crate::error::ModelError;
 use crate::layouts::{Fate, Layout, SMIT_TO_MONAI_MERGE, fate};
 use medssl_io::atomic::write_atomically;
 
@@ -77,7 +78,7 @@ impl Checkpoint {
         let (named, wrapper) = if pickle {
             read_pytorch(path)?
         } else {
-            crate::sealed::verify(&bytes).map_err(|problem| error(path, problem))?;
+            crate::sealed::verify(&bytes).map_err(|problem| error(path, problem.to_string()))?;
             (read_safetensors(path, &bytes)?, None)
         };
         let layout = Layout::detect(named.iter().map(|(k, _)| strip_wrapper_prefixes(k)));
@@ -139,7 +140,7 @@ impl Checkpoint {
             .collect::<Result<Vec<_>, _>>()?;
         let bytes = safetensors::serialize(views, None)
             .map_err(|e| error(path, format!("cannot serialise: {e}")))?;
-        crate::sealed::seal(&bytes).map_err(|problem| error(path, problem))
+        crate::sealed::seal(&bytes).map_err(|problem| error(path, problem.to_string()))
     }
 
     /// Writes the tensors as safetensors with MONAI key names, atomically.
@@ -319,17 +320,19 @@ impl std::fmt::Display for Architecture {
 
 /// Reads the architecture off MONAI-named tensor shapes; the error says which tensor
 /// is missing or odd.
-pub fn infer_architecture(shapes: &BTreeMap<String, Vec<usize>>) -> Result<Architecture, String> {
-    let get = |name: &str| -> Result<&Vec<usize>, String> {
-        shapes
-            .get(name)
-            .ok_or_else(|| format!("no tensor {name}: not a SwinUNETR / Swin encoder checkpoint"))
+pub fn infer_architecture(
+    shapes: &BTreeMap<String, Vec<usize>>,
+) -> Result<Architecture, ModelError> {
+    let get = |name: &str| {
+        shapes.get(name).ok_or_else(|| ModelError::MissingTensor {
+            name: name.to_string(),
+        })
     };
     let embed = get("swinViT.patch_embed.proj.weight")?;
     if embed.len() != 5 {
-        return Err(format!(
+        return Err(ModelError::Architecture(format!(
             "swinViT.patch_embed.proj.weight has shape {embed:?}, expected 5-D"
-        ));
+        )));
     }
     let (feature_size, in_channels, patch_size) = (embed[0], embed[1], embed[2]);
     let mut depths = [0; 4];
@@ -344,16 +347,18 @@ pub fn infer_architecture(shapes: &BTreeMap<String, Vec<usize>>) -> Result<Archi
             .max()
             .map_or(0, |m| m + 1);
         if depths[stage] == 0 {
-            return Err(format!("no Swin blocks under {prefix}*"));
+            return Err(ModelError::Architecture(format!(
+                "no Swin blocks under {prefix}*"
+            )));
         }
         let table = get(&format!("{prefix}0.attn.relative_position_bias_table"))?;
         num_heads[stage] = table[1];
         let side = (table[0] as f64).cbrt().round() as usize;
         if side * side * side != table[0] || side % 2 == 0 {
-            return Err(format!(
+            return Err(ModelError::Architecture(format!(
                 "{prefix}0.attn.relative_position_bias_table has {} rows, not (2w-1)^3",
                 table[0]
-            ));
+            )));
         }
         window_size = side.div_ceil(2);
     }
@@ -436,10 +441,14 @@ mod tests {
         assert_eq!(arch.window_size, 7);
         assert_eq!(arch.out_channels, None);
         shapes.remove("swinViT.patch_embed.proj.weight");
+        let err = infer_architecture(&shapes).unwrap_err();
         assert!(
-            infer_architecture(&shapes)
-                .unwrap_err()
-                .contains("patch_embed")
+            matches!(&err, ModelError::MissingTensor { name } if name == "swinViT.patch_embed.proj.weight"),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "no tensor swinViT.patch_embed.proj.weight: not a SwinUNETR / Swin encoder checkpoint"
         );
     }
 }

@@ -9,6 +9,7 @@
 pub mod arrays;
 pub mod config;
 pub mod conv;
+mod error;
 mod flex_data;
 pub mod foreign;
 pub mod import;
@@ -26,4 +27,5 @@ pub mod unetr;
 pub mod weights;
 
 pub use config::{ConfigError, SwinUnetrConfig};
+pub use error::ModelError;
 pub use swin_unetr::{SwinUnetr, SwinUnetrOutput};

@@ -5,6 +5,8 @@
 
 use medssl_io::checksum::sha256_hex;
 
+use crate::error::ModelError;
+
 /// The metadata key holding the SHA-256 (hex) of everything after the header.
 pub const CHECKSUM_KEY: &str = "medssl.sha256";
 
@@ -12,14 +14,14 @@ pub const CHECKSUM_KEY: &str = "medssl.sha256";
 /// `{"format": "pt", "medssl.sha256": ...}`. The header is assembled here, not by the
 /// safetensors crate, so its key order, and with it the file's bytes, are the same on
 /// every run.
-pub fn seal(bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub fn seal(bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
     let (header, data) = split(bytes)?;
     let entries = header
         .trim_end()
         .strip_prefix('{')
-        .ok_or("the safetensors header is not a JSON object")?;
+        .ok_or_else(|| bad("the safetensors header is not a JSON object"))?;
     if header.contains("\"__metadata__\"") {
-        return Err("the safetensors header already has metadata".into());
+        return Err(bad("the safetensors header already has metadata"));
     }
     let separator = if entries.trim_start().starts_with('}') {
         ""
@@ -43,9 +45,9 @@ pub fn seal(bytes: &[u8]) -> Result<Vec<u8>, String> {
 /// Checks a safetensors file's recorded checksum: `Ok(true)` when it matches,
 /// `Ok(false)` when the file records none, `Err` naming the problem when the data does
 /// not match (or the header cannot be read).
-pub fn verify(bytes: &[u8]) -> Result<bool, String> {
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| format!("not a readable safetensors file: {e}"))?;
+pub fn verify(bytes: &[u8]) -> Result<bool, ModelError> {
+    let (_, metadata) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(ModelError::Unreadable)?;
     let Some(expected) = metadata
         .metadata()
         .as_ref()
@@ -56,17 +58,22 @@ pub fn verify(bytes: &[u8]) -> Result<bool, String> {
     let (_, data) = split(bytes)?;
     let actual = sha256_hex(data);
     if &actual != expected {
-        return Err(format!(
-            "the file is corrupt: its tensor data has SHA-256 {actual}, the file recorded \
-             {expected} when it was written"
-        ));
+        return Err(ModelError::Corrupt {
+            actual,
+            expected: expected.clone(),
+        });
     }
     Ok(true)
 }
 
 /// The header text and the data of a safetensors file.
-fn split(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
-    let too_short = || format!("{} bytes are too few for a safetensors file", bytes.len());
+fn split(bytes: &[u8]) -> Result<(&str, &[u8]), ModelError> {
+    let too_short = || {
+        bad(format!(
+            "{} bytes are too few for a safetensors file",
+            bytes.len()
+        ))
+    };
     let length: [u8; 8] = bytes
         .get(..8)
         .and_then(|b| b.try_into().ok())
@@ -77,8 +84,13 @@ fn split(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
         .filter(|&end| end <= bytes.len())
         .ok_or_else(too_short)?;
     let header = std::str::from_utf8(&bytes[8..end])
-        .map_err(|_| "the safetensors header is not UTF-8".to_string())?;
+        .map_err(|_| bad("the safetensors header is not UTF-8"))?;
     Ok((header, &bytes[end..]))
+}
+
+/// Bytes that are not laid out as a safetensors file.
+fn bad(problem: impl Into<String>) -> ModelError {
+    ModelError::Safetensors(problem.into())
 }
 
 #[cfg(test)]
@@ -111,17 +123,17 @@ mod tests {
         assert_eq!(n % 8, 0);
         let metadata = metadata.metadata().clone().unwrap();
         assert_eq!(metadata["format"], "pt");
-        assert_eq!(verify(&sealed), Ok(true));
-        assert_eq!(
-            verify(&plain()),
-            Ok(false),
+        assert!(verify(&sealed).unwrap());
+        assert!(
+            !verify(&plain()).unwrap(),
             "files of other tools pass unchecked"
         );
         for at in [sealed.len() - 32, sealed.len() - 1] {
             let mut broken = sealed.clone();
             broken[at] ^= 0x10;
             let err = verify(&broken).unwrap_err();
-            assert!(err.contains("corrupt"), "{err}");
+            assert!(matches!(err, ModelError::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains("corrupt"), "{err}");
         }
         assert!(verify(&sealed[..4]).is_err());
     }
@@ -130,7 +142,11 @@ mod tests {
     fn a_file_without_tensors_is_sealed_too() {
         let empty = safetensors::serialize(Vec::<(&str, TensorView<'_>)>::new(), None).unwrap();
         let sealed = seal(&empty).unwrap();
-        assert_eq!(verify(&sealed), Ok(true));
-        assert!(seal(&sealed).is_err(), "metadata is not added twice");
+        assert!(verify(&sealed).unwrap());
+        assert_eq!(
+            seal(&sealed).unwrap_err().to_string(),
+            "the safetensors header already has metadata",
+            "metadata is not added twice"
+        );
     }
 }

@@ -73,7 +73,7 @@ pub fn load_monai_safetensors(
         problem,
     };
     let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    sealed::verify(&bytes).map_err(fail)?;
+    sealed::verify(&bytes).map_err(|e| fail(e.to_string()))?;
     load_from_store(model, SafetensorsStore::from_bytes(Some(bytes)), path)
 }
 
@@ -215,6 +215,6 @@ fn write_monai<M: ModuleSnapshot>(
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let out = safetensors::serialize(tensors, None)
         .map_err(|e| fail(format!("cannot serialise: {e}")))?;
-    let out = sealed::seal(&out).map_err(fail)?;
+    let out = sealed::seal(&out).map_err(|e| fail(e.to_string()))?;
     write_atomically(path, &out).map_err(|e| fail(e.to_string()))
 }

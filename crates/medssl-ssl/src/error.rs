@@ -9,6 +9,12 @@ pub enum SslError {
     /// The data pipeline's error (a view plan that cannot be built).
     #[error(transparent)]
     Data(#[from] medssl_data::DataError),
+    /// A method name that no registered method has; the message lists those that do.
+    #[error("unknown method `{name}`; known methods: {}", known.join(", "))]
+    UnknownMethod {
+        name: String,
+        known: Vec<&'static str>,
+    },
 }
 
 /// Results of this crate.

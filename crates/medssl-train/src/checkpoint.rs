@@ -142,9 +142,10 @@ pub fn save<M: Module>(
     let weights = run.checkpoint_weights(state.generation);
     write(model, &weights)?;
     let optimizer_path = run.checkpoint_optimizer(state.generation);
-    let bytes = optimizer
-        .to_bytes()
-        .map_err(|e| TrainError::file(&optimizer_path, e))?;
+    let bytes = optimizer.to_bytes().map_err(|source| TrainError::State {
+        path: optimizer_path.clone(),
+        source,
+    })?;
     run.write(&optimizer_path, &bytes)?;
     state.weights_bytes = file_size(&weights)?;
     state.weights_sha256 = sha256_file(&weights).map_err(|e| TrainError::os(&weights, e))?;
@@ -288,11 +289,16 @@ fn load_generation<M: Module>(
         state_name,
     )?;
     let model = read(model, &weights, weights_bytes)?;
-    let model =
-        with_param_ids(model, &state.param_ids).map_err(|e| TrainError::file(state_file, e))?;
+    let model = with_param_ids(model, &state.param_ids).map_err(|source| TrainError::State {
+        path: state_file.to_path_buf(),
+        source,
+    })?;
     let optimizer = optimizer
         .load_bytes(&optimizer_bytes)
-        .map_err(|e| TrainError::file(&optimizer_path, e))?;
+        .map_err(|source| TrainError::State {
+            path: optimizer_path,
+            source,
+        })?;
     Ok((state, model, optimizer))
 }
 

@@ -25,6 +25,40 @@ pub enum TrainError {
     /// message is the evaluation's own, which names the case or file.
     #[error(transparent)]
     Eval(#[from] medssl_eval::EvalError),
+    /// The data pipeline failed (task, split, collection, transform or loader); the
+    /// message is the pipeline's own, which names the case or file.
+    #[error(transparent)]
+    Data(#[from] medssl_data::DataError),
+    /// A pretraining method refused its settings or a batch; the message is the
+    /// method's own.
+    #[error(transparent)]
+    Ssl(#[from] medssl_ssl::SslError),
+    /// Initial weights whose tensors do not give a SwinUNETR architecture.
+    #[error("{path}: cannot read a SwinUNETR architecture: {source}")]
+    Architecture {
+        path: PathBuf,
+        #[source]
+        source: Box<medssl_model::ModelError>,
+    },
+    /// A checkpoint of another tool could not be read (the message names the file).
+    #[error(transparent)]
+    Checkpoint(#[from] medssl_model::foreign::CheckpointError),
+    /// A checkpoint's optimiser state or parameter ids do not fit the network.
+    #[error("{path}: {source}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: StateError,
+    },
+    /// Another crate's error, after what the run was doing when it happened (`views`,
+    /// `pretext`, `cases a, b`, a file); the source stays reachable for callers that
+    /// match on it.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The loss stopped being finite; the last good checkpoint is kept.
     #[error(
         "the loss became {loss} at epoch {epoch}, iteration {iteration}; training stopped, \
@@ -64,12 +98,63 @@ impl TrainError {
             message: message.into(),
         }
     }
+
+    /// `source` after `context`, what the run was doing when it failed.
+    pub fn context(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> TrainError {
+        TrainError::Context {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
 }
 
-/// A data-pipeline error (task, collection, transform or loader) stops a run with its
-/// message, which already names the case or file.
-impl From<medssl_data::DataError> for TrainError {
-    fn from(e: medssl_data::DataError) -> TrainError {
-        TrainError::Invalid(e.to_string())
+/// Why a checkpoint's optimiser state or parameter ids cannot be saved or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The optimiser's moments could not be serialised.
+    #[error("cannot serialise the optimiser state: {0}")]
+    Serialise(#[source] burn::store::RecordError),
+    /// The saved optimiser state does not load into the optimiser.
+    #[error("cannot read the optimiser state: {0}")]
+    Deserialise(#[source] burn::store::RecordError),
+    /// The network has a parameter the checkpoint saved no id for.
+    #[error("no saved parameter id for {path}")]
+    MissingParamId { path: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use medssl_data::DataError;
+
+    use super::*;
+    use crate::finetune::{Finetune, FinetuneConfig, Init, Preset};
+
+    /// A task folder without dataset.json: the data crate's error reaches the caller
+    /// as itself (matchable, same message) with the operating system's error as its
+    /// source, not flattened into a string.
+    #[test]
+    fn a_data_error_keeps_its_type_and_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FinetuneConfig::preset(Preset::Tiny);
+        let Err(err) = Finetune::check(dir.path(), config, Init::Scratch, None) else {
+            panic!("a folder without dataset.json is not a task");
+        };
+        let json = dir.path().join("dataset.json");
+        let TrainError::Data(DataError::Os { path, source }) = &err else {
+            panic!("expected the data error on dataset.json, got {err:?}");
+        };
+        assert_eq!(path, &json);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(err.to_string(), format!("{}: {source}", json.display()));
+        let cause = err.source().expect("the operating system's error");
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -12,6 +12,8 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::error::StateError;
+
 pub use medssl_ssl::ClipMode;
 
 /// The Swin encoder's parameter groups from the input upwards, each a module-path
@@ -162,19 +164,19 @@ impl SegmentationOptimizer {
     }
 
     /// The Adam moments and step counts, for a checkpoint.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, StateError> {
         self.adam
             .into_bytes()
             .map(|b| b.to_vec())
-            .map_err(|e| format!("cannot serialise the optimiser state: {e:?}"))
+            .map_err(StateError::Serialise)
     }
 
     /// Restores the state saved by [`to_bytes`](Self::to_bytes).
-    pub fn load_bytes(self, bytes: &[u8]) -> Result<SegmentationOptimizer, String> {
+    pub fn load_bytes(self, bytes: &[u8]) -> Result<SegmentationOptimizer, StateError> {
         let adam = self
             .adam
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
-            .map_err(|e| format!("cannot read the optimiser state: {e:?}"))?;
+            .map_err(StateError::Deserialise)?;
         Ok(SegmentationOptimizer {
             adam,
             clipped: 0,
@@ -589,6 +591,11 @@ mod tests {
             .load_bytes(&bytes[..bytes.len() / 2])
             .err()
             .unwrap();
-        assert!(err.contains("optimiser state"), "{err}");
+        assert!(matches!(err, StateError::Deserialise(_)), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("cannot read the optimiser state: "),
+            "{err}"
+        );
     }
 }

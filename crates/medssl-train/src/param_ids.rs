@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
+use crate::error::StateError;
+
 /// Each float parameter's module path (`swin_vit.layers1.0.blocks.0.attn.qkv.weight`)
 /// and id.
 pub fn param_ids<M: Module>(model: &M) -> BTreeMap<String, u64> {
@@ -17,7 +19,7 @@ pub fn param_ids<M: Module>(model: &M) -> BTreeMap<String, u64> {
 }
 
 /// `model` with the ids of `ids` (by path); fails naming a path `ids` lacks.
-pub fn with_param_ids<M: Module>(model: M, ids: &BTreeMap<String, u64>) -> Result<M, String> {
+pub fn with_param_ids<M: Module>(model: M, ids: &BTreeMap<String, u64>) -> Result<M, StateError> {
     let mut mapper = Assign {
         ids,
         path: Vec::new(),
@@ -25,7 +27,7 @@ pub fn with_param_ids<M: Module>(model: M, ids: &BTreeMap<String, u64>) -> Resul
     };
     let model = model.map(&mut mapper);
     match mapper.missing {
-        Some(path) => Err(format!("no saved parameter id for {path}")),
+        Some(path) => Err(StateError::MissingParamId { path }),
         None => Ok(model),
     }
 }
@@ -109,6 +111,13 @@ mod tests {
         let mut partial = ids.clone();
         partial.remove("out.conv.conv.bias");
         let err = with_param_ids(fresh, &partial).err().unwrap();
-        assert!(err.contains("out.conv.conv.bias"), "{err}");
+        assert!(
+            matches!(&err, StateError::MissingParamId { path } if path == "out.conv.conv.bias"),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "no saved parameter id for out.conv.conv.bias"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use medssl_data::dataset::Task;
 use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
@@ -80,7 +80,7 @@ pub fn pretrain(args: &PretrainArgs) -> Result<()> {
         (None, Some(method)) => method.clone(),
         (None, None) => bail!("--method is required for a new run"),
     };
-    visit(&method, Run(args)).map_err(|e| anyhow!(e))?
+    visit(&method, Run(args))?
 }
 
 /// `medssl methods`.
@@ -128,7 +128,7 @@ pub fn config(command: &ConfigCommand) -> Result<()> {
     } = command;
     let finetune = FinetuneConfig::preset((*preset).into());
     let text = match (method, task) {
-        (Some(method), _) => visit(method, Show((*preset).into())).map_err(|e| anyhow!(e))??,
+        (Some(method), _) => visit(method, Show((*preset).into()))??,
         (None, Some(task)) => commented_toml(&finetune, &Task::open(task)?)?,
         (None, None) => finetune.to_toml()?,
     };

@@ -208,7 +208,10 @@ fn finetune_refuses_bad_input_before_writing_or_training() {
     refused(&["--set", "train.nonsense=1"], &["train.nonsense"]);
     // A random step would be cached once per case and never drawn again.
     refused(
-        &["--set", "data.preprocess=[{name = \"rand_flip\", prob = 0.5}]"],
+        &[
+            "--set",
+            "data.preprocess=[{name = \"rand_flip\", prob = 0.5}]",
+        ],
         &["data.preprocess", "rand_flip", "is random"],
     );
     refused(

@@ -4,6 +4,7 @@ mod checks;
 #[cfg(test)]
 mod test_support;
 
+use crate::error::SslError;
 use crate::pretext::{Method, MethodInfo};
 
 /// The registry: declares each method's module, re-exports its [`Method`] type, and
@@ -20,7 +21,7 @@ macro_rules! register {
         pub const METHODS: &[MethodInfo] = &[$($method::INFO),+];
 
         /// Runs `visitor` with the method called `name`, or says which names exist.
-        pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, String> {
+        pub fn visit<V: MethodVisitor>(name: &str, visitor: V) -> Result<V::Output, SslError> {
             $(
                 if name == $method::INFO.name {
                     return Ok(visitor.visit::<$method>());
@@ -53,7 +54,7 @@ pub trait MethodVisitor {
 }
 
 /// The method called `name`, or an error listing the known names.
-pub fn find(name: &str) -> Result<MethodInfo, String> {
+pub fn find(name: &str) -> Result<MethodInfo, SslError> {
     METHODS
         .iter()
         .copied()
@@ -62,12 +63,11 @@ pub fn find(name: &str) -> Result<MethodInfo, String> {
 }
 
 /// The error for a name no registered method has, listing the names that exist.
-fn unknown(name: &str) -> String {
-    let known: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
-    format!(
-        "unknown method `{name}`; known methods: {}",
-        known.join(", ")
-    )
+fn unknown(name: &str) -> SslError {
+    SslError::UnknownMethod {
+        name: name.to_string(),
+        known: METHODS.iter().map(|m| m.name).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -86,9 +86,18 @@ mod tests {
     #[test]
     fn every_listed_method_can_be_run_by_name() {
         for info in METHODS {
-            assert_eq!(visit(info.name, Name), Ok(info.name));
+            assert_eq!(visit(info.name, Name).unwrap(), info.name);
         }
         let err = visit("simclrr", Name).unwrap_err();
-        assert!(err.contains("simclrr") && err.contains("simmim"), "{err}");
+        assert!(
+            matches!(&err, SslError::UnknownMethod { name, .. } if name == "simclrr"),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("unknown method `simclrr`; known methods: simclr, ")
+                && text.contains("simmim"),
+            "{text}"
+        );
     }
 }

@@ -76,10 +76,12 @@ pub fn check_weights(
     network: &SwinUnetrConfig,
     channels: &[String],
 ) -> Result<(Checkpoint, Architecture)> {
-    let checkpoint = Checkpoint::read(path).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let arch = infer_architecture(&checkpoint.shapes()).map_err(|why| {
-        TrainError::file(path, format!("cannot read a SwinUNETR architecture: {why}"))
-    })?;
+    let checkpoint = Checkpoint::read(path)?;
+    let arch =
+        infer_architecture(&checkpoint.shapes()).map_err(|source| TrainError::Architecture {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
     if arch.in_channels != network.in_channels {
         return Err(TrainError::file(
             path,

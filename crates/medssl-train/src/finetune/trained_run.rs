@@ -65,9 +65,8 @@ impl TrainedRun {
 fn open_task_split(run_dir: &Path, task_dir: Option<&Path>) -> Result<(RunDir, Task, Split)> {
     let run = RunDir::open(run_dir)?;
     let info: RunInfo = run.read_json(&run.info())?;
-    let task = Task::open(task_dir.unwrap_or(&info.task))
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let split = Split::load(&run.split()).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let task = Task::open(task_dir.unwrap_or(&info.task))?;
+    let split = Split::load(&run.split())?;
     Ok((run, task, split))
 }
 

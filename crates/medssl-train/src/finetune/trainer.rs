@@ -369,7 +369,7 @@ impl Finetune {
         let mut model = build_seeded(&train_device, config.seed, || {
             SwinUnetr::new(&network, &train_device)
         })
-        .map_err(|e| TrainError::Invalid(format!("model: {e}")))?;
+        .map_err(|e| TrainError::context("model", e))?;
         let mut optimizer = SegmentationOptimizer::new(config.train.optimizer);
         let mut state = TrainState::default();
         // Loads into a copy so that, with no checkpoint yet, the initial weights stay.
@@ -738,7 +738,7 @@ impl Finetune {
         let logits = self
             .model
             .forward(image)
-            .map_err(|e| TrainError::Invalid(format!("cases {}: {e}", batch.ids.join(", "))))?;
+            .map_err(|e| TrainError::context(format!("cases {}", batch.ids.join(", ")), e))?;
         let loss = self.config.train.loss.forward(logits, labels);
         let value = f64::from(loss.clone().into_scalar::<f32>());
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);

@@ -330,7 +330,7 @@ impl PretrainConfig {
             augment,
             local_augment,
         )
-        .map_err(|e| TrainError::Invalid(format!("views: {e}")))
+        .map_err(|e| TrainError::context("views", e))
     }
 
     /// The method's settings, typed.
@@ -387,7 +387,7 @@ impl PretrainConfig {
         self.data.loader.check()?;
         check_preprocess(&self.data.preprocess)?;
         M::check(&self.pretext::<M>()?, &self.network(), self.encoder.crop)
-            .map_err(|e| TrainError::Invalid(format!("pretext: {e}")))?;
+            .map_err(|e| TrainError::context("pretext", e))?;
         self.check_steps::<M>()
     }
 
@@ -399,10 +399,10 @@ impl PretrainConfig {
         // The global augmentation first, so the error names the list at fault.
         self.plan::<M>(augment.clone(), Pipeline::default())?
             .check()
-            .map_err(|e| TrainError::Invalid(format!("data.augment: {e}")))?;
+            .map_err(|e| TrainError::context("data.augment", e))?;
         self.plan::<M>(augment, local_augment)?
             .check()
-            .map_err(|e| TrainError::Invalid(format!("data.local_augment: {e}")))
+            .map_err(|e| TrainError::context("data.local_augment", e))
     }
 }
 

@@ -167,10 +167,9 @@ impl<M: Method> Pretrain<M> {
         let settings = config.pretext::<M>()?;
         let network = config.network();
         let train_device = device.autodiff();
-        let net = build_seeded(&train_device, config.seed, || {
-            Ok::<_, String>(M::build(&settings, &network, &train_device))
-        })
-        .map_err(|e| TrainError::Invalid(format!("network: {e}")))?;
+        let Ok(net) = build_seeded(&train_device, config.seed, || {
+            Ok::<_, std::convert::Infallible>(M::build(&settings, &network, &train_device))
+        });
         let t = &config.train;
         let optimizer = SegmentationOptimizer::new(OptimizerConfig {
             weight_decay: 0.0,
@@ -213,7 +212,7 @@ impl<M: Method> Pretrain<M> {
             augment,
             local_augment,
         )
-        .map_err(|e| TrainError::Invalid(format!("views: {e}")))?;
+        .map_err(|e| TrainError::context("views", e))?;
         let volumes = manifest.entries.len();
         let batches = config.data.loader.batches(volumes);
         let steps_per_epoch = (batches / config.train.accumulate) as u64;
@@ -399,7 +398,7 @@ impl<M: Method> Pretrain<M> {
         let out = self
             .net
             .loss(batch, &context)
-            .map_err(|e| TrainError::Invalid(format!("cases {}: {e}", batch.ids.join(", "))))?;
+            .map_err(|e| TrainError::context(format!("cases {}", batch.ids.join(", ")), e))?;
         let scalar = |t: burn::tensor::Tensor<1>| f64::from(t.into_scalar::<f32>());
         let loss = scalar(out.total.clone());
         if !loss.is_finite() {
