@@ -19,7 +19,7 @@ use medssl_ssl::Method;
 use medssl_ssl::methods::{self, MethodVisitor};
 use medssl_train::error::TrainError;
 use medssl_train::finetune::trained_run::evaluate_run;
-use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
+use medssl_train::finetune::{Event as FinetuneEvent, Finetune, FinetuneConfig, Init};
 use medssl_train::pretrain::{Event as PretrainEvent, Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 
@@ -333,8 +333,12 @@ impl<'a> Runner<'a> {
         if let Some(warning) = run.resume_warning() {
             warn(warning.to_string());
         }
-        run.train(u64::MAX, &mut |_| {})
-            .map_err(|e| job_error(job, e))?;
+        run.train(u64::MAX, &mut |event| {
+            if let FinetuneEvent::Warning(message) = event {
+                warn(message);
+            }
+        })
+        .map_err(|e| job_error(job, e))?;
         Ok(())
     }
 }

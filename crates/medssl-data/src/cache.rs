@@ -7,15 +7,18 @@
 //! sizes, modification times) and the configuration fingerprint of the prefix, so a
 //! replaced file or a changed parameter leads to a new entry; stale entries stay on
 //! disk until the directory is removed. Entries that are truncated, corrupt or made
-//! for something else are detected, reported on standard error and recomputed, never
-//! used. Several threads or processes may share one directory.
+//! for something else are detected and recomputed, never used; a warning naming each
+//! is kept for the caller ([`PreprocessCache::take_warnings`]), which reports it with
+//! its other warnings: the cache runs on loader worker threads, where printing would
+//! cut through progress bars and bypass `--quiet` and the study's logs. Several
+//! threads or processes may share one directory.
 
 mod entry;
 mod xxh64;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use entry::Identity;
 use xxh64::Xxh64;
@@ -36,6 +39,8 @@ pub struct PreprocessCache {
     hits: AtomicUsize,
     computed: AtomicUsize,
     rejected: AtomicUsize,
+    /// Warnings about rejected entries not yet taken by the caller.
+    warnings: Mutex<Vec<String>>,
 }
 
 /// What a cache has done since it was made.
@@ -77,6 +82,7 @@ impl PreprocessCache {
             hits: AtomicUsize::new(0),
             computed: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
+            warnings: Mutex::new(Vec::new()),
         })
     }
 
@@ -92,6 +98,13 @@ impl PreprocessCache {
             computed: self.computed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
         }
+    }
+
+    /// The warnings about entries found unusable and recomputed since the last call
+    /// (`preprocessing cache entry PATH: REASON; recomputing it`), oldest first, for the
+    /// caller to report as it reports its other warnings.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Where the entry of case `index` lives (whether or not it exists yet).
@@ -175,10 +188,14 @@ impl SampleSource for PreprocessCache {
             Ok(None) => {}
             Err(reason) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "warning: preprocessing cache entry {}: {reason}; recomputing it",
+                let warning = format!(
+                    "preprocessing cache entry {}: {reason}; recomputing it",
                     path.display()
                 );
+                self.warnings
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(warning);
             }
         }
         let sample = self.compute(index, &id)?;
@@ -198,4 +215,86 @@ fn key(identity: &Identity<'_>) -> u64 {
         hash.update(text.as_bytes());
     }
     hash.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use medssl_io::{Affine, Volume};
+    use ndarray::Array4;
+
+    use super::*;
+
+    /// Two tiny cases whose loads are counted.
+    struct Counted(AtomicUsize);
+
+    impl SampleSource for Counted {
+        fn len(&self) -> usize {
+            2
+        }
+
+        fn id(&self, index: usize) -> String {
+            format!("case{index}")
+        }
+
+        fn fingerprint(&self, index: usize) -> Result<String> {
+            Ok(format!("case{index}.nii"))
+        }
+
+        fn load(&self, index: usize) -> Result<Sample> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            let data = Array4::from_elem((1, 2, 3, 4), index as f32 + 0.5);
+            Ok(Sample::unlabelled(
+                self.id(index),
+                Volume::new(data, Affine::identity()),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_damaged_entry_is_recomputed_and_its_warning_kept_for_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Arc::new(Counted(AtomicUsize::new(0)));
+        let cache = |source: &Arc<Counted>| {
+            PreprocessCache::new(dir.path(), source.clone(), Pipeline::new(Vec::new()), "x")
+                .unwrap()
+        };
+        let warm = cache(&source);
+        (0..2).for_each(|i| drop(warm.load(i).unwrap()));
+        assert!(warm.take_warnings().is_empty());
+        let damaged = warm.entry_path(1).unwrap();
+        let len = std::fs::metadata(&damaged).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&damaged)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+
+        let reader = cache(&source);
+        let loads_before = source.0.load(Ordering::Relaxed);
+        let sample = reader.load(1).unwrap();
+        assert_eq!(sample.image.data()[[0, 1, 2, 3]], 1.5);
+        assert_eq!(source.0.load(Ordering::Relaxed), loads_before + 1);
+        assert_eq!(
+            reader.stats(),
+            CacheStats {
+                hits: 0,
+                computed: 1,
+                rejected: 1
+            }
+        );
+        let warnings = reader.take_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let prefix = format!("preprocessing cache entry {}: ", damaged.display());
+        assert!(
+            warnings[0].starts_with(&prefix) && warnings[0].ends_with("; recomputing it"),
+            "{}",
+            warnings[0]
+        );
+        assert!(reader.take_warnings().is_empty(), "taken once");
+        // The recomputed entry is whole again: read back without a warning.
+        drop(reader.load(1).unwrap());
+        assert_eq!(reader.stats().hits, 1);
+        assert!(reader.take_warnings().is_empty());
+    }
 }

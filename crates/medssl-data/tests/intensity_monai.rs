@@ -17,8 +17,8 @@ use medssl_data::rng::stream;
 use medssl_data::transform::FromParams;
 use medssl_data::transform::{self, PipelineConfig, Transform};
 use medssl_data::{DataError, Sample};
-use medssl_io::testing::test_crate_dir;
 use medssl_io::{Affine, Volume};
+use medssl_test_support::test_crate_dir;
 use ndarray::{Array4, ArrayView1};
 use serde_json::Value;
 

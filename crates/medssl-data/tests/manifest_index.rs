@@ -10,7 +10,7 @@ use medssl_data::manifest::{Entry, IndexStats, Kind, MANIFEST_FILE, Manifest};
 use medssl_io::geometry::affine_from_rows;
 use medssl_io::ndarray::Array4;
 use medssl_io::nifti::{OutputType, write_volume};
-use medssl_io::testing::fixtures_dir;
+use medssl_test_support::fixtures_dir;
 use serde_json::Value;
 
 fn expected() -> Value {

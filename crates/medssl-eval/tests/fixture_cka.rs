@@ -6,7 +6,7 @@
 use medssl_eval::cka::{
     Estimator, MinibatchCka, center_gram, cka, gram_linear, gram_rbf, hsic1, linear_cka,
 };
-use medssl_io::testing::fixtures_dir;
+use medssl_test_support::fixtures_dir;
 use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn, concatenate};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;

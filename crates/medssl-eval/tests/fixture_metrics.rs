@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use medssl_eval::metrics::{
     ClassMetrics, Metric, MetricSettings, dice_per_class, segmentation_metrics,
 };
-use medssl_io::testing::fixtures_dir;
+use medssl_test_support::fixtures_dir;
 use ndarray::Array3;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;

@@ -22,7 +22,6 @@ mod image;
 mod layout;
 pub mod nifti;
 mod samples;
-pub mod testing;
 mod volume;
 
 pub use error::{IoError, Result};

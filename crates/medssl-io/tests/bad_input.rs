@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
-use medssl_io::testing::fixtures_dir;
 use medssl_io::{IoError, ReadOptions, read_image};
+use medssl_test_support::fixtures_dir;
 
 fn nifti(name: &str) -> PathBuf {
     fixtures_dir().join("io/nifti").join(name)

@@ -8,8 +8,8 @@ use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use medssl_io::nalgebra::Vector4;
-use medssl_io::testing::fixtures_dir;
 use medssl_io::{Format, ReadOptions, Samples, read_image};
+use medssl_test_support::fixtures_dir;
 
 fn series_dir() -> PathBuf {
     fixtures_dir().join("io/ct_series_oblique")

@@ -5,8 +5,8 @@
 use medssl_io::geometry::spacing;
 use medssl_io::nalgebra;
 use medssl_io::nifti::read_header;
-use medssl_io::testing::fixtures_dir;
 use medssl_io::{Affine, Format, Image, ReadOptions, read_image};
+use medssl_test_support::fixtures_dir;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -367,7 +367,7 @@ fn fixture_dicom_files_without_geometry_get_the_assumed_geometry() {
     for e in expected["dicom"].as_array().expect("dicom list") {
         let case = e["file"].as_str().unwrap();
         for (label, path, removed) in
-            medssl_io::testing::geometry_less_copies(&dir.join(case), tmp.path())
+            medssl_test_support::geometry_less_copies(&dir.join(case), tmp.path())
         {
             let mut reference = e.clone();
             for key in removed {

@@ -216,7 +216,7 @@ fn integer_output_refuses_values_it_cannot_hold() {
 
 #[test]
 fn header_image_pair_reads_like_the_single_file() {
-    let single = medssl_io::testing::fixtures_dir().join("io/nifti/anatomical.nii");
+    let single = medssl_test_support::fixtures_dir().join("io/nifti/anatomical.nii");
     let bytes = std::fs::read(&single).unwrap();
     let mut header = bytes[..348].to_vec();
     header[344..348].copy_from_slice(b"ni1\0");

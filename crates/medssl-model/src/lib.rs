@@ -22,7 +22,6 @@ pub mod swin;
 mod swin_unetr;
 #[cfg(test)]
 mod test_values;
-pub mod testing;
 pub mod unetr;
 pub mod weights;
 

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{TOLERANCE, json, network_config, read_f32};
-use medssl_io::testing::fixtures_dir;
 use medssl_model::SwinUnetr;
-use medssl_model::testing::max_abs_diff;
 use medssl_model::weights::load_monai_safetensors;
+use medssl_test_support::fixtures_dir;
+use medssl_test_support::max_abs_diff;
 use safetensors::SafeTensors;
 use serde_json::Value;
 

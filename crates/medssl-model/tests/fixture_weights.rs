@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use medssl_io::testing::fixtures_dir;
 use medssl_model::SwinUnetr;
 use medssl_model::foreign::{Checkpoint, infer_architecture};
 use medssl_model::weights::{export_monai_safetensors, load_monai_safetensors};
+use medssl_test_support::fixtures_dir;
 use serde_json::Value;
 
 /// (weights file, its JSON) of every network case.

@@ -10,8 +10,8 @@ use burn::tensor::Device;
 use medssl_model::SwinUnetr;
 use medssl_model::foreign::{Checkpoint, infer_architecture};
 use medssl_model::import::import_checkpoint;
-use medssl_model::testing::{import_case_file as checkpoint_file, import_cases as cases};
 use medssl_model::weights::export_monai_safetensors;
+use medssl_test_support::{import_case_file as checkpoint_file, import_cases as cases};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

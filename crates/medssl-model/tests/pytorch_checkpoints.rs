@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use medssl_io::testing::test_crate_dir;
 use medssl_model::foreign::{Checkpoint, infer_architecture};
+use medssl_test_support::test_crate_dir;
 
 fn data(name: &str) -> PathBuf {
     test_crate_dir().join("tests/data").join(name)

@@ -2,12 +2,12 @@
 //! tensors: the loss against the exact float64 value, and the centres after the step.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use medssl_io::testing::{fixtures_dir, le_f32, le_i64};
 use medssl_ssl::losses::contrastive::{Similarity, infonce, mocov3, ntxent};
 use medssl_ssl::losses::cross_entropy;
 use medssl_ssl::losses::distillation::Distill;
 use medssl_ssl::losses::reconstruction::masked_l1;
 use medssl_ssl::losses::smit::{SmitBatch, SmitLoss};
+use medssl_test_support::{fixtures_dir, le_f32, le_i64};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 

@@ -334,8 +334,8 @@ pub fn drop_grads<M: Module>(model: &M, grads: &mut GradientsParams, ids: Vec<Pa
 mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution, Int, TensorData};
-    use medssl_model::testing::max_abs_diff;
     use medssl_model::{SwinUnetr, SwinUnetrConfig};
+    use medssl_test_support::max_abs_diff;
 
     use crate::DiceCeLoss;
 

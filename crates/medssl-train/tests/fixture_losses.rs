@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use medssl_io::testing::{fixtures_dir, le_f32, le_i64};
+use medssl_test_support::{fixtures_dir, le_f32, le_i64};
 use medssl_train::loss::cross_entropy;
 use medssl_train::{DiceCeLoss, DiceLoss};
 use safetensors::{Dtype, SafeTensors};

@@ -223,6 +223,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
             "epoch {epoch}: gradient clipped in {clipped} of {steps} steps (largest norm \
              {largest_norm:.3e})"
         ),
+        Event::Warning(message) => bar.println(&format!("warning: {message}")),
     };
     run.train(u64::MAX, &mut observe)?;
     if run.epochs_done() < epochs {

@@ -8,8 +8,8 @@ use common::{medssl, stdout_ok};
 use std::path::{Path, PathBuf};
 
 use medssl_io::geometry::{affine_rows, orientation_codes, spacing};
-use medssl_io::testing::fixtures_dir;
 use medssl_io::{Affine, ReadOptions, Volume, read_image, read_volume};
+use medssl_test_support::fixtures_dir;
 use serde_json::Value;
 
 fn expected() -> Value {
@@ -405,7 +405,7 @@ fn dicom_file_without_geometry_is_converted_with_a_warning() {
         .expect("a single-frame DICOM file in the fixtures");
     let file = d["file"].as_str().unwrap();
     for (label, path, removed) in
-        medssl_io::testing::geometry_less_copies(&dir.join(file), tmp.path())
+        medssl_test_support::geometry_less_copies(&dir.join(file), tmp.path())
     {
         let mut reference = d.clone();
         for key in removed {

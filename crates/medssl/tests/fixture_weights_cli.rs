@@ -4,7 +4,7 @@ mod common;
 
 use common::{medssl, stdout_ok};
 
-use medssl_io::testing::fixtures_dir;
+use medssl_test_support::fixtures_dir;
 use serde_json::Value;
 
 /// The weights file of every network case in the fixture directory.

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use common::{medssl, stdout_ok};
 use medssl_io::nifti::{OutputType, write_volume};
-use medssl_io::testing::fixtures_dir;
 use medssl_io::{ReadOptions, Volume, read_volume};
+use medssl_test_support::fixtures_dir;
 use serde_json::Value;
 
 fn arg(path: &Path) -> &str {

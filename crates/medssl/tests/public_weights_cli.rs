@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{medssl, stdout_ok};
-use medssl_model::testing::{import_case_file as checkpoint_file, import_cases as cases};
+use medssl_test_support::{import_case_file as checkpoint_file, import_cases as cases};
 use serde_json::Value;
 
 fn arg(path: &Path) -> &str {

@@ -33,7 +33,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     use super::*;
-    use crate::testing::max_abs_diff_tensors as max_abs_diff;
+    use crate::test_values::max_abs_diff_tensors as max_abs_diff;
 
     /// Output and both gradients of the flex path equal Burn's own convolution.
     #[test]

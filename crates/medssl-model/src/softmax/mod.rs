@@ -41,7 +41,7 @@ mod tests {
     use burn::tensor::{DType, Device, Distribution, Tensor};
 
     use super::*;
-    use crate::testing::max_abs_diff_tensors as max_abs_diff;
+    use crate::test_values::max_abs_diff_tensors as max_abs_diff;
 
     /// The flex kernels and Burn's expression agree in value and in the gradients of
     /// scores and bias, with and without a mask of several windows.

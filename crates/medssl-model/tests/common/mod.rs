@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use medssl_io::testing::le_f32;
 use medssl_model::SwinUnetrConfig;
+use medssl_test_support::le_f32;
 use safetensors::SafeTensors;
 use serde_json::Value;
 

@@ -75,6 +75,9 @@ pub enum Event {
         steps: u64,
         largest_norm: f64,
     },
+    /// Something the user should look at (a damaged preprocessing cache entry, which
+    /// was recomputed).
+    Warning(String),
 }
 
 /// The running totals of the epoch in progress, for its `metrics.jsonl` line. A run
@@ -121,6 +124,9 @@ enum MetricsLine {
         dice: f64,
         per_case: Vec<(String, f64)>,
     },
+    Warning {
+        message: String,
+    },
 }
 
 /// `result.json`.
@@ -151,6 +157,9 @@ pub struct Finetune {
     state: TrainState,
     loader: Loader,
     validation: Arc<dyn SampleSource>,
+    /// The caches of the training and validation cases, whose warnings the loop
+    /// reports.
+    caches: [Arc<PreprocessCache>; 2],
     batches_per_epoch: usize,
     init_report: Option<InitReport>,
     /// Why the latest checkpoint was passed over on resume, if it was.
@@ -410,7 +419,7 @@ impl Finetune {
         let preprocess = config.data.preprocess.build();
         let fingerprint = config.data.preprocess.cache_key();
         let cache_dir = run.task_cache(&task.name);
-        let cached = |ids: &[String]| -> Result<Arc<dyn SampleSource>> {
+        let cached = |ids: &[String]| -> Result<Arc<PreprocessCache>> {
             let source: Arc<dyn SampleSource> = Arc::new(TaskSource::new(task.clone(), ids)?);
             Ok(Arc::new(PreprocessCache::new(
                 &cache_dir,
@@ -425,7 +434,7 @@ impl Finetune {
         let samples = split.train.len() * config.data.augment.samples_per_case();
         let batches_per_epoch = config.data.loader.batches(samples);
         let loader = Loader::new(
-            train_source,
+            train_source.clone(),
             augment,
             config.data.loader.clone(),
             config.seed,
@@ -441,7 +450,8 @@ impl Finetune {
             optimizer,
             state,
             loader,
-            validation,
+            validation: validation.clone(),
+            caches: [train_source, validation],
             batches_per_epoch,
             init_report,
             fallback,
@@ -597,6 +607,7 @@ impl Finetune {
             let mut pending = GradientsAccumulator::<SwinUnetr>::new();
             let mut in_step = 0;
             for batch in self.loader.epoch(epoch, totals.batches) {
+                self.report_cache_warnings(observe)?;
                 let batch = batch?;
                 let (loss, grads) = self.loss_and_grads(&batch)?;
                 if !loss.is_finite() {
@@ -781,7 +792,9 @@ impl Finetune {
             &self.config.sliding_window(),
             &self.device.clone().inner(),
             self.task.labels.len(),
-        )?;
+        );
+        self.report_cache_warnings(observe)?;
+        let outcome = outcome?;
         let point = ValidationPoint {
             epoch: self.state.epoch,
             dice: outcome.mean_dice,
@@ -806,6 +819,18 @@ impl Finetune {
             best: self.state.best.map_or(f64::NAN, |b| b.dice),
             best_epoch: self.state.best.map_or(0, |b| b.epoch),
         });
+        Ok(())
+    }
+
+    /// Logs and reports the warnings of the preprocessing caches (damaged entries
+    /// recomputed on the loader's threads or during validation) as the loop's own.
+    fn report_cache_warnings(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
+        for message in self.caches.iter().flat_map(|cache| cache.take_warnings()) {
+            self.run.log_metrics(&MetricsLine::Warning {
+                message: message.clone(),
+            })?;
+            observe(Event::Warning(message));
+        }
         Ok(())
     }
 

@@ -44,7 +44,8 @@ pub enum Event {
         mean_loss: f64,
         seconds: f64,
     },
-    /// Something the user should look at (a collapse monitor below its threshold).
+    /// Something the user should look at (a collapse monitor below its threshold, a
+    /// damaged preprocessing cache entry).
     Warning(String),
 }
 
@@ -95,6 +96,8 @@ pub struct Pretrain<M: Method> {
     /// Why the latest checkpoint was passed over on resume, if it was.
     fallback: Option<String>,
     loader: Loader<ViewPlan>,
+    /// The cache the loader reads through, whose warnings the loop reports.
+    cache: Arc<PreprocessCache>,
     volumes: usize,
     steps_per_epoch: u64,
     /// Set (by a signal handler) to stop training after the current optimiser step.
@@ -198,7 +201,7 @@ impl<M: Method> Pretrain<M> {
         run.truncate_metrics(state.metrics_lines)?;
 
         let source: Arc<dyn SampleSource> = Arc::new(CollectionSource::new(manifest));
-        let cached: Arc<dyn SampleSource> = Arc::new(PreprocessCache::new(
+        let cache = Arc::new(PreprocessCache::new(
             cache_dir,
             source,
             config.data.preprocess.build(),
@@ -223,7 +226,7 @@ impl<M: Method> Pretrain<M> {
                 config.train.accumulate, config.data.loader.batch_size
             )));
         }
-        let loader = Loader::new(cached, plan, config.data.loader.clone(), config.seed)?;
+        let loader = Loader::new(cache.clone(), plan, config.data.loader.clone(), config.seed)?;
         Ok(Pretrain {
             run,
             config,
@@ -233,6 +236,7 @@ impl<M: Method> Pretrain<M> {
             progress,
             fallback,
             loader,
+            cache,
             volumes,
             steps_per_epoch,
             stop: None,
@@ -332,6 +336,7 @@ impl<M: Method> Pretrain<M> {
             let start_batch = (done_in_epoch as usize) * accumulate;
             let (mut epoch_done, mut interrupted) = (false, false);
             for batch in self.loader.epoch(epoch, start_batch) {
+                self.report_cache_warnings(observe)?;
                 let batch = batch?;
                 let batch_loss = self.batch_loss(&batch, epoch)?;
                 pending.add(batch_loss, &self.net);
@@ -384,6 +389,17 @@ impl<M: Method> Pretrain<M> {
         }
         if self.state.iteration >= total {
             self.write_result()?;
+        }
+        Ok(())
+    }
+
+    /// Logs and reports the warnings of the preprocessing cache (damaged entries it
+    /// recomputed on the loader's threads) as the loop's own warnings.
+    fn report_cache_warnings(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
+        for message in self.cache.take_warnings() {
+            self.run
+                .log_metrics(&serde_json::json!({ "event": "warning", "message": message }))?;
+            observe(Event::Warning(message));
         }
         Ok(())
     }

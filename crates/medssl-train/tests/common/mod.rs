@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use medssl_io::testing::le_f32;
-use medssl_model::testing::max_abs_diff;
+use medssl_test_support::le_f32;
+use medssl_test_support::max_abs_diff;
 use safetensors::Dtype;
 
 /// Every tensor of a safetensors file: name, dtype, shape and raw little-endian bytes.

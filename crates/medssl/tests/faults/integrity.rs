@@ -2,7 +2,8 @@
 //! checkpoint file or state makes `--resume` fall back to the previous checkpoint with a
 //! warning naming the file (or fail naming both when neither is intact), and exported
 //! weights whose data no longer match their recorded SHA-256 are refused by every
-//! command that reads them.
+//! command that reads them; damaged preprocessing cache entries are recomputed with a
+//! warning naming each.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,23 @@ fn flip_byte(path: &Path, from_end: u64) {
 fn truncate(path: &Path) {
     let bytes = std::fs::read(path).unwrap();
     std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+}
+
+/// Flips a byte in the middle of every preprocessing cache entry of the runs in `dir`;
+/// returns the entries.
+fn damage_cache_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut entries = Vec::new();
+    for cache in std::fs::read_dir(dir.join(".medssl-cache")).unwrap() {
+        for entry in std::fs::read_dir(cache.unwrap().path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "bin") {
+                let len = std::fs::metadata(&path).unwrap().len();
+                flip_byte(&path, len / 2);
+                entries.push(path);
+            }
+        }
+    }
+    entries
 }
 
 fn generation(run: &Path, state: &str) -> u64 {
@@ -73,11 +91,34 @@ fn damaged_checkpoints_fall_back_to_the_previous_one_or_fail_naming_the_file() {
         let run = finetune_to_generation(dir.path(), &format!("run{k}"), 2, 2);
         let previous = generation(&run, "previous.json");
         let damaged = damage(&run);
+        // The first resume also finds every cache entry damaged: it must recompute
+        // them, warning through the run's output (past `--quiet`), and end as usual.
+        let entries = if k == 0 {
+            damage_cache_entries(dir.path())
+        } else {
+            Vec::new()
+        };
         let out = medssl(&["finetune", "--resume", run.to_str().unwrap(), "--quiet"]);
         let log = String::from_utf8_lossy(&out.stderr);
         for file in &damaged {
             assert!(log.contains(file.to_str().unwrap()), "{what}: {log}");
         }
+        assert_eq!(entries.is_empty(), k != 0, "{what}: cache entries");
+        for entry in &entries {
+            let warning = format!("warning: preprocessing cache entry {}: ", entry.display());
+            let line = log.lines().find(|l| l.starts_with(&warning));
+            assert!(
+                line.is_some_and(|l| l.ends_with("; recomputing it")),
+                "{what}: no warning for {}: {log}",
+                entry.display()
+            );
+        }
+        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let logged = metrics
+            .lines()
+            .filter(|l| serde_json::from_str::<Value>(l).unwrap()["event"] == "warning")
+            .count();
+        assert_eq!(logged, entries.len(), "{what}: warnings in metrics.jsonl");
         if damaged.len() == 1 {
             assert!(out.status.success(), "{what}: {log}");
             assert!(

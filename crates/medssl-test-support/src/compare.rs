@@ -1,8 +1,6 @@
-//! Comparison helpers for the parity tests of the crates that run networks (as
-//! `medssl_io::testing` holds the fixture helpers): a largest difference that a NaN or
-//! an infinity cannot hide in.
-
-use burn::tensor::Tensor;
+//! Comparison helpers for the parity tests of the crates that run networks: a largest
+//! difference that a NaN or an infinity cannot hide in; and the public-checkpoint import
+//! cases of `medssl-model`'s test data.
 
 /// The largest `|got[i] - want[i]|`, for the comparison named `what`.
 ///
@@ -27,14 +25,8 @@ pub fn max_abs_diff(what: &str, got: &[f32], want: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// [`max_abs_diff`] of two tensors of the same shape (copied to the host).
-pub fn max_abs_diff_tensors<const D: usize>(what: &str, got: Tensor<D>, want: Tensor<D>) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "{what}: shapes differ");
-    max_abs_diff(what, &host_values(got), &host_values(want))
-}
-
 /// Panics, naming `what`, `side` and the index, at the first NaN or infinity of `values`.
-pub fn assert_finite(what: &str, side: &str, values: &[f32]) {
+fn assert_finite(what: &str, side: &str, values: &[f32]) {
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         panic!(
             "{what}: {side}[{i}] is {}, not a finite value (of {})",
@@ -44,16 +36,13 @@ pub fn assert_finite(what: &str, side: &str, values: &[f32]) {
     }
 }
 
-fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().expect("f32 tensor data")
-}
-
-/// The public-checkpoint import cases (`tests/data/import/cases.json`, written with MONAI
-/// by `benches/parity/make_import_cases.py`): each names its gzip-compressed checkpoint,
-/// its layout and architecture, and the tensors MONAI's loader gives the network.
+/// The public-checkpoint import cases (`crates/medssl-model/tests/data/import/cases.json`,
+/// written with MONAI by `benches/parity/make_import_cases.py`): each names its
+/// gzip-compressed checkpoint, its layout and architecture, and the tensors MONAI's
+/// loader gives the network.
 pub fn import_cases() -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(import_data_dir().join("cases.json"))
-        .expect("tests/data/import/cases.json");
+        .expect("crates/medssl-model/tests/data/import/cases.json");
     let cases: serde_json::Value = serde_json::from_str(&text).expect("cases.json is JSON");
     let list = cases["cases"].as_array().expect("a `cases` list").clone();
     assert!(!list.is_empty(), "cases.json lists no case");
@@ -74,14 +63,14 @@ pub fn import_case_file(case: &serde_json::Value, dir: &std::path::Path) -> std:
     path
 }
 
+/// Found from the repository root at run time, as the fixtures are (see
+/// [`crate::fixtures_dir`]), so tests of any crate read the same files.
 fn import_data_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/import")
+    crate::fixtures::repository_root().join("crates/medssl-model/tests/data/import")
 }
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::TensorData;
-
     use super::*;
 
     #[test]
@@ -118,18 +107,5 @@ mod tests {
     #[should_panic(expected = "case: 2 values, expected 3")]
     fn different_lengths_fail() {
         max_abs_diff("case", &[0.0; 2], &[0.0; 3]);
-    }
-
-    #[test]
-    #[should_panic(expected = "tensors: got[3] is NaN")]
-    fn a_nan_in_a_tensor_fails() {
-        let device = burn::tensor::Device::flex();
-        let tensor =
-            |v: [f32; 4]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [4]), &device);
-        max_abs_diff_tensors(
-            "tensors",
-            tensor([0.0, 1.0, 2.0, f32::NAN]),
-            tensor([0.0, 1.0, 2.0, 3.0]),
-        );
     }
 }

@@ -1,4 +1,5 @@
-//! Helpers shared by the fixture-driven tests of every crate in the workspace.
+//! The reference fixtures of the fixture-driven tests: where they are, the raw tensor
+//! bytes they hold, and DICOM copies made from them without geometry.
 
 use std::path::{Path, PathBuf};
 
@@ -10,11 +11,16 @@ use std::path::{Path, PathBuf};
 /// time: a build cache shared between checkouts at different paths would otherwise
 /// point every test at the checkout that happened to compile this crate.
 pub fn fixtures_dir() -> PathBuf {
-    let root = test_crate_dir().join("../..");
+    let root = repository_root();
     match std::env::var_os("MEDSSL_FIXTURES") {
         Some(dir) => root.join(dir),
         None => root.join("../shared/fixtures"),
     }
+}
+
+/// The repository root: two levels above the crate whose tests are running.
+pub(crate) fn repository_root() -> PathBuf {
+    test_crate_dir().join("../..")
 }
 
 /// The directory of the crate whose tests are running, from the `CARGO_MANIFEST_DIR`
@@ -51,7 +57,7 @@ pub fn le_i64(bytes: &[u8]) -> Vec<i64> {
 /// Copies the DICOM file `src` to `dst` without the attributes `tags`, given as (group,
 /// element) pairs, e.g. `(0x0020, 0x0032)` for ImagePositionPatient: a file without
 /// geometry made from one with it. Transfer syntax and pixel data are kept.
-pub fn copy_dicom_without(src: &Path, dst: &Path, tags: &[(u16, u16)]) -> Result<(), String> {
+fn copy_dicom_without(src: &Path, dst: &Path, tags: &[(u16, u16)]) -> Result<(), String> {
     let mut obj = dicom_object::open_file(src).map_err(|e| format!("{}: {e}", src.display()))?;
     for &(group, element) in tags {
         obj.remove_element(dicom_core::Tag(group, element));
