@@ -17,22 +17,13 @@ pub type Result<T> = std::result::Result<T, EvalError>;
 /// Why a prediction, a validation, an evaluation or a feature comparison failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    /// Loading a case or running its pipeline failed (the message names the case or file).
+    /// Loading a case or running its pipeline failed, or an input path or folder cannot
+    /// be used (the message names the case or file).
     #[error(transparent)]
     Data(#[from] DataError),
     /// Reading an input image or writing a prediction failed (the message names the file).
     #[error(transparent)]
     Io(#[from] IoError),
-    /// An operating-system error on a path other than an image (an input folder).
-    #[error("{path}: {source}")]
-    Os {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// An input path that cannot be used as it is.
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
     /// One case that could not be predicted or scored.
     #[error("case {id}: {message}")]
     Case { id: String, message: String },
@@ -82,11 +73,8 @@ impl EvalError {
         }
     }
 
-    /// A problem with the path `path`.
+    /// A problem with the path `path` (the data crate's file error, same text).
     pub fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> EvalError {
-        EvalError::File {
-            path: path.into(),
-            message: message.into(),
-        }
+        EvalError::Data(DataError::file(path, message))
     }
 }

@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use medssl_data::dataset::MAX_CLASSES;
 use medssl_data::rng::stream;
 use medssl_data::spatial::resample::{Interpolation, Padding, resample};
-use medssl_data::{Pipeline, Sample};
+use medssl_data::{DataError, Pipeline, Sample};
 use medssl_io::geometry::{Affine, axis_orientations, spacing};
 use medssl_io::nifti::OutputType;
 use medssl_io::{ReadOptions, Volume};
@@ -187,10 +187,7 @@ pub struct PredictInput {
 /// Hidden entries and other files are left out. Two entries with the same case name are
 /// an error naming both, since their outputs would overwrite each other.
 pub fn predict_inputs(dir: &Path) -> Result<Vec<PredictInput>> {
-    let os = |source| EvalError::Os {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let os = |source| EvalError::Data(DataError::os(dir, source));
     let entries = std::fs::read_dir(dir).map_err(os)?;
     let mut inputs: Vec<PredictInput> = Vec::new();
     for entry in entries {
