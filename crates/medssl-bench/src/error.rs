@@ -15,12 +15,13 @@ pub enum BenchError {
         path: PathBuf,
         problems: Vec<String>,
     },
-    /// A job failed; the source is what failed in it.
+    /// A job failed; the source is what failed in it (boxed: a training or evaluation
+    /// error is large, and every study result would carry its size).
     #[error("job {job}: {source}")]
     Job {
         job: String,
         #[source]
-        source: JobError,
+        source: Box<JobError>,
     },
     /// A method name that no registered method has (the message lists those that
     /// exist).
@@ -78,7 +79,7 @@ impl BenchError {
     pub fn job(job: impl Into<String>, source: impl Into<JobError>) -> BenchError {
         BenchError::Job {
             job: job.into(),
-            source: source.into(),
+            source: Box::new(source.into()),
         }
     }
 }

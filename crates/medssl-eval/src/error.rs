@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use medssl_data::DataError;
 use medssl_data::dataset::MAX_CLASSES;
 use medssl_io::IoError;
+use medssl_model::ModelError;
 
 use crate::cka::CkaError;
 use crate::metrics::MetricsError;
@@ -45,7 +46,7 @@ pub enum EvalError {
     TooManyClasses { classes: usize },
     /// A sliding-window pass that could not run.
     #[error(transparent)]
-    SlidingWindow(#[from] SlidingWindowError),
+    SlidingWindow(#[from] SlidingWindowError<ModelError>),
     /// Per-case metrics that could not be summarised.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -60,8 +61,8 @@ pub enum EvalError {
         source: CkaError,
     },
     /// The network could not be run on a batch of patches.
-    #[error("{0}")]
-    Network(String),
+    #[error(transparent)]
+    Network(#[from] ModelError),
 }
 
 impl EvalError {

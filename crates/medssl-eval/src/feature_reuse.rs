@@ -19,8 +19,8 @@
 
 use burn::tensor::Device;
 use medssl_data::dataset::Task;
-use medssl_model::SwinUnetr;
 use medssl_model::arrays::{to_array, to_tensor};
+use medssl_model::{ModelError, SwinUnetr};
 use ndarray::{Array2, Array4, Array5, Axis, s};
 use serde::{Deserialize, Serialize};
 
@@ -241,20 +241,19 @@ fn stage_features(
     device: &Device,
 ) -> Result<Vec<Array2<f32>>> {
     let views: Vec<_> = patches.iter().map(|p| p.view()).collect();
-    let batch: Array5<f32> =
-        ndarray::stack(Axis(0), &views).map_err(|e| EvalError::Network(e.to_string()))?;
+    let batch: Array5<f32> = ndarray::stack(Axis(0), &views).map_err(ModelError::from)?;
     let outputs = network
         .encode(to_tensor(batch, device))
-        .map_err(|e| EvalError::Network(e.to_string()))?;
+        .map_err(ModelError::from)?;
     outputs
         .into_iter()
         .map(|tensor| {
-            let array = to_array(tensor).map_err(|e| EvalError::Network(e.to_string()))?;
+            let array = to_array(tensor)?;
             let rows = array.shape()[0];
             let columns = array.len() / rows;
-            array
+            Ok(array
                 .into_shape_with_order((rows, columns))
-                .map_err(|e| EvalError::Network(e.to_string()))
+                .map_err(ModelError::from)?)
         })
         .collect()
 }

@@ -26,9 +26,10 @@ pub struct SlidingWindow {
     pub cval: f32,
 }
 
-/// Why a sliding-window pass could not run.
+/// Why a sliding-window pass could not run; `E` is the network's own error, kept as
+/// the source.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SlidingWindowError {
+pub enum SlidingWindowError<E = std::convert::Infallible> {
     #[error("overlap must be in [0, 1), got {0}")]
     Overlap(f64),
     #[error("roi size and window batch must be at least 1, got roi {roi:?} and batch {batch}")]
@@ -41,7 +42,7 @@ pub enum SlidingWindowError {
     #[error("the network returned shape {got:?} for windows of shape {sent:?}")]
     OutputShape { sent: Vec<usize>, got: Vec<usize> },
     #[error("the network failed: {0}")]
-    Network(String),
+    Network(#[source] E),
 }
 
 /// MONAI's scan interval: `roi * (1 - overlap)` rounded down (at least 1), or the roi
@@ -101,13 +102,13 @@ impl SlidingWindow {
     /// Runs `network` over `image` (`[B, C, D, H, W]`) window by window and blends the
     /// outputs into an array `[B, C_out, D, H, W]` on the input grid. The accumulators
     /// are the only full-size buffers.
-    pub fn run<F>(
+    pub fn run<F, E>(
         &self,
         image: ArrayView5<f32>,
         mut network: F,
-    ) -> Result<Array5<f32>, SlidingWindowError>
+    ) -> Result<Array5<f32>, SlidingWindowError<E>>
     where
-        F: FnMut(Array5<f32>) -> Result<Array5<f32>, String>,
+        F: FnMut(Array5<f32>) -> Result<Array5<f32>, E>,
     {
         if !(0.0..1.0).contains(&self.overlap) {
             return Err(SlidingWindowError::Overlap(self.overlap));
@@ -226,6 +227,7 @@ impl SlidingWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::convert::Infallible;
 
     /// The largest `|got - want|`; panics, naming the index, at a NaN or infinity on
     /// either side (checked first: `f32::max` drops a NaN, so an all-NaN output would
@@ -275,7 +277,9 @@ mod tests {
         for shape in [(0, 1, 8, 8, 8), (1, 1, 8, 0, 8)] {
             let image = Array5::<f32>::zeros(shape);
             let err = sw
-                .run(image.view(), |_| panic!("the network is not called"))
+                .run(image.view(), |_| -> Result<_, Infallible> {
+                    panic!("the network is not called")
+                })
                 .unwrap_err();
             let dims = [shape.0, shape.1, shape.2, shape.3, shape.4].to_vec();
             assert_eq!(err, SlidingWindowError::EmptyImage { shape: dims });
@@ -323,7 +327,7 @@ mod tests {
                 blend,
                 cval: 0.0,
             };
-            let out = sw.run(image.view(), Ok).unwrap();
+            let out = sw.run(image.view(), Ok::<_, Infallible>).unwrap();
             assert_eq!(out.shape(), image.shape());
             let err = max_abs_diff(&format!("{blend:?}"), &out, &image);
             assert!(err < 1e-4, "{blend:?}: {err}");

@@ -34,10 +34,8 @@ impl SwinUnetr {
         &self,
         batch: Array5<f32>,
         device: &Device,
-    ) -> Result<Array5<f32>, String> {
-        let logits = self
-            .forward(to_tensor(batch, device))
-            .map_err(|e| e.to_string())?;
-        to_array(logits).map_err(|e| e.to_string())
+    ) -> Result<Array5<f32>, ModelError> {
+        let logits = self.forward(to_tensor(batch, device))?;
+        to_array(logits)
     }
 }

@@ -31,4 +31,7 @@ pub enum ModelError {
     /// Tensors whose shapes or layout do not give a SwinUNETR architecture.
     #[error("{0}")]
     Architecture(String),
+    /// An input the configured network cannot take.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
