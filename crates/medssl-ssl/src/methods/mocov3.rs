@@ -41,8 +41,9 @@ pub struct MocoV3Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<[usize; 3]>,
     /// Range of the fraction of the region's volume each view covers before it is
-    /// resized to the crop: `[0.08, 1]`, MoCo v3's `RandomResizedCrop(scale=(crop_min,
-    /// 1))` with its default `--crop-min 0.08`.
+    /// resized to the crop: `[0.08, 1]` in `paper`, MoCo v3's
+    /// `RandomResizedCrop(scale=(crop_min, 1))` with its default `--crop-min 0.08`;
+    /// `[0.4, 1]` in `tiny` (`simclr::contrastive_scale`).
     pub scale: [f64; 2],
 }
 
@@ -75,7 +76,7 @@ impl Method for MocoV3Method {
     /// The paper's heads (3-layer projector and 2-layer predictor, hidden 4096, output
     /// 256, batch norms, no biases) in `paper`, hidden 256 and output 64 in `tiny`;
     /// T = 0.2; both views cut from one region (128³ in `paper`, 48³ in `tiny`) at 8–100%
-    /// of its volume (`--crop-min 0.08`).
+    /// of its volume in `paper` (`--crop-min 0.08`), 40–100% in `tiny`.
     fn settings(preset: Preset) -> MocoV3Settings {
         let tiny = preset == Preset::Tiny;
         MocoV3Settings {
@@ -83,7 +84,7 @@ impl Method for MocoV3Method {
             out_dim: if tiny { 64 } else { 256 },
             temperature: 0.2,
             region: Some(preset_region(preset)),
-            scale: contrastive_scale(),
+            scale: contrastive_scale(preset),
         }
     }
 
@@ -238,10 +239,11 @@ mod tests {
         assert_eq!(net.predictor.num_params(), predictor);
     }
 
-    /// Two views of one region at `--crop-min 0.08`, the region following the preset.
+    /// Two views of one region at `--crop-min 0.08` in `paper` (0.4 in `tiny`), the
+    /// region following the preset.
     #[test]
     fn views_are_resized_crops_of_one_region() {
-        assert_two_views_of_one_region::<MocoV3Method>([0.08, 1.0]);
+        assert_two_views_of_one_region::<MocoV3Method>([0.4, 1.0], [0.08, 1.0]);
         let encoder = encoder();
         let bad = MocoV3Settings {
             scale: [0.3, 0.1],

@@ -75,10 +75,13 @@ pub fn region_crops<M: Method>(settings: &M::Settings, crop: usize) -> RegionCro
     }
 }
 
-/// `M`'s presets cut two global views of the crop size at `scale` from one region (48³
-/// tiny, 128³ paper) and no local views.
-pub fn assert_two_views_of_one_region<M: Method>(scale: [f64; 2]) {
-    for (preset, region, crop) in [(Preset::Tiny, 48, 32), (Preset::Paper, 128, 96)] {
+/// `M`'s presets cut two global views of the crop size from one region (48³ tiny at
+/// `tiny_scale`, 128³ paper at `paper_scale`) and no local views.
+pub fn assert_two_views_of_one_region<M: Method>(tiny_scale: [f64; 2], paper_scale: [f64; 2]) {
+    for (preset, region, crop, scale) in [
+        (Preset::Tiny, 48, 32, tiny_scale),
+        (Preset::Paper, 128, 96, paper_scale),
+    ] {
         let settings = M::settings(preset);
         M::check(&settings, &encoder(), [crop; 3]).expect("valid settings");
         let crops = region_crops::<M>(&settings, crop);
