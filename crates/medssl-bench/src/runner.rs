@@ -19,9 +19,12 @@ use medssl_ssl::Method;
 use medssl_ssl::methods::{self, MethodVisitor};
 use medssl_train::error::TrainError;
 use medssl_train::finetune::trained_run::evaluate_run;
-use medssl_train::finetune::{Event as FinetuneEvent, Finetune, FinetuneConfig, Init};
-use medssl_train::pretrain::{Event as PretrainEvent, Pretrain, PretrainConfig};
+use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
+use medssl_train::fit::Event;
+use medssl_train::launch::{Launch, start_or_resume};
+use medssl_train::pretrain::{Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
+use medssl_train::settings::differing_keys;
 
 use crate::definition::StudyDefinition;
 use crate::error::{BenchError, JobError, Result};
@@ -254,14 +257,12 @@ impl<'a> Runner<'a> {
 
     fn pretrain(&self, job: &Job, method: &str, warn: &dyn Fn(String)) -> Result<()> {
         let run = job.run(self.study);
-        let resumable = prepare_dir(&run)?;
         methods::visit(
             method,
             PretrainJob {
                 study: self.study,
                 dir: run.root(),
                 method,
-                resumable,
                 device: self.device.clone(),
                 warn,
             },
@@ -306,35 +307,41 @@ impl<'a> Runner<'a> {
         let JobKind::Finetune { budget, seed, .. } = &job.kind else {
             unreachable!("called for fine-tune jobs")
         };
-        let mut run = if prepare_dir(files)? {
-            Finetune::resume(files.root(), Some(task_dir), self.device.clone())
-        } else {
-            let mut set = self.study.finetune.set.clone();
-            set.push(format!("seed={seed}"));
-            let init = match self.plan.init_weights(self.study, job) {
-                Some(path) => Init::Weights {
-                    path,
-                    allow_unused: false,
-                },
-                None => Init::Scratch,
-            };
-            FinetuneConfig::load(self.study.finetune.preset, None, &set).and_then(|config| {
-                Finetune::start(
-                    task_dir,
+        let mut set = self.study.finetune.set.clone();
+        set.push(format!("seed={seed}"));
+        let init = match self.plan.init_weights(self.study, job) {
+            Some(path) => Init::Weights {
+                path,
+                allow_unused: false,
+            },
+            None => Init::Scratch,
+        };
+        let mut run = FinetuneConfig::load(self.study.finetune.preset, None, &set)
+            .and_then(|config| config.resolved_for(task_dir))
+            .and_then(|config| {
+                start_or_resume(
                     files.root(),
-                    config,
-                    init,
-                    budget.budget(),
-                    self.device.clone(),
+                    Launch::Either(config),
+                    |config, run| differing_keys(config, &FinetuneConfig::read(run)?),
+                    |config| {
+                        Finetune::start(
+                            task_dir,
+                            files.root(),
+                            config,
+                            init,
+                            budget.budget(),
+                            self.device.clone(),
+                        )
+                    },
+                    || Finetune::resume(files.root(), Some(task_dir), self.device.clone()),
                 )
             })
-        }
-        .map_err(|e| job_error(job, e))?;
+            .map_err(|e| job_error(job, e))?;
         if let Some(warning) = run.resume_warning() {
             warn(warning.to_string());
         }
         run.train(u64::MAX, &mut |event| {
-            if let FinetuneEvent::Warning(message) = event {
+            if let Event::Warning(message) = event {
                 warn(message);
             }
         })
@@ -348,20 +355,11 @@ fn job_error(job: &Job, error: impl Into<JobError>) -> BenchError {
     BenchError::job(&job.id, error)
 }
 
-/// Whether `run` holds a run to resume (a checkpoint). A directory a killed job left
-/// before its first checkpoint is cleared of the files that would stop a fresh start
-/// ([`RunDir::clear_for_restart`]).
-fn prepare_dir(run: &RunDir) -> Result<bool> {
-    run.clear_for_restart()
-        .map_err(|e| BenchError::Invalid(e.to_string()))
-}
-
 /// Starts or resumes the pretraining of method `M`.
 struct PretrainJob<'a> {
     study: &'a StudyDefinition,
     dir: &'a Path,
     method: &'a str,
-    resumable: bool,
     device: Device,
     warn: &'a dyn Fn(String),
 }
@@ -371,18 +369,20 @@ impl MethodVisitor for PretrainJob<'_> {
 
     fn visit<M: Method>(self) -> std::result::Result<(), TrainError> {
         let data = self.study.resolve(&self.study.pretraining.data);
-        let mut run = if self.resumable {
-            Pretrain::<M>::resume(self.dir, Some(&data), self.device)
-        } else {
-            let overrides = self.study.pretrain_overrides(self.method);
-            PretrainConfig::load::<M>(self.study.pretraining.preset, None, &overrides)
-                .and_then(|config| Pretrain::<M>::start(&data, self.dir, config, self.device))
-        }?;
+        let overrides = self.study.pretrain_overrides(self.method);
+        let config = PretrainConfig::load::<M>(self.study.pretraining.preset, None, &overrides)?;
+        let mut run = start_or_resume(
+            self.dir,
+            Launch::Either(config),
+            |config, run| differing_keys(config, &PretrainConfig::read(run)?),
+            |config| Pretrain::<M>::start(&data, self.dir, config, self.device.clone()),
+            || Pretrain::<M>::resume(self.dir, Some(&data), self.device.clone()),
+        )?;
         if let Some(warning) = run.resume_warning() {
             (self.warn)(warning.to_string());
         }
         run.train(u64::MAX, &mut |event| {
-            if let PretrainEvent::Warning(message) = event {
+            if let Event::Warning(message) = event {
                 (self.warn)(message);
             }
         })

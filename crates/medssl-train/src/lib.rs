@@ -11,6 +11,8 @@ pub mod convergence;
 pub mod error;
 mod exact_f64;
 pub mod finetune;
+pub mod fit;
+pub mod launch;
 pub mod loss;
 pub mod optimizer;
 pub mod param_ids;

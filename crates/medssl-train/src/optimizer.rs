@@ -1,8 +1,11 @@
 //! AdamW for segmentation fine-tuning and pretraining: gradient clipping of the global
 //! norm (PyTorch's `clip_grad_norm_`, the default) or of each parameter's norm (DINO's
 //! `utils.clip_gradients`), both computed on the host in a fixed order so every run and
-//! resume clips alike, an optionally frozen encoder, and layer-wise learning-rate decay
-//! over the Swin encoder's stages.
+//! resume clips alike, an optionally frozen encoder, layer-wise learning-rate decay
+//! over the Swin encoder's stages, and decoupled weight decay at a coefficient given
+//! per step ([`decay`]: one rule for both kinds of run, exemptions configurable).
+
+mod decay;
 
 use burn::module::ParamGroup;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
@@ -14,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
 
+pub use decay::DecayExempt;
 pub use medssl_ssl::ClipMode;
 
 /// The Swin encoder's parameter groups from the input upwards, each a module-path
@@ -30,8 +34,12 @@ const ENCODER_DEPTHS: [&str; 5] = [
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimizerConfig {
-    /// AdamW decoupled weight decay.
+    /// AdamW decoupled weight decay (fine-tuning: the coefficient of every step).
     pub weight_decay: f64,
+    /// Parameters the decay leaves alone: `"none"` (MONAI's recipes) or `"vectors"`
+    /// (biases, norms, tokens and relative position tables, as DINO's and SimMIM's
+    /// parameter groups).
+    pub decay_exempt: DecayExempt,
     /// Adam β1.
     pub beta1: f64,
     /// Adam β2.
@@ -55,6 +63,7 @@ impl Default for OptimizerConfig {
     fn default() -> OptimizerConfig {
         OptimizerConfig {
             weight_decay: 1e-5,
+            decay_exempt: DecayExempt::None,
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-8,
@@ -83,7 +92,7 @@ impl SegmentationOptimizer {
             .with_beta_1(config.beta1 as f32)
             .with_beta_2(config.beta2 as f32)
             .with_epsilon(config.epsilon as f32)
-            .with_weight_decay(config.weight_decay as f32)
+            .with_weight_decay(0.0)
             .init();
         SegmentationOptimizer {
             config,
@@ -118,11 +127,18 @@ impl SegmentationOptimizer {
         self.clipped
     }
 
-    /// One update of `model` with `grads` at base learning rate `lr`. Returns the
-    /// global gradient norm before clipping (for the log; in both clipping modes). A
-    /// non-finite norm leaves `model` as it was: the caller stops the run rather than
-    /// save NaN weights.
-    pub fn step<M: Module>(&mut self, lr: f64, model: M, mut grads: GradientsParams) -> (M, f64) {
+    /// One update of `model` with `grads` at base learning rate `lr` and weight decay
+    /// `weight_decay` (the coefficient of this step; [`OptimizerConfig::weight_decay`]
+    /// for a constant one). Returns the global gradient norm before clipping (for the
+    /// log; in both clipping modes). A non-finite norm leaves `model` as it was: the
+    /// caller stops the run rather than save NaN weights.
+    pub fn step<M: Module>(
+        &mut self,
+        lr: f64,
+        weight_decay: f64,
+        model: M,
+        mut grads: GradientsParams,
+    ) -> (M, f64) {
         self.clipped = 0;
         if self.config.freeze_encoder {
             drop_encoder_grads(&model, &mut grads);
@@ -147,20 +163,46 @@ impl SegmentationOptimizer {
                 norm
             }
         };
+        let group_lr = |path: &str| self.group_lr(lr, path);
+        let model = decay::apply(
+            model,
+            &grads,
+            &group_lr,
+            weight_decay,
+            self.config.decay_exempt,
+        );
         let model = if self.config.layer_decay == 1.0 {
             self.adam.step(lr, model, grads)
         } else {
             let mut groups = ModuleLrScheduler::new(ConstantLr::from(lr));
             for (stage, prefix) in ENCODER_DEPTHS.iter().enumerate() {
-                let decayed = lr * self.config.layer_decay.powi(5 - stage as i32);
                 groups = groups.with_group(
                     ParamGroup::from_predicate(*prefix),
-                    ConstantLr::from(decayed),
+                    ConstantLr::from(self.stage_lr(lr, stage)),
                 );
             }
             self.adam.step(groups.step(), model, grads)
         };
         (model, norm)
+    }
+
+    /// The learning rate of encoder stage `stage` (0: patch embedding) under
+    /// layer-wise decay.
+    fn stage_lr(&self, lr: f64, stage: usize) -> f64 {
+        lr * self.config.layer_decay.powi(5 - stage as i32)
+    }
+
+    /// The learning rate of the parameter at module path `path`: its encoder stage's
+    /// under layer-wise decay (matched as the step's parameter groups match it), else
+    /// `lr`.
+    fn group_lr(&self, lr: f64, path: &str) -> f64 {
+        if self.config.layer_decay == 1.0 {
+            return lr;
+        }
+        ENCODER_DEPTHS
+            .iter()
+            .rposition(|prefix| path.contains(prefix))
+            .map_or(lr, |stage| self.stage_lr(lr, stage))
     }
 
     /// The Adam moments and step counts, for a checkpoint.
@@ -360,6 +402,46 @@ mod tests {
         f64::from(max_abs_diff("weight", &values(after), &values(before)))
     }
 
+    /// With zero gradients Adam moves nothing, so one step is the decay alone: each
+    /// parameter shrinks by `1 − lr_p · wd` at its own stage's rate under layer-wise
+    /// decay (the patch embedding at `lr · 0.5⁵`, the output convolution at `lr`), as
+    /// PyTorch's `AdamW` does per parameter group.
+    #[test]
+    fn weight_decay_follows_each_parameters_rate() {
+        let device = Device::flex().autodiff();
+        let model =
+            SwinUnetr::new(&SwinUnetrConfig::new(1, 2).with_feature_size(12), &device).unwrap();
+        let x = Tensor::<5>::ones([1, 1, 32, 32, 32], &device);
+        let loss = model.forward(x).unwrap().sum().mul_scalar(0.0);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let embed = model.swin_vit.patch_embed.proj.weight.val();
+        let out = model.out.conv.conv.weight.val();
+        let mut optimizer = SegmentationOptimizer::new(OptimizerConfig {
+            layer_decay: 0.5,
+            ..OptimizerConfig::default()
+        });
+        let (lr, wd) = (0.1, 0.5);
+        let (model, _) = optimizer.step(lr, wd, model, grads);
+        for (before, after, rate) in [
+            (
+                &embed,
+                model.swin_vit.patch_embed.proj.weight.val(),
+                lr * 0.5f64.powi(5),
+            ),
+            (&out, model.out.conv.conv.weight.val(), lr),
+        ] {
+            let want: Vec<f32> = values(before)
+                .iter()
+                .map(|&v| (f64::from(v) * (1.0 - rate * wd)) as f32)
+                .collect();
+            let diff = max_abs_diff("decayed weight", &values(&after), &want);
+            assert!(diff < 1e-7, "rate {rate}: {diff}");
+            assert!(max_change(before, &after) > 1e-4, "rate {rate}: no decay");
+        }
+    }
+
+    /// Frozen encoder weights neither move nor decay (a strong decay here, which would
+    /// show).
     #[test]
     fn frozen_encoder_keeps_swin_weights() {
         let (model, grads, _) = tiny();
@@ -369,7 +451,7 @@ mod tests {
             freeze_encoder: true,
             ..OptimizerConfig::default()
         });
-        let (model, _) = optimizer.step(1e-3, model, grads);
+        let (model, _) = optimizer.step(1e-3, 0.5, model, grads);
         assert_eq!(
             max_change(&embed, &model.swin_vit.patch_embed.proj.weight.val()),
             0.0
@@ -389,7 +471,7 @@ mod tests {
             weight_decay: 0.0,
             ..OptimizerConfig::default()
         });
-        let (model, _) = optimizer.step(1e-3, model, grads);
+        let (model, _) = optimizer.step(1e-3, 0.0, model, grads);
         let embed_step = max_change(&embed, &model.swin_vit.patch_embed.proj.weight.val());
         let out_step = max_change(&out, &model.out.conv.conv.weight.val());
         assert!((out_step - 1e-3).abs() < 1e-5, "{out_step}");
@@ -420,7 +502,7 @@ mod tests {
             ..OptimizerConfig::default()
         };
         let mut optimizer = SegmentationOptimizer::new(config);
-        let (model, norm) = optimizer.step(1e-3, model, grads);
+        let (model, norm) = optimizer.step(1e-3, 0.0, model, grads);
         assert!(!norm.is_finite(), "{norm}");
         assert_eq!(values(&model.out.conv.conv.weight.val()), before);
         assert!(optimizer.clips(1.0) && !optimizer.clips(1.0 - 2e-6));
@@ -485,7 +567,7 @@ mod tests {
             ..OptimizerConfig::default()
         });
         assert_eq!(optimizer.config().clip_mode, ClipMode::Global);
-        let (_, norm) = optimizer.step(1e-3, pair, grads);
+        let (_, norm) = optimizer.step(1e-3, 0.0, pair, grads);
         assert!((norm - 25.25f64.sqrt()).abs() < 1e-6, "{norm}");
         assert!(optimizer.clips(norm));
         assert_eq!(optimizer.clipped_params(), 2);
@@ -495,7 +577,7 @@ mod tests {
             grad_clip_norm: Some(6.0),
             ..OptimizerConfig::default()
         });
-        let (_, norm) = optimizer.step(1e-3, pair, grads);
+        let (_, norm) = optimizer.step(1e-3, 0.0, pair, grads);
         assert!(!optimizer.clips(norm));
         assert_eq!(optimizer.clipped_params(), 0);
     }
@@ -535,7 +617,7 @@ mod tests {
         };
         let (pair, grads) = self::pair();
         let mut optimizer = SegmentationOptimizer::new(config);
-        let (_, norm) = optimizer.step(1e-3, pair, grads);
+        let (_, norm) = optimizer.step(1e-3, 0.0, pair, grads);
         assert!((norm - 25.25f64.sqrt()).abs() < 1e-6, "{norm}");
         assert_eq!(optimizer.clipped_params(), 1);
         assert!(optimizer.clips(norm));
@@ -544,7 +626,7 @@ mod tests {
             grad_clip_norm: Some(10.0),
             ..config
         });
-        let (_, norm) = optimizer.step(1e-3, pair, grads);
+        let (_, norm) = optimizer.step(1e-3, 0.0, pair, grads);
         assert_eq!(optimizer.clipped_params(), 0);
         assert!(!optimizer.clips(norm));
     }
@@ -568,7 +650,7 @@ mod tests {
     fn state_round_trips_through_bytes() {
         let (model, grads, device) = tiny();
         let mut optimizer = SegmentationOptimizer::new(OptimizerConfig::default());
-        let (model, _) = optimizer.step(1e-3, model, grads);
+        let (model, _) = optimizer.step(1e-3, 0.0, model, grads);
         let bytes = optimizer.to_bytes().unwrap();
         let mut restored = SegmentationOptimizer::new(OptimizerConfig::default())
             .load_bytes(&bytes)
@@ -579,8 +661,8 @@ mod tests {
             let loss = DiceCeLoss::default().forward(model.forward(x).unwrap(), labels);
             GradientsParams::from_grads(loss.backward(), model)
         };
-        let (a, _) = optimizer.step(1e-3, model.clone(), grads_of(&model));
-        let (b, _) = restored.step(1e-3, model.clone(), grads_of(&model));
+        let (a, _) = optimizer.step(1e-3, 0.0, model.clone(), grads_of(&model));
+        let (b, _) = restored.step(1e-3, 0.0, model.clone(), grads_of(&model));
         let weight = |m: &SwinUnetr| values(&m.swin_vit.patch_embed.proj.weight.val());
         assert_eq!(weight(&a), weight(&b));
         assert_eq!(

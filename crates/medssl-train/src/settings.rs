@@ -62,6 +62,37 @@ pub fn layered<T: Serialize + DeserializeOwned>(
     })
 }
 
+/// The dotted keys whose values differ between two settings of one type (a key
+/// present on one side only counts), compared as their TOML tables: tables are entered,
+/// anything else (lists included) is compared whole.
+pub fn differing_keys<T: Serialize>(a: &T, b: &T) -> Result<Vec<String>> {
+    let table = |value: &T| {
+        toml::Table::try_from(value)
+            .map_err(|e| TrainError::Invalid(format!("cannot serialise the settings: {e}")))
+    };
+    let mut keys = Vec::new();
+    differences(&table(a)?, &table(b)?, "", &mut keys);
+    Ok(keys)
+}
+
+fn differences(a: &toml::Table, b: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for key in keys {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (a.get(key), b.get(key)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                differences(x, y, &path, out);
+            }
+            (x, y) if x != y => out.push(path),
+            _ => {}
+        }
+    }
+}
+
 /// Every dotted key of `table` (`train.lr`, `train`, ...) into `out`.
 fn dotted_keys(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
     for (key, value) in table {
@@ -282,5 +313,27 @@ mod tests {
         assert!(err.starts_with("exp/run.toml: "), "{err}");
         let err = load("[train]\nepochs = 5\n", &["train.epochs=ten"]);
         assert!(err.starts_with("setting `train.epochs`"), "{err}");
+    }
+
+    /// Changed leaves and keys on one side only are named by their dotted paths; a
+    /// list counts as one value; equal settings differ nowhere.
+    #[test]
+    fn differing_keys_names_changed_and_one_sided_keys() {
+        let a: toml::Table = "x = 1\nlist = [1, 2]\n[t]\ny = 2.0\nz = \"a\"\n[t.u]\nv = true"
+            .parse()
+            .unwrap();
+        let mut b = a.clone();
+        assert!(differing_keys(&a, &b).unwrap().is_empty());
+        b["t"]["u"]
+            .as_table_mut()
+            .unwrap()
+            .insert("v".into(), false.into());
+        b["t"].as_table_mut().unwrap().remove("z");
+        b["list"] = toml::Value::Array(vec![1.into()]);
+        b.insert("w".into(), 3.into());
+        assert_eq!(
+            differing_keys(&a, &b).unwrap(),
+            ["list", "t.u.v", "t.z", "w"]
+        );
     }
 }

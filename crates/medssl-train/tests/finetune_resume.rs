@@ -106,6 +106,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
         device.clone(),
     )
     .unwrap();
+    let steps_per_epoch = run.steps_per_epoch() as usize;
     run.train(u64::MAX, &mut |_| {}).unwrap();
     drop(run);
 
@@ -143,10 +144,15 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
         read(&resumed.join("split.json"))
     );
     assert_eq!(metrics(&straight), metrics(&resumed));
+    let events: Vec<String> = metrics(&straight)
+        .iter()
+        .map(|line| line["event"].as_str().unwrap().to_string())
+        .collect();
+    let epoch = [vec!["step"; steps_per_epoch], vec!["train", "validation"]].concat();
     assert_eq!(
-        metrics(&straight).len(),
-        4,
-        "two train and two validation lines"
+        events,
+        [epoch.clone(), epoch].concat(),
+        "a step line per step, then a train and a validation line, per epoch"
     );
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(straight.join("result.json")).unwrap())
@@ -207,7 +213,7 @@ fn a_run_stopped_mid_epoch_resumes_there_and_equals_the_uninterrupted_run() {
     let per_epoch = run.batches_per_epoch();
     assert!(per_epoch >= 2, "the epoch must go on after the stop");
     run.train(u64::MAX, &mut |event| {
-        if let Event::Batch { .. } = event {
+        if let Event::Step { .. } = event {
             batches += 1;
             flag.store(batches == per_epoch + 1, Ordering::SeqCst);
         }

@@ -9,11 +9,12 @@ use indicatif::DecimalBytes;
 use medssl_data::splits::Budget;
 use medssl_train::finetune::config::KeepCheckpoints;
 use medssl_train::finetune::trainer::{Checked, Extended};
-use medssl_train::finetune::{Event, Finetune, FinetuneConfig, Init};
+use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
+use medssl_train::launch::{Launch, start_or_resume};
 use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
-use crate::progress::{EpochBar, Interrupt, Unit, Verbosity, shell_word, verbosity};
+use crate::progress::{EpochBar, Interrupt, Verbosity, shell_word, show_event, verbosity};
 use crate::run_args::RunArgs;
 
 /// Arguments of `medssl finetune`.
@@ -61,7 +62,7 @@ pub struct FinetuneArgs {
 pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     let device = parse_device(&args.run.device)?;
     let resuming = args.resume.is_some();
-    let mut run = if let Some(run_dir) = &args.resume {
+    let (dir, launch, extend) = if let Some(run_dir) = &args.resume {
         if args.run.config.is_some() || args.shots.is_some() || args.fraction.is_some() {
             bail!(
                 "--resume continues with the run's stored settings: drop --config, --shots and \
@@ -84,12 +85,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
             print_next(run_dir);
             return Ok(());
         }
-        let mut run = Finetune::resume(run_dir, args.task.as_deref(), device)?;
-        if let Some(epochs) = extend {
-            let extended = run.extend(epochs)?;
-            eprintln!("{}", describe_extension(&extended));
-        }
-        run
+        (run_dir.as_path(), Launch::Resume, extend)
     } else {
         let file = args.run.config_file()?;
         let config = FinetuneConfig::load(
@@ -124,8 +120,19 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         let Some(out) = args.out.as_deref() else {
             bail!("--out is required for a new run");
         };
-        Finetune::start_checked(checked, out, device)?
+        (out, Launch::New(checked), None)
     };
+    let mut run = start_or_resume(
+        dir,
+        launch,
+        |_, _| Ok(Vec::new()),
+        |checked| Finetune::start_checked(checked, dir, device.clone()),
+        || Finetune::resume(dir, args.task.as_deref(), device.clone()),
+    )?;
+    if let Some(epochs) = extend {
+        let extended = run.extend(epochs)?;
+        eprintln!("{}", describe_extension(&extended));
+    }
     if verbosity() == Verbosity::Verbose {
         eprint!("settings:\n{}", run.config().to_toml()?);
     }
@@ -178,53 +185,14 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
 
     let mut interrupt = Interrupt::install()?;
     run.stop_when(interrupt.flag());
-    let per_epoch = per_epoch as u64;
+    let steps = run.steps_per_epoch();
     let mut bar = EpochBar::new(
         verbosity() == Verbosity::Quiet,
-        Unit::Batch,
         epochs,
-        epochs * per_epoch,
-        done * per_epoch + run.batches_done() as u64,
+        epochs * steps,
+        run.steps_done(),
     );
-    let mut observe = |event: Event| match event {
-        Event::EpochStart {
-            epoch,
-            batches,
-            done,
-        } => bar.start(epoch, batches as u64, done as u64),
-        Event::Batch { loss } => {
-            bar.step(loss);
-            if let Some(notice) = interrupt.notice() {
-                bar.println(notice);
-            }
-        }
-        Event::EpochEnd {
-            epoch,
-            mean_loss,
-            seconds,
-        } => {
-            bar.finish();
-            eprintln!("{}", bar.epoch_line(epoch, mean_loss, seconds));
-        }
-        Event::Validation {
-            epoch,
-            dice,
-            best,
-            best_epoch,
-        } => eprintln!(
-            "validation epoch {epoch}: mean Dice {dice:.4} (best {best:.4}, epoch {best_epoch})"
-        ),
-        Event::Clipped {
-            epoch,
-            clipped,
-            steps,
-            largest_norm,
-        } => eprintln!(
-            "epoch {epoch}: gradient clipped in {clipped} of {steps} steps (largest norm \
-             {largest_norm:.3e})"
-        ),
-        Event::Warning(message) => bar.println(&format!("warning: {message}")),
-    };
+    let mut observe = |event| show_event(&mut bar, &mut interrupt, event);
     run.train(u64::MAX, &mut observe)?;
     if run.epochs_done() < epochs {
         interrupt.exit("finetune", &run_dir);

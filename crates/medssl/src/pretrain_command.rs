@@ -9,13 +9,15 @@ use clap::{Args, Subcommand};
 use medssl_data::dataset::Task;
 use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
 use medssl_ssl::{Method, Preset};
+use medssl_train::error::TrainError;
 use medssl_train::finetune::FinetuneConfig;
 use medssl_train::finetune::pipelines::commented_toml;
-use medssl_train::pretrain::{Event, Pretrain, PretrainConfig};
+use medssl_train::launch::{Launch, start_or_resume};
+use medssl_train::pretrain::{Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
-use crate::progress::{EpochBar, Interrupt, Unit, Verbosity, shell_word, verbosity};
+use crate::progress::{EpochBar, Interrupt, Verbosity, shell_word, show_event, verbosity};
 use crate::run_args::PresetArg;
 use crate::run_args::RunArgs;
 
@@ -154,15 +156,27 @@ impl MethodVisitor for Run<'_> {
     fn visit<M: Method>(self) -> Result<()> {
         let args = self.0;
         let device = parse_device(&args.run.device)?;
-        let mut run = match &args.resume {
-            Some(run_dir) => Pretrain::<M>::resume(run_dir, args.data.as_deref(), device)?,
+        let (dir, launch) = match &args.resume {
+            Some(run_dir) => (run_dir.as_path(), Launch::Resume),
             None => {
-                let (Some(data), Some(out)) = (args.data.as_deref(), args.out.as_deref()) else {
+                let Some(out) = args.out.as_deref() else {
                     bail!("--data and --out are required for a new run");
                 };
-                Pretrain::<M>::start(data, out, new_config::<M>(args)?, device)?
+                (out, Launch::New(new_config::<M>(args)?))
             }
         };
+        let mut run = start_or_resume(
+            dir,
+            launch,
+            |_, _| Ok(Vec::new()),
+            |config| {
+                let data = args.data.as_deref().ok_or_else(|| {
+                    TrainError::Invalid("--data and --out are required for a new run".into())
+                })?;
+                Pretrain::<M>::start(data, dir, config, device.clone())
+            },
+            || Pretrain::<M>::resume(dir, args.data.as_deref(), device.clone()),
+        )?;
         if let Some(warning) = run.resume_warning() {
             eprintln!("warning: {warning}");
         }
@@ -221,25 +235,8 @@ fn train<M: Method>(run: &mut Pretrain<M>, quiet: bool) -> Result<()> {
     let mut interrupt = Interrupt::install()?;
     run.stop_when(interrupt.flag());
     let (done, total) = (run.steps_done(), run.total_steps());
-    let mut bar = EpochBar::new(quiet, Unit::Step, run.epochs(), total, done);
-    let mut observe = |event: Event| match event {
-        Event::EpochStart { epoch, steps, done } => bar.start(epoch, steps, done),
-        Event::Step { loss, .. } => {
-            bar.step(loss);
-            if let Some(notice) = interrupt.notice() {
-                bar.println(notice);
-            }
-        }
-        Event::EpochEnd {
-            epoch,
-            mean_loss,
-            seconds,
-        } => {
-            bar.finish();
-            eprintln!("{}", bar.epoch_line(epoch, mean_loss, seconds));
-        }
-        Event::Warning(message) => bar.println(&format!("warning: {message}")),
-    };
+    let mut bar = EpochBar::new(quiet, run.epochs(), total, done);
+    let mut observe = |event| show_event(&mut bar, &mut interrupt, event);
     run.train(u64::MAX, &mut observe)?;
     if run.steps_done() < total {
         interrupt.exit("pretrain", run.run_dir().root());

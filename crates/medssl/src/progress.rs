@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use medssl_train::fit::Event;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// How much the program prints, from the global `--quiet` and `--verbose` flags.
@@ -43,36 +44,11 @@ pub fn verbosity() -> Verbosity {
     VERBOSITY.get().copied().unwrap_or_default()
 }
 
-/// What a training command counts: fine-tuning counts batches, pretraining optimiser
-/// steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    Batch,
-    Step,
-}
-
-impl Unit {
-    fn one(self) -> &'static str {
-        match self {
-            Unit::Batch => "batch",
-            Unit::Step => "step",
-        }
-    }
-
-    fn many(self) -> &'static str {
-        match self {
-            Unit::Batch => "batches",
-            Unit::Step => "steps",
-        }
-    }
-}
-
 /// The progress of one run: a bar per epoch (unless quiet or stderr is not a
 /// terminal) and the run-level counts behind the rate and the time left.
 pub struct EpochBar {
     enabled: bool,
     bar: Option<ProgressBar>,
-    unit: Unit,
     /// Epochs of the whole run.
     epochs: u64,
     /// Units of the whole run, and done so far (a resumed run starts part-way).
@@ -85,13 +61,12 @@ pub struct EpochBar {
 }
 
 impl EpochBar {
-    /// The progress of a run of `epochs` epochs and `total` units, `done` of them done
-    /// already; the bar is drawn unless `quiet` or stderr is not a terminal.
-    pub fn new(quiet: bool, unit: Unit, epochs: u64, total: u64, done: u64) -> EpochBar {
+    /// The progress of a run of `epochs` epochs and `total` optimiser steps, `done` of
+    /// them done already; the bar is drawn unless `quiet` or stderr is not a terminal.
+    pub fn new(quiet: bool, epochs: u64, total: u64, done: u64) -> EpochBar {
         EpochBar {
             enabled: !quiet && std::io::stderr().is_terminal(),
             bar: None,
-            unit,
             epochs,
             total,
             done,
@@ -105,13 +80,10 @@ impl EpochBar {
         if !self.enabled {
             return;
         }
-        let template = format!(
-            "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {}  {{msg}}",
-            self.unit.many()
-        );
+        let template = "{prefix} [{bar:30}] {pos}/{len} steps  {msg}";
         let bar = ProgressBar::new(len);
         bar.set_style(
-            ProgressStyle::with_template(&template)
+            ProgressStyle::with_template(template)
                 .expect("a valid template")
                 .progress_chars("=> "),
         );
@@ -159,7 +131,7 @@ impl EpochBar {
         }
     }
 
-    /// `1.80 batch/s  ETA 6m12s (run)`: the rate of this process and the time left for
+    /// `1.80 step/s  ETA 6m12s (run)`: the rate of this process and the time left for
     /// the whole run at that rate.
     fn pace(&self) -> String {
         let counted = self.done.saturating_sub(self.first);
@@ -171,18 +143,59 @@ impl EpochBar {
         let left = self.total.saturating_sub(self.done) as f64 / rate;
         format!(
             "{}  ETA {} (run)",
-            rate_text(rate, self.unit),
+            rate_text(rate),
             short_duration(Duration::from_secs_f64(left))
         )
     }
 }
 
-/// A rate with its unit: `1.80 batch/s`, or `12.3 s/batch` below one per second.
-fn rate_text(per_second: f64, unit: Unit) -> String {
+/// A rate of optimiser steps: `1.80 step/s`, or `12.3 s/step` below one per second.
+fn rate_text(per_second: f64) -> String {
     if per_second >= 1.0 {
-        format!("{per_second:.2} {}/s", unit.one())
+        format!("{per_second:.2} step/s")
     } else {
-        format!("{:.1} s/{}", 1.0 / per_second, unit.one())
+        format!("{:.1} s/step", 1.0 / per_second)
+    }
+}
+
+/// Shows an event of the training loop: the bar moves, an epoch's end, a validation, a
+/// clipping summary or a warning gets its plain line, and the first step after a
+/// Ctrl-C says that the run is stopping.
+pub fn show_event(bar: &mut EpochBar, interrupt: &mut Interrupt, event: Event) {
+    match event {
+        Event::EpochStart { epoch, steps, done } => bar.start(epoch, steps, done),
+        Event::Step { loss, .. } => {
+            bar.step(loss);
+            if let Some(notice) = interrupt.notice() {
+                bar.println(notice);
+            }
+        }
+        Event::EpochEnd {
+            epoch,
+            mean_loss,
+            seconds,
+        } => {
+            bar.finish();
+            eprintln!("{}", bar.epoch_line(epoch, mean_loss, seconds));
+        }
+        Event::Validation {
+            epoch,
+            dice,
+            best,
+            best_epoch,
+        } => eprintln!(
+            "validation epoch {epoch}: mean Dice {dice:.4} (best {best:.4}, epoch {best_epoch})"
+        ),
+        Event::Clipped {
+            epoch,
+            clipped,
+            steps,
+            largest_norm,
+        } => eprintln!(
+            "epoch {epoch}: gradient clipped in {clipped} of {steps} steps (largest norm \
+             {largest_norm:.3e})"
+        ),
+        Event::Warning(message) => bar.println(&format!("warning: {message}")),
     }
 }
 
@@ -303,8 +316,8 @@ mod tests {
 
     #[test]
     fn rates_carry_their_unit_either_way_up() {
-        assert_eq!(rate_text(1.8, Unit::Batch), "1.80 batch/s");
-        assert_eq!(rate_text(0.25, Unit::Step), "4.0 s/step");
+        assert_eq!(rate_text(1.8), "1.80 step/s");
+        assert_eq!(rate_text(0.25), "4.0 s/step");
     }
 
     #[test]
@@ -316,7 +329,7 @@ mod tests {
 
     #[test]
     fn the_epoch_line_counts_epochs_and_the_run_time_left() {
-        let mut bar = EpochBar::new(true, Unit::Batch, 20, 800, 80);
+        let mut bar = EpochBar::new(true, 20, 800, 80);
         assert_eq!(bar.epoch(3), "epoch 3/20");
         assert!(bar.epoch_line(3, 0.5, 1.0).ends_with("ETA ? (run)"));
         bar.step(0.5);
@@ -326,7 +339,7 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.contains(" batch/s") && line.ends_with(" (run)"),
+            line.contains(" step/s") && line.ends_with(" (run)"),
             "{line}"
         );
     }

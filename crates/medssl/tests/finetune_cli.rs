@@ -481,7 +481,7 @@ fn an_interrupted_finetune_resumes_where_it_stopped_and_ends_as_if_uninterrupted
             .lines()
             .find(|l| l.starts_with(&format!("epoch {epoch}/2: loss ")))
             .unwrap_or_else(|| panic!("no line for epoch {epoch}: {log}"));
-        let rate = line.contains(" batch/s ") || line.contains(" s/batch ");
+        let rate = line.contains(" step/s ") || line.contains(" s/step ");
         assert!(
             rate && line.contains("  ETA ") && line.ends_with(" (run)"),
             "{line}"

@@ -3,6 +3,8 @@
 //! shows exactly what ran. Each default step carries a comment on itself and on each
 //! setting saying what it does and why, which `medssl config show --task` prints.
 
+use std::path::Path;
+
 use medssl_data::dataset::Task;
 use medssl_data::{PipelineConfig, TransformStep};
 
@@ -209,6 +211,17 @@ pub fn resolve_pipelines(config: &mut FinetuneConfig, task: &Task) -> Result<()>
         config.data.augment = steps(default_augment_steps(config)?);
     }
     Ok(())
+}
+
+impl FinetuneConfig {
+    /// These settings with the transform lists a new run on the task in `task_dir`
+    /// would resolve (reading only its `dataset.json`): what a run started with them
+    /// stores, for comparing with a stored configuration.
+    pub fn resolved_for(mut self, task_dir: &Path) -> Result<FinetuneConfig> {
+        let task = Task::open_unchecked(task_dir)?.task;
+        resolve_pipelines(&mut self, &task)?;
+        Ok(self)
+    }
 }
 
 /// The configuration of a new run on `task` as TOML, the transform lists resolved as

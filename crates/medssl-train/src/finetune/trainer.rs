@@ -1,14 +1,16 @@
-//! The fine-tuning loop: epochs of Dice-CE steps on augmented crops, validation on
-//! whole volumes with sliding-window inference, checkpoints that resume exactly.
+//! Fine-tuning: the [`crate::fit`] loop over augmented crops of the training cases with
+//! the Dice-CE loss and AdamW at the warm-up-cosine rate (re-stretched when a run is
+//! extended), validation on whole volumes with sliding-window inference, the best
+//! weights, and what stays of the checkpoints at the end.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use medssl_data::Pipeline;
 use medssl_data::cache::PreprocessCache;
 use medssl_data::dataset::{CheckReport, Task, TaskSource};
 use medssl_data::loader::{Batch, Loader, SampleSource};
@@ -27,6 +29,10 @@ use super::run_info::RunInfo;
 use crate::checkpoint::{self, TrainState};
 use crate::convergence::{Convergence, ValidationPoint};
 use crate::error::{Result, TrainError};
+pub use crate::fit::Event;
+use crate::fit::metrics::MetricsLine;
+use crate::fit::{BatchLoss, Checkpoints, Fit, Length, Objective, Parts, Position, Rates};
+use crate::launch::{Holds, already_holds_a_run};
 use crate::optimizer::SegmentationOptimizer;
 use crate::run_dir::RunDir;
 use crate::schedule::WarmupCosine;
@@ -40,93 +46,6 @@ pub enum Init {
     /// Leftover tensors that are not known pretext heads are refused unless
     /// `allow_unused`.
     Weights { path: PathBuf, allow_unused: bool },
-}
-
-/// What the loop reports as it goes (for progress bars and logs).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// An epoch of `batches` batches begins, or goes on after `done` of them (a run
-    /// resumed after an interruption mid-epoch; 0 otherwise).
-    EpochStart {
-        epoch: u64,
-        batches: usize,
-        done: usize,
-    },
-    /// One batch was trained on.
-    Batch { loss: f64 },
-    /// An epoch ended.
-    EpochEnd {
-        epoch: u64,
-        mean_loss: f64,
-        seconds: f64,
-    },
-    /// A validation finished; the best so far was at `best_epoch`.
-    Validation {
-        epoch: u64,
-        dice: f64,
-        best: f64,
-        best_epoch: u64,
-    },
-    /// Gradient clipping scaled down `clipped` of the epoch's `steps` optimiser steps;
-    /// the largest gradient norm before clipping was `largest_norm`.
-    Clipped {
-        epoch: u64,
-        clipped: u64,
-        steps: u64,
-        largest_norm: f64,
-    },
-    /// Something the user should look at (a damaged preprocessing cache entry, which
-    /// was recomputed).
-    Warning(String),
-}
-
-/// The running totals of the epoch in progress, for its `metrics.jsonl` line. A run
-/// stopped mid-epoch keeps them in its checkpoint, so the resumed run logs the epoch as
-/// an uninterrupted one would (the values survive the JSON round trip bit for bit).
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct EpochTotals {
-    /// Batches trained.
-    batches: usize,
-    /// Sum of their losses (`None` before the first).
-    #[serde(default, with = "crate::exact_f64")]
-    loss_sum: Option<f64>,
-    /// Learning rate of the latest optimiser step.
-    #[serde(default, with = "crate::exact_f64")]
-    lr: Option<f64>,
-    /// Optimiser steps taken.
-    steps: u64,
-    /// Steps whose gradient clipping scaled down.
-    clipped: u64,
-    /// The largest global gradient norm before clipping.
-    #[serde(default, with = "crate::exact_f64")]
-    largest_norm: Option<f64>,
-}
-
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-enum MetricsLine {
-    Train {
-        epoch: u64,
-        iteration: u64,
-        loss: f64,
-        lr: f64,
-        seconds: f64,
-        /// The largest global gradient norm of the epoch's steps, before clipping.
-        grad_norm_max: f64,
-        /// Steps whose gradient clipping scaled down.
-        clipped_steps: u64,
-        /// Optimiser steps in the epoch.
-        steps: u64,
-    },
-    Validation {
-        epoch: u64,
-        dice: f64,
-        per_case: Vec<(String, f64)>,
-    },
-    Warning {
-        message: String,
-    },
 }
 
 /// `result.json`.
@@ -146,28 +65,20 @@ struct RunResult<'a> {
 /// A prepared fine-tuning run: data, network and optimiser ready, state restored when
 /// resuming.
 pub struct Finetune {
-    run: RunDir,
+    fit: Fit<FinetuneObjective>,
+}
+
+/// What fine-tuning adds to the loop: the segmentation loss, the learning-rate
+/// schedule, validation with the best weights, `result.json` and the checkpoints kept.
+struct FinetuneObjective {
     config: FinetuneConfig,
     task: Arc<Task>,
     split: Split,
     init: Init,
     device: Device,
-    model: SwinUnetr,
-    optimizer: SegmentationOptimizer,
-    state: TrainState,
-    loader: Loader,
     validation: Arc<dyn SampleSource>,
-    /// The caches of the training and validation cases, whose warnings the loop
-    /// reports.
-    caches: [Arc<PreprocessCache>; 2],
-    batches_per_epoch: usize,
+    steps_per_epoch: u64,
     init_report: Option<InitReport>,
-    /// Why the latest checkpoint was passed over on resume, if it was.
-    fallback: Option<String>,
-    /// The totals of an epoch the restored checkpoint stopped in the middle of.
-    partial: Option<EpochTotals>,
-    /// Set (by a signal handler) to stop training after the current optimiser step.
-    stop: Option<Arc<AtomicBool>>,
     /// Bytes of checkpoint removed when the run finished.
     removed_bytes: Option<u64>,
 }
@@ -299,11 +210,8 @@ impl Finetune {
         } = checked;
         // Nothing is written before the checks pass.
         let run = RunDir::create(run_dir)?;
-        if checkpoint::exists(&run) || run.result().exists() {
-            return Err(TrainError::Invalid(format!(
-                "{} already holds a run; continue it with --resume, or choose another --out",
-                run_dir.display()
-            )));
+        if Holds::of(&run) != Holds::Nothing {
+            return Err(already_holds_a_run(run_dir));
         }
         split.save(&run.split())?;
         run.write(&run.config(), config.to_toml()?.as_bytes())?;
@@ -379,8 +287,7 @@ impl Finetune {
             SwinUnetr::new(&network, &train_device)
         })
         .map_err(|e| TrainError::context("model", e))?;
-        let mut optimizer = SegmentationOptimizer::new(config.train.optimizer);
-        let mut state = TrainState::default();
+        let optimizer = SegmentationOptimizer::new(config.train.optimizer);
         // Loads into a copy so that, with no checkpoint yet, the initial weights stay.
         let restored = if resume {
             checkpoint::load(
@@ -402,18 +309,6 @@ impl Finetune {
                 Some(report)
             }
         };
-        let mut fallback = None;
-        if let Some(restored) = restored {
-            (state, model, optimizer) = (restored.state, restored.model, restored.optimizer);
-            fallback = restored.fallback;
-        }
-        let partial = match &state.extra {
-            serde_json::Value::Null => None,
-            extra => Some(serde_json::from_value(extra.clone()).map_err(|e| {
-                TrainError::file(run.checkpoint_state(), format!("epoch in progress: {e}"))
-            })?),
-        };
-        run.truncate_metrics(state.metrics_lines)?;
 
         // One preprocessing for training and validation, sharing its steps and cache.
         let preprocess = config.data.preprocess.build();
@@ -433,31 +328,54 @@ impl Finetune {
         let augment = config.data.augment.build();
         let samples = split.train.len() * config.data.augment.samples_per_case();
         let batches_per_epoch = config.data.loader.batches(samples);
+        if batches_per_epoch == 0 {
+            return Err(TrainError::Invalid(format!(
+                "an epoch would have no batch: the training split has {} case(s)",
+                split.train.len()
+            )));
+        }
+        let length = Length {
+            batches_per_epoch,
+            accumulate: config.train.accumulate,
+            total_steps: 0,
+        };
+        let length = Length {
+            total_steps: config.train.epochs * length.steps_per_epoch(),
+            ..length
+        };
+        let checkpoints = Checkpoints {
+            every_steps: None,
+            every_epochs: Some(config.train.checkpoint_every),
+        };
         let loader = Loader::new(
             train_source.clone(),
             augment,
             config.data.loader.clone(),
             config.seed,
         )?;
-        Ok(Finetune {
-            run,
+        let objective = FinetuneObjective {
             config,
             task,
             split,
             init,
             device,
-            model,
-            optimizer,
-            state,
-            loader,
             validation: validation.clone(),
-            caches: [train_source, validation],
-            batches_per_epoch,
+            steps_per_epoch: length.steps_per_epoch(),
             init_report,
-            fallback,
-            partial,
-            stop: None,
             removed_bytes: None,
+        };
+        let parts = Parts {
+            run,
+            objective,
+            net: model,
+            optimizer,
+            loader,
+            caches: vec![train_source, validation],
+            length,
+            checkpoints,
+        };
+        Ok(Finetune {
+            fit: Fit::new(parts, restored)?,
         })
     }
 
@@ -485,13 +403,7 @@ impl Finetune {
     /// true (e.g. set by a Ctrl-C handler): a checkpoint of that exact point (mid-epoch
     /// included) is written and `train` returns, for `--resume` to continue.
     pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
-        self.stop = Some(flag);
-    }
-
-    fn stop_requested(&self) -> bool {
-        self.stop
-            .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+        self.fit.stop_when(flag);
     }
 
     /// Raises `train.epochs` to `epochs` (more than the run's) from where the run
@@ -500,90 +412,96 @@ impl Finetune {
     /// epoch (a run still warming up finishes its warm-up first). A run that had
     /// reached the end of its schedule therefore trains on at `train.min_lr`.
     pub fn extend(&mut self, epochs: u64) -> Result<Extended> {
-        let from = self.config.train.epochs;
+        let from = self.config().train.epochs;
         if epochs <= from {
             return Err(TrainError::Invalid(format!(
                 "train.epochs = {epochs}: the run has {from} epochs; it can only be extended"
             )));
         }
-        let at = self.state.iteration;
-        let steps_per_epoch = self.steps_per_epoch();
+        let at = self.fit.state().iteration;
+        let steps_per_epoch = self.fit.length().steps_per_epoch();
         let extended = Extended {
             from_epochs: from,
             to_epochs: epochs,
-            lr: learning_rate(&self.config.train, steps_per_epoch, at),
-            min_lr: self.config.train.min_lr,
-            in_warmup: at < self.config.train.warmup_epochs * steps_per_epoch,
+            lr: learning_rate(&self.config().train, steps_per_epoch, at),
+            min_lr: self.config().train.min_lr,
+            in_warmup: at < self.config().train.warmup_epochs * steps_per_epoch,
         };
-        let mut config = self.config.clone();
+        let mut config = self.config().clone();
         config.train.extensions.push(Extension {
             from_epochs: from,
             at_iteration: at,
         });
         config.train.epochs = epochs;
         config.validate()?;
-        self.run
-            .write(&self.run.config(), config.to_toml()?.as_bytes())?;
-        self.config = config;
+        let run = self.fit.run_dir();
+        run.write(&run.config(), config.to_toml()?.as_bytes())?;
+        self.fit.objective_mut().config = config;
+        self.fit.set_total_steps(epochs * steps_per_epoch);
         Ok(extended)
     }
 
     /// Why `--resume` used the checkpoint before the latest one (the latest was damaged),
     /// for the user to see.
     pub fn resume_warning(&self) -> Option<&str> {
-        self.fallback.as_deref()
+        self.fit.resume_warning()
     }
 
     /// The run's settings.
     pub fn config(&self) -> &FinetuneConfig {
-        &self.config
+        &self.fit.objective().config
     }
 
     /// What loading the initial weights did (`None` from scratch).
     pub fn init_report(&self) -> Option<&InitReport> {
-        self.init_report.as_ref()
+        self.fit.objective().init_report.as_ref()
     }
 
     /// The run directory.
     pub fn run_dir(&self) -> &RunDir {
-        &self.run
+        self.fit.run_dir()
     }
 
     /// Completed epochs.
     pub fn epochs_done(&self) -> u64 {
-        self.state.epoch
+        self.fit.state().epoch
     }
 
     /// Batches already trained of the epoch after [`Finetune::epochs_done`] (a run
     /// stopped mid-epoch; 0 at an epoch's start).
     pub fn batches_done(&self) -> usize {
-        self.partial.as_ref().map_or(0, |totals| totals.batches)
+        self.fit.batches_done()
     }
 
     /// Batches in an epoch.
     pub fn batches_per_epoch(&self) -> usize {
-        self.batches_per_epoch
+        self.fit.length().batches_per_epoch
+    }
+
+    /// Optimiser steps in an epoch.
+    pub fn steps_per_epoch(&self) -> u64 {
+        self.fit.length().steps_per_epoch()
+    }
+
+    /// Optimiser steps taken.
+    pub fn steps_done(&self) -> u64 {
+        self.fit.state().iteration
     }
 
     /// Bytes of resumable checkpoint (weights and optimiser state) that the end of the
     /// run removed (`train.keep_checkpoints`); `None` before the end, or when kept.
     pub fn removed_checkpoint_bytes(&self) -> Option<u64> {
-        self.removed_bytes
+        self.fit.objective().removed_bytes
     }
 
     /// The run's cases: training, validation and test ids.
     pub fn split(&self) -> &Split {
-        &self.split
+        &self.fit.objective().split
     }
 
     /// The network being trained.
     pub fn model(&self) -> &SwinUnetr {
-        &self.model
-    }
-
-    fn steps_per_epoch(&self) -> u64 {
-        self.batches_per_epoch
-            .div_ceil(self.config.train.accumulate) as u64
+        self.fit.net()
     }
 
     /// Trains until `until_epoch` epochs are complete (at most the configured number),
@@ -592,149 +510,81 @@ impl Finetune {
     /// set. At the end of the last epoch it writes `result.json` and keeps what
     /// `train.keep_checkpoints` says.
     pub fn train(&mut self, until_epoch: u64, observe: &mut dyn FnMut(Event)) -> Result<()> {
-        let until = until_epoch.min(self.config.train.epochs);
-        let accumulate = self.config.train.accumulate;
-        let mut trained = false;
-        while self.state.epoch < until {
-            let epoch = self.state.epoch;
-            let started = Instant::now();
-            let mut totals = self.partial.take().unwrap_or_default();
-            observe(Event::EpochStart {
-                epoch: epoch + 1,
-                batches: self.batches_per_epoch,
-                done: totals.batches,
-            });
-            let mut pending = GradientsAccumulator::<SwinUnetr>::new();
-            let mut in_step = 0;
-            for batch in self.loader.epoch(epoch, totals.batches) {
-                self.report_cache_warnings(observe)?;
-                let batch = batch?;
-                let (loss, grads) = self.loss_and_grads(&batch)?;
-                if !loss.is_finite() {
-                    return Err(TrainError::NonFiniteLoss {
-                        loss,
-                        epoch: epoch + 1,
-                        iteration: self.state.iteration,
-                    });
-                }
-                pending.accumulate(&self.model, grads);
-                in_step += 1;
-                totals.batches += 1;
-                totals.loss_sum = Some(totals.loss_sum.unwrap_or(0.0) + loss);
-                trained = true;
-                observe(Event::Batch { loss });
-                if in_step == accumulate {
-                    self.apply(pending.grads(), &mut totals)?;
-                    in_step = 0;
-                    if self.stop_requested() {
-                        self.save(Some(&totals))?;
-                        self.partial = Some(totals);
-                        return Ok(());
-                    }
-                }
-            }
-            if in_step > 0 {
-                self.apply(pending.grads(), &mut totals)?;
-            }
-            let Some(loss_sum) = totals.loss_sum else {
-                return Err(TrainError::Invalid(format!(
-                    "epoch {} produced no batch: the training split has {} case(s)",
-                    epoch + 1,
-                    self.split.train.len()
-                )));
-            };
-            let mean_loss = loss_sum / totals.batches as f64;
-            let seconds = started.elapsed().as_secs_f64();
-            self.state.epoch += 1;
-            let largest_norm = totals.largest_norm.unwrap_or(0.0);
-            self.run.log_metrics(&MetricsLine::Train {
-                epoch: self.state.epoch,
-                iteration: self.state.iteration,
-                loss: mean_loss,
-                lr: totals.lr.unwrap_or(f64::NAN),
-                seconds,
-                grad_norm_max: largest_norm,
-                clipped_steps: totals.clipped,
-                steps: totals.steps,
-            })?;
-            observe(Event::EpochEnd {
-                epoch: self.state.epoch,
-                mean_loss,
-                seconds,
-            });
-            if totals.clipped > 0 {
-                observe(Event::Clipped {
-                    epoch: self.state.epoch,
-                    clipped: totals.clipped,
-                    steps: totals.steps,
-                    largest_norm,
-                });
-            }
-            // Read once: a stop requested after this point is honoured after the next
-            // step, never skipped.
-            let stop = self.stop_requested();
-            let last = self.state.epoch == self.config.train.epochs;
-            let validate = self.state.epoch % self.config.validation.every == 0 || last;
-            if validate {
-                self.validate_and_keep_best(observe)?;
-            }
-            if validate
-                || last
-                || stop
-                || self.state.epoch % self.config.train.checkpoint_every == 0
-            {
-                self.save(None)?;
-            }
-            if stop {
-                break;
-            }
+        let until = until_epoch.saturating_mul(self.fit.length().steps_per_epoch());
+        self.fit.train(until, observe)
+    }
+}
+
+impl FinetuneObjective {
+    fn validate_and_keep_best(
+        &mut self,
+        network: &SwinUnetr,
+        state: &mut TrainState,
+        run: &RunDir,
+        observe: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let network = network.valid();
+        let outcome = validate(
+            &network,
+            self.validation.as_ref(),
+            &self.config.sliding_window(),
+            &self.device.clone().inner(),
+            self.task.labels.len(),
+        )?;
+        let point = ValidationPoint {
+            epoch: state.epoch,
+            dice: outcome.mean_dice,
+        };
+        state.curve.push(point);
+        let improved =
+            point.dice.is_finite() && state.best.is_none_or(|best| point.dice > best.dice);
+        if improved {
+            let best = run.best_weights();
+            export_monai_safetensors(&network, &best)
+                .map_err(|e| TrainError::file(&best, e.to_string()))?;
+            state.best = Some(point);
         }
-        if self.state.epoch == self.config.train.epochs {
-            // A run resumed after its end (killed while finishing) only completes what
-            // was left undone; its result (maybe with evaluations added) stays.
-            if trained || !self.run.result().exists() {
-                self.write_result()?;
-            }
-            self.keep_checkpoints()?;
-        }
+        run.log_metrics(&MetricsLine::Validation {
+            epoch: state.epoch,
+            dice: outcome.mean_dice,
+            per_case: outcome.per_case,
+        })?;
+        observe(Event::Validation {
+            epoch: state.epoch,
+            dice: point.dice,
+            best: state.best.map_or(f64::NAN, |b| b.dice),
+            best_epoch: state.best.map_or(0, |b| b.epoch),
+        });
         Ok(())
     }
 
-    /// Writes a checkpoint of the present state; `partial`: the totals of the epoch
-    /// being stopped in the middle of.
-    fn save(&mut self, partial: Option<&EpochTotals>) -> Result<()> {
-        self.state.metrics_lines = self.run.metrics_lines()?;
-        self.state.extra = match partial {
-            Some(totals) => serde_json::to_value(totals)
-                .map_err(|e| TrainError::Invalid(format!("epoch in progress: {e}")))?,
-            None => serde_json::Value::Null,
-        };
-        checkpoint::save(
-            &self.run,
-            &mut self.state,
-            &self.model,
-            checkpoint::write_monai,
-            &self.optimizer,
+    fn write_result(&self, state: &TrainState, run: &RunDir) -> Result<()> {
+        run.write_json(
+            &run.result(),
+            &RunResult {
+                task: &self.task.name,
+                init: match &self.init {
+                    Init::Scratch => "scratch".into(),
+                    Init::Weights { path, .. } => path.display().to_string(),
+                },
+                train_cases: self.split.train.len(),
+                validation_cases: self.split.validation.len(),
+                epochs: state.epoch,
+                iterations: state.iteration,
+                convergence: Convergence::of(&state.curve),
+                curve: &state.curve,
+            },
         )
     }
+}
 
-    /// Applies `train.keep_checkpoints` to the finished run: `last.safetensors` (unless
-    /// only the best weights are kept), then the resumable checkpoint goes (unless all
-    /// is kept).
-    fn keep_checkpoints(&mut self) -> Result<()> {
-        let keep = self.config.train.keep_checkpoints;
-        if keep != KeepCheckpoints::Best {
-            checkpoint::write_monai(&self.model, &self.run.last_weights())?;
-        }
-        if keep != KeepCheckpoints::All {
-            self.removed_bytes = Some(checkpoint::remove(&self.run)?);
-        }
-        Ok(())
-    }
+impl Objective for FinetuneObjective {
+    type Net = SwinUnetr;
+    type Work = Pipeline;
+    type Aux = ();
 
-    fn loss_and_grads(&self, batch: &Batch) -> Result<(f64, GradientsParams)> {
-        let device = self
-            .model
+    fn batch_loss(&self, model: &SwinUnetr, batch: &Batch, _at: Position) -> Result<BatchLoss<()>> {
+        let device = model
             .devices()
             .into_iter()
             .next()
@@ -746,111 +596,74 @@ impl Finetune {
         let classes: Vec<i64> = label.iter().map(|&v| v as i64).collect();
         let labels =
             Tensor::<5, Int>::from_data(TensorData::new(classes, label.shape().to_vec()), &device);
-        let logits = self
-            .model
+        let logits = model
             .forward(image)
             .map_err(|e| TrainError::context(format!("cases {}", batch.ids.join(", ")), e))?;
         let loss = self.config.train.loss.forward(logits, labels);
         let value = f64::from(loss.clone().into_scalar::<f32>());
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        Ok((value, grads))
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        Ok(BatchLoss {
+            loss: value,
+            components: Vec::new(),
+            monitors: Vec::new(),
+            grads,
+            aux: (),
+        })
     }
 
-    /// One optimiser step at the scheduled learning rate; counts it in `totals`, and
-    /// stops the run on a non-finite gradient (which the optimiser did not apply).
-    fn apply(&mut self, grads: GradientsParams, totals: &mut EpochTotals) -> Result<()> {
-        let lr = learning_rate(
-            &self.config.train,
-            self.steps_per_epoch(),
-            self.state.iteration,
-        );
-        let model = self.model.clone();
-        let (model, norm) = self.optimizer.step(lr, model, grads);
-        if !norm.is_finite() {
-            return Err(TrainError::NonFiniteGradient {
-                norm,
-                epoch: self.state.epoch + 1,
-                iteration: self.state.iteration,
-            });
+    /// The warm-up cosine of [`learning_rate`] at the configured, constant weight decay.
+    fn rates(&self, iteration: u64) -> Rates {
+        Rates {
+            lr: learning_rate(&self.config.train, self.steps_per_epoch, iteration),
+            weight_decay: self.config.train.optimizer.weight_decay,
+            momentum: None,
         }
-        self.model = model;
-        self.state.iteration += 1;
-        totals.lr = Some(lr);
-        totals.steps += 1;
-        totals.largest_norm = Some(totals.largest_norm.map_or(norm, |n| n.max(norm)));
-        if self.optimizer.clips(norm) {
-            totals.clipped += 1;
-        }
-        Ok(())
     }
 
-    fn validate_and_keep_best(&mut self, observe: &mut dyn FnMut(Event)) -> Result<()> {
-        let network = self.model.valid();
-        let outcome = validate(
-            &network,
-            self.validation.as_ref(),
-            &self.config.sliding_window(),
-            &self.device.clone().inner(),
-            self.task.labels.len(),
-        );
-        self.report_cache_warnings(observe)?;
-        let outcome = outcome?;
-        let point = ValidationPoint {
-            epoch: self.state.epoch,
-            dice: outcome.mean_dice,
-        };
-        self.state.curve.push(point);
-        let improved =
-            point.dice.is_finite() && self.state.best.is_none_or(|best| point.dice > best.dice);
-        if improved {
-            let best = self.run.best_weights();
-            export_monai_safetensors(&network, &best)
-                .map_err(|e| TrainError::file(&best, e.to_string()))?;
-            self.state.best = Some(point);
+    /// Validates every `validation.every` epochs and after the last; a validation
+    /// asks for a checkpoint, so the best weights and the state agree.
+    fn epoch_end(
+        &mut self,
+        net: &SwinUnetr,
+        state: &mut TrainState,
+        run: &RunDir,
+        observe: &mut dyn FnMut(Event),
+    ) -> Result<bool> {
+        let last = state.epoch == self.config.train.epochs;
+        let validate = state.epoch % self.config.validation.every == 0 || last;
+        if validate {
+            self.validate_and_keep_best(net, state, run, observe)?;
         }
-        self.run.log_metrics(&MetricsLine::Validation {
-            epoch: self.state.epoch,
-            dice: outcome.mean_dice,
-            per_case: outcome.per_case,
-        })?;
-        observe(Event::Validation {
-            epoch: self.state.epoch,
-            dice: point.dice,
-            best: self.state.best.map_or(f64::NAN, |b| b.dice),
-            best_epoch: self.state.best.map_or(0, |b| b.epoch),
-        });
-        Ok(())
+        Ok(validate)
     }
 
-    /// Logs and reports the warnings of the preprocessing caches (damaged entries
-    /// recomputed on the loader's threads or during validation) as the loop's own.
-    fn report_cache_warnings(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
-        for message in self.caches.iter().flat_map(|cache| cache.take_warnings()) {
-            self.run.log_metrics(&MetricsLine::Warning {
-                message: message.clone(),
-            })?;
-            observe(Event::Warning(message));
+    fn write_weights(net: &SwinUnetr, path: &Path) -> Result<()> {
+        checkpoint::write_monai(net, path)
+    }
+
+    /// Writes `result.json` (a run resumed after its end, killed while finishing, only
+    /// completes what was left undone: its result, maybe with evaluations added,
+    /// stays) and applies `train.keep_checkpoints`: `last.safetensors` (unless only
+    /// the best weights are kept), then the resumable checkpoint goes (unless all is
+    /// kept).
+    fn finish(
+        &mut self,
+        net: &SwinUnetr,
+        state: &TrainState,
+        run: &RunDir,
+        trained: bool,
+    ) -> Result<()> {
+        if trained || !run.result().exists() {
+            self.write_result(state, run)?;
+        }
+        let keep = self.config.train.keep_checkpoints;
+        if keep != KeepCheckpoints::Best {
+            checkpoint::write_monai(net, &run.last_weights())?;
+        }
+        if keep != KeepCheckpoints::All {
+            self.removed_bytes = Some(checkpoint::remove(run)?);
         }
         Ok(())
-    }
-
-    fn write_result(&self) -> Result<()> {
-        self.run.write_json(
-            &self.run.result(),
-            &RunResult {
-                task: &self.task.name,
-                init: match &self.init {
-                    Init::Scratch => "scratch".into(),
-                    Init::Weights { path, .. } => path.display().to_string(),
-                },
-                train_cases: self.split.train.len(),
-                validation_cases: self.split.validation.len(),
-                epochs: self.state.epoch,
-                iterations: self.state.iteration,
-                convergence: Convergence::of(&self.state.curve),
-                curve: &self.state.curve,
-            },
-        )
     }
 }
 

@@ -15,7 +15,6 @@
 //! The names come from [`crate::run_dir::RunDir`].
 
 pub mod config;
-mod decay;
 pub mod trainer;
 
 pub use crate::run_dir::ENCODER_FILE;
