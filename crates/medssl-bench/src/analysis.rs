@@ -19,8 +19,8 @@ use serde_json::Value;
 use crate::definition::{Modality, StudyDefinition};
 use crate::error::{BenchError, Result};
 use crate::feature_reuse::{CkaResult, FeatureReuse};
+use crate::layout::read_json;
 use crate::plan::{JobKind, Plan};
-use crate::results::read_json;
 use crate::stats::{competition_ranks, holm, mean_sd, wilcoxon};
 
 /// Significance level of the marks in the tables (after Holm's correction).

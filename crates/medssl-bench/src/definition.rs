@@ -26,7 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{BenchError, Result};
 use crate::layout::StudyLayout;
-use crate::slurm::SlurmSettings;
+use crate::slurm::settings::SlurmSettings;
 
 /// The study file, as written.
 #[derive(Debug, Clone, PartialEq, Serialize)]

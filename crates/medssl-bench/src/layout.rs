@@ -18,6 +18,16 @@
 use std::path::{Path, PathBuf};
 
 use medssl_train::run_dir::RunDir;
+use serde_json::Value;
+
+use crate::error::{BenchError, Result};
+
+/// A JSON file a job left (`test.json`, a run's `result.json`), errors naming the file;
+/// read by the results tables and the analysis.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| BenchError::definition(path, e.to_string()))
+}
 
 const PRETRAIN_DIR: &str = "pretrain";
 const FINETUNE_DIR: &str = "finetune";

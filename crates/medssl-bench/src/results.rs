@@ -5,7 +5,6 @@
 //! so a study killed and resumed writes the same files as one left alone.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use medssl_eval::evaluate::Part;
 use medssl_io::atomic::{create_dir_for_writes, write_atomically};
@@ -14,6 +13,7 @@ use serde_json::Value;
 use crate::analysis::case_scores;
 use crate::definition::{BudgetSpec, MethodSpec, Modality, StudyDefinition};
 use crate::error::{BenchError, Result};
+use crate::layout::read_json;
 use crate::plan::{FinetuneJob, Job, Plan};
 
 /// Columns before the per-class ones.
@@ -56,12 +56,6 @@ struct Finished<'a> {
     seed: u64,
     test: Value,
     run: Value,
-}
-
-/// A JSON file of a job's directory, errors naming the file (also read by the analysis).
-pub(crate) fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| BenchError::definition(path, e.to_string()))
 }
 
 /// A JSON number or the `"nan"` / `"inf"` strings as CSV text; empty when absent.
