@@ -45,16 +45,12 @@ pub struct TrainState {
     pub weights_bytes: u64,
     /// See `weights_bytes`.
     pub optimizer_bytes: u64,
-    /// SHA-256 of the generation's files, checked on load to catch corruption (empty in
-    /// checkpoints written before checksums were recorded: not checked).
-    #[serde(default)]
+    /// SHA-256 of the generation's files, checked on load to catch corruption.
     pub weights_sha256: String,
     /// See `weights_sha256`.
-    #[serde(default)]
     pub optimizer_sha256: String,
-    /// What a trainer adds to the generation (the pretraining loop's loss and
-    /// collapse-monitor references), saved and restored with it.
-    #[serde(default)]
+    /// What the loop adds to the generation (`crate::fit`: the totals of a partial
+    /// epoch and the objective's own state), saved and restored with it.
     pub extra: serde_json::Value,
     /// The network's parameter ids by module path, which the optimiser state is keyed
     /// on (see `param_ids`).
@@ -303,8 +299,7 @@ fn load_generation<M: Module>(
 }
 
 /// The bytes of the checkpoint file at `path`, if they have the size and SHA-256 that
-/// the state file `state_name` recorded (an empty `sha256`: a state written before
-/// checksums were recorded, checked for size only).
+/// the state file `state_name` recorded.
 fn read_intact(path: &Path, size: u64, sha256: &str, state_name: &str) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| TrainError::os(path, e))?;
     if bytes.len() as u64 != size {
@@ -317,7 +312,7 @@ fn read_intact(path: &Path, size: u64, sha256: &str, state_name: &str) -> Result
         ));
     }
     let actual = sha256_hex(&bytes);
-    if !sha256.is_empty() && actual != sha256 {
+    if actual != sha256 {
         return Err(TrainError::file(
             path,
             format!("checkpoint file is corrupt: SHA-256 {actual}, {state_name} recorded {sha256}"),

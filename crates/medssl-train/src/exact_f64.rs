@@ -3,8 +3,8 @@
 //! serde_json's default float parser can land one unit in the last place away from the
 //! number it wrote, and a resumed run must report exactly what an uninterrupted one
 //! does. The value is stored as the shortest decimal string that Rust's correctly
-//! rounded parser maps back to the same `f64`; plain numbers (older checkpoints) are
-//! still read. Use with `#[serde(default, with = "crate::exact_f64")]`.
+//! rounded parser maps back to the same `f64`. Use with
+//! `#[serde(default, with = "crate::exact_f64")]`.
 
 use serde::{Deserialize, Deserializer, Serializer};
 
@@ -16,20 +16,11 @@ pub fn serialize<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S:
     }
 }
 
-/// A stored value: a string from [`serialize`] or a number from an older checkpoint.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stored {
-    Text(String),
-    Number(f64),
-}
-
-/// Reads what [`serialize`] wrote, or a plain number.
+/// Reads what [`serialize`] wrote.
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
-    match Option::<Stored>::deserialize(deserializer)? {
+    match Option::<String>::deserialize(deserializer)? {
         None => Ok(None),
-        Some(Stored::Number(v)) => Ok(Some(v)),
-        Some(Stored::Text(text)) => text.parse().map(Some).map_err(|_| {
+        Some(text) => text.parse().map(Some).map_err(|_| {
             serde::de::Error::custom(format!("{text:?} is not a floating-point number"))
         }),
     }
@@ -46,7 +37,8 @@ mod tests {
     }
 
     /// Values whose shortest decimal serde_json's fast parser reads back one unit in the
-    /// last place off come back exactly, as do NaN, infinities, None and old numbers.
+    /// last place off come back exactly, as do NaN, infinities and None; a plain number
+    /// or other text is refused.
     #[test]
     fn values_survive_json_text_exactly() {
         let mut x = 1.089_841_485_023_498_5_f64;
@@ -76,8 +68,7 @@ mod tests {
                 .unwrap()
                 .is_nan()
         );
-        let old: Holder = serde_json::from_str(r#"{"value": 0.5}"#).unwrap();
-        assert_eq!(old.value, Some(0.5));
+        assert!(serde_json::from_str::<Holder>(r#"{"value": 0.5}"#).is_err());
         let missing: Holder = serde_json::from_str("{}").unwrap();
         assert_eq!(missing.value, None);
         assert!(serde_json::from_str::<Holder>(r#"{"value": "abc"}"#).is_err());

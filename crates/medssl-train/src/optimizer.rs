@@ -32,7 +32,7 @@ const ENCODER_DEPTHS: [&str; 5] = [
 
 /// Optimiser settings of a fine-tuning run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
     /// AdamW decoupled weight decay (fine-tuning: the coefficient of every step).
     pub weight_decay: f64,
@@ -50,7 +50,7 @@ pub struct OptimizerConfig {
     pub grad_clip_norm: Option<f64>,
     /// `"global"`: the norm of all gradients together (PyTorch's `clip_grad_norm_`);
     /// `"per_parameter"`: each parameter's gradient on its own (DINO's
-    /// `clip_gradients`). Absent from older files, which read as `"global"`.
+    /// `clip_gradients`).
     pub clip_mode: ClipMode,
     /// Do not train the Swin encoder (linear-probe-like transfer).
     pub freeze_encoder: bool,
@@ -631,17 +631,32 @@ mod tests {
         assert!(!optimizer.clips(norm));
     }
 
-    /// Files written before `clip_mode` existed read as global clipping, and the mode
-    /// is written as `global` / `per_parameter`.
+    /// The clipping mode and the decay exemptions are written and read by name; an
+    /// unknown name, or a table without the key, is refused naming it.
     #[test]
-    fn clip_mode_defaults_to_global_and_reads_by_name() {
-        let old: OptimizerConfig = toml::from_str("grad_clip_norm = 1.0\n").unwrap();
-        assert_eq!(old.clip_mode, ClipMode::Global);
+    fn clip_mode_and_decay_exempt_read_by_name() {
         let text = toml::to_string(&OptimizerConfig::default()).unwrap();
         assert!(text.contains("clip_mode = \"global\""), "{text}");
-        let per: OptimizerConfig = toml::from_str("clip_mode = \"per_parameter\"\n").unwrap();
-        assert_eq!(per.clip_mode, ClipMode::PerParameter);
-        assert!(toml::from_str::<OptimizerConfig>("clip_mode = \"each\"\n").is_err());
+        assert!(text.contains("decay_exempt = \"none\""), "{text}");
+        let with = |key: &str, value: &str| {
+            let mut table: toml::Table = text.parse().unwrap();
+            table.insert(key.into(), toml::Value::String(value.into()));
+            toml::from_str::<OptimizerConfig>(&toml::to_string(&table).unwrap())
+        };
+        assert_eq!(
+            with("clip_mode", "per_parameter").unwrap().clip_mode,
+            ClipMode::PerParameter
+        );
+        assert_eq!(
+            with("decay_exempt", "vectors").unwrap().decay_exempt,
+            DecayExempt::Vectors
+        );
+        assert!(with("clip_mode", "each").is_err());
+        let mut missing: toml::Table = text.parse().unwrap();
+        missing.remove("clip_mode");
+        let err =
+            toml::from_str::<OptimizerConfig>(&toml::to_string(&missing).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("clip_mode"), "{err}");
     }
 
     /// A restored optimiser continues exactly like the original: the next step from

@@ -1,8 +1,7 @@
 //! The Swin encoder's shape as settings: stage depths, attention heads, window edge and
 //! qkv bias. Fine-tuning (`model.*`) and pretraining (`encoder.*`) both offer them, so an
 //! encoder pretrained at one shape (SMIT's 2-2-4-2 with 4³ windows, or a small test
-//! encoder) is fine-tuned at the same one; each default is MONAI's, which is also what
-//! files written before these settings existed read as.
+//! encoder) is fine-tuned at the same one; each default is MONAI's.
 
 use medssl_model::SwinUnetrConfig;
 

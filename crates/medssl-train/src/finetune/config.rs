@@ -34,17 +34,13 @@ pub struct ModelSettings {
     /// Training crop and sliding-window size `[D, H, W]`, multiples of 32.
     pub roi: [usize; 3],
     /// Swin blocks per stage (MONAI's default 2-2-2-2; SMIT's encoder 2-2-4-2).
-    #[serde(default = "crate::swin_shape::default_depths")]
     pub depths: [usize; 4],
     /// Attention heads per stage (MONAI's default 3-6-12-24; SMIT's 4-4-4-4).
-    #[serde(default = "crate::swin_shape::default_heads")]
     pub num_heads: [usize; 4],
     /// Attention window edge (MONAI's default 7; SMIT's 4).
-    #[serde(default = "crate::swin_shape::default_window")]
     pub window_size: usize,
     /// Whether the attention's qkv projection has a bias (MONAI's default; SMIT's has
     /// none).
-    #[serde(default = "crate::swin_shape::default_qkv_bias")]
     pub qkv_bias: bool,
 }
 
@@ -103,14 +99,13 @@ pub struct TrainSettings {
     /// epochs; one is also written after every validation, after the last epoch and
     /// when the run is interrupted (Ctrl-C), so an interruption loses at most this many
     /// epochs.
-    #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
     /// What of the checkpoints stays once the run has finished: a resumable checkpoint
     /// holds the optimiser's moments, twice the weights' size, which a finished run
     /// needs only to be extended.
-    #[serde(default)]
     pub keep_checkpoints: KeepCheckpoints,
-    /// AdamW, clipping, frozen encoder, layer-wise decay.
+    /// AdamW (weight decay and its exemptions), clipping, frozen encoder, layer-wise
+    /// decay.
     pub optimizer: OptimizerConfig,
     /// The Dice + cross-entropy loss.
     pub loss: DiceCeLoss,

@@ -28,11 +28,9 @@ pub struct InitReport {
     pub weights: PathBuf,
     /// The architecture found in the file.
     pub architecture: String,
-    /// The layout the file was read in (absent in reports of older runs).
-    #[serde(default)]
+    /// The layout the file was read in.
     pub layout: Option<Layout>,
     /// Network tensors loaded per stage (`patch_embed`, `layers1`.., `decoder`).
-    #[serde(default)]
     pub loaded_per_stage: BTreeMap<String, usize>,
     /// Network tensors that received a value (MONAI names).
     pub loaded: Vec<String>,
@@ -40,7 +38,6 @@ pub struct InitReport {
     /// from the seed.
     pub missing: Vec<String>,
     /// Pretext heads of the file, left out.
-    #[serde(default)]
     pub left_out: Vec<String>,
     /// File tensors the network has no place for (imported with `--allow-unused`).
     pub unexpected: Vec<String>,

@@ -14,7 +14,6 @@ pub struct RunInfo {
     /// The initial weights (`None`: from scratch).
     pub init: Option<PathBuf>,
     /// Whether the initial weights were imported with `--allow-unused`.
-    #[serde(default)]
     pub init_allow_unused: bool,
     /// Image channels of the task.
     pub channels: usize,
