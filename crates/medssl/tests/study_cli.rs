@@ -6,7 +6,8 @@
 //! (`fake_slurm.sh`), block only the failed method's rows and end with the same
 //! results.csv as `study run`. Also: `study validate` lists every problem of a file,
 //! the `[slurm]` table and its flags reach the scripts, `study plan` and `study status`
-//! print JSON, hours from the rates of finished jobs, and the disk space used.
+//! print JSON, hours from the rates of finished jobs, and the disk space used; a job
+//! whose run was started with other settings is refused, naming them.
 
 mod common;
 
@@ -374,6 +375,43 @@ fn slurm_arrays_run_one_job_each() {
     );
     let out = medssl(&["study", "run", &file, "--job", "finetune/abd/nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job `finetune/abd/nope`"));
+}
+
+/// A job whose run was started with other settings is not continued with the study's
+/// new ones: `study run` refuses it naming the keys that differ, and with the settings
+/// restored it resumes the run and finishes it. (The run is made unfinished by
+/// removing its result, as a kill between its last checkpoint and its result leaves
+/// it.)
+#[test]
+fn a_job_started_with_other_settings_is_refused_naming_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = setup(dir.path(), 4);
+    let job = ["study", "run", &file, "--job", "pretrain/simmim"];
+    stdout_ok(&job);
+    let result = dir.path().join("study/pretrain/simmim/result.json");
+    std::fs::remove_file(&result).unwrap();
+
+    std::fs::write(&file, STUDY.replace("steps = 2", "steps = 3")).unwrap();
+    let out = medssl(&job);
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("holds a run started with other settings (train.steps differ)"),
+        "{log}"
+    );
+    assert!(!result.exists());
+
+    std::fs::write(&file, STUDY).unwrap();
+    let out = medssl(&job);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps = serde_json::from_str::<Value>(&std::fs::read_to_string(&result).unwrap()).unwrap()
+        ["steps"]
+        .clone();
+    assert_eq!(steps, 2);
 }
 
 /// The study of the fake-Slurm test: three rows, one pretraining step, one epoch; the
