@@ -18,6 +18,7 @@ pub mod evaluate;
 pub mod feature_reuse;
 pub mod metrics;
 pub mod predictor;
+pub mod probe;
 pub mod sliding_window;
 pub mod validate;
 
