@@ -11,14 +11,16 @@
 //!   tokens, the `k` nearest vote with weight `exp(similarity / T)`.
 //!
 //! Scores: [`balanced_accuracy`] (the mean recall over the classes present, chance
-//! `1 / classes`) and [`token_dice`] per class. Everything here works on plain arrays
-//! in f64; which tokens and labels come from which network is the caller's.
+//! `1 / classes`) and [`token_dice`] per class. The classifiers and scores work on plain
+//! arrays in f64; [`case_tokens`] makes the tokens of one case with a network.
 
 mod knn;
 mod linear;
+mod tokens;
 
 pub use knn::Knn;
 pub use linear::{LinearClassifier, LinearProbe};
+pub use tokens::{StageTokens, case_tokens};
 
 use ndarray::ArrayView2;
 
