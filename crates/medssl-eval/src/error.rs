@@ -63,6 +63,9 @@ pub enum EvalError {
     /// The network could not be run on a batch of patches.
     #[error(transparent)]
     Network(#[from] ModelError),
+    /// A frozen-feature probe that could not be fitted or scored.
+    #[error("probe: {0}")]
+    Probe(#[from] crate::probe::ProbeError),
 }
 
 impl EvalError {
