@@ -13,10 +13,20 @@ use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
 
+/// A part of a run's split, as `--split` names it.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum SplitArg {
+pub(crate) enum SplitArg {
     Val,
     Test,
+}
+
+impl SplitArg {
+    pub(crate) fn part(self) -> Part {
+        match self {
+            SplitArg::Val => Part::Val,
+            SplitArg::Test => Part::Test,
+        }
+    }
 }
 
 /// Arguments of `medssl evaluate`.
@@ -44,10 +54,7 @@ pub struct EvaluateArgs {
 
 /// `medssl evaluate`.
 pub fn evaluate_command(args: &EvaluateArgs) -> Result<()> {
-    let part = match args.split {
-        SplitArg::Val => Part::Val,
-        SplitArg::Test => Part::Test,
-    };
+    let part = args.split.part();
     let evaluation = evaluate_run(
         &args.run,
         args.task.as_deref(),

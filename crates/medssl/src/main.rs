@@ -10,6 +10,7 @@ mod export_command;
 mod finetune_command;
 mod image_commands;
 mod pretrain_command;
+mod probe_command;
 mod progress;
 mod run_args;
 mod speed_command;
@@ -75,6 +76,8 @@ enum Command {
     Predict(evaluate_commands::PredictArgs),
     /// Compare two networks' encoder stages on validation patches (linear and minibatch CKA).
     Cka(cka_command::CkaArgs),
+    /// Score an encoder's frozen features per stage on a task (linear probe and k-NN).
+    Probe(probe_command::ProbeArgs),
     /// Check a task's data: every case read, every problem listed at once.
     #[command(subcommand)]
     Dataset(dataset_command::DatasetCommand),
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => evaluate_commands::evaluate_command(&args),
         Command::Predict(args) => evaluate_commands::predict_command(&args),
         Command::Cka(args) => cka_command::cka_command(&args),
+        Command::Probe(args) => probe_command::probe_command(&args),
         Command::Study(command) => study_command::study(&command),
         Command::Demo(args) => demo_command::demo(&args),
         Command::Export(command) => export_command::export(&command),

@@ -61,10 +61,17 @@ impl Knn {
         Ok(similarity
             .axis_iter(Axis(0))
             .map(|row| {
+                // Most similar first, equal similarities in training order: a total
+                // order, so selecting the k first and sorting only them is exact.
+                let first = |&a: &usize, &b: &usize| row[b].total_cmp(&row[a]).then(a.cmp(&b));
                 let mut order: Vec<usize> = (0..row.len()).collect();
-                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                if k < order.len() {
+                    order.select_nth_unstable_by(k - 1, first);
+                    order.truncate(k);
+                }
+                order.sort_by(first);
                 let mut votes = vec![0.0; classes];
-                for &j in &order[..k] {
+                for &j in &order {
                     votes[labels[j]] += (row[j] / self.temperature).exp();
                 }
                 let mut best = 0;

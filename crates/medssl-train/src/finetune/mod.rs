@@ -5,6 +5,7 @@
 pub mod config;
 pub mod init_weights;
 pub mod pipelines;
+pub mod probe_encoder;
 pub mod run_info;
 pub mod trained_run;
 pub mod trainer;
