@@ -82,9 +82,9 @@
 //!   against 1.66, pooled spread 0.16 → 0.05, above the tenth). At the recipe's 1.5e-4
 //!   it stayed at chance for 150 steps (as a PyTorch reference did for 90); at momentum
 //!   0.99 it reached 0.96.
-//! - CPC learns over a 300-step schedule: a `medssl pretrain` run of the test's settings
-//!   on 8 noise volumes reached 0.78 over its last 20 steps (ln 32 = 3.47), spread
-//!   0.17 → 0.70; its loss starts falling late (2.10 at step 187).
+//! - CPC learns over a 300-step schedule (3.59 → 1.62 against ln 32 = 3.47, the half
+//!   at 1.73; spread 0.17 → 0.50); its loss starts falling late (2.10 at step 187 of a
+//!   `medssl pretrain` run of the same settings).
 //! - SwinUNETR-SSL (64³ crops, about 20 s a step here) was not run to 200 steps; in its
 //!   first 40 the contrastive term fell 2.71 → 2.12, rotation 1.38 → 1.19 (ln 4 = 1.39,
 //!   accuracy 0.44 → 0.56), reconstruction 0.23 → 0.06, spread 0.12 → 0.75.
@@ -862,7 +862,7 @@ fn mocov3_learns() {
 }
 
 #[test]
-#[ignore = "about 10 minutes on 2 cores: run with --ignored"]
+#[ignore = "15-40 minutes on 2 cores: run with --ignored"]
 fn cpc_learns() {
     let mut setup = learning(Collection::Texture);
     // CPC's loss starts falling late: at step 187 of a 300-step schedule it stood at

@@ -87,12 +87,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         }
         (run_dir.as_path(), Launch::Resume, extend)
     } else {
-        let file = args.run.config_file()?;
-        let config = FinetuneConfig::load(
-            args.run.preset.into(),
-            file.as_ref().map(|f| f.settings()),
-            &args.run.set,
-        )?;
+        let config = args.run.finetune_config()?;
         let init = match args.init.as_str() {
             "scratch" => Init::Scratch,
             path => Init::Weights {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 use medssl_eval::probe::{Scores, StageScores};
+use medssl_train::finetune::Init;
 use medssl_train::finetune::probe_encoder::{ProbeReport, probe_encoder};
-use medssl_train::finetune::{FinetuneConfig, Init};
 use medssl_train::run_dir::RunDir;
 use serde_json::{Value, json};
 
@@ -85,12 +85,7 @@ fn stage_json(stage: &StageScores) -> Value {
 
 /// `medssl probe`.
 pub fn probe_command(args: &ProbeArgs) -> Result<()> {
-    let file = args.run.config_file()?;
-    let config = FinetuneConfig::load(
-        args.run.preset.into(),
-        file.as_ref().map(|f| f.settings()),
-        &args.run.set,
-    )?;
+    let config = args.run.finetune_config()?;
     let device = parse_device(&args.run.device)?;
     let init = initial_weights(&args.encoder);
     let part = args.split.part();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use medssl_ssl::Preset;
+use medssl_train::finetune::FinetuneConfig;
 use medssl_train::settings::SettingsFile;
 
 /// Settings sources and device of `finetune` and `pretrain`.
@@ -39,6 +40,17 @@ impl RunArgs {
                 })
             })
             .transpose()
+    }
+
+    /// The fine-tuning settings these arguments give: the preset, the --config file
+    /// over it, then every --set.
+    pub fn finetune_config(&self) -> Result<FinetuneConfig> {
+        let file = self.config_file()?;
+        Ok(FinetuneConfig::load(
+            self.preset.into(),
+            file.as_ref().map(|f| f.settings()),
+            &self.set,
+        )?)
     }
 
     /// Whether settings were given that a resumed run cannot take.
