@@ -195,10 +195,25 @@ pub struct Length {
     pub total_steps: u64,
 }
 
+/// Optimiser steps in an epoch of `batches` batches summed `accumulate` at a time:
+/// `ceil(batches / accumulate)`, the remainder making a smaller last step.
+pub fn steps_per_epoch(batches: usize, accumulate: usize) -> u64 {
+    batches.div_ceil(accumulate) as u64
+}
+
 impl Length {
-    /// Optimiser steps in an epoch: `ceil(batches / accumulate)`.
+    /// A run of `epochs` whole epochs.
+    pub fn of_epochs(batches_per_epoch: usize, accumulate: usize, epochs: u64) -> Length {
+        Length {
+            batches_per_epoch,
+            accumulate,
+            total_steps: epochs * steps_per_epoch(batches_per_epoch, accumulate),
+        }
+    }
+
+    /// Optimiser steps in an epoch ([`steps_per_epoch`]).
     pub fn steps_per_epoch(&self) -> u64 {
-        self.batches_per_epoch.div_ceil(self.accumulate) as u64
+        steps_per_epoch(self.batches_per_epoch, self.accumulate)
     }
 
     /// Epochs of the whole run (the last one partial when the step count ends it early).

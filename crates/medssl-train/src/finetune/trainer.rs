@@ -334,15 +334,11 @@ impl Finetune {
                 split.train.len()
             )));
         }
-        let length = Length {
+        let length = Length::of_epochs(
             batches_per_epoch,
-            accumulate: config.train.accumulate,
-            total_steps: 0,
-        };
-        let length = Length {
-            total_steps: config.train.epochs * length.steps_per_epoch(),
-            ..length
-        };
+            config.train.accumulate,
+            config.train.epochs,
+        );
         let checkpoints = Checkpoints {
             every_steps: None,
             every_epochs: Some(config.train.checkpoint_every),

@@ -300,12 +300,14 @@ impl PretrainConfig {
         }
     }
 
-    /// Optimiser steps of the run on a collection of `volumes` volumes.
+    /// Optimiser steps of the run on a collection of `volumes` volumes: `train.steps`,
+    /// else `train.epochs` whole epochs of the loop's steps (`crate::fit::steps_per_epoch`,
+    /// a partial accumulation at an epoch's end being a step).
     pub fn total_steps(&self, volumes: usize) -> u64 {
-        let batches = self.data.loader.batches(volumes) as u64;
-        self.train
-            .steps
-            .unwrap_or(self.train.epochs * (batches / self.train.accumulate as u64))
+        let batches = self.data.loader.batches(volumes);
+        self.train.steps.unwrap_or(
+            self.train.epochs * crate::fit::steps_per_epoch(batches, self.train.accumulate),
+        )
     }
 
     /// Voxels of the views of one volume, as method `M` cuts them (see
@@ -856,6 +858,23 @@ mod tests {
             &[],
         )
         .unwrap();
+    }
+
+    /// Whole epochs count the loop's steps: 5 batches summed 2 at a time make 3 steps
+    /// (the fifth batch a step of its own), so 4 epochs are 12 steps; `train.steps`
+    /// overrides.
+    #[test]
+    fn total_steps_count_a_partial_accumulation_as_a_step() {
+        let mut config = PretrainConfig::preset::<SimMimMethod>(Preset::Tiny).unwrap();
+        config.data.loader.batch_size = 2;
+        config.data.loader.drop_last = false;
+        config.train.accumulate = 2;
+        config.train.epochs = 4;
+        config.train.steps = None;
+        assert_eq!(config.data.loader.batches(10), 5);
+        assert_eq!(config.total_steps(10), 12);
+        config.train.steps = Some(7);
+        assert_eq!(config.total_steps(10), 7);
     }
 
     /// DINO's rule: `lr · batch / 256` over the volumes of one optimiser step.
