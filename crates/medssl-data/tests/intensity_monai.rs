@@ -18,7 +18,7 @@ use medssl_data::transform::FromParams;
 use medssl_data::transform::{self, PipelineConfig, Transform};
 use medssl_data::{DataError, Sample};
 use medssl_io::{Affine, Volume};
-use medssl_test_support::test_crate_dir;
+use medssl_test_support::{json_f64s, test_crate_dir};
 use ndarray::{Array4, ArrayView1};
 use serde_json::Value;
 
@@ -32,15 +32,6 @@ fn load(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn floats(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
-}
-
 /// The reference input images by name.
 fn inputs() -> BTreeMap<String, Array4<f32>> {
     let doc = load("inputs.json");
@@ -49,11 +40,14 @@ fn inputs() -> BTreeMap<String, Array4<f32>> {
         .unwrap()
         .iter()
         .map(|(name, input)| {
-            let shape: Vec<usize> = floats(&input["shape"])
+            let shape: Vec<usize> = json_f64s(&input["shape"])
                 .iter()
                 .map(|&s| s as usize)
                 .collect();
-            let data = floats(&input["data"]).iter().map(|&v| v as f32).collect();
+            let data = json_f64s(&input["data"])
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
             let array =
                 Array4::from_shape_vec((shape[0], shape[1], shape[2], shape[3]), data).unwrap();
             (name.clone(), array)
@@ -132,7 +126,7 @@ fn configured_steps_match_monai() {
         let input = sample(&inputs[case["input"].as_str().unwrap()]);
         let step = case["step"].as_str().unwrap();
         let got = run_one(step, input.clone(), 1).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_matches(name, &got, &input, &floats(&case["expected"]));
+        assert_matches(name, &got, &input, &json_f64s(&case["expected"]));
     }
 }
 
@@ -143,7 +137,7 @@ fn applications_match_monai_with_its_drawn_parameters() {
     for case in cases["cases"].as_array().unwrap() {
         let name = case["case"].as_str().unwrap();
         let input = sample(&inputs[case["input"].as_str().unwrap()]);
-        let drawn = floats(&case["drawn"]);
+        let drawn = json_f64s(&case["drawn"]);
         let mut got = input.clone();
         let flag = |key: &str| case[key].as_bool().unwrap();
         match case["transform"].as_str().unwrap() {
@@ -166,7 +160,7 @@ fn applications_match_monai_with_its_drawn_parameters() {
             other => panic!("{name}: unexpected transform {other}"),
         }
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_matches(name, &got, &input, &floats(&case["expected"]));
+        assert_matches(name, &got, &input, &json_f64s(&case["expected"]));
     }
 }
 
@@ -625,7 +619,7 @@ fn gaussian_kernels_match_monai() {
             "erf" => Approx::Erf,
             _ => Approx::Sampled,
         };
-        let expected = floats(&reference["kernel"]);
+        let expected = json_f64s(&reference["kernel"]);
         let got = smooth::gaussian_kernel(sigma, approx);
         assert_eq!(
             got.len(),

@@ -10,7 +10,7 @@ use medssl_data::manifest::{Entry, IndexStats, Kind, MANIFEST_FILE, Manifest};
 use medssl_io::geometry::affine_from_rows;
 use medssl_io::ndarray::Array4;
 use medssl_io::nifti::{OutputType, write_volume};
-use medssl_test_support::fixtures_dir;
+use medssl_test_support::{fixtures_dir, json_f64s};
 use serde_json::Value;
 
 fn expected() -> Value {
@@ -27,15 +27,6 @@ fn nifti_reference(file: &str) -> Value {
         .find(|n| n["file"] == file)
         .unwrap()
         .clone()
-}
-
-fn numbers(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -147,7 +138,7 @@ fn directory_tree_is_indexed_with_reference_geometry() {
     let series = &expected()["dicom_series"][0];
     let ct = entry(&manifest, &root.join("ct/patient1/series7"));
     assert_eq!(ct.kind, Kind::Dicom);
-    let shape: Vec<usize> = numbers(&series["ras_geometry"]["nifti_shape"])
+    let shape: Vec<usize> = json_f64s(&series["ras_geometry"]["nifti_shape"])
         .iter()
         .map(|&d| d as usize)
         .collect();
@@ -155,7 +146,7 @@ fn directory_tree_is_indexed_with_reference_geometry() {
     assert_eq!(ct.channels, 1);
     assert_close(
         ct.spacing,
-        &numbers(&series["simpleitk_crosscheck"]["spacing"]),
+        &json_f64s(&series["simpleitk_crosscheck"]["spacing"]),
         1e-9,
     );
     assert_eq!(ct.modality.as_deref(), Some("CT"));
@@ -173,7 +164,7 @@ fn directory_tree_is_indexed_with_reference_geometry() {
         ),
     ] {
         let reference = nifti_reference(file);
-        let shape: Vec<usize> = numbers(&reference["shape"])
+        let shape: Vec<usize> = json_f64s(&reference["shape"])
             .iter()
             .map(|&d| d as usize)
             .collect();
@@ -183,7 +174,7 @@ fn directory_tree_is_indexed_with_reference_geometry() {
         assert_eq!(found.channels, shape.get(3).copied().unwrap_or(1));
         assert_close(
             found.spacing,
-            &numbers(&reference["voxel_spacing_from_affine_columns"]),
+            &json_f64s(&reference["voxel_spacing_from_affine_columns"]),
             1e-6,
         );
         assert_eq!(found.modality, None);

@@ -7,59 +7,24 @@
 //! penalty moves them by more than 1e-2) and its predictions; the k-NN the same
 //! predictions; both the same balanced accuracy.
 
-use std::path::Path;
-
 use medssl_eval::probe::{Knn, LinearProbe, balanced_accuracy};
+use medssl_test_support::{json_f64s, max_abs_diff, test_crate_dir};
 use ndarray::Array2;
 use serde_json::Value;
 
 fn matrix(value: &Value) -> Array2<f64> {
-    let rows: Vec<Vec<f64>> = value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect()
-        })
-        .collect();
+    let rows: Vec<Vec<f64>> = value.as_array().unwrap().iter().map(json_f64s).collect();
     let width = rows[0].len();
     Array2::from_shape_vec((rows.len(), width), rows.concat()).unwrap()
 }
 
-fn numbers(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
-}
-
 fn labels(value: &Value) -> Vec<usize> {
-    numbers(value).into_iter().map(|v| v as usize).collect()
-}
-
-/// The largest difference of two equally long lists; panics on a value that is not
-/// finite on either side before comparing.
-fn largest_difference(what: &str, got: &[f64], want: &[f64]) -> f64 {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    assert!(
-        got.iter().chain(want).all(|v| v.is_finite()),
-        "{what}: a value is not finite"
-    );
-    got.iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max)
+    json_f64s(value).into_iter().map(|v| v as usize).collect()
 }
 
 #[test]
 fn probes_match_scikit_learn_and_dinos_knn() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe/cases.json");
+    let path = test_crate_dir().join("tests/data/probe/cases.json");
     let data: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let cases = data["cases"].as_array().unwrap();
     assert!(!cases.is_empty());
@@ -80,15 +45,15 @@ fn probes_match_scikit_learn_and_dinos_knn() {
         assert!(fitted.converged, "{name}: {} iterations", fitted.iterations);
         let linear = &case["linear"];
         assert_eq!(fitted.classes, labels(&linear["classes"]), "{name}");
-        let coef = largest_difference(
+        let coef = max_abs_diff(
             &format!("{name}: coefficients"),
             fitted.weights.as_slice().unwrap(),
             &matrix(&linear["coef"]).into_raw_vec_and_offset().0,
         );
-        let intercept = largest_difference(
+        let intercept = max_abs_diff(
             &format!("{name}: intercepts"),
             fitted.intercept.as_slice().unwrap(),
-            &numbers(&linear["intercept"]),
+            &json_f64s(&linear["intercept"]),
         );
         eprintln!(
             "{name}: {} L-BFGS iterations, coefficients within {coef:.1e}, intercepts \

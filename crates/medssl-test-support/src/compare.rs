@@ -2,6 +2,34 @@
 //! difference that a NaN or an infinity cannot hide in; and the public-checkpoint import
 //! cases of `medssl-model`'s test data.
 
+/// The floats the comparisons take: `f32` (network outputs) and `f64` (references
+/// computed in double precision).
+pub trait Float: Copy + std::fmt::Display {
+    const ZERO: Self;
+    fn is_finite(self) -> bool;
+    fn abs_diff(self, other: Self) -> Self;
+    fn larger(self, other: Self) -> Self;
+}
+
+macro_rules! float {
+    ($t:ty) => {
+        impl Float for $t {
+            const ZERO: $t = 0.0;
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            fn abs_diff(self, other: $t) -> $t {
+                (self - other).abs()
+            }
+            fn larger(self, other: $t) -> $t {
+                <$t>::max(self, other)
+            }
+        }
+    };
+}
+float!(f32);
+float!(f64);
+
 /// The largest `|got[i] - want[i]|`, for the comparison named `what`.
 ///
 /// # Panics
@@ -9,7 +37,7 @@
 /// of both sides is checked before any difference is taken, because `f32::max` drops a
 /// NaN and an all-NaN output would otherwise pass any tolerance. The message names
 /// `what`, the side and the index of the first non-finite value.
-pub fn max_abs_diff(what: &str, got: &[f32], want: &[f32]) -> f32 {
+pub fn max_abs_diff<T: Float>(what: &str, got: &[T], want: &[T]) -> T {
     assert_eq!(
         got.len(),
         want.len(),
@@ -21,12 +49,12 @@ pub fn max_abs_diff(what: &str, got: &[f32], want: &[f32]) -> f32 {
     assert_finite(what, "want", want);
     got.iter()
         .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
+        .map(|(a, b)| a.abs_diff(*b))
+        .fold(T::ZERO, T::larger)
 }
 
 /// Panics, naming `what`, `side` and the index, at the first NaN or infinity of `values`.
-fn assert_finite(what: &str, side: &str, values: &[f32]) {
+fn assert_finite<T: Float>(what: &str, side: &str, values: &[T]) {
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         panic!(
             "{what}: {side}[{i}] is {}, not a finite value (of {})",

@@ -54,6 +54,17 @@ pub fn le_i64(bytes: &[u8]) -> Vec<i64> {
         .collect()
 }
 
+/// A JSON list of numbers from a reference file, as f64; panics, showing the value,
+/// on anything else.
+pub fn json_f64s(value: &serde_json::Value) -> Vec<f64> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {value}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}")))
+        .collect()
+}
+
 /// Copies the DICOM file `src` to `dst` without the attributes `tags`, given as (group,
 /// element) pairs, e.g. `(0x0020, 0x0032)` for ImagePositionPatient: a file without
 /// geometry made from one with it. Transfer syntax and pixel data are kept.

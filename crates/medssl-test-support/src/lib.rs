@@ -11,4 +11,6 @@ mod compare;
 mod fixtures;
 
 pub use compare::{import_case_file, import_cases, max_abs_diff};
-pub use fixtures::{fixtures_dir, geometry_less_copies, le_f32, le_f64, le_i64, test_crate_dir};
+pub use fixtures::{
+    fixtures_dir, geometry_less_copies, json_f64s, le_f32, le_f64, le_i64, test_crate_dir,
+};
