@@ -99,6 +99,9 @@ pub struct BatchLoss<A> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rates {
     pub lr: f64,
+    /// The factor of the encoder's rate this step (fine-tuning strategies; 0 freezes
+    /// it); 1 in pretraining.
+    pub encoder: f64,
     pub weight_decay: f64,
     /// The EMA teacher's momentum (methods with a teacher).
     pub momentum: Option<f64>,
@@ -537,9 +540,13 @@ impl<O: Objective> Fit<O> {
         if !frozen.is_empty() {
             drop_grads(&self.net, &mut grads, frozen);
         }
-        let (net, grad_norm) =
-            self.optimizer
-                .step(rates.lr, rates.weight_decay, self.net.clone(), grads);
+        let (net, grad_norm) = self.optimizer.step(
+            rates.lr,
+            rates.encoder,
+            rates.weight_decay,
+            self.net.clone(),
+            grads,
+        );
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFiniteGradient {
                 norm: grad_norm,

@@ -1,9 +1,10 @@
 //! AdamW for segmentation fine-tuning and pretraining: gradient clipping of the global
 //! norm (PyTorch's `clip_grad_norm_`, the default) or of each parameter's norm (DINO's
 //! `utils.clip_gradients`), both computed on the host in a fixed order so every run and
-//! resume clips alike, an optionally frozen encoder, layer-wise learning-rate decay
-//! over the Swin encoder's stages, and decoupled weight decay at a coefficient given
-//! per step ([`decay`]: one rule for both kinds of run, exemptions configurable).
+//! resume clips alike, an encoder learning rate of its own (a multiplier, a factor given
+//! per step that freezes it at 0, and layer-wise decay over the Swin encoder's stages),
+//! and decoupled weight decay at a coefficient given per step ([`decay`]: one rule for
+//! both kinds of run, exemptions configurable).
 
 mod decay;
 
@@ -52,8 +53,9 @@ pub struct OptimizerConfig {
     /// `"per_parameter"`: each parameter's gradient on its own (DINO's
     /// `clip_gradients`).
     pub clip_mode: ClipMode,
-    /// Do not train the Swin encoder (linear-probe-like transfer).
-    pub freeze_encoder: bool,
+    /// The Swin encoder's learning rate relative to `lr` (pretrained weights are
+    /// usually fine-tuned more gently than the new decoder: nnssl uses a tenth).
+    pub encoder_lr_scale: f64,
     /// Layer-wise decay: encoder stage `s` of 5 (patch embedding = 0) trains with
     /// `lr · decay^(5 - s)`; the convolutional encoder/decoder keep `lr`. 1 = off.
     pub layer_decay: f64,
@@ -69,7 +71,7 @@ impl Default for OptimizerConfig {
             epsilon: 1e-8,
             grad_clip_norm: None,
             clip_mode: ClipMode::Global,
-            freeze_encoder: false,
+            encoder_lr_scale: 1.0,
             layer_decay: 1.0,
         }
     }
@@ -129,18 +131,22 @@ impl SegmentationOptimizer {
 
     /// One update of `model` with `grads` at base learning rate `lr` and weight decay
     /// `weight_decay` (the coefficient of this step; [`OptimizerConfig::weight_decay`]
-    /// for a constant one). Returns the global gradient norm before clipping (for the
+    /// for a constant one). The Swin encoder's rate is further multiplied by `encoder`
+    /// (the fine-tuning strategy's factor of this step) and by
+    /// [`OptimizerConfig::encoder_lr_scale`]; at `encoder` 0 its gradients are dropped, so
+    /// it neither moves nor decays and its Adam moments start when it joins. Returns the global gradient norm before clipping (for the
     /// log; in both clipping modes). A non-finite norm leaves `model` as it was: the
     /// caller stops the run rather than save NaN weights.
     pub fn step<M: Module>(
         &mut self,
         lr: f64,
+        encoder: f64,
         weight_decay: f64,
         model: M,
         mut grads: GradientsParams,
     ) -> (M, f64) {
         self.clipped = 0;
-        if self.config.freeze_encoder {
+        if encoder == 0.0 {
             drop_encoder_grads(&model, &mut grads);
         }
         let norm = match (self.config.clip_mode, self.config.grad_clip_norm) {
@@ -163,7 +169,7 @@ impl SegmentationOptimizer {
                 norm
             }
         };
-        let group_lr = |path: &str| self.group_lr(lr, path);
+        let group_lr = |path: &str| self.group_lr(lr, encoder, path);
         let model = decay::apply(
             model,
             &grads,
@@ -171,38 +177,35 @@ impl SegmentationOptimizer {
             weight_decay,
             self.config.decay_exempt,
         );
-        let model = if self.config.layer_decay == 1.0 {
-            self.adam.step(lr, model, grads)
-        } else {
-            let mut groups = ModuleLrScheduler::new(ConstantLr::from(lr));
-            for (stage, prefix) in ENCODER_DEPTHS.iter().enumerate() {
-                groups = groups.with_group(
-                    ParamGroup::from_predicate(*prefix),
-                    ConstantLr::from(self.stage_lr(lr, stage)),
-                );
-            }
-            self.adam.step(groups.step(), model, grads)
-        };
+        let model =
+            if encoder * self.config.encoder_lr_scale == 1.0 && self.config.layer_decay == 1.0 {
+                self.adam.step(lr, model, grads)
+            } else {
+                let mut groups = ModuleLrScheduler::new(ConstantLr::from(lr));
+                for (stage, prefix) in ENCODER_DEPTHS.iter().enumerate() {
+                    groups = groups.with_group(
+                        ParamGroup::from_predicate(*prefix),
+                        ConstantLr::from(self.stage_lr(lr, encoder, stage)),
+                    );
+                }
+                self.adam.step(groups.step(), model, grads)
+            };
         (model, norm)
     }
 
-    /// The learning rate of encoder stage `stage` (0: patch embedding) under
-    /// layer-wise decay.
-    fn stage_lr(&self, lr: f64, stage: usize) -> f64 {
-        lr * self.config.layer_decay.powi(5 - stage as i32)
+    /// The learning rate of encoder stage `stage` (0: patch embedding) at base rate
+    /// `lr` and step factor `encoder`: the encoder's scale, then layer-wise decay.
+    fn stage_lr(&self, lr: f64, encoder: f64, stage: usize) -> f64 {
+        lr * encoder * self.config.encoder_lr_scale * self.config.layer_decay.powi(5 - stage as i32)
     }
 
     /// The learning rate of the parameter at module path `path`: its encoder stage's
-    /// under layer-wise decay (matched as the step's parameter groups match it), else
-    /// `lr`.
-    fn group_lr(&self, lr: f64, path: &str) -> f64 {
-        if self.config.layer_decay == 1.0 {
-            return lr;
-        }
+    /// (matched as the step's parameter groups match it), else `lr`.
+    fn group_lr(&self, lr: f64, encoder: f64, path: &str) -> f64 {
         ENCODER_DEPTHS
             .iter()
             .rposition(|prefix| path.contains(prefix))
-            .map_or(lr, |stage| self.stage_lr(lr, stage))
+            .map_or(lr, |stage| self.stage_lr(lr, encoder, stage))
     }
 
     /// The Adam moments and step counts, for a checkpoint.
@@ -421,7 +424,7 @@ mod tests {
             ..OptimizerConfig::default()
         });
         let (lr, wd) = (0.1, 0.5);
-        let (model, _) = optimizer.step(lr, wd, model, grads);
+        let (model, _) = optimizer.step(lr, 1.0, wd, model, grads);
         for (before, after, rate) in [
             (
                 &embed,
@@ -440,18 +443,15 @@ mod tests {
         }
     }
 
-    /// Frozen encoder weights neither move nor decay (a strong decay here, which would
-    /// show).
+    /// At an encoder factor of 0 (a frozen encoder) its weights neither move nor decay
+    /// (a strong decay here, which would show).
     #[test]
     fn frozen_encoder_keeps_swin_weights() {
         let (model, grads, _) = tiny();
         let embed = model.swin_vit.patch_embed.proj.weight.val();
         let out = model.out.conv.conv.weight.val();
-        let mut optimizer = SegmentationOptimizer::new(OptimizerConfig {
-            freeze_encoder: true,
-            ..OptimizerConfig::default()
-        });
-        let (model, _) = optimizer.step(1e-3, 0.5, model, grads);
+        let mut optimizer = SegmentationOptimizer::new(OptimizerConfig::default());
+        let (model, _) = optimizer.step(1e-3, 0.0, 0.5, model, grads);
         assert_eq!(
             max_change(&embed, &model.swin_vit.patch_embed.proj.weight.val()),
             0.0
@@ -471,11 +471,38 @@ mod tests {
             weight_decay: 0.0,
             ..OptimizerConfig::default()
         });
-        let (model, _) = optimizer.step(1e-3, 0.0, model, grads);
+        let (model, _) = optimizer.step(1e-3, 1.0, 0.0, model, grads);
         let embed_step = max_change(&embed, &model.swin_vit.patch_embed.proj.weight.val());
         let out_step = max_change(&out, &model.out.conv.conv.weight.val());
         assert!((out_step - 1e-3).abs() < 1e-5, "{out_step}");
         assert!((embed_step - 1e-3 / 32.0).abs() < 1e-6, "{embed_step}");
+    }
+
+    /// The encoder's first Adam step is `lr · factor · encoder_lr_scale`, on top of
+    /// layer-wise decay (stage 3 at 0.5², the patch embedding at 0.5⁵); the decoder keeps
+    /// `lr`.
+    #[test]
+    fn the_encoder_rate_is_the_step_factor_times_its_scale() {
+        let (model, grads, _) = tiny();
+        let embed = model.swin_vit.patch_embed.proj.weight.val();
+        let deep = model.swin_vit.layers3[0].blocks[0].mlp.linear1.weight.val();
+        let out = model.out.conv.conv.weight.val();
+        let mut optimizer = SegmentationOptimizer::new(OptimizerConfig {
+            encoder_lr_scale: 0.2,
+            layer_decay: 0.5,
+            weight_decay: 0.0,
+            ..OptimizerConfig::default()
+        });
+        let (model, _) = optimizer.step(1e-3, 0.5, 0.0, model, grads);
+        let out_step = max_change(&out, &model.out.conv.conv.weight.val());
+        let deep_step = max_change(
+            &deep,
+            &model.swin_vit.layers3[0].blocks[0].mlp.linear1.weight.val(),
+        );
+        let embed_step = max_change(&embed, &model.swin_vit.patch_embed.proj.weight.val());
+        assert!((out_step - 1e-3).abs() < 1e-5, "{out_step}");
+        assert!((deep_step - 1e-4 * 0.25).abs() < 1e-6, "{deep_step}");
+        assert!((embed_step - 1e-4 / 32.0).abs() < 1e-7, "{embed_step}");
     }
 
     #[test]
@@ -502,7 +529,7 @@ mod tests {
             ..OptimizerConfig::default()
         };
         let mut optimizer = SegmentationOptimizer::new(config);
-        let (model, norm) = optimizer.step(1e-3, 0.0, model, grads);
+        let (model, norm) = optimizer.step(1e-3, 1.0, 0.0, model, grads);
         assert!(!norm.is_finite(), "{norm}");
         assert_eq!(values(&model.out.conv.conv.weight.val()), before);
         assert!(optimizer.clips(1.0) && !optimizer.clips(1.0 - 2e-6));
@@ -567,7 +594,7 @@ mod tests {
             ..OptimizerConfig::default()
         });
         assert_eq!(optimizer.config().clip_mode, ClipMode::Global);
-        let (_, norm) = optimizer.step(1e-3, 0.0, pair, grads);
+        let (_, norm) = optimizer.step(1e-3, 1.0, 0.0, pair, grads);
         assert!((norm - 25.25f64.sqrt()).abs() < 1e-6, "{norm}");
         assert!(optimizer.clips(norm));
         assert_eq!(optimizer.clipped_params(), 2);
@@ -577,7 +604,7 @@ mod tests {
             grad_clip_norm: Some(6.0),
             ..OptimizerConfig::default()
         });
-        let (_, norm) = optimizer.step(1e-3, 0.0, pair, grads);
+        let (_, norm) = optimizer.step(1e-3, 1.0, 0.0, pair, grads);
         assert!(!optimizer.clips(norm));
         assert_eq!(optimizer.clipped_params(), 0);
     }
@@ -617,7 +644,7 @@ mod tests {
         };
         let (pair, grads) = self::pair();
         let mut optimizer = SegmentationOptimizer::new(config);
-        let (_, norm) = optimizer.step(1e-3, 0.0, pair, grads);
+        let (_, norm) = optimizer.step(1e-3, 1.0, 0.0, pair, grads);
         assert!((norm - 25.25f64.sqrt()).abs() < 1e-6, "{norm}");
         assert_eq!(optimizer.clipped_params(), 1);
         assert!(optimizer.clips(norm));
@@ -626,7 +653,7 @@ mod tests {
             grad_clip_norm: Some(10.0),
             ..config
         });
-        let (_, norm) = optimizer.step(1e-3, 0.0, pair, grads);
+        let (_, norm) = optimizer.step(1e-3, 1.0, 0.0, pair, grads);
         assert_eq!(optimizer.clipped_params(), 0);
         assert!(!optimizer.clips(norm));
     }
@@ -665,7 +692,7 @@ mod tests {
     fn state_round_trips_through_bytes() {
         let (model, grads, device) = tiny();
         let mut optimizer = SegmentationOptimizer::new(OptimizerConfig::default());
-        let (model, _) = optimizer.step(1e-3, 0.0, model, grads);
+        let (model, _) = optimizer.step(1e-3, 1.0, 0.0, model, grads);
         let bytes = optimizer.to_bytes().unwrap();
         let mut restored = SegmentationOptimizer::new(OptimizerConfig::default())
             .load_bytes(&bytes)
@@ -676,8 +703,8 @@ mod tests {
             let loss = DiceCeLoss::default().forward(model.forward(x).unwrap(), labels);
             GradientsParams::from_grads(loss.backward(), model)
         };
-        let (a, _) = optimizer.step(1e-3, 0.0, model.clone(), grads_of(&model));
-        let (b, _) = restored.step(1e-3, 0.0, model.clone(), grads_of(&model));
+        let (a, _) = optimizer.step(1e-3, 1.0, 0.0, model.clone(), grads_of(&model));
+        let (b, _) = restored.step(1e-3, 1.0, 0.0, model.clone(), grads_of(&model));
         let weight = |m: &SwinUnetr| values(&m.swin_vit.patch_embed.proj.weight.val());
         assert_eq!(weight(&a), weight(&b));
         assert_eq!(

@@ -93,6 +93,11 @@ pub struct TrainSettings {
     pub min_lr: f64,
     /// Epochs of linear warm-up.
     pub warmup_epochs: u64,
+    /// How the encoder takes part: `"full"`, `"warmup_decoder"` or
+    /// `"frozen_encoder"` (see [`Strategy`]).
+    pub strategy: Strategy,
+    /// `warmup_decoder`: epochs the decoder trains alone before the encoder joins.
+    pub decoder_epochs: u64,
     /// Batches whose gradients are summed before one optimiser step.
     pub accumulate: usize,
     /// Write a resumable checkpoint (weights and optimiser state) every this many
@@ -114,6 +119,36 @@ pub struct TrainSettings {
     /// points, so the stored configuration alone reproduces the run's rates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extensions: Vec<Extension>,
+}
+
+/// How a fine-tune trains the Swin encoder it starts from (`train.strategy`). A
+/// pretrained encoder meets a new decoder: trained together from the first step, the
+/// decoder's large early gradients pass through the encoder and can wipe out what
+/// pretraining put there before the decoder is any use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The whole network trains from the first step (MONAI's SwinUNETR recipe).
+    #[default]
+    Full,
+    /// The decoder trains alone for `train.decoder_epochs` epochs; then the encoder
+    /// joins, its rate rising linearly from 0 over `train.warmup_epochs` epochs to the
+    /// schedule's (nnssl's "sawtooth" fine-tuning warms the whole network up again in
+    /// the same way once the decoder has been warmed up alone).
+    WarmupDecoder,
+    /// The encoder never trains: a measure of its features as they are.
+    FrozenEncoder,
+}
+
+impl Strategy {
+    /// The value as written in `config.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Full => "full",
+            Strategy::WarmupDecoder => "warmup_decoder",
+            Strategy::FrozenEncoder => "frozen_encoder",
+        }
+    }
 }
 
 fn default_checkpoint_every() -> u64 {
@@ -261,6 +296,8 @@ impl FinetuneConfig {
                 warmup_start_lr: 0.0,
                 min_lr: if tiny { 1e-5 } else { 1e-6 },
                 warmup_epochs: if tiny { 3 } else { 50 },
+                strategy: Strategy::Full,
+                decoder_epochs: 0,
                 accumulate: 1,
                 checkpoint_every: default_checkpoint_every(),
                 keep_checkpoints: KeepCheckpoints::default(),
@@ -368,6 +405,26 @@ impl FinetuneConfig {
                 "train.extensions: each extension must start from fewer epochs than the next \
                  one (and than train.epochs = {}), at no earlier step",
                 self.train.epochs
+            ));
+        }
+        let warmup_decoder = self.train.strategy == Strategy::WarmupDecoder;
+        if warmup_decoder != (self.train.decoder_epochs > 0)
+            || self.train.decoder_epochs >= self.train.epochs
+        {
+            return bad(format!(
+                "train.decoder_epochs = {} with train.strategy = \"{}\": the warmup_decoder \
+                 strategy needs 1 <= train.decoder_epochs < train.epochs = {}, the others \
+                 train.decoder_epochs = 0",
+                self.train.decoder_epochs,
+                self.train.strategy.name(),
+                self.train.epochs
+            ));
+        }
+        let scale = self.train.optimizer.encoder_lr_scale;
+        if !(scale > 0.0 && scale.is_finite()) {
+            return bad(format!(
+                "train.optimizer.encoder_lr_scale must be positive (freeze the encoder with \
+                 train.strategy = \"frozen_encoder\"), got {scale}"
             ));
         }
         if !(self.train.lr > 0.0 && self.train.lr.is_finite()) {
@@ -501,6 +558,41 @@ mod tests {
         assert_eq!(warnings_of("[32, 64, 32]"), Vec::<String>::new());
     }
 
+    /// `warmup_decoder` needs its decoder epochs, within the run; the other strategies
+    /// must not set them; the encoder's scale must be positive.
+    #[test]
+    fn strategies_are_checked() {
+        let load = |set: &[&str]| {
+            let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+            FinetuneConfig::load(Preset::Tiny, None, &set)
+        };
+        let config = load(&[
+            "train.strategy=\"warmup_decoder\"",
+            "train.decoder_epochs=10",
+        ])
+        .unwrap();
+        assert_eq!(
+            (config.train.strategy, config.train.decoder_epochs),
+            (Strategy::WarmupDecoder, 10)
+        );
+        for bad in [
+            &["train.strategy=\"warmup_decoder\""][..],
+            &[
+                "train.strategy=\"warmup_decoder\"",
+                "train.decoder_epochs=60",
+            ],
+            &["train.decoder_epochs=5"],
+            &["train.optimizer.encoder_lr_scale=0"],
+        ] {
+            let error = load(bad).unwrap_err().to_string();
+            assert!(error.contains("train."), "{bad:?}: {error}");
+        }
+        let error = load(&["train.strategy=\"sawtooth\""])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("train.strategy"), "{error}");
+    }
+
     #[test]
     fn presets_do_not_warn_about_themselves() {
         for preset in [Preset::Tiny, Preset::Paper] {
@@ -515,7 +607,7 @@ mod tests {
         let overrides = vec![
             "train.lr=0.002".to_string(),
             "model.roi=[64, 64, 32]".to_string(),
-            "train.optimizer.freeze_encoder=true".to_string(),
+            "train.strategy=\"frozen_encoder\"".to_string(),
         ];
         let config = FinetuneConfig::load(
             Preset::Tiny,
@@ -531,7 +623,7 @@ mod tests {
         assert_eq!(config.train.lr, 0.002);
         assert_eq!(config.model.roi, [64, 64, 32]);
         assert_eq!(config.data.spacing, Some([1.0, 1.0, 2.0]));
-        assert!(config.train.optimizer.freeze_encoder);
+        assert_eq!(config.train.strategy, Strategy::FrozenEncoder);
         assert_eq!(config.model.feature_size, 12, "untouched defaults stay");
     }
 

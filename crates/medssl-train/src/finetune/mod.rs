@@ -10,6 +10,6 @@ pub mod run_info;
 pub mod trained_run;
 pub mod trainer;
 
-pub use config::{FinetuneConfig, Preset};
+pub use config::{FinetuneConfig, Preset, Strategy};
 pub use init_weights::InitReport;
 pub use trainer::{Event, Finetune, Init};

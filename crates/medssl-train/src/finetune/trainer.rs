@@ -22,7 +22,7 @@ use medssl_model::seeding::build_seeded;
 use medssl_model::weights::export_monai_safetensors;
 use serde::{Deserialize, Serialize};
 
-use super::config::{Extension, FinetuneConfig, KeepCheckpoints, TrainSettings};
+use super::config::{Extension, FinetuneConfig, KeepCheckpoints, Strategy, TrainSettings};
 use super::init_weights::{InitReport, check_import, load_weights};
 use super::pipelines::resolve_pipelines;
 use super::run_info::RunInfo;
@@ -607,10 +607,12 @@ impl Objective for FinetuneObjective {
         })
     }
 
-    /// The warm-up cosine of [`learning_rate`] at the configured, constant weight decay.
+    /// The warm-up cosine of [`learning_rate`] at the configured, constant weight decay;
+    /// the encoder's factor of [`encoder_factor`].
     fn rates(&self, iteration: u64) -> Rates {
         Rates {
             lr: learning_rate(&self.config.train, self.steps_per_epoch, iteration),
+            encoder: encoder_factor(&self.config.train, self.steps_per_epoch, iteration),
             weight_decay: self.config.train.optimizer.weight_decay,
             momentum: None,
         }
@@ -704,10 +706,50 @@ fn learning_rate(t: &TrainSettings, steps_per_epoch: u64, iteration: u64) -> f64
     schedule.at(iteration - origin)
 }
 
+/// The factor of the encoder's learning rate at optimiser step `iteration`, by
+/// `train.strategy`: 1 (`full`), 0 (`frozen_encoder`), or for `warmup_decoder` 0 during
+/// the decoder's epochs, then a linear rise to 1 over `train.warmup_epochs` epochs (the
+/// first step of the encoder already moves it).
+fn encoder_factor(t: &TrainSettings, steps_per_epoch: u64, iteration: u64) -> f64 {
+    match t.strategy {
+        Strategy::Full => 1.0,
+        Strategy::FrozenEncoder => 0.0,
+        Strategy::WarmupDecoder => {
+            let joins = t.decoder_epochs * steps_per_epoch;
+            let ramp = t.warmup_epochs * steps_per_epoch;
+            if iteration < joins {
+                0.0
+            } else if ramp == 0 {
+                1.0
+            } else {
+                ((iteration - joins + 1) as f64 / ramp as f64).min(1.0)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::finetune::Preset;
+
+    /// The decoder warm-up over 2 epochs of 4 steps keeps the encoder at 0 for steps
+    /// 0-7, then raises it over the 3 warm-up epochs (12 steps): 1/12 at step 8, 1 from
+    /// step 19 on; the other strategies are constant.
+    #[test]
+    fn the_encoder_joins_after_the_decoder_epochs_and_warms_up() {
+        let mut t = settings(20, &[]);
+        assert_eq!(encoder_factor(&t, 4, 0), 1.0);
+        t.strategy = Strategy::FrozenEncoder;
+        assert_eq!(encoder_factor(&t, 4, 50), 0.0);
+        t.strategy = Strategy::WarmupDecoder;
+        t.decoder_epochs = 2;
+        let factors: Vec<f64> = [0, 7, 8, 13, 18, 19, 70]
+            .iter()
+            .map(|&i| encoder_factor(&t, 4, i))
+            .collect();
+        assert_eq!(factors, [0.0, 0.0, 1.0 / 12.0, 0.5, 11.0 / 12.0, 1.0, 1.0]);
+    }
 
     /// Tiny-preset training settings: lr 1e-3 after 3 warm-up epochs, min_lr 1e-5.
     fn settings(epochs: u64, extensions: &[(u64, u64)]) -> TrainSettings {

@@ -161,7 +161,7 @@ impl<M: Method> Pretrain<M> {
             epsilon: t.epsilon,
             grad_clip_norm: t.grad_clip_norm,
             clip_mode: t.clip_mode,
-            freeze_encoder: false,
+            encoder_lr_scale: 1.0,
             layer_decay: 1.0,
         });
         let restored = if resume {
@@ -347,6 +347,7 @@ impl<M: Method> Objective for PretrainObjective<M> {
         let [lr, weight_decay, momentum] = self.schedules();
         Rates {
             lr: lr.at(iteration),
+            encoder: 1.0,
             weight_decay: weight_decay.at(iteration),
             momentum: self.has_teacher.then(|| momentum.at(iteration)),
         }
