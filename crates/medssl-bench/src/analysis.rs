@@ -244,7 +244,7 @@ impl Analysis {
                     });
                     continue;
                 }
-                JobKind::Pretrain { .. } => continue,
+                JobKind::Pretrain { .. } | JobKind::Supervised { .. } => continue,
             };
             let files = job.run(study);
             let run = read_json(&files.result())?;

@@ -41,20 +41,25 @@ pub fn estimate(study: &StudyDefinition, plan: &Plan) -> Result<Vec<f64>> {
     };
     let finetune = FinetuneConfig::load(study.finetune.preset, None, &study.finetune.set)
         .map_err(|e| BenchError::Invalid(format!("finetune.set: {e}")))?;
-    let trainable = study
+    // Training cases of a task after its held-out parts.
+    let trainable = |t: &crate::definition::TaskSpec| -> Result<usize> {
+        let path = study.resolve(&t.path);
+        let task = Task::open(&path).map_err(|e| BenchError::definition(&path, e.to_string()))?;
+        let held_out = finetune.split.validation + finetune.split.test;
+        Ok(((task.training.len() as f64) * (1.0 - held_out))
+            .round()
+            .max(1.0) as usize)
+    };
+    let task_cases = study
         .tasks
         .iter()
-        .map(|t| {
-            let path = study.resolve(&t.path);
-            let task =
-                Task::open(&path).map_err(|e| BenchError::definition(&path, e.to_string()))?;
-            let held_out = finetune.split.validation + finetune.split.test;
-            Ok(((task.training.len() as f64) * (1.0 - held_out))
-                .round()
-                .max(1.0) as usize)
-        })
+        .map(trainable)
         .collect::<Result<Vec<usize>>>()?;
     let roi: usize = finetune.model.roi.iter().product();
+    let finetune_gvox = |cases: usize| {
+        let samples = cases * finetune.data.samples_per_volume;
+        (finetune.train.epochs as usize * samples * roi) as f64 * 1e-9
+    };
     plan.jobs
         .iter()
         .map(|job| match &job.kind {
@@ -70,14 +75,17 @@ pub fn estimate(study: &StudyDefinition, plan: &Plan) -> Result<Vec<f64>> {
                 )?
             }
             JobKind::Finetune { task, budget, .. } => {
-                let available = trainable[*task];
+                let available = task_cases[*task];
                 let cases = match budget.budget() {
                     Some(Budget::Shots(n)) => n.min(available),
                     Some(Budget::Fraction(f)) => ((available as f64) * f).ceil() as usize,
                     None => available,
                 };
-                let samples = cases * finetune.data.samples_per_volume;
-                Ok((finetune.train.epochs as usize * samples * roi) as f64 * 1e-9)
+                Ok(finetune_gvox(cases))
+            }
+            JobKind::Supervised { task } => {
+                let spec = study.labelled(task).expect("checked when loaded");
+                Ok(finetune_gvox(trainable(spec)?))
             }
             JobKind::Cka { method, .. } => {
                 // Each network (the initial weights, one fine-tune per budget) runs once

@@ -37,7 +37,8 @@ pub struct StudyDefinition {
     pub out: PathBuf,
     /// `cpu`, or `cuda[:N]` in a build with the cuda feature.
     pub device: String,
-    /// The rows of every table: SSL method names, `scratch`, `import:<file>`.
+    /// The rows of every table: SSL method names, `scratch`, `import:<file>`,
+    /// `supervised:<task>`.
     pub methods: Vec<String>,
     /// The pretraining of the SSL methods.
     pub pretraining: Pretraining,
@@ -45,6 +46,10 @@ pub struct StudyDefinition {
     pub finetune: Finetuning,
     /// The labelled tasks.
     pub tasks: Vec<TaskSpec>,
+    /// Labelled tasks that only train the encoders of `supervised:` rows (no row is
+    /// fine-tuned on them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<TaskSpec>,
     /// The settings of the Slurm scripts (`medssl study slurm`).
     pub slurm: SlurmSettings,
     /// The directory the relative paths start from (the file's directory; not written
@@ -94,6 +99,11 @@ pub struct Finetuning {
     /// `key=value` settings for every fine-tune.
     #[serde(default)]
     pub set: Vec<String>,
+    /// `key=value` settings for one row's fine-tunes, by the row's name in tables
+    /// (`scratch`, `dino`, `import-NAME`, `supervised-TASK`), applied after `set`; a
+    /// `supervised:` row's settings also train its encoder.
+    #[serde(default)]
+    pub method_set: BTreeMap<String, Vec<String>>,
 }
 
 /// A label budget as written: `2`, `0.25` or `"all"`.
@@ -217,6 +227,9 @@ pub enum MethodSpec {
     Ssl(String),
     /// External weights (a SwinUNETR or Swin checkpoint with MONAI key names).
     Import(PathBuf),
+    /// The encoder of a fine-tune on every training case of the named task or source:
+    /// the supervised positive control every SSL method is measured against.
+    Supervised(String),
 }
 
 impl MethodSpec {
@@ -224,6 +237,13 @@ impl MethodSpec {
     pub fn parse(text: &str) -> std::result::Result<MethodSpec, String> {
         if text == "scratch" {
             Ok(MethodSpec::Scratch)
+        } else if let Some(task) = text.strip_prefix("supervised:") {
+            if task.is_empty() {
+                return Err(
+                    "`supervised:` needs a task or source name: `supervised:abdomen-ct`".into(),
+                );
+            }
+            Ok(MethodSpec::Supervised(task.to_string()))
         } else if let Some(path) = text.strip_prefix("import:") {
             if path.is_empty() {
                 return Err("`import:` needs a file: `import:weights/model.safetensors`".into());
@@ -232,16 +252,17 @@ impl MethodSpec {
         } else {
             methods::find(text)
                 .map(|info| MethodSpec::Ssl(info.name.to_string()))
-                .map_err(|e| format!("{e}, scratch, import:<file>"))
+                .map_err(|e| format!("{e}, scratch, import:<file>, supervised:<task>"))
         }
     }
 
-    /// The row's name in tables and directories: `scratch`, the method's name, or
-    /// `import-<file stem>`.
+    /// The row's name in tables and directories: `scratch`, the method's name,
+    /// `import-<file stem>` or `supervised-<task>`.
     pub fn label(&self) -> String {
         match self {
             MethodSpec::Scratch => "scratch".into(),
             MethodSpec::Ssl(name) => name.clone(),
+            MethodSpec::Supervised(task) => format!("supervised-{task}"),
             MethodSpec::Import(path) => format!(
                 "import-{}",
                 path.file_stem()
@@ -265,8 +286,10 @@ name = "my-study"
 out = "study"
 # cpu, or cuda / cuda:N in a build with the cuda feature.
 device = "cpu"
-# Rows of the tables: any of `medssl methods`, `scratch` (random initialisation) and
-# `import:<file>` (external SwinUNETR or Swin weights with MONAI key names).
+# Rows of the tables: any of `medssl methods`, `scratch` (random initialisation),
+# `import:<file>` (external SwinUNETR or Swin weights with MONAI key names) and
+# `supervised:<task>` (the encoder of a fine-tune on every case of a task or source:
+# the positive control).
 METHODS_LINE
 
 [pretraining]
@@ -287,8 +310,12 @@ preset = "tiny"
 # Labelled training cases per fine-tune: a count, a fraction, or "all".
 budgets = [2, "all"]
 seeds = [0]
-# Settings for every fine-tune (`medssl config show` lists them).
+# Settings for every fine-tune (`medssl config show` lists them) ...
 set = []
+# ... and for one row, by its name in the tables (e.g. a pretrained encoder's
+# strategy: train.strategy = "full", "warmup_decoder" or "frozen_encoder").
+[finetune.method_set]
+dino = ["train.strategy=\"warmup_decoder\"", "train.decoder_epochs=10"]
 
 [[tasks]]
 name = "abdomen-ct"
@@ -299,6 +326,12 @@ modality = "CT"
 name = "abdomen-mri"
 path = "data/abdomen-mri"
 modality = "MRI"
+
+# Labelled tasks that only train `supervised:` rows' encoders (optional).
+# [[sources]]
+# name = "totalseg-ct"
+# path = "data/totalseg-ct"
+# modality = "CT"
 
 # The scripts of `medssl study slurm` (its flags override these); every key optional.
 [slurm]
@@ -353,12 +386,18 @@ impl StudyDefinition {
     pub fn check(path: &Path) -> Result<StudyDefinition> {
         let mut sections = Sections::read(path)?;
         sections.check_structure();
+        let labelled: Vec<TaskSpec> = sections
+            .tasks
+            .iter()
+            .chain(&sections.sources)
+            .cloned()
+            .collect();
         let on_disk = disk_problems(
             &sections.base,
             sections.methods.as_deref().unwrap_or_default(),
             sections.pretraining.as_ref(),
             sections.finetune.as_ref(),
-            &sections.tasks,
+            &labelled,
         );
         sections.problems.extend(on_disk);
         sections.into_study(path)
@@ -397,15 +436,30 @@ impl StudyDefinition {
         pretrain_overrides(&self.pretraining, method)
     }
 
+    /// The `set` overrides of the fine-tunes of the row labelled `row`: the shared
+    /// ones, then the row's own.
+    pub fn finetune_overrides(&self, row: &str) -> Vec<String> {
+        finetune_overrides(&self.finetune, row)
+    }
+
+    /// The task or source called `name`.
+    pub fn labelled(&self, name: &str) -> Option<&TaskSpec> {
+        self.tasks
+            .iter()
+            .chain(&self.sources)
+            .find(|t| t.name == name)
+    }
+
     /// Checks every path, task and setting the study's jobs will use; the error lists
     /// every problem, each naming its key, under the file's name.
     pub fn validate(&self, file: &Path) -> Result<()> {
+        let labelled: Vec<TaskSpec> = self.tasks.iter().chain(&self.sources).cloned().collect();
         let problems = disk_problems(
             &self.base,
             &self.methods,
             Some(&self.pretraining),
             Some(&self.finetune),
-            &self.tasks,
+            &labelled,
         );
         if problems.is_empty() {
             Ok(())
@@ -448,8 +502,15 @@ fn pretrain_overrides(pretraining: &Pretraining, method: &str) -> Vec<String> {
     set
 }
 
+/// The `set` overrides of the fine-tunes of row `row` under `finetune`.
+fn finetune_overrides(finetune: &Finetuning, row: &str) -> Vec<String> {
+    let mut set = finetune.set.clone();
+    set.extend(finetune.method_set.get(row).into_iter().flatten().cloned());
+    set
+}
+
 /// The top-level keys of a study file.
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "name",
     "out",
     "device",
@@ -457,6 +518,7 @@ const KEYS: [&str; 8] = [
     "pretraining",
     "finetune",
     "tasks",
+    "sources",
     "slurm",
 ];
 
@@ -474,6 +536,8 @@ struct Sections {
     /// The tasks that could be read; `all_tasks` says whether that is all of them.
     tasks: Vec<TaskSpec>,
     all_tasks: bool,
+    /// The sources that could be read.
+    sources: Vec<TaskSpec>,
     slurm: Option<SlurmSettings>,
     problems: Vec<String>,
 }
@@ -536,7 +600,7 @@ impl Sections {
             }
             value
         };
-        let (name, out, device, methods, pretraining, finetune, tasks, slurm) = (
+        let (name, out, device, methods, pretraining, finetune, tasks, sources, slurm) = (
             take("name", true),
             take("out", false),
             take("device", false),
@@ -544,6 +608,7 @@ impl Sections {
             take("pretraining", true),
             take("finetune", true),
             take("tasks", true),
+            take("sources", false),
             take("slurm", false),
         );
         for key in table.keys() {
@@ -575,6 +640,13 @@ impl Sections {
             match read_value(&format!("tasks[{i}]"), task, problems) {
                 Some(task) => sections.tasks.push(task),
                 None => sections.all_tasks = false,
+            }
+        }
+        let sources: Option<Vec<toml::Value>> =
+            sources.and_then(|v| read_value("sources", v, problems));
+        for (i, source) in sources.into_iter().flatten().enumerate() {
+            if let Some(source) = read_value(&format!("sources[{i}]"), source, problems) {
+                sections.sources.push(source);
             }
         }
         Ok(sections)
@@ -614,7 +686,7 @@ impl Sections {
             problems.push("tasks: no task (add a [[tasks]] table)".into());
         }
         let mut names = BTreeSet::new();
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.sources) {
             let plain = !task.name.is_empty()
                 && task
                     .name
@@ -627,7 +699,38 @@ impl Sections {
                     task.name
                 ));
             } else if !names.insert(&task.name) {
-                problems.push(format!("tasks: `{}` is listed twice", task.name));
+                problems.push(format!(
+                    "tasks: `{}` is listed twice (tasks and sources share names)",
+                    task.name
+                ));
+            }
+        }
+        let rows: Vec<MethodSpec> = self
+            .methods
+            .iter()
+            .flatten()
+            .filter_map(|m| MethodSpec::parse(m).ok())
+            .collect();
+        for row in &rows {
+            if let MethodSpec::Supervised(task) = row
+                && !names.contains(task)
+            {
+                problems.push(format!(
+                    "methods: supervised:{task} names no task or source of this study"
+                ));
+            }
+        }
+        if let Some(finetune) = &self.finetune
+            && self.methods.is_some()
+        {
+            for row in finetune.method_set.keys() {
+                if !rows.iter().any(|r| r.label() == *row) {
+                    problems.push(format!(
+                        "finetune.method_set.{row}: `{row}` is not a row of this study (rows \
+                         are named as in the tables: scratch, dino, import-NAME, \
+                         supervised-TASK)"
+                    ));
+                }
             }
         }
         if let Some(finetune) = &self.finetune {
@@ -688,6 +791,7 @@ impl Sections {
                 pretraining,
                 finetune,
                 tasks: self.tasks,
+                sources: self.sources,
                 slurm,
                 base: self.base,
             }),
@@ -700,7 +804,7 @@ impl Sections {
 }
 
 /// The problems a run would meet on disk: the pretraining collection, the imported
-/// weights, the tasks, and the `set` overrides against the configurations they change.
+/// weights, the tasks and sources (`tasks`), and the `set` overrides against the configurations they change.
 /// Rows that are not methods are left out (they are reported on their own).
 fn disk_problems(
     base: &Path,
@@ -743,10 +847,17 @@ fn disk_problems(
             }
         }
     }
-    if let Some(finetune) = finetune
-        && let Err(e) = FinetuneConfig::load(finetune.preset, None, &finetune.set)
-    {
-        problems.push(format!("finetune.set: {e}"));
+    if let Some(finetune) = finetune {
+        if let Err(e) = FinetuneConfig::load(finetune.preset, None, &finetune.set) {
+            problems.push(format!("finetune.set: {e}"));
+        } else {
+            for row in finetune.method_set.keys() {
+                let set = finetune_overrides(finetune, row);
+                if let Err(e) = FinetuneConfig::load(finetune.preset, None, &set) {
+                    problems.push(format!("finetune.method_set.{row}: {e}"));
+                }
+            }
+        }
     }
     for task in tasks {
         if let Err(e) = Task::open(&base.join(&task.path)) {

@@ -31,6 +31,7 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
 
 const PRETRAIN_DIR: &str = "pretrain";
 const FINETUNE_DIR: &str = "finetune";
+const SUPERVISED_DIR: &str = "supervised";
 const CKA_DIR: &str = "cka";
 const CKA_RESULT: &str = "result.json";
 const RUNNING: &str = "running.json";
@@ -65,6 +66,12 @@ impl StudyLayout {
     /// The id of the pretraining job of SSL method `method`: `pretrain/METHOD`.
     pub fn pretrain_job(method: &str) -> String {
         format!("{PRETRAIN_DIR}/{method}")
+    }
+
+    /// The id of the supervised fine-tune that trains the encoder of row
+    /// `supervised:TASK`: `supervised/TASK`.
+    pub fn supervised_job(task: &str) -> String {
+        format!("{SUPERVISED_DIR}/{task}")
     }
 
     /// The id of the fine-tune of row `row` on task `task` with label budget `budget`

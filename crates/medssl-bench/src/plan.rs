@@ -5,22 +5,26 @@
 //!
 //! ```text
 //! OUT/pretrain/<method>                              one per SSL method
+//! OUT/supervised/<task>                              one per `supervised:` row
 //! OUT/finetune/<task>/<method>.<budget>.seed-<s>     one per method × task × budget × seed
 //! OUT/cka/<task>/<method>.seed-<s>                   one per method × task × seed
 //! ```
 //!
 //! The runs of one task (and the pretraining runs) are siblings, so they share one
 //! preprocessing cache. A fine-tune from an SSL method depends on that method's
-//! pretraining; a CKA job on the fine-tunes of its method, task and seed at every
-//! budget. Jobs are listed pretraining first, then the fine-tunes task by task, then the
-//! CKA jobs; that order defines the ids' indices, shards and `--job` lookups.
+//! pretraining, one from a `supervised:` row on that row's supervised fine-tune (a
+//! `supervised:` row is not fine-tuned on its own source task: its encoder has seen
+//! every training label there); a CKA job on the fine-tunes of its method, task and seed
+//! at every budget. Jobs are listed pretraining first, then the supervised encoders,
+//! then the fine-tunes task by task, then the CKA jobs; that order defines the ids'
+//! indices, shards and `--job` lookups.
 
 use std::path::PathBuf;
 
 use medssl_train::run_dir::RunDir;
 use serde::{Deserialize, Serialize};
 
-use crate::definition::{BudgetSpec, MethodSpec, StudyDefinition};
+use crate::definition::{AllCases, BudgetSpec, MethodSpec, StudyDefinition};
 use crate::error::{BenchError, Result};
 use crate::layout::StudyLayout;
 
@@ -31,6 +35,12 @@ pub enum JobKind {
     Pretrain {
         /// The method's name.
         method: String,
+    },
+    /// Train the encoder of a `supervised:` row: a fine-tune from scratch on every
+    /// training case of a task or source (the first seed), evaluated on its test part.
+    Supervised {
+        /// The task's or source's name.
+        task: String,
     },
     /// Fine-tune from a row's weights, then evaluate on the task's test part.
     Finetune {
@@ -89,7 +99,7 @@ impl JobKind {
     pub fn stage(&self) -> Stage {
         match self {
             JobKind::Pretrain { .. } => Stage::Pretrain,
-            JobKind::Finetune { .. } => Stage::Finetune,
+            JobKind::Supervised { .. } | JobKind::Finetune { .. } => Stage::Finetune,
             JobKind::Cka { .. } => Stage::Cka,
         }
     }
@@ -135,6 +145,12 @@ impl Job {
         let task_name = |t: &usize| study.tasks.get(*t).map(|task| task.name.clone());
         let (method, task, budget, seed) = match &self.kind {
             JobKind::Pretrain { method } => (method.clone(), None, None, None),
+            JobKind::Supervised { task } => (
+                MethodSpec::Supervised(task.clone()).label(),
+                Some(task.clone()),
+                Some(BudgetSpec::Named(AllCases::All).label()),
+                study.finetune.seeds.first().copied(),
+            ),
             JobKind::Finetune {
                 method,
                 task,
@@ -192,11 +208,12 @@ impl Job {
 
     /// The file whose presence means the job is done; it is the last one the job
     /// writes, atomically: the pretraining's and the CKA's `result.json`, the
-    /// fine-tune's test evaluation `test.json`.
+    /// fine-tune's test evaluation `test.json`, the supervised fine-tune's encoder.
     pub fn done_file(&self, study: &StudyDefinition) -> PathBuf {
         let layout = study.layout();
         match self.kind {
             JobKind::Pretrain { .. } => layout.run(&self.id).result(),
+            JobKind::Supervised { .. } => layout.run(&self.id).encoder(),
             JobKind::Finetune { .. } => layout.run(&self.id).test_summary(),
             JobKind::Cka { .. } => layout.cka_result(&self.id),
         }
@@ -219,7 +236,7 @@ pub struct FinetuneJob<'a> {
 /// A study's jobs in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Pretraining jobs, then fine-tunes, then CKA jobs.
+    /// Pretraining jobs, then supervised encoders, then fine-tunes, then CKA jobs.
     pub jobs: Vec<Job>,
 }
 
@@ -235,16 +252,21 @@ impl Plan {
                 needs: Vec::new(),
             })
             .collect();
-        let pretrain_index = |name: &str, jobs: &[Job]| {
-            jobs.iter()
-                .position(|j| matches!(&j.kind, JobKind::Pretrain { method } if method == name))
-        };
+        for method in study.methods() {
+            if let MethodSpec::Supervised(task) = method {
+                jobs.push(Job {
+                    id: StudyLayout::supervised_job(&task),
+                    kind: JobKind::Supervised { task },
+                    needs: Vec::new(),
+                });
+            }
+        }
         for (t, task) in study.tasks.iter().enumerate() {
             for method in study.methods() {
-                let needs: Vec<usize> = match &method {
-                    MethodSpec::Ssl(name) => pretrain_index(name, &jobs).into_iter().collect(),
-                    _ => Vec::new(),
-                };
+                if !fine_tuned_on(&method, &task.name) {
+                    continue;
+                }
+                let needs: Vec<usize> = encoder_job(&jobs, &method).into_iter().collect();
                 for &budget in &study.finetune.budgets {
                     for &seed in &study.finetune.seeds {
                         jobs.push(Job {
@@ -268,6 +290,9 @@ impl Plan {
         }
         for (t, task) in study.tasks.iter().enumerate() {
             for method in study.methods() {
+                if !fine_tuned_on(&method, &task.name) {
+                    continue;
+                }
                 let comparisons = usize::from(method != MethodSpec::Scratch)
                     + usize::from(study.finetune.budgets.len() > 1);
                 if comparisons == 0 {
@@ -320,22 +345,37 @@ impl Plan {
     }
 
     /// Where the fine-tunes of `job`'s row take their initial weights from: `None` for
-    /// scratch, the pretraining job's encoder, or the imported file.
+    /// scratch (and for the jobs that make encoders), the encoder of the pretraining or
+    /// supervised job, or the imported file.
     pub fn init_weights(&self, study: &StudyDefinition, job: &Job) -> Option<PathBuf> {
         let method = match &job.kind {
             JobKind::Finetune { method, .. } | JobKind::Cka { method, .. } => method,
-            JobKind::Pretrain { .. } => return None,
+            JobKind::Pretrain { .. } | JobKind::Supervised { .. } => return None,
         };
         match method {
             MethodSpec::Scratch => None,
-            MethodSpec::Ssl(name) => self
-                .jobs
-                .iter()
-                .find(|j| matches!(&j.kind, JobKind::Pretrain { method } if method == name))
-                .map(|j| j.run(study).encoder()),
+            MethodSpec::Ssl(_) | MethodSpec::Supervised(_) => {
+                encoder_job(&self.jobs, method).map(|k| self.jobs[k].run(study).encoder())
+            }
             MethodSpec::Import(path) => Some(study.resolve(path)),
         }
     }
+}
+
+/// The job among `jobs` that makes the encoder of row `method`: its pretraining or its
+/// supervised fine-tune (`None` for scratch and imported rows).
+pub fn encoder_job(jobs: &[Job], method: &MethodSpec) -> Option<usize> {
+    jobs.iter().position(|j| match (&j.kind, method) {
+        (JobKind::Pretrain { method }, MethodSpec::Ssl(name)) => method == name,
+        (JobKind::Supervised { task }, MethodSpec::Supervised(source)) => task == source,
+        _ => false,
+    })
+}
+
+/// Whether row `method` is fine-tuned on the task called `task`: every row is, but a
+/// `supervised:` row on its own source task.
+fn fine_tuned_on(method: &MethodSpec, task: &str) -> bool {
+    !matches!(method, MethodSpec::Supervised(source) if source == task)
 }
 
 /// Parses `--shard i/n` (`i` from 0).

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use medssl_io::atomic::{create_dir_for_writes, write_atomically};
+use medssl_train::finetune::{FinetuneConfig, Strategy};
 
 use crate::analysis::{ALPHA, Analysis, Cell, Outcome};
 use crate::definition::{Modality, StudyDefinition};
@@ -199,15 +200,48 @@ fn setup(study: &StudyDefinition, plan: &Plan) -> String {
         .pretraining
         .steps
         .map_or("the preset's epochs".into(), |s| format!("{s} steps"));
+    let strategies: Vec<String> = study
+        .methods()
+        .iter()
+        .map(|row| {
+            let label = row.label();
+            let how = FinetuneConfig::load(
+                study.finetune.preset,
+                None,
+                &study.finetune_overrides(&label),
+            )
+            .map_or_else(|e| format!("settings do not load: {e}"), |c| strategy(&c));
+            format!("{label}: {how}")
+        })
+        .collect();
     format!(
         "Pretraining: {} preset, {steps}, on {}. Fine-tuning: {} preset, seeds {:?}, tasks {}. \
-         {done} of {finetunes} fine-tunes finished.",
+         {done} of {finetunes} fine-tunes finished. Fine-tuning strategy by row: {}.",
         preset_name(study.pretraining.preset),
         study.pretraining.data.display(),
         preset_name(study.finetune.preset),
         study.finetune.seeds,
-        tasks.join(", ")
+        tasks.join(", "),
+        strategies.join("; ")
     )
+}
+
+/// How a fine-tune of `config` trains the encoder, in a few words: `full`,
+/// `warmup_decoder (10 decoder epochs)`, `frozen_encoder`, with the encoder's rate
+/// scale and layer-wise decay when they are not 1.
+fn strategy(config: &FinetuneConfig) -> String {
+    let t = &config.train;
+    let mut text = t.strategy.name().to_string();
+    if t.strategy == Strategy::WarmupDecoder {
+        text.push_str(&format!(" ({} decoder epochs)", t.decoder_epochs));
+    }
+    if t.optimizer.encoder_lr_scale != 1.0 {
+        text.push_str(&format!(", encoder lr x{}", t.optimizer.encoder_lr_scale));
+    }
+    if t.optimizer.layer_decay != 1.0 {
+        text.push_str(&format!(", layer decay {}", t.optimizer.layer_decay));
+    }
+    text
 }
 
 /// What made the report, named once per section.

@@ -18,7 +18,7 @@ use medssl_io::atomic::write_atomically;
 use medssl_ssl::Method;
 use medssl_ssl::methods::{self, MethodVisitor};
 use medssl_train::error::TrainError;
-use medssl_train::finetune::trained_run::evaluate_run;
+use medssl_train::finetune::trained_run::{evaluate_run, export_encoder};
 use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
 use medssl_train::fit::Event;
 use medssl_train::launch::{Launch, start_or_resume};
@@ -26,7 +26,7 @@ use medssl_train::pretrain::{Pretrain, PretrainConfig};
 use medssl_train::run_dir::RunDir;
 use medssl_train::settings::differing_keys;
 
-use crate::definition::StudyDefinition;
+use crate::definition::{AllCases, BudgetSpec, MethodSpec, StudyDefinition, TaskSpec};
 use crate::error::{BenchError, JobError, Result};
 use crate::feature_reuse::run_cka_job;
 use crate::plan::{Job, JobKind, Plan};
@@ -247,7 +247,7 @@ impl<'a> Runner<'a> {
         state::mark_running(self.study, job)?;
         let outcome = match &job.kind {
             JobKind::Pretrain { method } => self.pretrain(job, method, &warn),
-            JobKind::Finetune { .. } => self.finetune(job, &warn),
+            JobKind::Finetune { .. } | JobKind::Supervised { .. } => self.finetune(job, &warn),
             JobKind::Cka { .. } => run_cka_job(self.study, self.plan, job, &self.device),
         };
         let error = outcome.as_ref().err().map(|e| e.to_string());
@@ -270,16 +270,15 @@ impl<'a> Runner<'a> {
         .map_err(|e| BenchError::job(&job.id, e))
     }
 
+    /// A fine-tune and its test evaluation; a supervised one then writes its encoder.
     fn finetune(&self, job: &Job, warn: &dyn Fn(String)) -> Result<()> {
-        let JobKind::Finetune { task, .. } = &job.kind else {
-            unreachable!("called for fine-tune jobs")
-        };
         let run = job.run(self.study);
-        let task_dir = self.study.resolve(&self.study.tasks[*task].path);
+        let what = self.what_to_finetune(job);
+        let task_dir = self.study.resolve(&what.task.path);
         // A run whose training ended (its checkpoint removed) only lacks its evaluation.
         let trained = Finetune::finished(run.root()).map_err(|e| job_error(job, e))?;
         if trained.is_none() {
-            self.train_finetune(job, &run, &task_dir, warn)?;
+            self.train_finetune(job, &what, &run, &task_dir, warn)?;
         }
         let evaluation = evaluate_run(
             run.root(),
@@ -291,8 +290,37 @@ impl<'a> Runner<'a> {
         .map_err(|e| job_error(job, e))?;
         let summary = serde_json::to_string_pretty(&evaluation.to_json(NSD_TOLERANCE_MM))
             .map_err(|e| job_error(job, e))?;
-        let path = job.done_file(self.study);
-        write_atomically(&path, summary.as_bytes()).map_err(|e| BenchError::io(&path, e))
+        let path = run.test_summary();
+        write_atomically(&path, summary.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
+        if let JobKind::Supervised { .. } = job.kind {
+            export_encoder(run.root(), &run.encoder(), self.device.clone())
+                .map_err(|e| job_error(job, e))?;
+        }
+        Ok(())
+    }
+
+    /// The task, budget, seed and row of fine-tune or supervised `job`.
+    fn what_to_finetune<'j>(&'j self, job: &'j Job) -> FinetuneWork<'j> {
+        match &job.kind {
+            JobKind::Finetune {
+                method,
+                task,
+                budget,
+                seed,
+            } => FinetuneWork {
+                task: &self.study.tasks[*task],
+                budget: *budget,
+                seed: *seed,
+                row: method.label(),
+            },
+            JobKind::Supervised { task } => FinetuneWork {
+                task: self.study.labelled(task).expect("checked when loaded"),
+                budget: BudgetSpec::Named(AllCases::All),
+                seed: self.study.finetune.seeds[0],
+                row: MethodSpec::Supervised(task.clone()).label(),
+            },
+            _ => unreachable!("called for fine-tune jobs"),
+        }
     }
 
     /// Starts or resumes the training of fine-tune `job` in `files` and trains it to its
@@ -300,15 +328,13 @@ impl<'a> Runner<'a> {
     fn train_finetune(
         &self,
         job: &Job,
+        what: &FinetuneWork,
         files: &RunDir,
         task_dir: &Path,
         warn: &dyn Fn(String),
     ) -> Result<()> {
-        let JobKind::Finetune { budget, seed, .. } = &job.kind else {
-            unreachable!("called for fine-tune jobs")
-        };
-        let mut set = self.study.finetune.set.clone();
-        set.push(format!("seed={seed}"));
+        let mut set = self.study.finetune_overrides(&what.row);
+        set.push(format!("seed={}", what.seed));
         let init = match self.plan.init_weights(self.study, job) {
             Some(path) => Init::Weights {
                 path,
@@ -329,7 +355,7 @@ impl<'a> Runner<'a> {
                             files.root(),
                             config,
                             init,
-                            budget.budget(),
+                            what.budget.budget(),
                             self.device.clone(),
                         )
                     },
@@ -348,6 +374,16 @@ impl<'a> Runner<'a> {
         .map_err(|e| job_error(job, e))?;
         Ok(())
     }
+}
+
+/// What a fine-tune or supervised job trains: on which task, with how many labels,
+/// from which seed, with which row's settings.
+struct FinetuneWork<'a> {
+    task: &'a TaskSpec,
+    budget: BudgetSpec,
+    seed: u64,
+    /// The row's label, which picks its `finetune.method_set` settings.
+    row: String,
 }
 
 /// The failure of `job`, caused by `error`.

@@ -7,10 +7,11 @@
 //! lists that stage's jobs grouped by row, and `submit.sh` submits each row's range of
 //! it as its own array with that row's dependency:
 //!
-//! - `pretrain.sbatch`: one array, a task per SSL method, no dependency;
-//! - `finetune.sbatch`: an array per row; an SSL row's starts when its own pretraining
-//!   task has succeeded (`afterok:PRETRAIN_TASK`), so a failed pretraining blocks only
-//!   its own fine-tunes; `scratch` and `import:` rows start at once;
+//! - `pretrain.sbatch`: one array, a task per encoder the rows start from (each SSL
+//!   method's pretraining, each `supervised:` row's fine-tune), no dependency;
+//! - `finetune.sbatch`: an array per row; an SSL or `supervised:` row's starts when its
+//!   own encoder's task has succeeded (`afterok:PRETRAIN_TASK`), so a failed pretraining
+//!   blocks only its own fine-tunes; `scratch` and `import:` rows start at once;
 //! - `cka.sbatch`: an array per row that has CKA jobs, when the row's fine-tunes have
 //!   ended (`afterany`: a CKA job whose fine-tune failed sees it and stops at once) and,
 //!   for an SSL row, its pretraining succeeded (`afterok`);
@@ -34,7 +35,7 @@ use medssl_io::atomic::write_atomically;
 
 use crate::definition::MethodSpec;
 use crate::error::{BenchError, Result};
-use crate::plan::{Job, JobKind, Plan};
+use crate::plan::{Job, JobKind, Plan, encoder_job};
 
 pub mod settings;
 
@@ -233,30 +234,32 @@ pub fn write_scripts(
         write_atomically(&path, text.as_bytes()).map_err(|e| BenchError::io(&path, e))?;
         Ok(path)
     };
-    let pretrain_methods: Vec<(&str, &str)> = plan
-        .jobs
-        .iter()
-        .filter_map(|j| match &j.kind {
-            JobKind::Pretrain { method } => Some((method.as_str(), j.id.as_str())),
-            _ => None,
+    // The jobs that make encoders: the pretrainings, then the supervised fine-tunes.
+    let encoder_jobs: Vec<usize> = (0..plan.jobs.len())
+        .filter(|&k| {
+            matches!(
+                plan.jobs[k].kind,
+                JobKind::Pretrain { .. } | JobKind::Supervised { .. }
+            )
         })
         .collect();
-    // The pretraining task a row needs (`afterok:${pretrain}_TASK`), if any.
-    let pretrain_task = |row: &MethodSpec| match row {
-        MethodSpec::Ssl(name) => pretrain_methods.iter().position(|(m, _)| m == name),
-        _ => None,
+    // The encoder task a row needs (`afterok:${pretrain}_TASK`), if any.
+    let pretrain_task = |row: &MethodSpec| {
+        encoder_job(&plan.jobs, row).and_then(|k| encoder_jobs.iter().position(|&e| e == k))
     };
-    let pretrain = if pretrain_methods.is_empty() {
+    let pretrain = if encoder_jobs.is_empty() {
         None
     } else {
         let script = ArrayScript {
             name: "medssl-pretrain",
-            ids: pretrain_methods.iter().map(|(_, id)| *id).collect(),
-            array: Some(throttled(
-                &format!("0-{}", pretrain_methods.len() - 1),
-                limit,
-            )),
-            comment: "# One array task per SSL method's pretraining (submit.sh submits it).\n"
+            ids: encoder_jobs
+                .iter()
+                .map(|&k| plan.jobs[k].id.as_str())
+                .collect(),
+            array: Some(throttled(&format!("0-{}", encoder_jobs.len() - 1), limit)),
+            comment: "# One array task per encoder the rows start from: each SSL method's \
+                      pretraining and each supervised row's fine-tune (submit.sh submits \
+                      it).\n"
                 .into(),
             time: options.settings.pretrain_time(),
         };

@@ -93,6 +93,80 @@ fn the_example_plans_every_row_task_budget_and_seed() {
     assert!(err.contains("no job `finetune/nope`"), "{err}");
 }
 
+/// A `supervised:` row: its encoder's fine-tune (every case of the source, the first
+/// seed) comes after the pretrainings; the row's fine-tunes and CKA jobs need it, on
+/// every task but its own source; a source is never fine-tuned on; the row's settings
+/// come from `finetune.method_set` under its table name.
+#[test]
+fn supervised_rows_start_from_their_source_fine_tune() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = example()
+        .replace("seeds = [0]", "seeds = [3, 4]")
+        .replace(
+            "\"scratch\", ",
+            "\"scratch\", \"supervised:src\", \"supervised:abdomen-ct\", ",
+        )
+        .replace(
+            "[finetune.method_set]\n",
+            "[finetune.method_set]\n\"supervised-src\" = [\"train.epochs=90\"]\n",
+        )
+        + "[[sources]]\nname = \"src\"\npath = \"data/src\"\nmodality = \"CT\"\n";
+    let study = StudyDefinition::load(&write(dir.path(), &text)).unwrap();
+    let plan = Plan::new(&study);
+    let ssl = METHODS.len();
+    let k = plan.find("supervised/src").unwrap();
+    assert_eq!(k, ssl, "after the pretrainings");
+    assert_eq!(plan.find("supervised/abdomen-ct").unwrap(), ssl + 1);
+    let summary = plan.jobs[k].summary(&study, k);
+    assert_eq!(
+        (
+            summary.budget.as_deref(),
+            summary.seed,
+            summary.task.as_deref()
+        ),
+        (Some("all"), Some(3), Some("src"))
+    );
+    assert_eq!(
+        plan.jobs[k].done_file(&study),
+        dir.path().join("study/supervised/src/encoder.safetensors")
+    );
+    let ft = &plan.jobs[plan
+        .find("finetune/abdomen-mri/supervised-src.2-shots.seed-4")
+        .unwrap()];
+    assert_eq!(ft.needs, vec![k]);
+    assert_eq!(
+        plan.init_weights(&study, ft).unwrap(),
+        dir.path().join("study/supervised/src/encoder.safetensors")
+    );
+    // Not on its own source task, nowhere on a source.
+    assert!(
+        plan.find("finetune/abdomen-ct/supervised-abdomen-ct.2-shots.seed-3")
+            .is_err()
+    );
+    assert!(
+        plan.find("cka/abdomen-ct/supervised-abdomen-ct.seed-3")
+            .is_err()
+    );
+    assert!(
+        plan.find("finetune/abdomen-mri/supervised-abdomen-ct.2-shots.seed-3")
+            .is_ok()
+    );
+    assert!(!plan.jobs.iter().any(|j| j.id.starts_with("finetune/src/")));
+    let cka = &plan.jobs[plan.find("cka/abdomen-mri/supervised-src.seed-3").unwrap()];
+    assert_eq!(cka.needs.len(), 2, "both budgets of seed 3");
+    assert_eq!(
+        study.finetune_overrides("supervised-src"),
+        ["train.epochs=90"]
+    );
+    assert_eq!(
+        study.finetune_overrides("dino"),
+        [
+            "train.strategy=\"warmup_decoder\"",
+            "train.decoder_epochs=10"
+        ]
+    );
+}
+
 #[test]
 fn shards_partition_the_jobs() {
     let dir = tempfile::tempdir().unwrap();
@@ -152,6 +226,14 @@ fn mistakes_in_the_file_name_the_key() {
             base.replace("modality = \"MRI\"", "modality = \"PET\""),
             "PET",
         ),
+        (
+            base.replace("\"scratch\", ", "\"scratch\", \"supervised:totalseg\", "),
+            "supervised:totalseg names no task or source",
+        ),
+        (
+            base.replace("dino = [", "dino-v2 = ["),
+            "finetune.method_set.dino-v2",
+        ),
     ];
     for (text, expected) in cases {
         let err = load_error(&text);
@@ -196,10 +278,19 @@ fn validation_checks_paths_tasks_and_settings() {
         ),
         (
             example().replace(
-                "set = []\n\n[[tasks]]",
-                "set = [\"train.epoch=3\"]\n\n[[tasks]]",
+                "set = []\n# ... and for one row",
+                "set = [\"train.epoch=3\"]\n# ... and for one row",
             ),
             "finetune.set",
+        ),
+        (
+            example().replace("\"train.decoder_epochs=10\"", "\"train.decoder_epochs=0\""),
+            "finetune.method_set.dino",
+        ),
+        (
+            example().replace("\"scratch\", ", "\"scratch\", \"supervised:src\", ")
+                + "[[sources]]\nname = \"src\"\npath = \"data/missing\"\nmodality = \"CT\"\n",
+            "task src",
         ),
         (
             example().replace("\"scratch\", ", "\"scratch\", \"import:w.safetensors\", "),

@@ -14,7 +14,7 @@ use medssl_eval::evaluate::{Evaluation, Part, evaluate};
 use medssl_eval::feature_reuse::{Probe, StageSimilarity, stage_similarity};
 use medssl_eval::predictor::{TrainingSpacing, median_spacing, world_spacing};
 use medssl_model::SwinUnetr;
-use medssl_model::weights::load_monai_safetensors;
+use medssl_model::weights::{export_encoder_safetensors, load_monai_safetensors};
 use serde::{Deserialize, Serialize};
 
 use super::config::FinetuneConfig;
@@ -58,6 +58,16 @@ impl TrainedRun {
         let predictor = Predictor::new(network, preprocess, config.sliding_window(), device);
         Ok(TrainedRun { config, predictor })
     }
+}
+
+/// Writes the Swin encoder of the best network of the run in `run_dir` to `path`, as a
+/// pretraining writes its encoder (MONAI names, atomically): a supervised fine-tune
+/// made into an initial encoder for other fine-tunes.
+pub fn export_encoder(run_dir: &Path, path: &Path, device: Device) -> Result<()> {
+    let trained = TrainedRun::open(run_dir, device)?;
+    let network = trained.predictor.network();
+    export_encoder_safetensors(&network.swin_vit, network.config(), path)
+        .map_err(|e| TrainError::file(path, e.to_string()))
 }
 
 /// The fine-tune run in `run_dir`, its task (at `task_dir`, or where the run recorded
