@@ -22,10 +22,13 @@ pub use knn::Knn;
 pub use linear::{LinearClassifier, LinearProbe};
 pub use tokens::{StageTokens, case_tokens};
 
+use std::collections::BTreeMap;
+
 use burn::tensor::Device;
 use medssl_data::loader::SampleSource;
-use medssl_model::SwinUnetr;
+use medssl_model::swin::SwinTransformer;
 use ndarray::{ArrayView2, Axis};
+use serde::Serialize;
 
 use crate::error::{EvalError, Result};
 use crate::feature_reuse::STAGES;
@@ -51,7 +54,7 @@ pub enum ProbeError {
     NotFinite(&'static str),
 }
 
-/// How [`probe_network`] runs.
+/// How [`probe_stages`] runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProbeSettings {
     /// The window the encoder sees (the network's training crop).
@@ -80,7 +83,7 @@ impl ProbeSettings {
 }
 
 /// One classifier's scores on the held-out tokens.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scores {
     pub balanced_accuracy: f64,
     /// Per class `0..classes`, NaN for a class neither side has.
@@ -108,12 +111,39 @@ pub struct StageScores {
     pub knn: Scores,
 }
 
+/// One stage's scores as `medssl probe --json` and pretraining's probe lines write them
+/// (NaN, no score, becomes null in JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct StageJson<'a> {
+    pub train_tokens: usize,
+    pub held_out_tokens: usize,
+    pub linear: &'a Scores,
+    pub knn: &'a Scores,
+}
+
+/// The scores by stage name: `{"<stage>": {"train_tokens", "held_out_tokens", "linear":
+/// {"balanced_accuracy", "dice": [..]}, "knn": {..}}}`.
+pub fn stages_json(stages: &[StageScores]) -> BTreeMap<&'static str, StageJson<'_>> {
+    stages
+        .iter()
+        .map(|stage| {
+            let json = StageJson {
+                train_tokens: stage.train_tokens,
+                held_out_tokens: stage.held_out_tokens,
+                linear: &stage.linear,
+                knn: &stage.knn,
+            };
+            (stage.stage, json)
+        })
+        .collect()
+}
+
 /// Fits both probes on the tokens of `train`'s cases and scores them on `held_out`'s,
-/// for every stage of `network`'s encoder. Both sources give preprocessed images with
+/// for every stage of `encoder`. Both sources give preprocessed images with
 /// label maps of `classes` classes. A stage whose training tokens all have one class
 /// gets NaN scores.
-pub fn probe_network(
-    network: &SwinUnetr,
+pub fn probe_stages(
+    encoder: &SwinTransformer,
     train: &dyn SampleSource,
     held_out: &dyn SampleSource,
     classes: usize,
@@ -131,7 +161,7 @@ pub fn probe_network(
                 .channel(0)
                 .mapv(|v| v as u8);
             let case = case_tokens(
-                network,
+                encoder,
                 sample.image.data().view(),
                 label.view(),
                 settings.roi,
@@ -267,7 +297,7 @@ mod tests {
     use super::*;
     use medssl_data::Sample;
     use medssl_io::Volume;
-    use medssl_model::SwinUnetrConfig;
+    use medssl_model::{SwinUnetr, SwinUnetrConfig};
     use ndarray::Array4;
 
     /// Cases of 32³ voxels whose label is a bright cube (class 1) at a case-dependent
@@ -331,7 +361,8 @@ mod tests {
             max_held_out_tokens: 1024,
             ..ProbeSettings::new([32; 3])
         };
-        let scores = probe_network(&network, &train, &held_out, 2, &settings, &device).unwrap();
+        let scores =
+            probe_stages(&network.swin_vit, &train, &held_out, 2, &settings, &device).unwrap();
         let stages: Vec<&str> = scores.iter().map(|s| s.stage).collect();
         assert_eq!(stages, STAGES);
         let patch = &scores[0];

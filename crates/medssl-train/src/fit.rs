@@ -75,6 +75,12 @@ pub enum Event {
     /// Something the user should look at (a collapse monitor below its threshold, a
     /// damaged preprocessing cache entry).
     Warning(String),
+    /// The frozen-feature probes scored the encoder after step `iteration`: the linear
+    /// probe's balanced accuracy per stage (NaN: no score).
+    Probe {
+        iteration: u64,
+        linear: Vec<(&'static str, f64)>,
+    },
 }
 
 /// Where a batch falls: the epoch (from 0) and the optimiser step (from 0) it counts
@@ -142,6 +148,20 @@ pub trait Objective {
     /// Looks at a logged step (collapse monitors) and returns warnings to log.
     fn inspect(&mut self, _line: &StepLine) -> Vec<String> {
         Vec::new()
+    }
+
+    /// After optimiser step `state.iteration` (counted) is logged: a look at the
+    /// network between steps (pretraining's probes), which may log lines of its own.
+    /// Its lines follow the step's, so a resume from an earlier checkpoint drops and
+    /// redoes them with the step. Nothing by default.
+    fn step_end(
+        &mut self,
+        _net: &Self::Net,
+        _state: &TrainState,
+        _run: &RunDir,
+        _observe: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        Ok(())
     }
 
     /// After each completed epoch (`state.epoch` counts it): a validation, which may
@@ -591,7 +611,8 @@ impl<O: Objective> Fit<O> {
             iteration: self.state.iteration,
             loss: line.loss,
         });
-        Ok(())
+        self.objective
+            .step_end(&self.net, &self.state, &self.run, observe)
     }
 
     /// Closes a completed epoch: its `train` line and events, the objective's

@@ -239,7 +239,7 @@ impl RunDir {
 
     /// The preprocessing cache of the task `name`, shared by the runs beside this one:
     /// `RUN/../.medssl-cache/TASK`.
-    pub(crate) fn task_cache(&self, name: &str) -> PathBuf {
+    pub fn task_cache(&self, name: &str) -> PathBuf {
         self.shared_cache(name)
     }
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use medssl_data::dataset::Task;
 use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
@@ -41,6 +41,15 @@ pub struct PretrainArgs {
     /// Train for this many passes over the collection (sets `train.epochs`).
     #[arg(long)]
     epochs: Option<u64>,
+    /// Probe the encoder's frozen features on this labelled task while it trains
+    /// (`medssl probe`'s linear and k-NN scores on its validation cases, logged to
+    /// metrics.jsonl; the last in result.json). Sets `probe.task`.
+    #[arg(long, value_name = "TASK")]
+    probe: Option<PathBuf>,
+    /// Probe after every N optimiser steps and after the last (sets `probe.every`;
+    /// default 100 in the tiny preset, 1000 in paper).
+    #[arg(long, value_name = "N", requires = "probe")]
+    probe_every: Option<u64>,
     /// Continue the run in this directory from its last checkpoint.
     #[arg(long, value_name = "RUN")]
     resume: Option<PathBuf>,
@@ -71,10 +80,11 @@ pub enum ConfigCommand {
 pub fn pretrain(args: &PretrainArgs) -> Result<()> {
     let method = match (&args.resume, &args.method) {
         (Some(run), _) => {
-            if args.run.changes_settings() || args.steps.is_some() || args.epochs.is_some() {
+            let flags = args.steps.is_some() || args.epochs.is_some() || args.probe.is_some();
+            if args.run.changes_settings() || flags {
                 bail!(
                     "--resume continues with the run's stored settings: drop --config, --set, \
-                     --steps and --epochs"
+                     --steps, --epochs and --probe"
                 );
             }
             PretrainConfig::read(&RunDir::open(run)?)?.method
@@ -220,6 +230,16 @@ fn new_config<M: Method>(args: &PretrainArgs) -> Result<PretrainConfig> {
     }
     if let Some(epochs) = args.epochs {
         overrides.push(format!("train.epochs={epochs}"));
+    }
+    if let Some(task) = &args.probe {
+        let task =
+            std::path::absolute(task).with_context(|| format!("--probe {}", task.display()))?;
+        // A JSON string is a TOML basic string.
+        let value = serde_json::to_string(&task.to_string_lossy())?;
+        overrides.push(format!("probe.task={value}"));
+    }
+    if let Some(every) = args.probe_every {
+        overrides.push(format!("probe.every={every}"));
     }
     Ok(PretrainConfig::load::<M>(
         args.run.preset.into(),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
-use medssl_eval::probe::{Scores, StageScores};
+use medssl_eval::probe::stages_json;
 use medssl_train::finetune::Init;
 use medssl_train::finetune::probe_encoder::{ProbeReport, probe_encoder};
 use medssl_train::run_dir::RunDir;
@@ -58,31 +58,6 @@ fn initial_weights(encoder: &str) -> Init {
     }
 }
 
-/// A score as JSON: NaN (no score) as null.
-fn number(value: f64) -> Value {
-    if value.is_finite() {
-        json!(value)
-    } else {
-        Value::Null
-    }
-}
-
-fn scores_json(scores: &Scores) -> Value {
-    json!({
-        "balanced_accuracy": number(scores.balanced_accuracy),
-        "dice": scores.dice.iter().map(|&d| number(d)).collect::<Vec<_>>(),
-    })
-}
-
-fn stage_json(stage: &StageScores) -> Value {
-    json!({
-        "train_tokens": stage.train_tokens,
-        "held_out_tokens": stage.held_out_tokens,
-        "linear": scores_json(&stage.linear),
-        "knn": scores_json(&stage.knn),
-    })
-}
-
 /// `medssl probe`.
 pub fn probe_command(args: &ProbeArgs) -> Result<()> {
     let config = args.run.finetune_config()?;
@@ -97,10 +72,6 @@ pub fn probe_command(args: &ProbeArgs) -> Result<()> {
         stages,
     } = probe_encoder(&args.task, &init, config, part, &cache, &device)?;
     if args.json {
-        let by_stage: serde_json::Map<String, Value> = stages
-            .iter()
-            .map(|s| (s.stage.to_string(), stage_json(s)))
-            .collect();
         let weights = match &init {
             Init::Scratch => Value::Null,
             Init::Weights { path, .. } => json!(path.display().to_string()),
@@ -112,7 +83,7 @@ pub fn probe_command(args: &ProbeArgs) -> Result<()> {
             "split": part.name(),
             "train_cases": train_cases,
             "held_out_cases": held_out_cases,
-            "stages": by_stage,
+            "stages": stages_json(&stages),
         });
         println!("{}", serde_json::to_string(&out)?);
         return Ok(());

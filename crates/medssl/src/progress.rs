@@ -159,7 +159,7 @@ fn rate_text(per_second: f64) -> String {
 }
 
 /// Shows an event of the training loop: the bar moves, an epoch's end, a validation, a
-/// clipping summary or a warning gets its plain line, and the first step after a
+/// clipping summary, a probe or a warning gets its plain line, and the first step after a
 /// Ctrl-C says that the run is stopping.
 pub fn show_event(bar: &mut EpochBar, interrupt: &mut Interrupt, event: Event) {
     match event {
@@ -196,6 +196,19 @@ pub fn show_event(bar: &mut EpochBar, interrupt: &mut Interrupt, event: Event) {
              {largest_norm:.3e})"
         ),
         Event::Warning(message) => bar.println(&format!("warning: {message}")),
+        Event::Probe { iteration, linear } => {
+            let scores: Vec<String> = linear
+                .iter()
+                .map(|(stage, score)| match score.is_finite() {
+                    true => format!("{stage} {score:.3}"),
+                    false => format!("{stage} -"),
+                })
+                .collect();
+            bar.println(&format!(
+                "probe after step {iteration}: linear balanced accuracy {}",
+                scores.join(", ")
+            ));
+        }
     }
 }
 

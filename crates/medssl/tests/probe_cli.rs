@@ -4,7 +4,8 @@
 //! where it has one), fitted on the training cases of the split a fine-tune of the
 //! same settings draws; the patch embedding of a random encoder already tells the
 //! phantom's organs from background better than chance. A missing weights file is an
-//! error naming it.
+//! error naming it. `pretrain --probe` logs the same probes every few steps and after
+//! the last, whose scores equal `medssl probe` of the finished encoder.
 
 mod common;
 
@@ -114,4 +115,61 @@ fn probe_scores_every_stage_of_scratch_and_of_a_pretrained_encoder() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no-such.safetensors"), "{stderr}");
+}
+
+/// `pretrain --probe TASK --probe-every 2` over 3 steps probes after steps 2 and 3; the
+/// last probe, kept in result.json, is what `medssl probe` gives the finished run's
+/// encoder with the same (default) settings.
+#[test]
+fn pretraining_probes_its_encoder_as_it_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let task = tmp.path().join("abd");
+    synth(&task, false);
+    let data = tmp.path().join("ct");
+    synth(&data, true);
+    let run = tmp.path().join("pre");
+    stdout_ok(&[
+        "pretrain",
+        "--method",
+        "rotnet",
+        "--data",
+        arg(&data),
+        "--out",
+        arg(&run),
+        "--steps",
+        "3",
+        "--probe",
+        arg(&task),
+        "--probe-every",
+        "2",
+        "--quiet",
+    ]);
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let probes: Vec<Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"] == "probe")
+        .collect();
+    let iterations: Vec<u64> = probes
+        .iter()
+        .map(|p| p["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(iterations, [2, 3], "{metrics}");
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["probe"]["iteration"], 3, "{result}");
+    assert_eq!(result["probe"]["stages"], probes[1]["stages"]);
+
+    let out = stdout_ok(&["probe", arg(&run), "--task", arg(&task), "--json"]);
+    let cli: Value = serde_json::from_str(&out).unwrap();
+    for stage in STAGES {
+        for probe in ["linear", "knn"] {
+            let pretraining = &result["probe"]["stages"][stage][probe]["balanced_accuracy"];
+            let after = &cli["stages"][stage][probe]["balanced_accuracy"];
+            match (pretraining.as_f64(), after.as_f64()) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-6, "{stage} {probe}: {a} {b}"),
+                _ => assert!(pretraining.is_null() && after.is_null(), "{stage} {probe}"),
+            }
+        }
+    }
 }

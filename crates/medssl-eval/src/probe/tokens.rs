@@ -3,15 +3,16 @@
 //!
 //! The preprocessed volume is padded at its far ends to a multiple of the window `roi`
 //! and cut into windows that tile it without overlap; each window goes through the
-//! encoder ([`SwinUnetr::encode`]), and every spatial position of a stage's output is a
+//! encoder ([`SwinTransformer::forward`]), and every spatial position of a stage's output is a
 //! token, covering a block of `roi / stage side` voxels a side. Its label is the most
 //! frequent label of the voxels of that block inside the volume, ties going to the
 //! higher label (foreground is rarer than background and is what the probe is asked
 //! about); a token whose block lies wholly in the padding is left out.
 
 use burn::tensor::Device;
+use medssl_model::ModelError;
 use medssl_model::arrays::{to_array, to_tensor};
-use medssl_model::{ModelError, SwinUnetr};
+use medssl_model::swin::SwinTransformer;
 use ndarray::{Array2, Array5, ArrayView3, ArrayView4, s};
 
 /// The tokens of one stage: `[tokens, channels]` features and a label per token.
@@ -25,9 +26,10 @@ pub struct StageTokens {
 const OUTSIDE: u8 = u8::MAX;
 
 /// The tokens of each of the encoder's five stages over `image` (`[C, D, H, W]`, after
-/// the task's preprocessing) labelled from `label` (`[D, H, W]`), in windows of `roi`.
+/// the task's preprocessing) labelled from `label` (`[D, H, W]`), in windows of `roi`
+/// (multiples of 32 on every side, as the encoder needs).
 pub fn case_tokens(
-    network: &SwinUnetr,
+    encoder: &SwinTransformer,
     image: ArrayView4<f32>,
     label: ArrayView3<u8>,
     roi: [usize; 3],
@@ -54,7 +56,7 @@ pub fn case_tokens(
                 let window = volume
                     .slice(s![.., .., z..z + roi[0], y..y + roi[1], x..x + roi[2]])
                     .to_owned();
-                let outputs = network.encode(to_tensor(window, device))?;
+                let outputs = encoder.forward(to_tensor(window, device));
                 let window_labels = labels.slice(s![z..z + roi[0], y..y + roi[1], x..x + roi[2]]);
                 for (stage, output) in outputs.into_iter().enumerate() {
                     let output = to_array(output)?;
@@ -118,7 +120,7 @@ fn majority(voxels: impl Iterator<Item = u8>) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medssl_model::SwinUnetrConfig;
+    use medssl_model::{SwinUnetr, SwinUnetrConfig};
     use ndarray::{Array3, Array4};
 
     #[test]
@@ -144,7 +146,14 @@ mod tests {
             ((z * 7 + y * 3 + x) % 11) as f32 / 11.0
         });
         let label = Array3::from_shape_fn((48, 32, 32), |(z, _, _)| u8::from(z < 8));
-        let stages = case_tokens(&network, image.view(), label.view(), [32; 3], &device).unwrap();
+        let stages = case_tokens(
+            &network.swin_vit,
+            image.view(),
+            label.view(),
+            [32; 3],
+            &device,
+        )
+        .unwrap();
         assert_eq!(stages.len(), 5);
         let patch = &stages[0];
         assert_eq!(patch.labels.len(), 24 * 16 * 16);

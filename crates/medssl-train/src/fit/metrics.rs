@@ -1,6 +1,7 @@
 //! The lines of `metrics.jsonl`, one JSON object each, told apart by `event`: `step`
-//! (every optimiser step), `train` (every completed epoch), `validation` (fine-tuning)
-//! and `warning`. Both kinds of run write the same types.
+//! (every optimiser step), `train` (every completed epoch), `validation` (fine-tuning),
+//! `probe` (pretraining with `--probe`) and `warning`. Both kinds of run write the same
+//! types.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,12 @@ pub enum MetricsLine {
     },
     Warning {
         message: String,
+    },
+    /// The frozen-feature probes after step `iteration`, stage by stage as `medssl
+    /// probe --json` gives them.
+    Probe {
+        iteration: u64,
+        stages: serde_json::Value,
     },
 }
 

@@ -9,6 +9,8 @@
 //! voxel spacing ([`Method::spacing`]), and no flips or 90° turns for a method that
 //! predicts rotations.
 
+use std::path::PathBuf;
+
 use medssl_data::loader::LoaderConfig;
 use medssl_data::views::{Crops, ViewPlan};
 use medssl_data::{Pipeline, PipelineConfig, TransformStep};
@@ -17,6 +19,7 @@ use medssl_ssl::{ClipMode, Method, Preset};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::finetune::FinetuneConfig;
 use crate::run_dir::RunDir;
 use crate::settings::{SettingsFile, layered};
 use crate::swin_shape::SwinShape;
@@ -160,10 +163,26 @@ pub struct PretrainConfig {
     pub train: PretrainTrain,
     /// The method's own settings.
     pub pretext: toml::Table,
+    /// Frozen-feature probes of the encoder while it trains (`pretrain --probe`).
+    pub probe: ProbeSchedule,
+}
+
+/// When and on what the encoder is probed during pretraining: the linear and k-NN
+/// probes of `medssl probe` on a labelled task, so representation quality can be
+/// watched long before a fine-tune.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSchedule {
+    /// The labelled task (MSD layout); no probes when absent. Its split, preprocessing
+    /// and window are those of a fine-tune of the same preset and seed; the scores are
+    /// on its validation cases.
+    pub task: Option<PathBuf>,
+    /// Probe after every this many optimiser steps, and after the last.
+    pub every: u64,
 }
 
 /// Dotted keys whose default is "none".
-const OPTIONAL: [&str; 2] = ["train.steps", "train.grad_clip_norm"];
+const OPTIONAL: [&str; 3] = ["train.steps", "train.grad_clip_norm", "probe.task"];
 
 impl PretrainConfig {
     /// The defaults of method `M` in `preset`.
@@ -220,6 +239,10 @@ impl PretrainConfig {
                 checkpoint_every: if tiny { 50 } else { 500 },
             },
             pretext,
+            probe: ProbeSchedule {
+                task: None,
+                every: if tiny { 100 } else { 1000 },
+            },
         };
         let plan = config.plan::<M>(Pipeline::default(), Pipeline::default())?;
         config.data.preprocess = default_preprocess::<M>(preset, &plan)?;
@@ -289,6 +312,21 @@ impl PretrainConfig {
         .apply(network)
     }
 
+    /// The fine-tune settings the probes set their task up with: the preset's, at this
+    /// run's seed, with the network of this encoder.
+    pub fn probe_config(&self) -> FinetuneConfig {
+        let mut config = FinetuneConfig::preset(self.preset);
+        config.seed = self.seed;
+        let model = &mut config.model;
+        model.feature_size = self.encoder.feature_size;
+        model.use_v2 = self.encoder.use_v2;
+        model.depths = self.encoder.depths;
+        model.num_heads = self.encoder.num_heads;
+        model.window_size = self.encoder.window_size;
+        model.qkv_bias = self.encoder.qkv_bias;
+        config
+    }
+
     /// The peak learning rate of the run: `train.lr`, times `batch_size · accumulate /
     /// 256` with `train.lr_batch_scaling`.
     pub fn peak_lr(&self) -> f64 {
@@ -340,6 +378,9 @@ impl PretrainConfig {
     /// Checks values that parse but cannot work, naming the key.
     pub fn check<M: Method>(&self) -> Result<()> {
         let bad = |m: String| Err(TrainError::Invalid(m));
+        if self.probe.every == 0 {
+            return bad("probe.every must be at least 1".into());
+        }
         if let Some(axis) = self.encoder.crop.iter().find(|&&r| r == 0 || r % 32 != 0) {
             return bad(format!(
                 "encoder.crop {:?}: every size must be a positive multiple of 32 (found {axis})",

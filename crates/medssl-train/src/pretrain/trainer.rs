@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use burn::module::ParamId;
+use burn::module::{Module, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use medssl_data::cache::PreprocessCache;
+use medssl_data::dataset::Task;
 use medssl_data::loader::{Loader, SampleSource};
 use medssl_data::manifest::{CollectionSource, Manifest};
 use medssl_data::views::{ViewBatch, ViewPlan};
+use medssl_eval::evaluate::Part;
+use medssl_eval::probe::stages_json;
 use medssl_model::seeding::build_seeded;
 use medssl_model::weights::export_encoder_safetensors;
 use medssl_ssl::{Method, Pretext, StepContext};
@@ -26,8 +29,9 @@ use serde_json::Value;
 use super::config::PretrainConfig;
 use crate::checkpoint::{self, TrainState, read_native, write_native};
 use crate::error::{Result, TrainError};
+use crate::finetune::probe_encoder::ProbeTask;
 pub use crate::fit::Event;
-use crate::fit::metrics::StepLine;
+use crate::fit::metrics::{MetricsLine, StepLine};
 use crate::fit::{BatchLoss, Checkpoints, Fit, Length, Objective, Parts, Position, Rates};
 use crate::launch::{Holds, already_holds_a_run};
 use crate::optimizer::{DecayExempt, OptimizerConfig, SegmentationOptimizer};
@@ -53,6 +57,9 @@ struct PretrainResult<'a> {
     first_loss: Option<f64>,
     last_loss: Option<f64>,
     encoder: &'a str,
+    /// The last probes (`probe.task`): `{"iteration", "stages"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe: Option<&'a Value>,
 }
 
 /// The pretraining state a checkpoint adds to [`TrainState`]: the first and the latest
@@ -68,6 +75,9 @@ struct Progress {
     first_spread: Option<f64>,
     /// The last epoch that logged a collapse warning.
     collapse_warned_epoch: Option<u64>,
+    /// The last probes: `{"iteration", "stages"}`.
+    #[serde(default)]
+    last_probe: Option<Value>,
 }
 
 /// A prepared pretraining run of method `M`.
@@ -83,6 +93,10 @@ struct PretrainObjective<M: Method> {
     length: Length,
     has_teacher: bool,
     progress: Progress,
+    /// The task the encoder is probed on (`probe.task`), and the device the probes run
+    /// on.
+    probe: Option<ProbeTask>,
+    device: Device,
     method: PhantomData<M>,
 }
 
@@ -100,6 +114,7 @@ impl<M: Method> Pretrain<M> {
         config.check::<M>()?;
         let cache_dir = RunDir::at(run_dir).collection_cache(data);
         let (manifest, _) = Manifest::index(data, Some(&cache_dir))?;
+        let probe = open_probe(&config, run_dir)?;
         let run = RunDir::create(run_dir)?;
         if Holds::of(&run) != Holds::Nothing {
             return Err(already_holds_a_run(run_dir));
@@ -113,7 +128,8 @@ impl<M: Method> Pretrain<M> {
             },
         )?;
         run.truncate_metrics(0)?;
-        let mut pretrain = Pretrain::build(run, config, &manifest, &cache_dir, device, false)?;
+        let mut pretrain =
+            Pretrain::build(run, config, &manifest, &cache_dir, device, probe, false)?;
         // The initial state is a checkpoint too: the run directory always holds an
         // encoder and a state to resume from.
         pretrain.fit.checkpoint()?;
@@ -135,7 +151,8 @@ impl<M: Method> Pretrain<M> {
         let data = data.unwrap_or(&info.data);
         let cache_dir = run.collection_cache(data);
         let (manifest, _) = Manifest::index(data, Some(&cache_dir))?;
-        Pretrain::build(run, config, &manifest, &cache_dir, device, true)
+        let probe = open_probe(&config, run.root())?;
+        Pretrain::build(run, config, &manifest, &cache_dir, device, probe, true)
     }
 
     fn build(
@@ -144,11 +161,12 @@ impl<M: Method> Pretrain<M> {
         manifest: &Manifest,
         cache_dir: &Path,
         device: Device,
+        probe: Option<ProbeTask>,
         resume: bool,
     ) -> Result<Pretrain<M>> {
         let settings = config.pretext::<M>()?;
         let network = config.network();
-        let train_device = device.autodiff();
+        let train_device = device.clone().autodiff();
         let Ok(net) = build_seeded(&train_device, config.seed, || {
             Ok::<_, std::convert::Infallible>(M::build(&settings, &network, &train_device))
         });
@@ -211,6 +229,8 @@ impl<M: Method> Pretrain<M> {
             length,
             has_teacher: net.has_teacher(),
             progress: Progress::default(),
+            probe,
+            device,
             method: PhantomData,
         };
         let parts = Parts {
@@ -394,6 +414,45 @@ impl<M: Method> Objective for PretrainObjective<M> {
     }
 
     /// Exports the encoder and hands over the loss and monitor references.
+    /// Probes the encoder after every `probe.every` steps and after the last, when a
+    /// probe task is set.
+    fn step_end(
+        &mut self,
+        net: &M::Net,
+        state: &TrainState,
+        run: &RunDir,
+        observe: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let Some(probe) = &self.probe else {
+            return Ok(());
+        };
+        let iteration = state.iteration;
+        if iteration % self.config.probe.every != 0 && iteration != self.length.total_steps {
+            return Ok(());
+        }
+        let stages = probe
+            .probe(&net.encoder().valid(), &self.device)
+            .map_err(|e| TrainError::context(format!("probe after step {iteration}"), e))?;
+        let json = serde_json::to_value(stages_json(&stages))
+            .map_err(|e| TrainError::Invalid(format!("probe scores: {e}")))?;
+        run.log_metrics(&MetricsLine::Probe {
+            iteration,
+            stages: json.clone(),
+        })?;
+        self.progress.last_probe = Some(serde_json::json!({
+            "iteration": iteration,
+            "stages": json,
+        }));
+        observe(Event::Probe {
+            iteration,
+            linear: stages
+                .iter()
+                .map(|s| (s.stage, s.linear.balanced_accuracy))
+                .collect(),
+        });
+        Ok(())
+    }
+
     fn save(&self, net: &M::Net, run: &RunDir) -> Result<Value> {
         let encoder = run.encoder();
         export_encoder_safetensors(net.encoder(), &self.config.network(), &encoder)
@@ -427,9 +486,32 @@ impl<M: Method> Objective for PretrainObjective<M> {
                 first_loss: self.progress.first_loss,
                 last_loss: self.progress.last_loss,
                 encoder: ENCODER_FILE,
+                probe: self.progress.last_probe.as_ref(),
             },
         )
     }
+}
+
+/// The task `probe.task` of `config` made ready for probing, its preprocessed cases
+/// cached beside the run in `run_dir` as a fine-tune's are; `None` without one. Its
+/// channels must be the encoder's.
+fn open_probe(config: &PretrainConfig, run_dir: &Path) -> Result<Option<ProbeTask>> {
+    let Some(task_dir) = &config.probe.task else {
+        return Ok(None);
+    };
+    let name = Task::open(task_dir)?.name;
+    let cache = RunDir::at(run_dir).task_cache(&name);
+    let probe = ProbeTask::open(task_dir, config.probe_config(), Part::Val, &cache)
+        .map_err(|e| TrainError::context(format!("probe.task {}", task_dir.display()), e))?;
+    if probe.channels().len() != config.encoder.in_channels {
+        return Err(TrainError::Invalid(format!(
+            "probe.task {} has {} channel(s); the encoder takes {} (encoder.in_channels)",
+            task_dir.display(),
+            probe.channels().len(),
+            config.encoder.in_channels
+        )));
+    }
+    Ok(Some(probe))
 }
 
 /// A step whose embedding spread (see `medssl_ssl::monitors::embedding_spread`) is
