@@ -21,6 +21,7 @@ use crate::error::{BenchError, Result};
 use crate::feature_reuse::{CkaResult, FeatureReuse};
 use crate::layout::read_json;
 use crate::plan::{JobKind, Plan};
+use crate::probes::ProbeResult;
 use crate::stats::{competition_ranks, holm, mean_sd, wilcoxon};
 
 /// Significance level of the marks in the tables (after Holm's correction).
@@ -130,6 +131,42 @@ pub struct CkaOutcome {
     pub result: CkaResult,
 }
 
+/// One finished probe job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeOutcome {
+    /// Row label.
+    pub method: String,
+    /// Index of the task.
+    pub task: usize,
+    /// Its scores.
+    pub result: ProbeResult,
+}
+
+impl Analysis {
+    /// The stages the probe jobs scored, in encoder order.
+    pub fn probe_stages(&self) -> Vec<String> {
+        let mut stages: Vec<String> = Vec::new();
+        for probe in &self.probes {
+            for stage in probe.result.stages.keys() {
+                if !stages.contains(stage) {
+                    stages.push(stage.clone());
+                }
+            }
+        }
+        // `patch_embed` sorts before `stage1`..`stage4`, which is encoder order.
+        stages.sort();
+        stages
+    }
+
+    /// The probe of row `method` (its index) on task `task`, when it finished.
+    pub fn probe(&self, method: usize, task: usize) -> Option<&ProbeResult> {
+        self.probes
+            .iter()
+            .find(|p| p.method == self.methods[method] && p.task == task)
+            .map(|p| &p.result)
+    }
+}
+
 /// Everything the report shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
@@ -147,6 +184,8 @@ pub struct Analysis {
     pub outcomes: Vec<Outcome>,
     /// The CKA jobs.
     pub cka: Vec<CkaOutcome>,
+    /// The probe jobs.
+    pub probes: Vec<ProbeOutcome>,
 }
 
 fn number(value: &Value) -> f64 {
@@ -221,6 +260,7 @@ impl Analysis {
         let budgets: Vec<String> = study.finetune.budgets.iter().map(|b| b.label()).collect();
         let mut outcomes = Vec::new();
         let mut cka = Vec::new();
+        let mut probes = Vec::new();
         for job in &plan.jobs {
             if !job.done_file(study).is_file() {
                 continue;
@@ -240,6 +280,17 @@ impl Analysis {
                         method: method.label(),
                         task: *task,
                         seed: *seed,
+                        result,
+                    });
+                    continue;
+                }
+                JobKind::Probe { method, task } => {
+                    let path = job.done_file(study);
+                    let result = serde_json::from_value(read_json(&path)?)
+                        .map_err(|e| BenchError::definition(&path, e.to_string()))?;
+                    probes.push(ProbeOutcome {
+                        method: method.label(),
+                        task: *task,
                         result,
                     });
                     continue;
@@ -278,6 +329,7 @@ impl Analysis {
             cells: BTreeMap::new(),
             outcomes,
             cka,
+            probes,
         };
         analysis.cells = analysis.compute_cells();
         Ok(analysis)

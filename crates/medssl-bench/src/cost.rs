@@ -87,6 +87,9 @@ pub fn estimate(study: &StudyDefinition, plan: &Plan) -> Result<Vec<f64>> {
                 let spec = study.labelled(task).expect("checked when loaded");
                 Ok(finetune_gvox(trainable(spec)?))
             }
+            // Every case through the encoder once (no decoder, no backward), and small
+            // fits: far below a training voxel; counted as a tenth of one per case.
+            JobKind::Probe { task, .. } => Ok(task_cases[*task] as f64 * roi as f64 * 1e-10),
             JobKind::Cka { method, .. } => {
                 // Each network (the initial weights, one fine-tune per budget) runs once
                 // over the probe, forward only: about a third of a training voxel.

@@ -79,6 +79,10 @@ pub struct Pretraining {
     /// `key=value` settings for one method, by method name, applied after `set`.
     #[serde(default)]
     pub method_set: BTreeMap<String, Vec<String>>,
+    /// A task or source whose validation cases probe each encoder while it pretrains
+    /// (`pretrain --probe`; `probe.every` in `set` says how often).
+    #[serde(default)]
+    pub probe: Option<String>,
 }
 
 fn tiny() -> Preset {
@@ -299,6 +303,9 @@ data = "data/ct-collection"
 preset = "tiny"
 # Optimiser steps per method; the preset's epochs when left out.
 steps = 200
+# A task or source on whose validation cases each encoder is probed while it trains
+# (set probe.every below to choose how often).
+# probe = "abdomen-ct"
 # Settings for every method (`medssl config show --method NAME` lists them) ...
 set = []
 # ... and for one method.
@@ -431,9 +438,17 @@ impl StudyDefinition {
         ssl_methods(&self.methods)
     }
 
-    /// The `set` overrides of `method`'s pretraining: the shared ones, then its own.
+    /// The `set` overrides of `method`'s pretraining: the shared ones, the probe task,
+    /// then its own.
     pub fn pretrain_overrides(&self, method: &str) -> Vec<String> {
-        pretrain_overrides(&self.pretraining, method)
+        let probe = self
+            .pretraining
+            .probe
+            .as_deref()
+            .and_then(|t| self.labelled(t));
+        let probe_dir = probe
+            .map(|t| std::path::absolute(self.resolve(&t.path)).unwrap_or(self.resolve(&t.path)));
+        pretrain_overrides(&self.pretraining, method, probe_dir.as_deref())
     }
 
     /// The `set` overrides of the fine-tunes of the row labelled `row`: the shared
@@ -485,9 +500,18 @@ fn ssl_methods(methods: &[String]) -> Vec<String> {
 }
 
 /// The `set` overrides of `method`'s pretraining under `pretraining`: the shared ones,
-/// its own, then the study's step count.
-fn pretrain_overrides(pretraining: &Pretraining, method: &str) -> Vec<String> {
+/// its own, then the study's step count (and the probe task, at `probe_dir`).
+fn pretrain_overrides(
+    pretraining: &Pretraining,
+    method: &str,
+    probe_dir: Option<&Path>,
+) -> Vec<String> {
     let mut set = pretraining.set.clone();
+    if let Some(dir) = probe_dir {
+        // A JSON string is a TOML basic string.
+        let path = serde_json::Value::String(dir.to_string_lossy().into_owned());
+        set.push(format!("probe.task={path}"));
+    }
     set.extend(
         pretraining
             .method_set
@@ -705,6 +729,13 @@ impl Sections {
                 ));
             }
         }
+        if let Some(task) = self.pretraining.as_ref().and_then(|p| p.probe.as_ref())
+            && !names.contains(task)
+        {
+            problems.push(format!(
+                "pretraining.probe: `{task}` names no task or source of this study"
+            ));
+        }
         let rows: Vec<MethodSpec> = self
             .methods
             .iter()
@@ -824,7 +855,7 @@ fn disk_problems(
             ));
         }
         for method in &ssl {
-            let overrides = pretrain_overrides(pretraining, method);
+            let overrides = pretrain_overrides(pretraining, method, None);
             let checked = methods::visit(
                 method,
                 CheckPretraining {
@@ -932,7 +963,7 @@ finetuen = "1:00:00"
             starts,
             [
                 "unknown field `epochs`, expected one of `name`, `out`, `device`, `methods`, \
-                 `pretraining`, `finetune`, `tasks`, `slurm`",
+                 `pretraining`, `finetune`, `tasks`, `sources`, `slurm`",
                 "pretraining",
                 "finetune.budgets[1]",
                 "slurm.time",

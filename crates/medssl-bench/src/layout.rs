@@ -33,6 +33,7 @@ const PRETRAIN_DIR: &str = "pretrain";
 const FINETUNE_DIR: &str = "finetune";
 const SUPERVISED_DIR: &str = "supervised";
 const CKA_DIR: &str = "cka";
+const PROBE_DIR: &str = "probe";
 const CKA_RESULT: &str = "result.json";
 const RUNNING: &str = "running.json";
 const FAILED: &str = "failed.json";
@@ -80,6 +81,11 @@ impl StudyLayout {
         format!("{FINETUNE_DIR}/{task}/{row}.{budget}.seed-{seed}")
     }
 
+    /// The id of the probe job of row `row` on task `task`: `probe/TASK/ROW`.
+    pub fn probe_job(task: &str, row: &str) -> String {
+        format!("{PROBE_DIR}/{task}/{row}")
+    }
+
     /// The id of the CKA job of row `row` on task `task` with seed `seed`:
     /// `cka/TASK/ROW.seed-S`.
     pub fn cka_job(task: &str, row: &str, seed: u64) -> String {
@@ -98,6 +104,11 @@ impl StudyLayout {
 
     /// `result.json` of the CKA job `id`.
     pub fn cka_result(&self, id: &str) -> PathBuf {
+        self.job_dir(id).join(CKA_RESULT)
+    }
+
+    /// The scores of probe job `id`: `OUT/ID/result.json`, written last.
+    pub fn probe_result(&self, id: &str) -> PathBuf {
         self.job_dir(id).join(CKA_RESULT)
     }
 

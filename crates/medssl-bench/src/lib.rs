@@ -17,6 +17,7 @@ pub mod feature_reuse;
 pub mod figures;
 pub mod layout;
 pub mod plan;
+pub mod probes;
 pub mod report;
 pub mod report_figures;
 pub mod results;

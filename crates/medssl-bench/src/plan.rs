@@ -6,6 +6,7 @@
 //! ```text
 //! OUT/pretrain/<method>                              one per SSL method
 //! OUT/supervised/<task>                              one per `supervised:` row
+//! OUT/probe/<task>/<method>                          one per method × task
 //! OUT/finetune/<task>/<method>.<budget>.seed-<s>     one per method × task × budget × seed
 //! OUT/cka/<task>/<method>.seed-<s>                   one per method × task × seed
 //! ```
@@ -14,10 +15,12 @@
 //! preprocessing cache. A fine-tune from an SSL method depends on that method's
 //! pretraining, one from a `supervised:` row on that row's supervised fine-tune (a
 //! `supervised:` row is not fine-tuned on its own source task: its encoder has seen
-//! every training label there); a CKA job on the fine-tunes of its method, task and seed
-//! at every budget. Jobs are listed pretraining first, then the supervised encoders,
-//! then the fine-tunes task by task, then the CKA jobs; that order defines the ids'
-//! indices, shards and `--job` lookups.
+//! every training label there); a probe job (the frozen-feature probes of the row's
+//! initial encoder, scratch's included, on the task) on the same encoder job; a CKA job
+//! on the fine-tunes of its method, task and seed at every budget. Jobs are listed
+//! pretraining first, then the supervised encoders, the probes, the fine-tunes task by
+//! task, then the CKA jobs; that order defines the ids' indices, shards and `--job`
+//! lookups.
 
 use std::path::PathBuf;
 
@@ -53,6 +56,14 @@ pub enum JobKind {
         /// The fine-tune's seed.
         seed: u64,
     },
+    /// The frozen-feature probes (`medssl probe`) of a row's initial encoder on a
+    /// task's test cases, fitted on its training cases (the first seed's split).
+    Probe {
+        /// The row.
+        method: MethodSpec,
+        /// Index into the study's tasks.
+        task: usize,
+    },
     /// Feature reuse of one row's fine-tunes of a task and seed: its initial weights
     /// against each fine-tune (rows with initial weights), and the fewest-label
     /// fine-tune against the most-label one (two budgets or more).
@@ -76,19 +87,22 @@ pub enum Stage {
     Pretrain,
     /// A fine-tune and its test evaluation.
     Finetune,
+    /// A frozen-feature probe job.
+    Probe,
     /// A CKA feature-reuse job.
     Cka,
 }
 
 impl Stage {
     /// Every stage, in plan order.
-    pub const ALL: [Stage; 3] = [Stage::Pretrain, Stage::Finetune, Stage::Cka];
+    pub const ALL: [Stage; 4] = [Stage::Pretrain, Stage::Finetune, Stage::Probe, Stage::Cka];
 
     /// Its word: `pretrain`, `finetune`, `cka`.
     pub fn word(self) -> &'static str {
         match self {
             Stage::Pretrain => "pretrain",
             Stage::Finetune => "finetune",
+            Stage::Probe => "probe",
             Stage::Cka => "cka",
         }
     }
@@ -100,6 +114,7 @@ impl JobKind {
         match self {
             JobKind::Pretrain { .. } => Stage::Pretrain,
             JobKind::Supervised { .. } | JobKind::Finetune { .. } => Stage::Finetune,
+            JobKind::Probe { .. } => Stage::Probe,
             JobKind::Cka { .. } => Stage::Cka,
         }
     }
@@ -114,7 +129,7 @@ pub struct JobSummary {
     pub index: usize,
     /// Its id, also its directory under the study's `out`.
     pub id: String,
-    /// `pretrain`, `finetune` or `cka`.
+    /// `pretrain`, `finetune`, `probe` or `cka`.
     pub kind: Stage,
     /// The row: the SSL method, `scratch` or `import-NAME`.
     pub method: String,
@@ -162,6 +177,12 @@ impl Job {
                 Some(budget.label()),
                 Some(*seed),
             ),
+            JobKind::Probe { method, task } => (
+                method.label(),
+                task_name(task),
+                None,
+                study.finetune.seeds.first().copied(),
+            ),
             JobKind::Cka { method, task, seed } => {
                 (method.label(), task_name(task), None, Some(*seed))
             }
@@ -208,12 +229,14 @@ impl Job {
 
     /// The file whose presence means the job is done; it is the last one the job
     /// writes, atomically: the pretraining's and the CKA's `result.json`, the
-    /// fine-tune's test evaluation `test.json`, the supervised fine-tune's encoder.
+    /// fine-tune's test evaluation `test.json`, the supervised fine-tune's encoder, the
+    /// probe's `result.json`.
     pub fn done_file(&self, study: &StudyDefinition) -> PathBuf {
         let layout = study.layout();
         match self.kind {
             JobKind::Pretrain { .. } => layout.run(&self.id).result(),
             JobKind::Supervised { .. } => layout.run(&self.id).encoder(),
+            JobKind::Probe { .. } => layout.probe_result(&self.id),
             JobKind::Finetune { .. } => layout.run(&self.id).test_summary(),
             JobKind::Cka { .. } => layout.cka_result(&self.id),
         }
@@ -236,7 +259,7 @@ pub struct FinetuneJob<'a> {
 /// A study's jobs in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Pretraining jobs, then supervised encoders, then fine-tunes, then CKA jobs.
+    /// Pretraining jobs, then supervised encoders, probes, fine-tunes, CKA jobs.
     pub jobs: Vec<Job>,
 }
 
@@ -259,6 +282,17 @@ impl Plan {
                     kind: JobKind::Supervised { task },
                     needs: Vec::new(),
                 });
+            }
+        }
+        for (t, task) in study.tasks.iter().enumerate() {
+            for method in study.methods() {
+                if fine_tuned_on(&method, &task.name) {
+                    jobs.push(Job {
+                        id: StudyLayout::probe_job(&task.name, &method.label()),
+                        needs: encoder_job(&jobs, &method).into_iter().collect(),
+                        kind: JobKind::Probe { method, task: t },
+                    });
+                }
             }
         }
         for (t, task) in study.tasks.iter().enumerate() {
@@ -349,7 +383,9 @@ impl Plan {
     /// supervised job, or the imported file.
     pub fn init_weights(&self, study: &StudyDefinition, job: &Job) -> Option<PathBuf> {
         let method = match &job.kind {
-            JobKind::Finetune { method, .. } | JobKind::Cka { method, .. } => method,
+            JobKind::Finetune { method, .. }
+            | JobKind::Probe { method, .. }
+            | JobKind::Cka { method, .. } => method,
             JobKind::Pretrain { .. } | JobKind::Supervised { .. } => return None,
         };
         match method {

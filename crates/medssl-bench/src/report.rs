@@ -631,6 +631,51 @@ fn cka_table(
     })
 }
 
+/// Per task: each row's frozen-feature probe scores by encoder stage, linear (k-NN).
+fn probe_tables(a: &Analysis) -> Vec<Table> {
+    let stages = a.probe_stages();
+    (0..a.tasks.len())
+        .filter_map(|t| {
+            let rows: Vec<Vec<Entry>> = (0..a.methods.len())
+                .filter_map(|m| {
+                    let result = a.probe(m, t)?;
+                    let mut row = vec![Entry::from(a.methods[m].clone())];
+                    row.extend(stages.iter().map(|stage| {
+                        let scores = result.stages.get(stage);
+                        let linear = scores.and_then(|s| s.linear.balanced_accuracy);
+                        let knn = scores.and_then(|s| s.knn.balanced_accuracy);
+                        Entry::from(format!("{} ({})", fmt(linear, 3), fmt(knn, 3)))
+                    }));
+                    Some(row)
+                })
+                .collect();
+            let cases = a
+                .probes
+                .iter()
+                .find(|p| p.task == t)
+                .map(|p| (p.result.train_cases, p.result.held_out_cases))?;
+            let mut header = vec!["method".to_string()];
+            header.extend(stages.iter().cloned());
+            Some(Table {
+                notes: Vec::new(),
+                title: format!("Frozen-feature probes on {}", a.tasks[t]),
+                caption: format!(
+                    "Balanced accuracy of each encoder stage's tokens as the initial \
+                     weights give them, before any fine-tune: a linear classifier \
+                     (multinomial logistic regression, balanced classes), in parentheses \
+                     k-NN (k = 20, cosine, temperature-weighted), fitted on the tokens of \
+                     {} training case(s) and scored on {} test case(s) of the first seed's \
+                     split; chance is 1 / classes. A token is labelled by the majority of \
+                     the voxels it covers.",
+                    cases.0, cases.1
+                ),
+                header,
+                rows,
+            })
+        })
+        .collect()
+}
+
 fn cka_tables(a: &Analysis) -> Vec<Table> {
     let mut tables: Vec<Table> = a
         .budgets
@@ -721,6 +766,13 @@ pub fn write_report(
         sections.push(Section {
             title: "Modality transfer",
             tables: vec![transfer(a)],
+        });
+    }
+    let probes = probe_tables(a);
+    if !probes.is_empty() {
+        sections.push(Section {
+            title: "Frozen-feature probes",
+            tables: probes,
         });
     }
     let cka = cka_tables(a);
@@ -839,6 +891,7 @@ mod tests {
             cells: Default::default(),
             outcomes,
             cka: Vec::new(),
+            probes: Vec::new(),
         };
         a.cells = a.compute_cells();
         a

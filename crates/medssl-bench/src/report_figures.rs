@@ -1,5 +1,6 @@
 //! The figures of the study report, from its [`Analysis`]: Dice bars per task, the
-//! mean rank, few-shot against many-shot lines, validation curves, and CKA heatmaps.
+//! mean rank, few-shot against many-shot lines, validation curves, the probes' scores
+//! per stage, and CKA heatmaps.
 //! Captions say what each figure shows; what was run and the provenance open the
 //! report's Figures section.
 
@@ -97,6 +98,41 @@ pub fn figures(a: &Analysis) -> Result<Vec<Figure>> {
                 lines(&series, None, "epoch", "validation Dice", (0.0, 1.0))?,
             ));
         }
+    }
+    let stages = a.probe_stages();
+    for (t, task) in a.tasks.iter().enumerate() {
+        let series: Vec<(String, Vec<(f64, f64)>)> = (0..a.methods.len())
+            .filter_map(|m| {
+                let result = a.probe(m, t)?;
+                let points = stages
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, stage)| {
+                        let score = result.stages.get(stage)?.linear.balanced_accuracy?;
+                        Some((i as f64, score))
+                    })
+                    .collect();
+                Some((a.methods[m].clone(), points))
+            })
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        figures.push(figure(
+            format!("probe-{task}"),
+            format!("Frozen-feature linear probes on {task}"),
+            "Balanced accuracy of a linear classifier on each encoder stage's tokens of the \
+             initial weights, one line per method (scratch: the random initialisation), on \
+             the test cases of the first seed's split."
+                .into(),
+            lines(
+                &series,
+                Some(&stages),
+                "encoder stage",
+                "linear probe balanced accuracy",
+                (0.0, 1.0),
+            )?,
+        ));
     }
     let stages = a.cka_stages();
     for budget in &a.budgets {

@@ -30,6 +30,7 @@ use crate::definition::{AllCases, BudgetSpec, MethodSpec, StudyDefinition, TaskS
 use crate::error::{BenchError, JobError, Result};
 use crate::feature_reuse::run_cka_job;
 use crate::plan::{Job, JobKind, Plan};
+use crate::probes::run_probe_job;
 use crate::state::{self, JobState};
 
 /// Tolerance of the normalised surface Dice in the test evaluation, in mm.
@@ -248,6 +249,7 @@ impl<'a> Runner<'a> {
         let outcome = match &job.kind {
             JobKind::Pretrain { method } => self.pretrain(job, method, &warn),
             JobKind::Finetune { .. } | JobKind::Supervised { .. } => self.finetune(job, &warn),
+            JobKind::Probe { .. } => run_probe_job(self.study, self.plan, job, &self.device),
             JobKind::Cka { .. } => run_cka_job(self.study, self.plan, job, &self.device),
         };
         let error = outcome.as_ref().err().map(|e| e.to_string());

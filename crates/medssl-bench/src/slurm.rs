@@ -12,6 +12,8 @@
 //! - `finetune.sbatch`: an array per row; an SSL or `supervised:` row's starts when its
 //!   own encoder's task has succeeded (`afterok:PRETRAIN_TASK`), so a failed pretraining
 //!   blocks only its own fine-tunes; `scratch` and `import:` rows start at once;
+//! - `probe.sbatch`: an array per row, when the row's encoder task has succeeded
+//!   (`afterok`; scratch and `import:` rows at once);
 //! - `cka.sbatch`: an array per row that has CKA jobs, when the row's fine-tunes have
 //!   ended (`afterany`: a CKA job whose fine-tune failed sees it and stops at once) and,
 //!   for an SSL row, its pretraining succeeded (`afterok`);
@@ -19,7 +21,7 @@
 //!   leaves out only its own rows: `medssl study report` writes `results.csv` and the
 //!   report from whatever finished. It is the only task that writes them.
 //!
-//! The fine-tune and CKA scripts carry `--kill-on-invalid-dep=yes`: tasks whose
+//! The fine-tune, probe and CKA scripts carry `--kill-on-invalid-dep=yes`: tasks whose
 //! `afterok` can never be met are cancelled instead of pending for ever, so the report's
 //! `afterany` is reached.
 //!
@@ -60,6 +62,8 @@ pub struct SlurmScripts {
     pub pretrain: Option<PathBuf>,
     /// `finetune.sbatch`.
     pub finetune: PathBuf,
+    /// `probe.sbatch` (absent when the study has no probe job).
+    pub probe: Option<PathBuf>,
     /// `cka.sbatch` (absent when the study has no CKA job).
     pub cka: Option<PathBuf>,
     /// `report.sbatch`.
@@ -149,6 +153,13 @@ fn rows<'a>(plan: &'a Plan, of_stage: fn(&Job) -> Option<&MethodSpec>) -> Vec<Ro
 fn finetune_row(job: &Job) -> Option<&MethodSpec> {
     match &job.kind {
         JobKind::Finetune { method, .. } => Some(method),
+        _ => None,
+    }
+}
+
+fn probe_row(job: &Job) -> Option<&MethodSpec> {
+    match &job.kind {
+        JobKind::Probe { method, .. } => Some(method),
         _ => None,
     }
 }
@@ -307,6 +318,15 @@ pub fn write_scripts(
             options.settings.finetune_time(),
         ),
     )?;
+    let probe_rows = rows(plan, probe_row);
+    let probe = if probe_rows.is_empty() {
+        None
+    } else {
+        Some(write(
+            "probe.sbatch",
+            staged("probe", "probe", &probe_rows, options.settings.cka_time()),
+        )?)
+    };
     let cka_rows = rows(plan, cka_row);
     let cka = if cka_rows.is_empty() {
         None
@@ -338,6 +358,7 @@ pub fn write_scripts(
          # - finetune.sbatch: one array per row; an SSL row's starts when its own\n\
          #   pretraining task has succeeded (afterok:JOB_TASK), so a failed pretraining\n\
          #   blocks only that row; scratch and import: rows start at once;\n\
+         # - probe.sbatch: one array per row, when its encoder's task has succeeded;\n\
          # - cka.sbatch: one array per row, when the row's fine-tunes have ended\n\
          #   (afterany) and its pretraining has succeeded;\n\
          # - report.sbatch: when everything has ended (afterany), results.csv and the\n\
@@ -369,6 +390,20 @@ pub fn write_scripts(
             throttled(&range.array(), limit)
         ));
         finetune_of.push((range.row, var.clone()));
+        all.push(var);
+    }
+    let mut probe_vars = Vec::new();
+    for range in &probe_rows {
+        let var = variable("probe", range.row, &mut taken);
+        let dependency = match pretrain_task(range.row) {
+            Some(task) => format!(" --dependency=\"afterok:${{pretrain}}_{task}\""),
+            None => String::new(),
+        };
+        text.push_str(&format!(
+            "{var}=$(submit --array={}{dependency} probe.sbatch)\n",
+            throttled(&range.array(), limit)
+        ));
+        probe_vars.push(var.clone());
         all.push(var);
     }
     let mut cka_vars = Vec::new();
@@ -405,15 +440,19 @@ pub fn write_scripts(
             .join(" ")
     };
     let finetune_vars: Vec<String> = finetune_of.iter().map(|(_, v)| v.clone()).collect();
-    text.push_str(&format!(
-        "echo \"submitted: pretrain {}, finetune {}, cka {}, report $report\"\n",
-        if pretrain.is_some() { "$pretrain" } else { "-" },
-        list(&finetune_vars),
-        if cka_vars.is_empty() {
+    let listed = |vars: &[String]| {
+        if vars.is_empty() {
             "-".to_string()
         } else {
-            list(&cka_vars)
-        },
+            list(vars)
+        }
+    };
+    text.push_str(&format!(
+        "echo \"submitted: pretrain {}, finetune {}, probe {}, cka {}, report $report\"\n",
+        if pretrain.is_some() { "$pretrain" } else { "-" },
+        list(&finetune_vars),
+        listed(&probe_vars),
+        listed(&cka_vars),
     ));
     let submit = write("submit.sh", text)?;
     #[cfg(unix)]
@@ -425,6 +464,7 @@ pub fn write_scripts(
     Ok(SlurmScripts {
         pretrain,
         finetune,
+        probe,
         cka,
         report,
         submit,
@@ -477,6 +517,8 @@ modality = "MRI"
             "finetune_simmim=$(submit --array=4-7 --dependency=\"afterok:${pretrain}_0\" finetune.sbatch)\n",
             "finetune_import_w=$(submit --array=8-11 finetune.sbatch)\n",
             "finetune_dino=$(submit --array=12-15 --dependency=\"afterok:${pretrain}_1\" finetune.sbatch)\n",
+            "probe_scratch=$(submit --array=0-1 probe.sbatch)\n",
+            "probe_dino=$(submit --array=6-7 --dependency=\"afterok:${pretrain}_1\" probe.sbatch)\n",
             "cka_scratch=$(submit --array=0-1 --dependency=\"afterany:${finetune_scratch}\" cka.sbatch)\n",
             "cka_import_w=$(submit --array=4-5 --dependency=\"afterany:${finetune_import_w}\" cka.sbatch)\n",
             "cka_dino=$(submit --array=6-7 --dependency=\"afterok:${pretrain}_1,afterany:${finetune_dino}\" cka.sbatch)\n",
@@ -509,8 +551,9 @@ modality = "MRI"
         assert_eq!(
             report,
             "report=$(submit --dependency=\"afterany:${pretrain}:${finetune_scratch}:\
-             ${finetune_simmim}:${finetune_import_w}:${finetune_dino}:${cka_scratch}:\
-             ${cka_simmim}:${cka_import_w}:${cka_dino}\" report.sbatch)"
+             ${finetune_simmim}:${finetune_import_w}:${finetune_dino}:${probe_scratch}:\
+             ${probe_simmim}:${probe_import_w}:${probe_dino}:${cka_scratch}:${cka_simmim}:\
+             ${cka_import_w}:${cka_dino}\" report.sbatch)"
         );
     }
 

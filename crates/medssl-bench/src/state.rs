@@ -370,8 +370,8 @@ modality = "CT"
         let plan = Plan::new(&study);
         let empty = status(&study, &plan).unwrap();
         assert_eq!(empty.disk, DiskUsage::default(), "nothing run yet");
-        assert_eq!(empty.counts["ready"], 2);
-        assert_eq!(empty.counts["waiting"], 2);
+        assert_eq!(empty.counts["ready"], 3);
+        assert_eq!(empty.counts["waiting"], 3);
         assert_eq!(empty.counts["done"], 0);
 
         let out = study.out_dir();
@@ -379,7 +379,7 @@ modality = "CT"
         write(&pretrain.checkpoint_weights(3), 1000);
         write(&pretrain.checkpoint_optimizer(3), 2000);
         write(&pretrain.encoder(), 300);
-        let finetune = plan.jobs[1].run(&study);
+        let finetune = plan.jobs[3].run(&study);
         write(&finetune.checkpoint_state(), 40);
         write(&finetune.best_weights(), 5);
         // The task's shared cache, beside the runs, with a folder called `checkpoint`.
@@ -405,6 +405,8 @@ modality = "CT"
             bytes,
             [
                 ("pretrain/simmim", 3300),
+                ("probe/checkpoint/scratch", 0),
+                ("probe/checkpoint/simmim", 0),
                 ("finetune/checkpoint/scratch.2-shots.seed-0", 45),
                 ("finetune/checkpoint/simmim.2-shots.seed-0", 0),
                 ("cka/checkpoint/simmim.seed-0", 0),

@@ -31,9 +31,21 @@ fn the_example_plans_every_row_task_budget_and_seed() {
     assert_eq!(study.methods().len(), ssl + 1);
     assert_eq!(study.ssl_methods().len(), ssl);
     let plan = Plan::new(&study);
-    // The pretrainings, then each row × 2 tasks × 2 budgets × 1 seed, then one CKA job
-    // per row × task × seed.
-    assert_eq!(plan.jobs.len(), ssl + (ssl + 1) * 4 + (ssl + 1) * 2);
+    // The pretrainings, a probe per row × 2 tasks, each row × 2 tasks × 2 budgets × 1
+    // seed, then one CKA job per row × task × seed.
+    assert_eq!(
+        plan.jobs.len(),
+        ssl + (ssl + 1) * 2 + (ssl + 1) * 4 + (ssl + 1) * 2
+    );
+    let probe = &plan.jobs[plan.find("probe/abdomen-mri/dino").unwrap()];
+    assert_eq!(probe.needs, vec![plan.find("pretrain/dino").unwrap()]);
+    assert_eq!(
+        probe.done_file(&study),
+        dir.path().join("study/probe/abdomen-mri/dino/result.json")
+    );
+    let scratch_probe = &plan.jobs[plan.find("probe/abdomen-ct/scratch").unwrap()];
+    assert!(scratch_probe.needs.is_empty());
+    assert_eq!(plan.init_weights(&study, scratch_probe), None);
     let ids: std::collections::BTreeSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(ids.len(), plan.jobs.len(), "ids are unique");
     assert_eq!(plan.jobs[0].id, "pretrain/simclr");
@@ -152,6 +164,9 @@ fn supervised_rows_start_from_their_source_fine_tune() {
             .is_ok()
     );
     assert!(!plan.jobs.iter().any(|j| j.id.starts_with("finetune/src/")));
+    assert!(plan.find("probe/abdomen-ct/supervised-abdomen-ct").is_err());
+    let probe = &plan.jobs[plan.find("probe/abdomen-mri/supervised-src").unwrap()];
+    assert_eq!(probe.needs, vec![k]);
     let cka = &plan.jobs[plan.find("cka/abdomen-mri/supervised-src.seed-3").unwrap()];
     assert_eq!(cka.needs.len(), 2, "both budgets of seed 3");
     assert_eq!(

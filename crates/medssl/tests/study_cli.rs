@@ -7,7 +7,9 @@
 //! results.csv as `study run`. Also: `study validate` lists every problem of a file,
 //! the `[slurm]` table and its flags reach the scripts, `study plan` and `study status`
 //! print JSON, hours from the rates of finished jobs, and the disk space used; a job
-//! whose run was started with other settings is refused, naming them.
+//! whose run was started with other settings is refused, naming them. A
+//! `supervised:` row trains its encoder on a source first and fine-tunes from it with
+//! its own `finetune.method_set` settings.
 
 mod common;
 
@@ -107,7 +109,7 @@ fn a_killed_study_resumes_to_the_same_results() {
     );
     assert!(plan.contains("waiting") && plan.contains("#0"), "{plan}");
     assert!(
-        plan.contains("left: 4 jobs") && plan.contains("hours on cpu: not measured yet"),
+        plan.contains("left: 6 jobs") && plan.contains("hours on cpu: not measured yet"),
         "{plan}"
     );
     let before = json(&["study", "plan", &file, "--json"]);
@@ -115,38 +117,40 @@ fn a_killed_study_resumes_to_the_same_results() {
     let kinds: Vec<&str> = jobs.iter().map(|j| j["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["pretrain", "finetune", "finetune", "cka"],
+        ["pretrain", "probe", "probe", "finetune", "finetune", "cka"],
         "{before}"
     );
-    assert_eq!(jobs[2]["id"], "finetune/abd/simmim.2-shots.seed-0");
-    assert_eq!(jobs[2]["method"], "simmim");
-    assert_eq!(jobs[2]["task"], "abd");
-    assert_eq!(jobs[2]["budget"], "2-shots");
-    assert_eq!(jobs[2]["seed"], 0);
-    assert_eq!(jobs[2]["needs"], serde_json::json!([0]));
-    assert_eq!(jobs[2]["state"], "waiting");
+    assert_eq!(jobs[4]["id"], "finetune/abd/simmim.2-shots.seed-0");
+    assert_eq!(jobs[4]["method"], "simmim");
+    assert_eq!(jobs[4]["task"], "abd");
+    assert_eq!(jobs[4]["budget"], "2-shots");
+    assert_eq!(jobs[4]["seed"], 0);
+    assert_eq!(jobs[4]["needs"], serde_json::json!([0]));
+    assert_eq!(jobs[4]["state"], "waiting");
     assert!(
         jobs.iter()
             .all(|j| j["gvox"].as_f64().unwrap() > 0.0 && j["hours"].is_null())
     );
     assert_eq!(before["device"], "cpu");
-    assert_eq!(before["left_jobs"], 4);
+    assert_eq!(before["left_jobs"], 6);
+    assert_eq!(jobs[2]["id"], "probe/abd/simmim");
+    assert_eq!(jobs[2]["needs"], serde_json::json!([0]));
     assert!(before["left_hours"].is_null(), "{before}");
     let out = medssl(&["study", "run", &file]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("[4/4] done"), "{log}");
+    assert!(log.contains("[6/6] done"), "{log}");
     let expected = results(straight.path());
     assert_eq!(expected.lines().count(), 3, "{expected}");
     assert!(expected.starts_with("job,method,task,modality,budget,seed,train_cases"));
     let status = stdout_ok(&["study", "status", &file]);
-    assert!(status.contains("4 jobs: 4 done"), "{status}");
+    assert!(status.contains("6 jobs: 6 done"), "{status}");
 
     // The hours come from the jobs just finished, per kind, on this device only.
     let after = json(&["study", "plan", &file, "--json"]);
     assert_eq!(after["left_jobs"], 0);
     assert_eq!(after["left_hours"], 0.0);
-    for (stage, jobs) in [("pretrain", 1), ("finetune", 2), ("cka", 1)] {
+    for (stage, jobs) in [("pretrain", 1), ("finetune", 2), ("probe", 2), ("cka", 1)] {
         let measured = &after["rates"][stage];
         assert_eq!(measured["jobs"], jobs, "{after}");
         assert!(measured["seconds"].as_f64().unwrap() > 0.0, "{after}");
@@ -183,8 +187,8 @@ fn a_killed_study_resumes_to_the_same_results() {
     let state = json(&["study", "status", &file, "--json"]);
     assert_eq!(state["disk"]["total_bytes"], total, "{state}");
     assert_eq!(state["disk"]["checkpoint_bytes"], checkpoints, "{state}");
-    assert_eq!(state["counts"]["done"], 4, "{state}");
-    assert_eq!(state["jobs"].as_array().unwrap().len(), 4);
+    assert_eq!(state["counts"]["done"], 6, "{state}");
+    assert_eq!(state["jobs"].as_array().unwrap().len(), 6);
     for job in state["jobs"].as_array().unwrap() {
         assert_eq!(job["state"], "done");
         let dir = out.join(job["id"].as_str().unwrap());
@@ -212,12 +216,33 @@ fn a_killed_study_resumes_to_the_same_results() {
     assert!(cka["few_vs_many"].is_null(), "one budget: {cka}");
     let report = std::fs::read_to_string(straight.path().join("study/report/report.md")).unwrap();
     assert!(
-        report.contains("(figures/cka-pretrained-2-shots.png)"),
+        report.contains("(figures/cka-pretrained-2-shots.png)")
+            && report.contains("### Frozen-feature probes on abd")
+            && report.contains("(figures/probe-abd.png)"),
         "{report}"
     );
+    // Each probe scored every stage on the test cases: a balanced accuracy in [0, 1]
+    // or null (a stage whose training tokens have one class).
+    for row in ["scratch", "simmim"] {
+        let path = straight
+            .path()
+            .join(format!("study/probe/abd/{row}/result.json"));
+        let probe: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let stages = probe["stages"].as_object().unwrap();
+        assert_eq!(stages.len(), 5, "{probe}");
+        for scores in stages.values() {
+            let accuracy = &scores["linear"]["balanced_accuracy"];
+            assert!(
+                accuracy.is_null() || (0.0..=1.0).contains(&accuracy.as_f64().unwrap()),
+                "{probe}"
+            );
+        }
+        assert!(probe["held_out_cases"].as_u64().unwrap() >= 1, "{probe}");
+    }
     let again = medssl(&["study", "run", &file]);
     let log = String::from_utf8_lossy(&again.stderr);
-    assert!(log.contains("0 finished now, 4 already done"), "{log}");
+    assert!(log.contains("0 finished now, 6 already done"), "{log}");
 
     // Killed twice: during the pretraining, then during the first fine-tune.
     let killed = tempfile::tempdir().unwrap();
@@ -263,7 +288,8 @@ fn a_failed_pretraining_blocks_only_its_finetunes() {
         log.contains("skip  finetune/abd/simmim.2-shots.seed-0"),
         "{log}"
     );
-    assert!(log.contains("1 finished now"), "{log}");
+    assert!(log.contains("skip  probe/abd/simmim"), "{log}");
+    assert!(log.contains("2 finished now"), "{log}");
     let status = stdout_ok(&["study", "status", &file]);
     let failed = status
         .lines()
@@ -274,7 +300,7 @@ fn a_failed_pretraining_blocks_only_its_finetunes() {
         "{status}"
     );
     assert!(
-        status.contains("4 jobs: 1 done, 1 failed, 2 waiting"),
+        status.contains("6 jobs: 2 done, 1 failed, 3 waiting"),
         "{status}"
     );
     assert_eq!(results(dir.path()).lines().count(), 2);
@@ -345,7 +371,9 @@ fn slurm_arrays_run_one_job_each() {
         "finetune_scratch=$(submit --array=0-0 finetune.sbatch)\n",
         "finetune_simmim=$(submit --array=1-1 --dependency=\"afterok:${pretrain}_0\" finetune.sbatch)\n",
         "cka_simmim=$(submit --array=0-0 --dependency=\"afterok:${pretrain}_0,afterany:${finetune_simmim}\" cka.sbatch)\n",
-        "report=$(submit --dependency=\"afterany:${pretrain}:${finetune_scratch}:${finetune_simmim}:${cka_simmim}\" report.sbatch)\n",
+        "probe_scratch=$(submit --array=0-0 probe.sbatch)\n",
+        "probe_simmim=$(submit --array=1-1 --dependency=\"afterok:${pretrain}_0\" probe.sbatch)\n",
+        "report=$(submit --dependency=\"afterany:${pretrain}:${finetune_scratch}:${finetune_simmim}:${probe_scratch}:${probe_simmim}:${cka_simmim}\" report.sbatch)\n",
     ] {
         assert!(submit.contains(line), "{line} in {submit}");
     }
@@ -370,7 +398,7 @@ fn slurm_arrays_run_one_job_each() {
     assert!(!study.join("report").exists());
     let status = stdout_ok(&["study", "status", &file]);
     assert!(
-        status.contains("4 jobs: 1 done, 1 ready, 2 waiting"),
+        status.contains("6 jobs: 1 done, 2 ready, 3 waiting"),
         "{status}"
     );
     let out = medssl(&["study", "run", &file, "--job", "finetune/abd/nope"]);
@@ -464,7 +492,7 @@ fn slurm_scripts_run_under_a_fake_scheduler() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{log}");
     assert!(
-        log.contains("FAILED pretrain/rotnet") && log.contains("4 finished now"),
+        log.contains("FAILED pretrain/rotnet") && log.contains("6 finished now"),
         "{log}"
     );
     let expected = std::fs::read_to_string(dir.path().join("local/results.csv")).unwrap();
@@ -497,6 +525,7 @@ fn slurm_scripts_run_under_a_fake_scheduler() {
             "cka.sbatch",
             "finetune.sbatch",
             "pretrain.sbatch",
+            "probe.sbatch",
             "report.sbatch",
             "submit.sh"
         ]
@@ -561,10 +590,10 @@ fn slurm_scripts_run_under_a_fake_scheduler() {
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(
         stdout,
-        "submitted: pretrain 100, finetune 101 102 103, cka 104 105, report 106\n"
+        "submitted: pretrain 100, finetune 101 102 103, probe 104 105 106, cka 107 108, report 109\n"
     );
     let (ok, queue, _) = fake("squeue", &[]);
-    assert!(ok && queue.lines().count() == 9, "{queue}");
+    assert!(ok && queue.lines().count() == 12, "{queue}");
     let (ok, stdout, stderr) = fake("fake-slurm-run", &[]);
     let submissions = std::fs::read_to_string(state.join("submissions.log")).unwrap();
     let events = std::fs::read_to_string(state.join("events.log")).unwrap();
@@ -576,9 +605,12 @@ fn slurm_scripts_run_under_a_fake_scheduler() {
          101 name=medssl-finetune array=0-0%2 dependency=- kill-on-invalid-dep=yes\n\
          102 name=medssl-finetune array=1-1%2 dependency=afterok:100_0 kill-on-invalid-dep=yes\n\
          103 name=medssl-finetune array=2-2%2 dependency=afterok:100_1 kill-on-invalid-dep=yes\n\
-         104 name=medssl-cka array=0-0%2 dependency=afterok:100_0,afterany:102 kill-on-invalid-dep=yes\n\
-         105 name=medssl-cka array=1-1%2 dependency=afterok:100_1,afterany:103 kill-on-invalid-dep=yes\n\
-         106 name=medssl-report array=- dependency=afterany:100:101:102:103:104:105 kill-on-invalid-dep=no\n"
+         104 name=medssl-probe array=0-0%2 dependency=- kill-on-invalid-dep=yes\n\
+         105 name=medssl-probe array=1-1%2 dependency=afterok:100_0 kill-on-invalid-dep=yes\n\
+         106 name=medssl-probe array=2-2%2 dependency=afterok:100_1 kill-on-invalid-dep=yes\n\
+         107 name=medssl-cka array=0-0%2 dependency=afterok:100_0,afterany:102 kill-on-invalid-dep=yes\n\
+         108 name=medssl-cka array=1-1%2 dependency=afterok:100_1,afterany:103 kill-on-invalid-dep=yes\n\
+         109 name=medssl-report array=- dependency=afterany:100:101:102:103:104:105:106:107:108 kill-on-invalid-dep=no\n"
     );
     assert_eq!(
         events,
@@ -587,9 +619,12 @@ fn slurm_scripts_run_under_a_fake_scheduler() {
          run 101_0 medssl-finetune COMPLETED\n\
          run 102_1 medssl-finetune COMPLETED\n\
          cancel 103_2 medssl-finetune DependencyNeverSatisfied\n\
-         run 104_0 medssl-cka COMPLETED\n\
-         cancel 105_1 medssl-cka DependencyNeverSatisfied\n\
-         run 106 medssl-report COMPLETED\n"
+         run 104_0 medssl-probe COMPLETED\n\
+         run 105_1 medssl-probe COMPLETED\n\
+         cancel 106_2 medssl-probe DependencyNeverSatisfied\n\
+         run 107_0 medssl-cka COMPLETED\n\
+         cancel 108_1 medssl-cka DependencyNeverSatisfied\n\
+         run 109 medssl-report COMPLETED\n"
     );
     let task_log = std::fs::read_to_string(slurm.join("logs/medssl-pretrain-100_1.log")).unwrap();
     assert!(task_log.contains("too few"), "{task_log}");
@@ -599,7 +634,7 @@ fn slurm_scripts_run_under_a_fake_scheduler() {
     assert!(dir.path().join("cluster/report/index.html").is_file());
     let status = stdout_ok(&["study", "status", &cluster]);
     assert!(
-        status.contains("7 jobs: 4 done, 1 failed, 2 waiting"),
+        status.contains("10 jobs: 6 done, 1 failed, 3 waiting"),
         "{status}"
     );
 }
@@ -722,7 +757,7 @@ fn status_shows_the_disk_space_of_the_study() {
         "{status}"
     );
     assert!(
-        status.lines().last().unwrap() == "4 jobs: 2 ready, 2 waiting",
+        status.lines().last().unwrap() == "6 jobs: 3 ready, 3 waiting",
         "the counts come last: {status}"
     );
     let state = json(&["study", "status", file, "--json"]);
@@ -733,7 +768,7 @@ fn status_shows_the_disk_space_of_the_study() {
     assert_eq!(
         state["counts"],
         serde_json::json!({"done": 0, "running": 0, "failed": 0, "interrupted": 0,
-                           "waiting": 2, "ready": 2})
+                           "waiting": 3, "ready": 3})
     );
     let jobs: Vec<(&str, &str, u64)> = state["jobs"]
         .as_array()
@@ -751,6 +786,8 @@ fn status_shows_the_disk_space_of_the_study() {
         jobs,
         [
             ("pretrain/simmim", "ready", 3584),
+            ("probe/abd/scratch", "ready", 0),
+            ("probe/abd/simmim", "waiting", 0),
             ("finetune/abd/scratch.2-shots.seed-0", "ready", 400),
             ("finetune/abd/simmim.2-shots.seed-0", "waiting", 0),
             ("cka/abd/simmim.seed-0", "waiting", 0),
@@ -859,4 +896,69 @@ fn slurm_settings_come_from_the_study_file_and_flags() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("'--array-limit"));
+}
+
+/// `supervised:src` with a `[[sources]]` task: the supervised fine-tune on every case of
+/// src writes its encoder, the row's fine-tune on abd starts from it with the row's
+/// decoder warm-up, the report names each row's strategy, and nothing is fine-tuned on
+/// the source.
+#[test]
+fn a_supervised_row_starts_from_its_source_fine_tune() {
+    let dir = tempfile::tempdir().unwrap();
+    data(dir.path(), 1);
+    stdout_ok(&[
+        "synth",
+        "--kind",
+        "abdomen-ct",
+        "--cases",
+        "6",
+        "--size",
+        "32",
+        "--seed",
+        "9",
+        "--out",
+        dir.path().join("src").to_str().unwrap(),
+    ]);
+    let study = STUDY.replace(
+        r#"["scratch", "simmim"]"#,
+        r#"["scratch", "supervised:src"]"#,
+    ) + r#"[finetune.method_set]
+supervised-src = ["train.strategy=\"warmup_decoder\"", "train.decoder_epochs=1"]
+[[sources]]
+name = "src"
+path = "src"
+modality = "CT"
+"#;
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, study).unwrap();
+    let file = file.to_str().unwrap();
+    let out = medssl(&["study", "run", file]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let root = dir.path().join("study");
+    let encoder = root.join("supervised/src/encoder.safetensors");
+    assert!(encoder.is_file(), "{log}");
+    assert!(root.join("supervised/src/test.json").is_file());
+    assert!(!root.join("finetune/src").exists());
+    let run = root.join("finetune/abd/supervised-src.2-shots.seed-0");
+    let init = std::fs::read_to_string(run.join("init_report.json")).unwrap();
+    assert!(
+        init.contains("supervised/src/encoder.safetensors"),
+        "{init}"
+    );
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config.contains("strategy = \"warmup_decoder\"") && config.contains("decoder_epochs = 1"),
+        "{config}"
+    );
+    let scratch =
+        std::fs::read_to_string(root.join("finetune/abd/scratch.2-shots.seed-0/config.toml"))
+            .unwrap();
+    assert!(scratch.contains("strategy = \"full\""), "{scratch}");
+    assert!(results(dir.path()).contains(",supervised-src,abd,"));
+    let report = std::fs::read_to_string(root.join("report/report.md")).unwrap();
+    assert!(
+        report.contains("scratch: full; supervised-src: warmup_decoder (1 decoder epochs)"),
+        "{report}"
+    );
 }

@@ -39,7 +39,7 @@ pub struct TimeLimits {
     pub pretrain: Option<String>,
     /// A fine-tune and its test evaluation. Default `08:00:00`.
     pub finetune: Option<String>,
-    /// A CKA job. Default: the fine-tune's limit.
+    /// A CKA job or a probe job. Default: the fine-tune's limit.
     pub cka: Option<String>,
     /// The results and report job. Default `00:30:00`.
     pub report: Option<String>,
