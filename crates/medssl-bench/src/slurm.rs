@@ -378,34 +378,32 @@ pub fn write_scripts(
         all.push("pretrain".to_string());
     }
     let mut taken = Vec::new();
-    let mut finetune_of = Vec::new();
-    for range in &finetune_rows {
-        let var = variable("finetune", range.row, &mut taken);
-        let dependency = match pretrain_task(range.row) {
-            Some(task) => format!(" --dependency=\"afterok:${{pretrain}}_{task}\""),
-            None => String::new(),
-        };
-        text.push_str(&format!(
-            "{var}=$(submit --array={}{dependency} finetune.sbatch)\n",
-            throttled(&range.array(), limit)
-        ));
-        finetune_of.push((range.row, var.clone()));
-        all.push(var);
-    }
-    let mut probe_vars = Vec::new();
-    for range in &probe_rows {
-        let var = variable("probe", range.row, &mut taken);
-        let dependency = match pretrain_task(range.row) {
-            Some(task) => format!(" --dependency=\"afterok:${{pretrain}}_{task}\""),
-            None => String::new(),
-        };
-        text.push_str(&format!(
-            "{var}=$(submit --array={}{dependency} probe.sbatch)\n",
-            throttled(&range.array(), limit)
-        ));
-        probe_vars.push(var.clone());
-        all.push(var);
-    }
+    // Each row's range of `stage`'s script as its own array, after the row's encoder
+    // task; returns the rows' shell variables.
+    let mut submit_after_encoder = |stage: &str, ranges: &[RowRange<'_>], text: &mut String| {
+        let mut vars = Vec::new();
+        for range in ranges {
+            let var = variable(stage, range.row, &mut taken);
+            let dependency = match pretrain_task(range.row) {
+                Some(task) => format!(" --dependency=\"afterok:${{pretrain}}_{task}\""),
+                None => String::new(),
+            };
+            text.push_str(&format!(
+                "{var}=$(submit --array={}{dependency} {stage}.sbatch)\n",
+                throttled(&range.array(), limit)
+            ));
+            vars.push(var);
+        }
+        vars
+    };
+    let finetune_vars = submit_after_encoder("finetune", &finetune_rows, &mut text);
+    let probe_vars = submit_after_encoder("probe", &probe_rows, &mut text);
+    let finetune_of: Vec<(&MethodSpec, String)> = finetune_rows
+        .iter()
+        .map(|range| range.row)
+        .zip(finetune_vars.iter().cloned())
+        .collect();
+    all.extend(finetune_vars.iter().chain(&probe_vars).cloned());
     let mut cka_vars = Vec::new();
     for range in &cka_rows {
         let var = variable("cka", range.row, &mut taken);
@@ -439,7 +437,6 @@ pub fn write_scripts(
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let finetune_vars: Vec<String> = finetune_of.iter().map(|(_, v)| v.clone()).collect();
     let listed = |vars: &[String]| {
         if vars.is_empty() {
             "-".to_string()

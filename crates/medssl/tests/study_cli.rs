@@ -49,6 +49,11 @@ fn data(dir: &Path, volumes: usize) {
         "--out",
         &format!("{d}/ct"),
     ]);
+    task(dir, "abd", 0);
+}
+
+/// A labelled task of 6 cases (`DIR/NAME`), 32³, from `seed`.
+fn task(dir: &Path, name: &str, seed: u64) {
     stdout_ok(&[
         "synth",
         "--kind",
@@ -57,8 +62,10 @@ fn data(dir: &Path, volumes: usize) {
         "6",
         "--size",
         "32",
+        "--seed",
+        &seed.to_string(),
         "--out",
-        &format!("{d}/abd"),
+        dir.join(name).to_str().unwrap(),
     ]);
 }
 
@@ -906,19 +913,7 @@ fn slurm_settings_come_from_the_study_file_and_flags() {
 fn a_supervised_row_starts_from_its_source_fine_tune() {
     let dir = tempfile::tempdir().unwrap();
     data(dir.path(), 1);
-    stdout_ok(&[
-        "synth",
-        "--kind",
-        "abdomen-ct",
-        "--cases",
-        "6",
-        "--size",
-        "32",
-        "--seed",
-        "9",
-        "--out",
-        dir.path().join("src").to_str().unwrap(),
-    ]);
+    task(dir.path(), "src", 9);
     let study = STUDY.replace(
         r#"["scratch", "simmim"]"#,
         r#"["scratch", "supervised:src"]"#,
