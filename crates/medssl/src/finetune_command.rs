@@ -9,13 +9,13 @@ use indicatif::DecimalBytes;
 use medssl_data::splits::Budget;
 use medssl_train::finetune::config::KeepCheckpoints;
 use medssl_train::finetune::trainer::{Checked, Extended};
-use medssl_train::finetune::{Finetune, FinetuneConfig, Init};
+use medssl_train::finetune::{Finetune, FinetuneConfig};
 use medssl_train::launch::{Launch, start_or_resume};
 use medssl_train::run_dir::RunDir;
 
 use crate::device::parse_device;
 use crate::progress::{EpochBar, Interrupt, Verbosity, shell_word, show_event, verbosity};
-use crate::run_args::RunArgs;
+use crate::run_args::{RunArgs, initial_weights};
 
 /// Arguments of `medssl finetune`.
 #[derive(Debug, Args)]
@@ -36,8 +36,9 @@ pub struct FinetuneArgs {
     /// nothing is written.
     #[arg(long, conflicts_with = "resume")]
     check: bool,
-    /// `scratch`, or a checkpoint: an SSL encoder or a SwinUNETR, as medssl, MONAI, Tang
-    /// et al. or SMIT write them (.safetensors, .pt, .pth).
+    /// `scratch`, a checkpoint (an SSL encoder or a SwinUNETR, as medssl, MONAI, Tang et
+    /// al. or SMIT write them: .safetensors, .pt, .pth), or a run directory: a
+    /// pretraining run's encoder, a fine-tune run's best weights.
     #[arg(long, default_value = "scratch")]
     init: String,
     /// Import --init weights even when they hold tensors that have no place in a
@@ -88,13 +89,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         (run_dir.as_path(), Launch::Resume, extend)
     } else {
         let config = args.run.finetune_config()?;
-        let init = match args.init.as_str() {
-            "scratch" => Init::Scratch,
-            path => Init::Weights {
-                path: PathBuf::from(path),
-                allow_unused: args.allow_unused,
-            },
-        };
+        let init = initial_weights(&args.init, args.allow_unused);
         let budget = match (args.shots, args.fraction) {
             (Some(n), _) => Some(Budget::Shots(n)),
             (_, Some(f)) => Some(Budget::Fraction(f)),

@@ -1,19 +1,18 @@
 //! `medssl probe`: how well an encoder's frozen features tell a task's classes apart,
 //! stage by stage, without fine-tuning (a linear probe and DINO's k-NN on the tokens).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 use medssl_eval::probe::stages_json;
 use medssl_train::finetune::Init;
 use medssl_train::finetune::probe_encoder::{ProbeReport, probe_encoder};
-use medssl_train::run_dir::RunDir;
 use serde_json::{Value, json};
 
 use crate::device::parse_device;
 use crate::evaluate_commands::SplitArg;
-use crate::run_args::RunArgs;
+use crate::run_args::{RunArgs, initial_weights};
 
 /// Arguments of `medssl probe`.
 #[derive(Debug, Args)]
@@ -38,31 +37,11 @@ pub struct ProbeArgs {
     run: RunArgs,
 }
 
-/// The weights `encoder` names: a run directory's weights file, or the path itself.
-fn initial_weights(encoder: &str) -> Init {
-    if encoder == "scratch" {
-        return Init::Scratch;
-    }
-    let path = Path::new(encoder);
-    let run = RunDir::at(path);
-    let path = if run.encoder().is_file() {
-        run.encoder()
-    } else if run.best_weights().is_file() {
-        run.best_weights()
-    } else {
-        path.to_path_buf()
-    };
-    Init::Weights {
-        path,
-        allow_unused: false,
-    }
-}
-
 /// `medssl probe`.
 pub fn probe_command(args: &ProbeArgs) -> Result<()> {
     let config = args.run.finetune_config()?;
     let device = parse_device(&args.run.device)?;
-    let init = initial_weights(&args.encoder);
+    let init = initial_weights(&args.encoder, false);
     let part = args.split.part();
     let cache = std::env::temp_dir().join("medssl-probe-cache");
     let ProbeReport {

@@ -1,12 +1,13 @@
 //! The arguments every training command shares: where its settings come from and the
 //! device.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use medssl_ssl::Preset;
-use medssl_train::finetune::FinetuneConfig;
+use medssl_train::finetune::{FinetuneConfig, Init};
+use medssl_train::run_dir::RunDir;
 use medssl_train::settings::SettingsFile;
 
 /// Settings sources and device of `finetune` and `pretrain`.
@@ -89,4 +90,23 @@ impl From<PresetArg> for Preset {
             PresetArg::Paper => Preset::Paper,
         }
     }
+}
+
+/// The initial weights `text` names (`--init`, `medssl probe ENCODER`): `scratch`, a run
+/// directory (a pretraining run's `encoder.safetensors`, a fine-tune run's
+/// `best.safetensors`), or a weights file.
+pub fn initial_weights(text: &str, allow_unused: bool) -> Init {
+    if text == "scratch" {
+        return Init::Scratch;
+    }
+    let path = Path::new(text);
+    let run = RunDir::at(path);
+    let path = if run.encoder().is_file() {
+        run.encoder()
+    } else if run.best_weights().is_file() {
+        run.best_weights()
+    } else {
+        path.to_path_buf()
+    };
+    Init::Weights { path, allow_unused }
 }

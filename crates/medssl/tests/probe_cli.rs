@@ -160,6 +160,25 @@ fn pretraining_probes_its_encoder_as_it_goes() {
     assert_eq!(result["probe"]["iteration"], 3, "{result}");
     assert_eq!(result["probe"]["stages"], probes[1]["stages"]);
 
+    // `finetune --init RUN` takes the run's encoder, as `probe RUN` does (a directory
+    // given as a weights file would be an error).
+    let check = medssl(&[
+        "finetune",
+        "--task",
+        arg(&task),
+        "--out",
+        arg(&tmp.path().join("ft")),
+        "--init",
+        arg(&run),
+        "--check",
+    ]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.status.success(), "{said}");
+
     let out = stdout_ok(&["probe", arg(&run), "--task", arg(&task), "--json"]);
     let cli: Value = serde_json::from_str(&out).unwrap();
     for stage in STAGES {
