@@ -452,8 +452,9 @@ fn status_matches_disk(scenario: &Scenario) {
                 .iter()
                 .next()
                 .unwrap();
-            (name == "result.json" && (kind == "pretrain" || kind == "cka"))
+            (name == "result.json" && (kind == "pretrain" || kind == "probe" || kind == "cka"))
                 || (name == "test.json" && kind == "finetune")
+                || (name == "encoder.safetensors" && kind == "supervised")
         })
         .count();
     let summary = status.lines().last().unwrap();
