@@ -4,7 +4,7 @@
 # Usage: fuzz/seed.sh [MEDSSL]   (MEDSSL: a medssl binary; default: the release build)
 set -euo pipefail
 cd "$(dirname "$0")"
-fixtures="${MEDSSL_FIXTURES:-../../shared/fixtures}"
+fixtures="${MEDSSL_FIXTURES:-../testdata}"
 medssl="${1:-${CARGO_TARGET_DIR:-../target}/release/medssl}"
 [ -x "$medssl" ] || { echo "no medssl binary at $medssl (build with cargo build --release)" >&2; exit 1; }
 separator='--medssl-fuzz-next-file--'

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// The reference fixture directory: `$MEDSSL_FIXTURES`, else `../shared/fixtures`
-/// beside the repository root (relative values are taken from the repository root).
+/// The reference fixture directory: `$MEDSSL_FIXTURES` when set (relative values are
+/// taken from the repository root), else the repository's own `testdata/`, written by
+/// the scripts in `benches/parity/`, so a clone with nothing beside it tests itself.
 ///
 /// The root is found at run time from the `CARGO_MANIFEST_DIR` cargo sets for the test
 /// being run (a crate directory two levels below the root), not baked in at compile
@@ -14,7 +15,7 @@ pub fn fixtures_dir() -> PathBuf {
     let root = repository_root();
     match std::env::var_os("MEDSSL_FIXTURES") {
         Some(dir) => root.join(dir),
-        None => root.join("../shared/fixtures"),
+        None => root.join("testdata"),
     }
 }
 
