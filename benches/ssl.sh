@@ -99,9 +99,12 @@ finetune scratch scratch > ft-scratch.log 2>&1
 finetune control control-encoder.safetensors > ft-control.log 2>&1
 for method in "${methods[@]}"; do
   finetune "$method" "$method/encoder.safetensors" > "ft-$method.log" 2>&1
-  # The same fine-tune from the encoder this pretraining started from: each method's
-  # random initialisation differs from the others' and from scratch's, and that alone
-  # moves Dice, so the pretraining's own effect is the difference between these two.
+done
+# The same fine-tunes from the encoders the pretrainings started from: each method's
+# random initialisation differs from the others' and from scratch's, and that alone
+# moves Dice, so a pretraining's own effect is the difference between its two rows.
+# They run after every method's fine-tune, so an interrupted run has the main column.
+for method in "${methods[@]}"; do
   [ ! -f "$method.start.safetensors" ] ||
     finetune "$method-start" "$method.start.safetensors" > "ft-$method-start.log" 2>&1
 done

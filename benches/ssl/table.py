@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import tomllib
 
 import safetensors_file
 
@@ -74,6 +75,53 @@ def moved(out, method):
     return math.sqrt(change / size)
 
 
+def chance_levels(run, method):
+    """Each loss component's chance level, weighted as the method weights it: the loss of
+    a network that has learnt nothing (the levels of crates/medssl-train/tests/
+    pretrain_learning.rs, from the run's own settings). Reconstruction terms have none
+    (the L1 of the best constant prediction depends on the data): None."""
+    with open(os.path.join(run, "config.toml"), "rb") as f:
+        config = tomllib.load(f)
+    batch, pretext = config["data"]["loader"]["batch_size"], config.get("pretext", {})
+    head = pretext.get("head", {}).get("out_dim")
+    weight = lambda name: pretext.get(f"{name}_weight", 1.0)
+    if method == "simclr":
+        return {"loss": math.log(2 * batch - 1)}
+    if method == "mocov3":
+        return {"loss": 2 * 2 * pretext["temperature"] * math.log(batch)}
+    if method == "cpc":
+        grid, context = pretext["grid"], pretext["context_rows"]
+        return {"loss": math.log(batch * (grid**3 - context * grid**2))}
+    if method == "rotnet":
+        return {"loss": math.log(10 if pretext["rotations"] == "axis-planes" else 4)}
+    if method == "swinunetr-ssl":
+        return {
+            "rotation": weight("rotation") * math.log(4),
+            "contrastive": weight("contrastive") * math.log(2 * batch - 1),
+            "reconstruction": None,
+        }
+    if method == "simmim":
+        return {"loss": None}
+    if method == "dino":
+        return {"loss": math.log(head)}
+    if method in ("ibot", "smit"):
+        levels = {"global": weight("global") * math.log(head), "patch": weight("patch") * math.log(head)}
+        if method == "smit":
+            levels["reconstruction"] = None
+        return levels
+    return {}
+
+
+def against_chance(run, method, last):
+    """The last tenth's loss terms, each beside its weighted chance level."""
+    parts = []
+    for name, level in chance_levels(run, method).items():
+        values = [s["loss"] if name == "loss" else s.get("components", {}).get(name) for s in last]
+        value = mean(v for v in values if v is not None)
+        parts.append(f"{name} {value:.3f} / " + ("–" if level is None else f"{level:.3f}"))
+    return ", ".join(parts)
+
+
 def ends(log):
     """The first and the last tenth of the steps (at least 3 each): one step of a batch of
     2 is too noisy to say where a run started or ended."""
@@ -96,15 +144,16 @@ def main():
     )
     print(
         "| method | steps | steps/s (median) | loss, first tenth → last tenth "
+        "| last tenth / chance level, per term "
         "| monitors, first tenth → last tenth | warnings | encoder moved | test Dice "
         "| Δ vs scratch (cases above) | Δ vs its start (cases above) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for method in methods:
         run = events(os.path.join(out, method))
         log = [e for e in run if e.get("event") == "step"]
         if not log:
-            print(f"| {method} | not run | | | | | | | | |")
+            print(f"| {method} | not run | | | | | | | | | |")
             continue
         warnings = sum(e.get("event") == "warning" for e in run)
         # The median step time: robust to a pause of the process (or a slow first step).
@@ -113,6 +162,7 @@ def main():
         print(
             f"| {method} | {len(log)} | {1 / seconds:.3f} "
             f"| {mean(s['loss'] for s in first):.4f} → {mean(s['loss'] for s in last):.4f} "
+            f"| {against_chance(os.path.join(out, method), method, last)} "
             f"| {monitors(first, last)} | {warnings} | {moved(out, method):.3f} "
             f"| {dice(out, method):.4f} | {versus(out, method, 'scratch')} "
             f"| {versus(out, method, method + '-start')} |"
