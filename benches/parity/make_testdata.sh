@@ -9,6 +9,7 @@ out="${1:-testdata}"
 python="${PYTHON:-bench-data/venv-torch/bin/python}"
 here=benches/parity
 "$python" "$here/make_io_fixtures.py" "$out"
+"$python" "$here/make_nrrd_fixtures.py" "$out"
 "$python" "$here/make_loss_fixtures.py" "$out"
 "$python" "$here/make_metric_fixtures.py" "$out"
 "$python" "$here/make_cka_fixtures.py" "$out"

@@ -11,7 +11,7 @@ use crate::error::{IoError, Result};
 use crate::geometry::Affine;
 use crate::samples::{SampleType, Samples, Scaling, Stats};
 use crate::volume::Volume;
-use crate::{dicom, nifti};
+use crate::{dicom, nifti, nrrd};
 
 /// The container a file was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub enum Format {
     Dicom,
     /// A directory of DICOM files forming one series.
     DicomSeries,
+    /// An NRRD file (`.nrrd`) or header with detached data (`.nhdr`).
+    Nrrd,
 }
 
 impl Format {
@@ -32,6 +34,7 @@ impl Format {
             Format::Nifti2 => "nifti2",
             Format::Dicom => "dicom",
             Format::DicomSeries => "dicom-series",
+            Format::Nrrd => "nrrd",
         }
     }
 }
@@ -138,8 +141,9 @@ pub struct ReadOptions {
     pub series: Option<String>,
 }
 
-/// Reads a NIfTI file (`.nii`, `.nii.gz`, NIfTI-1 or -2), a DICOM file or a directory
-/// holding a DICOM series. The format is recognised from the content, not the name.
+/// Reads a NIfTI file (`.nii`, `.nii.gz`, NIfTI-1 or -2), an NRRD file (`.nrrd`, or a
+/// `.nhdr` with detached data), a DICOM file or a directory holding a DICOM series. The
+/// format is recognised from the content, not the name.
 pub fn read_image(path: &Path, options: &ReadOptions) -> Result<Image> {
     let meta = std::fs::metadata(path).map_err(|e| IoError::os(path, e))?;
     if meta.is_dir() {
@@ -148,10 +152,11 @@ pub fn read_image(path: &Path, options: &ReadOptions) -> Result<Image> {
     match sniff(path)? {
         Sniffed::Nifti => nifti::read(path),
         Sniffed::Dicom => dicom::read_file(path),
+        Sniffed::Nrrd => nrrd::read(path),
         Sniffed::Unknown => Err(IoError::invalid(
             path,
-            "not a NIfTI file (no NIfTI header size 348/540) and not a DICOM file (no 'DICM' \
-             marker at byte 128)",
+            "not a NIfTI file (no NIfTI header size 348/540), not an NRRD file (no 'NRRD000N' \
+             magic) and not a DICOM file (no 'DICM' marker at byte 128)",
         )),
     }
 }
@@ -164,10 +169,11 @@ pub fn read_volume(path: &Path, options: &ReadOptions) -> Result<Volume> {
 enum Sniffed {
     Nifti,
     Dicom,
+    Nrrd,
     Unknown,
 }
 
-/// Looks at the first bytes (decompressed when gzip) to tell NIfTI from DICOM.
+/// Looks at the first bytes to tell NIfTI (gzip or not) from NRRD and DICOM.
 fn sniff(path: &Path) -> Result<Sniffed> {
     let mut head = Vec::with_capacity(132);
     let file = File::open(path).map_err(|e| IoError::os(path, e))?;
@@ -176,6 +182,9 @@ fn sniff(path: &Path) -> Result<Sniffed> {
         .map_err(|e| IoError::os(path, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
         return Ok(Sniffed::Nifti);
+    }
+    if nrrd::has_magic(&head) {
+        return Ok(Sniffed::Nrrd);
     }
     if head.len() >= 132 && &head[128..132] == b"DICM" {
         return Ok(Sniffed::Dicom);

@@ -3,6 +3,8 @@
 //! - NIfTI-1 and NIfTI-2 (`.nii`, `.nii.gz`, `.hdr`/`.img`), any byte order, the common
 //!   datatypes, `scl_slope`/`scl_inter` with nibabel's rule, the affine from sform, qform
 //!   or pixdim as nibabel chooses it;
+//! - NRRD (`.nrrd`, `.nhdr` with detached data; raw, gzip or ascii), its `space`
+//!   geometry turned into RAS, vector/list axes as channels;
 //! - DICOM files (multi-frame too) and directories holding series, sorted along the slice
 //!   normal, with the modality LUT applied and the RAS affine built from the patient
 //!   position and orientation;
@@ -21,6 +23,7 @@ pub mod geometry;
 mod image;
 mod layout;
 pub mod nifti;
+pub mod nrrd;
 mod samples;
 mod volume;
 
