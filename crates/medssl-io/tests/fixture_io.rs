@@ -8,30 +8,12 @@ use medssl_io::nifti::read_header;
 use medssl_io::{Affine, Format, Image, ReadOptions, read_image};
 use medssl_test_support::fixtures_dir;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+
+mod common;
+use common::{assert_close, num, nums, read_json, sha256_of_scaled, usizes, value_at};
 
 fn expected() -> Value {
-    let path = fixtures_dir().join("io/expected.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("expected.json is JSON")
-}
-
-fn num(v: &Value) -> f64 {
-    match v {
-        Value::String(s) if s == "nan" => f64::NAN,
-        Value::String(s) if s == "inf" => f64::INFINITY,
-        Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
-        _ => v.as_f64().unwrap_or_else(|| panic!("not a number: {v}")),
-    }
-}
-
-fn nums(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(num).collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    nums(v).into_iter().map(|x| x as usize).collect()
+    read_json(&fixtures_dir().join("io/expected.json"))
 }
 
 fn assert_affine(case: &str, what: &str, got: &Affine, want: &Value, tol: f64) {
@@ -47,22 +29,6 @@ fn assert_affine(case: &str, what: &str, got: &Affine, want: &Value, tol: f64) {
     }
 }
 
-fn assert_close(case: &str, what: &str, got: f64, want: f64, rel: f64) {
-    let tol = rel * want.abs().max(1.0);
-    assert!(
-        (got - want).abs() <= tol,
-        "{case}: {what} = {got}, expected {want}"
-    );
-}
-
-fn sha256_of_scaled(image: &Image) -> String {
-    let mut hasher = Sha256::new();
-    image
-        .samples
-        .for_each_scaled(image.scaling, |v| hasher.update(v.to_le_bytes()));
-    format!("{:x}", hasher.finalize())
-}
-
 /// Value at a multi-index given in `order` (first index fastest in storage when
 /// `first_fastest`, else last index fastest).
 fn probe(image: &Image, index: &[usize], shape: &[usize], first_fastest: bool) -> f64 {
@@ -76,15 +42,7 @@ fn probe(image: &Image, index: &[usize], shape: &[usize], first_fastest: bool) -
             linear = linear * shape[a] + index[a];
         }
     }
-    let mut value = f64::NAN;
-    let mut i = 0;
-    image.samples.for_each_scaled(image.scaling, |v| {
-        if i == linear {
-            value = v;
-        }
-        i += 1;
-    });
-    value
+    value_at(image, linear)
 }
 
 fn check_values(case: &str, image: &Image, values: &Value, sha_key: &str) {

@@ -8,48 +8,16 @@ use std::path::{Path, PathBuf};
 use medssl_io::{Format, Image, IoError, ReadOptions, nalgebra, read_image, read_volume};
 use medssl_test_support::fixtures_dir;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+
+mod common;
+use common::{assert_close, num, nums, read_json, sha256_of_scaled, usizes, value_at};
 
 fn nrrd_dir() -> PathBuf {
     fixtures_dir().join("io/nrrd")
 }
 
 fn expected() -> Value {
-    let path = nrrd_dir().join("expected.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("expected.json is JSON")
-}
-
-fn num(v: &Value) -> f64 {
-    match v {
-        Value::String(s) if s == "nan" => f64::NAN,
-        Value::String(s) if s == "inf" => f64::INFINITY,
-        Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
-        _ => v.as_f64().unwrap_or_else(|| panic!("not a number: {v}")),
-    }
-}
-
-fn nums(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(num).collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    nums(v).into_iter().map(|x| x as usize).collect()
-}
-
-/// `got` equals `want` within `rel` relative to `max(|want|, 1)`; a non-finite value on
-/// either side fails first (the fixtures hold only finite values).
-fn assert_close(case: &str, what: &str, got: f64, want: f64, rel: f64) {
-    assert!(
-        got.is_finite() && want.is_finite(),
-        "{case}: {what} = {got}, expected {want} (non-finite)"
-    );
-    let tol = rel * want.abs().max(1.0);
-    assert!(
-        (got - want).abs() <= tol,
-        "{case}: {what} = {got}, expected {want}"
-    );
+    read_json(&nrrd_dir().join("expected.json"))
 }
 
 fn assert_affine(case: &str, got: &medssl_io::Affine, want: &Value) {
@@ -62,29 +30,13 @@ fn assert_affine(case: &str, got: &medssl_io::Affine, want: &Value) {
     }
 }
 
-fn sha256_of_values(image: &Image) -> String {
-    let mut hasher = Sha256::new();
-    image
-        .samples
-        .for_each_scaled(image.scaling, |v| hasher.update(v.to_le_bytes()));
-    format!("{:x}", hasher.finalize())
-}
-
 /// The value at a multi-index in `shape` order (first index fastest).
 fn probe(image: &Image, index: &[usize]) -> f64 {
     let mut linear = 0;
     for a in (0..index.len()).rev() {
         linear = linear * image.shape[a] + index[a];
     }
-    let mut value = f64::NAN;
-    let mut i = 0;
-    image.samples.for_each_scaled(image.scaling, |v| {
-        if i == linear {
-            value = v;
-        }
-        i += 1;
-    });
-    value
+    value_at(image, linear)
 }
 
 #[test]
@@ -133,7 +85,7 @@ fn fixture_nrrd_files_match_pynrrd() {
         assert_close(case, "min", stats.min, num(&values["min"]), 1e-12);
         assert_close(case, "max", stats.max, num(&values["max"]), 1e-12);
         assert_eq!(
-            sha256_of_values(&image),
+            sha256_of_scaled(&image),
             values["sha256_f64le_first_index_fastest"].as_str().unwrap(),
             "{case}: sha256 of the values"
         );
