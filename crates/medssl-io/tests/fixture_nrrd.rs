@@ -12,8 +12,15 @@ use serde_json::Value;
 mod common;
 use common::{assert_close, num, nums, read_json, sha256_of_scaled, usizes, value_at};
 
+/// The NRRD cases of the fixture directory; a directory without them (a reference set
+/// made before NRRD was read) falls back to the repository's own, so the cases are
+/// always checked.
 fn nrrd_dir() -> PathBuf {
-    fixtures_dir().join("io/nrrd")
+    let dir = fixtures_dir().join("io/nrrd");
+    if dir.join("expected.json").is_file() {
+        return dir;
+    }
+    medssl_test_support::test_crate_dir().join("../../testdata/io/nrrd")
 }
 
 fn expected() -> Value {
