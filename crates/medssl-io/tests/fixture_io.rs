@@ -10,7 +10,7 @@ use medssl_test_support::fixtures_dir;
 use serde_json::Value;
 
 mod common;
-use common::{assert_close, num, nums, read_json, sha256_of_scaled, usizes, value_at};
+use common::{assert_close, check_values, num, nums, read_json, usizes, value_at};
 
 fn expected() -> Value {
     read_json(&fixtures_dir().join("io/expected.json"))
@@ -43,23 +43,6 @@ fn probe(image: &Image, index: &[usize], shape: &[usize], first_fastest: bool) -
         }
     }
     value_at(image, linear)
-}
-
-fn check_values(case: &str, image: &Image, values: &Value, sha_key: &str) {
-    let stats = image.stats();
-    assert_eq!(
-        stats.count,
-        values["count"].as_u64().unwrap() as usize,
-        "{case}: count"
-    );
-    assert_close(case, "sum", stats.sum, num(&values["sum"]), 1e-12);
-    assert_close(case, "min", stats.min, num(&values["min"]), 1e-12);
-    assert_close(case, "max", stats.max, num(&values["max"]), 1e-12);
-    assert_eq!(
-        sha256_of_scaled(image),
-        values[sha_key].as_str().unwrap(),
-        "{case}: sha256 of the scaled values"
-    );
 }
 
 #[test]

@@ -71,3 +71,22 @@ pub fn value_at(image: &Image, linear: usize) -> f64 {
     });
     value
 }
+
+/// The value summary a reference gives for a file (count, sum, min, max and the sha256
+/// under `sha_key`) against the image's scaled values.
+pub fn check_values(case: &str, image: &Image, values: &Value, sha_key: &str) {
+    let stats = image.stats();
+    assert_eq!(
+        stats.count,
+        values["count"].as_u64().unwrap() as usize,
+        "{case}: count"
+    );
+    assert_close(case, "sum", stats.sum, num(&values["sum"]), 1e-12);
+    assert_close(case, "min", stats.min, num(&values["min"]), 1e-12);
+    assert_close(case, "max", stats.max, num(&values["max"]), 1e-12);
+    assert_eq!(
+        sha256_of_scaled(image),
+        values[sha_key].as_str().unwrap(),
+        "{case}: sha256 of the scaled values"
+    );
+}
