@@ -24,6 +24,9 @@ pub enum Format {
     DicomSeries,
     /// An NRRD file (`.nrrd`) or header with detached data (`.nhdr`).
     Nrrd,
+    /// Greyscale PNGs, one per slice of a reference DICOM series, stacked on its grid
+    /// (see [`crate::png_slices::label_stack`]).
+    PngStack,
 }
 
 impl Format {
@@ -35,6 +38,7 @@ impl Format {
             Format::Dicom => "dicom",
             Format::DicomSeries => "dicom-series",
             Format::Nrrd => "nrrd",
+            Format::PngStack => "png-slice-stack",
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - DICOM files (multi-frame too) and directories holding series, sorted along the slice
 //!   normal, with the modality LUT applied and the RAS affine built from the patient
 //!   position and orientation;
+//! - ground truth stored as one greyscale PNG per DICOM slice, stacked on the grid of
+//!   its series;
 //! - reorientation to the closest canonical RAS orientation;
 //! - writing NIfTI (float32, int16, uint8) atomically with sform and qform set.
 //!
@@ -24,6 +26,7 @@ mod image;
 mod layout;
 pub mod nifti;
 pub mod nrrd;
+pub mod png_slices;
 mod samples;
 mod volume;
 

@@ -18,7 +18,7 @@ use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use nalgebra::Vector3;
 
-pub use series::{SeriesSummary, list_series, read_series};
+pub use series::{SeriesSummary, list_series, read_series, series_files};
 
 use crate::error::{IoError, Result, chain};
 use crate::geometry::{Affine, affine_from_rows};

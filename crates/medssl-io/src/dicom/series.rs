@@ -11,6 +11,7 @@ use super::{
     FileInfo, decode_samples, describe, has_dicom_marker, open, slice_normal, stack_affine,
 };
 use crate::error::{IoError, Result};
+use crate::geometry::Affine;
 use crate::image::{Format, Image};
 use crate::samples::{Samples, Scaling};
 
@@ -143,6 +144,45 @@ fn describe_list(list: &[SeriesSummary]) -> String {
 /// Reads the series `uid` from `dir`, or, without a UID, the series with the most
 /// images; when several series tie for most, it is an error listing them.
 pub fn read_series(dir: &Path, uid: Option<&str>) -> Result<Image> {
+    let Chosen { files, others } = choose_series(dir, uid)?;
+    let mut image = stack_series(dir, order_slices(dir, files)?)?;
+    if !others.is_empty() {
+        image
+            .details
+            .push(("other series".into(), describe_list(&others)));
+    }
+    Ok(image)
+}
+
+/// The image files of the series [`read_series`]`(dir, uid)` reads, in the order it
+/// stacks them: slice `k` of the volume (its third index) comes from `files[k]`; a
+/// series held in one file (multi-frame or not) gives that one file.
+///
+/// It exists to pair per-slice annotations with the slices they belong to: ground truth
+/// shipped as one PNG per DICOM file (as in CHAOS) is named after the DICOM files, while
+/// the volume is ordered along the slice normal, not by name or InstanceNumber. The
+/// files are chosen, checked and sorted by the same code as `read_series`, so this fails
+/// wherever the series' headers would make `read_series` fail; the pixel data is not
+/// decoded.
+pub fn series_files(dir: &Path, uid: Option<&str>) -> Result<Vec<PathBuf>> {
+    let files = choose_series(dir, uid)?.files;
+    Ok(match order_slices(dir, files)? {
+        Slices::Single(path) => vec![path],
+        Slices::Stack { files, .. } => files.into_iter().map(|(path, _)| path).collect(),
+    })
+}
+
+/// The series chosen in a directory.
+struct Chosen {
+    /// Its image files, not yet in slice order.
+    files: Vec<(PathBuf, FileInfo)>,
+    /// The other series there.
+    others: Vec<SeriesSummary>,
+}
+
+/// Chooses the series `uid` below `dir`, or, without a UID, the series with the most
+/// images, which must be unique.
+fn choose_series(dir: &Path, uid: Option<&str>) -> Result<Chosen> {
     let mut scan = scan(dir)?;
     let list = summaries(&scan);
     let chosen = match uid {
@@ -174,14 +214,8 @@ pub fn read_series(dir: &Path, uid: Option<&str>) -> Result<Image> {
         }
     };
     let files = scan.series.remove(&chosen).expect("chosen series exists");
-    let mut image = stack_series(dir, files)?;
-    let others: Vec<SeriesSummary> = list.into_iter().filter(|s| s.uid != chosen).collect();
-    if !others.is_empty() {
-        image
-            .details
-            .push(("other series".into(), describe_list(&others)));
-    }
-    Ok(image)
+    let others = list.into_iter().filter(|s| s.uid != chosen).collect();
+    Ok(Chosen { files, others })
 }
 
 fn file_name(path: &Path) -> String {
@@ -190,11 +224,24 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-fn stack_series(dir: &Path, files: Vec<(PathBuf, FileInfo)>) -> Result<Image> {
+/// The files of one series in volume order.
+enum Slices {
+    /// The series is one file, read as it is (its frames are the slices).
+    Single(PathBuf),
+    /// Single-frame files sorted along the slice normal, and the affine of their stack.
+    Stack {
+        files: Vec<(PathBuf, FileInfo)>,
+        affine: Affine,
+    },
+}
+
+/// Checks that the files of a multi-file series share orientation, pixel spacing and
+/// size, sorts them by position along the slice normal and checks that they are evenly
+/// spaced.
+fn order_slices(dir: &Path, mut files: Vec<(PathBuf, FileInfo)>) -> Result<Slices> {
     if files.len() == 1 {
-        let mut image = super::read_file(&files[0].0)?;
-        image.format = Format::DicomSeries;
-        return Ok(image);
+        let (path, _) = files.remove(0);
+        return Ok(Slices::Single(path));
     }
     let (first_path, first) = files[0].clone();
     let first_path = &first_path;
@@ -271,23 +318,39 @@ fn stack_series(dir: &Path, files: Vec<(PathBuf, FileInfo)>) -> Result<Image> {
     let affine = stack_affine(dir, &orientation, &pixel_spacing, &positions, 1.0, &|i| {
         names[i].clone()
     })?;
+    let files = placed
+        .into_iter()
+        .map(|(_, _, path, info)| (path, info))
+        .collect();
+    Ok(Slices::Stack { files, affine })
+}
 
-    let decoded: Vec<(Samples, Scaling)> = placed
+/// Reads a series' files, in the order [`order_slices`] gave them, into one image.
+fn stack_series(dir: &Path, slices: Slices) -> Result<Image> {
+    let (files, affine) = match slices {
+        Slices::Single(path) => {
+            let mut image = super::read_file(&path)?;
+            image.format = Format::DicomSeries;
+            return Ok(image);
+        }
+        Slices::Stack { files, affine } => (files, affine),
+    };
+    let decoded: Vec<(Samples, Scaling)> = files
         .par_iter()
-        .map(|(_, _, path, info)| {
+        .map(|(path, info)| {
             let obj = open(path, false)?;
             Ok((decode_samples(path, &obj, info)?, info.scaling))
         })
         .collect::<Result<_>>()?;
     let stored_type = decoded[0].0.sample_type();
     let (samples, scaling) = concatenate(dir, decoded)?;
-    let first_info = &placed[0].3;
+    let first_info = &files[0].1;
     let mut details = describe(first_info);
-    details.push(("files".into(), placed.len().to_string()));
+    details.push(("files".into(), files.len().to_string()));
     Ok(Image {
         path: dir.to_path_buf(),
         format: Format::DicomSeries,
-        shape: vec![first_info.columns, first_info.rows, placed.len()],
+        shape: vec![first_info.columns, first_info.rows, files.len()],
         stored_type,
         samples,
         scaling,
