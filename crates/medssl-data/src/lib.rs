@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod checks;
+pub mod convert;
 pub mod dataset;
 pub mod error;
 pub mod intensity;

@@ -282,3 +282,131 @@ fn config_show_task_explains_the_resolved_transforms() {
         assert!(settings >= 15, "{settings} settings in {text}");
     }
 }
+
+#[test]
+fn dataset_list_names_every_kind_with_its_layout_and_source() {
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout_ok(&["dataset", "list", "--json"])).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "msd",
+            "btcv",
+            "amos",
+            "flare22",
+            "kits23",
+            "lits",
+            "chaos",
+            "hanseg",
+            "totalsegmentator",
+            "brats"
+        ]
+    );
+    for kind in listed.as_array().unwrap() {
+        for key in ["modality", "labels", "source_layout", "tasks", "published"] {
+            assert!(!kind[key].as_str().unwrap().is_empty(), "{kind}: {key}");
+        }
+    }
+    let plain = stdout_ok(&["dataset", "list"]);
+    assert!(
+        plain.contains("chaos: CHAOS") && plain.contains("  source:    "),
+        "{plain}"
+    );
+}
+
+/// A miniature BTCV download: `RawData/Training/{img,label}` with two cases (label
+/// values 0-13) and `RawData/Testing/img` with one.
+fn btcv_download(root: &Path) {
+    let affine = read(&case_file_of_synth(root)).affine().to_owned();
+    let volume = |f: &dyn Fn(usize, usize, usize) -> f32| {
+        let data =
+            medssl_io::ndarray::Array4::from_shape_fn((1, 8, 7, 6), |(_, i, j, k)| f(i, j, k));
+        Volume::new(data, affine)
+    };
+    let raw = root.join("RawData");
+    for n in 1..=2 {
+        let image = volume(&|i, j, k| (i * 50 + j * 7 + k + n) as f32 - 500.0);
+        let label = volume(&|i, j, k| ((i + j + k + n) % 14) as f32);
+        for (path, v, ty) in [
+            (
+                format!("Training/img/img{n:04}.nii.gz"),
+                image,
+                OutputType::Int16,
+            ),
+            (
+                format!("Training/label/label{n:04}.nii.gz"),
+                label,
+                OutputType::UInt8,
+            ),
+        ] {
+            std::fs::create_dir_all(raw.join(&path).parent().unwrap()).unwrap();
+            write_volume(&raw.join(path), &v, ty).unwrap();
+        }
+    }
+    std::fs::create_dir_all(raw.join("Testing/img")).unwrap();
+    let test = volume(&|i, _, _| i as f32);
+    write_volume(
+        &raw.join("Testing/img/img0061.nii.gz"),
+        &test,
+        OutputType::Int16,
+    )
+    .unwrap();
+}
+
+/// An affine to place the miniature volumes on: the one `synth` writes.
+fn case_file_of_synth(root: &Path) -> std::path::PathBuf {
+    let task = root.join("synth");
+    synth("abdomen-ct", &task);
+    case_file(&task, "imagesTr", 0)
+}
+
+#[test]
+fn dataset_convert_writes_a_task_that_checks_and_names_bad_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, out) = (dir.path().join("btcv"), dir.path().join("data"));
+    btcv_download(&src);
+    let text = stdout_ok(&["dataset", "convert", "btcv", arg(&src), arg(&out)]);
+    assert!(
+        text.contains("BTCV: 2 training and 1 test case(s)"),
+        "{text}"
+    );
+    let check = stdout_ok(&["dataset", "check", arg(&out.join("BTCV"))]);
+    assert!(
+        check.contains("2 training case(s), 1 test case(s); 1 channel(s) (CT); 14 classes"),
+        "{check}"
+    );
+    let written = read(&out.join("BTCV/labelsTr/BTCV_0002.nii.gz"));
+    let source = read(&src.join("RawData/Training/label/label0002.nii.gz"));
+    assert_eq!(written.data(), source.data());
+
+    // A label value BTCV does not define: exit status 1, the case and value named.
+    let label = src.join("RawData/Training/label/label0001.nii.gz");
+    let mut bad = read(&label);
+    bad.data_mut()[[0, 3, 3, 3]] = 20.0;
+    write_volume(&label, &bad, OutputType::UInt8).unwrap();
+    let failed = medssl(&[
+        "dataset",
+        "convert",
+        "btcv",
+        arg(&src),
+        arg(&dir.path().join("again")),
+    ]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let message = stderr(&failed);
+    for fragment in ["case BTCV_0001", "label value(s) 20", "(0-13)"] {
+        assert!(message.contains(fragment), "{fragment:?} not in {message}");
+    }
+    let unknown = medssl(&["dataset", "convert", "decathlon", arg(&src), arg(&out)]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("totalsegmentator"),
+        "{}",
+        stderr(&unknown)
+    );
+}
