@@ -1,5 +1,5 @@
 //! The `medssl info` and `medssl convert` commands on every file listed in
-//! `$MEDSSL_FIXTURES/io/expected.json`.
+//! `$MEDSSL_FIXTURES/io/expected.json` and `io/nrrd/expected.json`.
 
 mod common;
 
@@ -168,7 +168,36 @@ fn entries() -> Vec<Entry> {
             },
         });
     }
+    out.extend(nrrd_entries());
     out
+}
+
+/// The NRRD reference cases (`io/nrrd/expected.json`), from the repository's test data
+/// when the fixture directory was made before NRRD was read.
+fn nrrd_entries() -> Vec<Entry> {
+    let mut dir = fixtures_dir().join("io/nrrd");
+    if !dir.join("expected.json").is_file() {
+        dir = medssl_test_support::test_crate_dir().join("../../testdata/io/nrrd");
+    }
+    let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+    let e: Value = serde_json::from_str(&text).unwrap();
+    e["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Entry {
+            path: dir.join(c["file"].as_str().unwrap()),
+            shape: nums(&c["shape"]).into_iter().map(|x| x as u64).collect(),
+            format: "nrrd",
+            values: c["values_f64"].clone(),
+            geometry: Geometry::Known {
+                affine: affine_of(&c["affine"]),
+                tolerance: 1e-9,
+                relative: true,
+                slice_column: true,
+            },
+        })
+        .collect()
 }
 
 /// `medssl info --json` and plain `medssl info` on one entry: shape, format, value
