@@ -5,11 +5,9 @@
 
 mod convert_tree;
 
-use std::path::{Path, PathBuf};
-
 use convert_tree::*;
 use medssl_data::convert::ConvertOptions;
-use medssl_io::{ReadOptions, Volume, read_volume};
+use medssl_io::{ReadOptions, read_volume};
 use medssl_test_support::fixtures_dir;
 
 /// HaN-Seg's label names: its thirty structures in alphabetical order.
@@ -46,34 +44,6 @@ const HANSEG: [&str; 31] = [
     "Pituitary",
     "SpinalCord",
 ];
-
-/// A binary mask that is 1 where `inside(i, j, k)`.
-fn mask(inside: impl Fn(usize, usize, usize) -> bool) -> Volume {
-    volume_of(SHAPE, default_grid(), move |i, j, k| {
-        f32::from(u8::from(inside(i, j, k)))
-    })
-}
-
-/// HaN-Seg's layout: `set_1/case_01` with the CT and three structures, two of which
-/// overlap at i == 2.
-fn hanseg_tree(root: &Path) -> PathBuf {
-    let case = root.join("set_1/case_01");
-    write_nrrd(&case.join("case_01_IMG_CT.nrrd"), &ct(1));
-    write_nrrd(&case.join("case_01_IMG_MR_T1.nrrd"), &ct(2));
-    write_nrrd(
-        &case.join("case_01_OAR_Brainstem.seg.nrrd"),
-        &mask(|i, _, _| i <= 2),
-    );
-    write_nrrd(
-        &case.join("case_01_OAR_SpinalCord.seg.nrrd"),
-        &mask(|i, _, _| (2..4).contains(&i)),
-    );
-    write_nrrd(
-        &case.join("case_01_OAR_Lips.seg.nrrd"),
-        &mask(|_, j, k| j == 4 && k == 3),
-    );
-    case
-}
 
 #[test]
 fn hanseg_masks_merge_into_one_label_map_on_the_ct() {
@@ -151,18 +121,6 @@ fn hanseg_bad_masks_name_the_file() {
     );
 }
 
-/// TotalSegmentator's layout: two subjects with three structures each.
-fn totalseg_tree(root: &Path) {
-    for n in 0..2 {
-        let subject = root.join(format!("s{n:04}"));
-        write(&subject.join("ct.nii.gz"), &ct(n));
-        let seg = subject.join("segmentations");
-        write(&seg.join("liver.nii.gz"), &mask(move |i, _, _| i == n));
-        write(&seg.join("spleen.nii.gz"), &mask(|_, j, _| j == 3));
-        write(&seg.join("kidney_left.nii.gz"), &mask(|_, _, k| k == 0));
-    }
-}
-
 #[test]
 fn totalsegmentator_merges_the_chosen_structures_in_their_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,68 +164,12 @@ fn totalsegmentator_merges_the_chosen_structures_in_their_order() {
     assert_mentions(&message, &["--structures applies to totalsegmentator only"]);
 }
 
-/// The reference CT series' files in the order the series stacks them (along the slice
-/// normal).
-fn series_in_slice_order() -> Vec<PathBuf> {
-    medssl_io::dicom::series_files(&fixtures_dir().join("io/ct_series_oblique"), None).unwrap()
-}
-
-/// Copies the reference series into `dir`, the file of slice k named `name(k)`.
-fn copy_series(dir: &Path, name: impl Fn(usize) -> String) {
-    std::fs::create_dir_all(dir).unwrap();
-    for (k, file) in series_in_slice_order().iter().enumerate() {
-        std::fs::copy(file, dir.join(name(k))).unwrap();
-    }
-}
-
-/// CHAOS CT's ground-truth pattern of the PNG numbered `n`: 255 on a diagonal band.
-fn ct_truth(n: usize, r: usize, c: usize) -> u8 {
-    if (r + c + n) % 5 == 0 { 255 } else { 0 }
-}
-
-/// CHAOS MR's grey value (inside the organisers' bands) and class of pixel (r, c) in
-/// the PNG numbered `n`.
-fn mr_truth(n: usize, r: usize, c: usize) -> (u8, f32) {
-    let class = (r + 2 * c + n) % 5;
-    ([0, 60, 130, 180, 250][class], class as f32)
-}
-
 #[test]
 fn chaos_png_slices_land_on_their_dicom_slices() {
     let dir = tempfile::tempdir().unwrap();
     let (src, out) = (dir.path().join("CHAOS_Train_Sets"), dir.path().join("out"));
-    let root = src.join("Train_Sets");
+    chaos_tree(&src);
     let slices = series_in_slice_order().len();
-    // CT: file names count against the slice order (as CHAOS CT's do), and the PNGs
-    // are paired with the DICOM files by that name order.
-    let ct_case = root.join("CT/1");
-    copy_series(&ct_case.join("DICOM_anon"), |k| {
-        format!("i{:04},0000b.dcm", slices - 1 - k)
-    });
-    for n in 0..slices {
-        let png = ct_case.join(format!("Ground/liver_GT_{n:03}.png"));
-        write_png(&png, 64, 64, |r, c| ct_truth(n, r, c));
-    }
-    // MR: each PNG is named as its DICOM file.
-    let mr_case = root.join("MR/2");
-    let mr_name = |k: usize| format!("IMG-0004-{:05}", 2 * k + 1);
-    for phase in ["InPhase", "OutPhase"] {
-        copy_series(&mr_case.join("T1DUAL/DICOM_anon").join(phase), |k| {
-            format!("{}.dcm", mr_name(k))
-        });
-    }
-    copy_series(&mr_case.join("T2SPIR/DICOM_anon"), |k| {
-        format!("{}.dcm", mr_name(k))
-    });
-    for sequence in ["T1DUAL", "T2SPIR"] {
-        for k in 0..slices {
-            let png = mr_case
-                .join(sequence)
-                .join(format!("Ground/{}.png", mr_name(k)));
-            write_png(&png, 64, 64, |r, c| mr_truth(k, r, c).0);
-        }
-    }
-
     let tasks = convert_ok("chaos", &src, &out);
     let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["CHAOS_CT", "CHAOS_MR_T1", "CHAOS_MR_T2"]);

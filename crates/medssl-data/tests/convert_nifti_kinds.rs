@@ -28,19 +28,6 @@ const BTCV: [&str; 14] = [
     "left adrenal gland",
 ];
 
-/// BTCV's layout: two training cases and one test case.
-fn btcv_tree(root: &Path) {
-    let raw = root.join("RawData");
-    for n in 1..=2 {
-        write(&raw.join(format!("Training/img/img{n:04}.nii.gz")), &ct(n));
-        write(
-            &raw.join(format!("Training/label/label{n:04}.nii.gz")),
-            &labels(n, 14),
-        );
-    }
-    write(&raw.join("Testing/img/img0061.nii.gz"), &ct(61));
-}
-
 #[test]
 fn btcv_cases_are_written_voxel_for_voxel() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,23 +147,7 @@ fn an_interrupted_conversion_resumes_with_the_cases_left() {
 fn amos_cases_split_into_a_ct_and_an_mri_task_by_number() {
     let dir = tempfile::tempdir().unwrap();
     let (src, out) = (dir.path().join("amos22"), dir.path().join("out"));
-    for (folder, labels_folder, n) in [
-        ("imagesTr", Some("labelsTr"), 1),
-        ("imagesTr", Some("labelsTr"), 507),
-        ("imagesVa", Some("labelsVa"), 8),
-        ("imagesTs", None, 600),
-    ] {
-        write(
-            &src.join(folder).join(format!("amos_{n:04}.nii.gz")),
-            &ct(n % 50),
-        );
-        if let Some(l) = labels_folder {
-            write(
-                &src.join(l).join(format!("amos_{n:04}.nii.gz")),
-                &labels(n, 16),
-            );
-        }
-    }
+    amos_tree(&src);
     let tasks = convert_ok("amos", &src, &out);
     let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["AMOS22_CT", "AMOS22_MRI"]);
@@ -216,17 +187,7 @@ fn flare22_kits23_and_lits_read_their_layouts() {
     let out = dir.path().join("out");
 
     let flare = dir.path().join("FLARE22");
-    let labelled = flare.join("Training/FLARE22_LabeledCase50");
-    for n in 1..=2 {
-        write(
-            &labelled.join(format!("images/FLARE22_Tr_{n:04}_0000.nii.gz")),
-            &ct(n),
-        );
-        write(
-            &labelled.join(format!("labels/FLARE22_Tr_{n:04}.nii.gz")),
-            &labels(n, 14),
-        );
-    }
+    flare22_tree(&flare);
     convert_ok("flare22", &flare, &out);
     let task = out.join("FLARE22");
     let organs = [
@@ -259,11 +220,7 @@ fn flare22_kits23_and_lits_read_their_layouts() {
     );
 
     let kits = dir.path().join("kits23");
-    for n in [0, 3] {
-        let case = kits.join(format!("dataset/case_{n:05}"));
-        write(&case.join("imaging.nii.gz"), &ct(n));
-        write(&case.join("segmentation.nii.gz"), &labels(n, 4));
-    }
+    kits23_tree(&kits);
     convert_ok("kits23", &kits, &out);
     let task = out.join("KiTS23");
     check_task(
@@ -280,17 +237,7 @@ fn flare22_kits23_and_lits_read_their_layouts() {
     );
 
     let lits = dir.path().join("LiTS");
-    write(&lits.join("Training Batch 1/volume-0.nii"), &ct(0));
-    write(
-        &lits.join("Training Batch 1/segmentation-0.nii"),
-        &labels(0, 3),
-    );
-    write(&lits.join("Training Batch 2/volume-12.nii"), &ct(12));
-    write(
-        &lits.join("Training Batch 2/segmentation-12.nii"),
-        &labels(12, 3),
-    );
-    write(&lits.join("test-volume-5.nii"), &ct(5));
+    lits_tree(&lits);
     convert_ok("lits", &lits, &out);
     let task = out.join("LiTS");
     check_task(
