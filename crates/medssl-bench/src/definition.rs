@@ -28,6 +28,10 @@ use crate::error::{BenchError, Result};
 use crate::layout::StudyLayout;
 use crate::slurm::settings::SlurmSettings;
 
+/// The example study file and its rows, also reachable here beside the format they
+/// follow (they live in [`crate::templates`] with the other templates).
+pub use crate::templates::{every_method_line, example};
+
 /// The study file, as written.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StudyDefinition {
@@ -278,103 +282,6 @@ impl MethodSpec {
             ),
         }
     }
-}
-
-/// The commented study file `medssl study init` writes; `METHODS_LINE` becomes the
-/// `methods` list (see [`example`]).
-const EXAMPLE: &str = r#"# A medssl study: every method below is fine-tuned on every task, at every label
-# budget, once per seed; the SSL methods are pretrained first on the collection.
-# Paths are relative to this file. `medssl study validate FILE` checks it all.
-name = "my-study"
-# Where runs, results.csv and the report go.
-out = "study"
-# cpu, or cuda / cuda:N in a build with the cuda feature.
-device = "cpu"
-# Rows of the tables: any of `medssl methods`, `scratch` (random initialisation),
-# `import:<file>` (external SwinUNETR or Swin weights with MONAI key names) and
-# `supervised:<task>` (the encoder of a fine-tune on every case of a task or source:
-# the positive control).
-METHODS_LINE
-
-[pretraining]
-# Unlabelled volumes: a directory of NIfTI files / DICOM series, or a list file.
-data = "data/ct-collection"
-# tiny (CPU minutes) or paper (the published recipes, for GPUs).
-preset = "tiny"
-# Optimiser steps per method; the preset's epochs when left out.
-steps = 200
-# A task or source on whose validation cases each encoder is probed while it trains
-# (set probe.every below to choose how often).
-# probe = "abdomen-ct"
-# Settings for every method (`medssl config show --method NAME` lists them) ...
-set = []
-# ... and for one method.
-[pretraining.method_set]
-simclr = ["pretext.temperature=0.2"]
-
-[finetune]
-preset = "tiny"
-# Labelled training cases per fine-tune: a count, a fraction, or "all".
-budgets = [2, "all"]
-seeds = [0]
-# Settings for every fine-tune (`medssl config show` lists them) ...
-set = []
-# ... and for one row, by its name in the tables (e.g. a pretrained encoder's
-# strategy: train.strategy = "full", "warmup_decoder" or "frozen_encoder").
-[finetune.method_set]
-dino = ["train.strategy=\"warmup_decoder\"", "train.decoder_epochs=10"]
-
-[[tasks]]
-name = "abdomen-ct"
-path = "data/abdomen-ct"
-modality = "CT"
-
-[[tasks]]
-name = "abdomen-mri"
-path = "data/abdomen-mri"
-modality = "MRI"
-
-# Labelled tasks that only train `supervised:` rows' encoders (optional).
-# [[sources]]
-# name = "totalseg-ct"
-# path = "data/totalseg-ct"
-# modality = "CT"
-
-# The scripts of `medssl study slurm` (its flags override these); every key optional.
-[slurm]
-# account = "my-account"
-# qos = "normal"
-# partition = "gpu"
-# gpus = 1
-# cpus = 8
-# mem = "64G"
-# At most this many tasks of each array at once (--array=A-B%N).
-# array_limit = 4
-# More #SBATCH directives for every script.
-# extra = ["--constraint=a100", "--mail-type=FAIL"]
-
-# Time limit per job kind (Slurm syntax).
-[slurm.time]
-# pretrain = "24:00:00"
-# finetune = "08:00:00"
-# cka = "08:00:00"
-# report = "00:30:00"
-"#;
-
-/// A commented study file to start from (`medssl study init`): scratch and every
-/// registered method as its rows.
-pub fn example() -> String {
-    EXAMPLE.replace("METHODS_LINE", &every_method_line())
-}
-
-/// The study-file line `methods = ["scratch", ...]` naming scratch and every registered
-/// method, in the registry's order.
-pub fn every_method_line() -> String {
-    let names: Vec<String> = std::iter::once("scratch")
-        .chain(methods::METHODS.iter().map(|m| m.name))
-        .map(|name| format!("{name:?}"))
-        .collect();
-    format!("methods = [{}]", names.join(", "))
 }
 
 impl StudyDefinition {

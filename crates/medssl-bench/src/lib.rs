@@ -25,6 +25,7 @@ pub mod runner;
 pub mod slurm;
 pub mod state;
 pub mod stats;
+pub mod templates;
 
 pub use definition::StudyDefinition;
 pub use error::{BenchError, Result};

@@ -6,10 +6,10 @@ use std::sync::Mutex;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::HumanBytes;
 use medssl_bench::cost::{PlanEstimate, Rates, estimate, plan_estimate};
-use medssl_bench::definition::{StudyDefinition, example};
+use medssl_bench::definition::StudyDefinition;
 use medssl_bench::plan::{Plan, Stage, parse_shard};
 use medssl_bench::report::write_report;
 use medssl_bench::results::write_results;
@@ -18,17 +18,21 @@ use medssl_bench::slurm::{
     SlurmOptions, SlurmSettings, TimeLimits, parse_memory, parse_name, parse_time, write_scripts,
 };
 use medssl_bench::state::{StudyStatus, record_timing, status};
+use medssl_bench::templates;
 
 use crate::device::{device_model, parse_device};
 
 /// `medssl study` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum StudyCommand {
-    /// Write a commented example study file.
+    /// Write a commented study file to edit: an example, or the reference paper's study.
     Init {
         /// Where to write it.
         #[arg(default_value = "study.toml")]
         file: PathBuf,
+        /// Which study to start from.
+        #[arg(long, value_enum, default_value_t = Template::Example)]
+        template: Template,
     },
     /// Check every path, task, method and setting of a study before running it; every
     /// problem is listed.
@@ -46,6 +50,26 @@ pub enum StudyCommand {
     Slurm(Box<SlurmArgs>),
     /// Write OUT/results.csv and the report (OUT/report/) from the finished fine-tunes.
     Report { file: PathBuf },
+}
+
+/// The study files `medssl study init` can write.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Template {
+    /// Two placeholder tasks (CT and MRI) and CPU-sized settings, every key explained.
+    Example,
+    /// The reference paper's study: the nine methods and scratch on nine public CT and
+    /// MRI tasks (made by `medssl dataset convert`), few and all labels, paper presets.
+    Paper,
+}
+
+impl Template {
+    /// The file's text.
+    fn text(self) -> String {
+        match self {
+            Template::Example => templates::example(),
+            Template::Paper => templates::paper(),
+        }
+    }
 }
 
 /// Arguments of `medssl study plan`.
@@ -163,7 +187,7 @@ impl SlurmArgs {
 /// `medssl study ...`.
 pub fn study(command: &StudyCommand) -> Result<()> {
     match command {
-        StudyCommand::Init { file } => init(file),
+        StudyCommand::Init { file, template } => init(file, *template),
         StudyCommand::Validate { file } => {
             let study = StudyDefinition::check(file)?;
             println!(
@@ -188,11 +212,12 @@ pub fn study(command: &StudyCommand) -> Result<()> {
     }
 }
 
-fn init(file: &Path) -> Result<()> {
+fn init(file: &Path, template: Template) -> Result<()> {
     if file.exists() {
         bail!("{} exists; choose another file name", file.display());
     }
-    std::fs::write(file, example()).with_context(|| format!("cannot write {}", file.display()))?;
+    std::fs::write(file, template.text())
+        .with_context(|| format!("cannot write {}", file.display()))?;
     println!(
         "wrote {}: edit the paths, then `medssl study validate {}`",
         file.display(),

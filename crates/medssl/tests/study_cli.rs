@@ -12,6 +12,12 @@
 //! its own `finetune.method_set` settings.
 
 mod common;
+// The miniature dataset downloads the converters' tests build.
+#[path = "../../medssl-data/tests/convert_tree/mod.rs"]
+mod convert_tree;
+
+/// Writes a miniature download of one dataset into a folder.
+type BuildTree = fn(&std::path::Path);
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -956,4 +962,134 @@ modality = "CT"
         report.contains("scratch: full; supervised-src: warmup_decoder (1 decoder epochs)"),
         "{report}"
     );
+}
+
+/// `study init --template paper` writes the reference paper's study: the nine methods
+/// and scratch on nine public tasks (CT and MRI, each under the name `medssl dataset
+/// convert` gives it, with the kind that makes it), TotalSegmentator as the source of
+/// a positive control, the paper presets. `study validate` lists every task directory
+/// and the pretraining collection that are not there yet, and passes once they are
+/// (here tiny synthetic tasks); `init` writes over no file.
+#[test]
+fn init_writes_the_paper_study() {
+    use medssl_bench::definition::{AllCases, BudgetSpec, Modality, StudyDefinition};
+    use medssl_ssl::Preset;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paper.toml");
+    let file = path.to_str().unwrap();
+    let printed = stdout_ok(&["study", "init", file, "--template", "paper"]);
+    assert!(printed.contains("wrote"), "{printed}");
+
+    let study = StudyDefinition::load(&path).unwrap();
+    assert_eq!(study.methods.len(), 10, "{:?}", study.methods);
+    assert_eq!(study.methods[0], "scratch");
+    assert_eq!(study.ssl_methods().len(), 9);
+    let tasks = [
+        ("BTCV", Modality::Ct),
+        ("FLARE22", Modality::Ct),
+        ("AMOS22_MRI", Modality::Mri),
+        ("CHAOS_MR_T2", Modality::Mri),
+        ("HaN-Seg", Modality::Ct),
+        ("KiTS23", Modality::Ct),
+        ("LiTS", Modality::Ct),
+        ("Task07_Pancreas", Modality::Ct),
+        ("Task10_Colon", Modality::Ct),
+    ];
+    let written: Vec<(&str, Modality)> = study
+        .tasks
+        .iter()
+        .map(|t| (t.name.as_str(), t.modality))
+        .collect();
+    assert_eq!(written, tasks);
+    for task in study.tasks.iter().chain(&study.sources) {
+        assert_eq!(task.path, Path::new("data").join(&task.name));
+    }
+    let sources: Vec<&str> = study.sources.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(sources, ["TotalSegmentator"]);
+    assert_eq!(study.pretraining.preset, Preset::Paper);
+    assert_eq!(study.finetune.preset, Preset::Paper);
+    let budgets = &study.finetune.budgets;
+    assert!(budgets.iter().any(|b| matches!(b, BudgetSpec::Shots(_))));
+    assert_eq!(budgets.last(), Some(&BudgetSpec::Named(AllCases::All)));
+    // Each task's comment names the converter kind that makes it.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, _) in lines.iter().enumerate().filter(|(_, l)| **l == "[[tasks]]") {
+        assert!(
+            lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| l.starts_with('#'))
+                .any(|l| l.contains("`medssl dataset convert ")),
+            "no converter kind above line {i}:\n{text}"
+        );
+    }
+
+    let again = medssl(&["study", "init", file, "--template", "paper"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    let out = medssl(&["study", "validate", file]);
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    let labelled: Vec<&str> = tasks.iter().map(|(name, _)| *name).chain(sources).collect();
+    for name in &labelled {
+        assert!(
+            error
+                .lines()
+                .any(|l| l.starts_with(&format!("  task {name}: "))
+                    && l.contains(&format!("data/{name}"))),
+            "task {name} in:\n{error}"
+        );
+    }
+    assert!(
+        error.contains("pretraining.data: ") && error.contains("ct-collection.txt"),
+        "{error}"
+    );
+    assert_eq!(error.lines().count(), 1 + labelled.len() + 1, "{error}");
+
+    // Each task as `medssl dataset convert` writes it from a miniature download in its
+    // dataset's layout, and the collection listed as the file says to list it.
+    let data = dir.path().join("data");
+    let downloads = dir.path().join("downloads");
+    let trees: [(&str, &str, BuildTree); 10] = [
+        ("btcv", "btcv", convert_tree::btcv_tree),
+        ("flare22", "FLARE22", convert_tree::flare22_tree),
+        ("amos", "amos22", convert_tree::amos_tree),
+        ("chaos", "CHAOS_Train_Sets", convert_tree::chaos_tree),
+        ("hanseg", "HaN-Seg", |p| {
+            convert_tree::hanseg_tree(p);
+        }),
+        ("kits23", "kits23", convert_tree::kits23_tree),
+        ("lits", "LiTS", convert_tree::lits_tree),
+        ("msd", "Task07_Pancreas", convert_tree::msd_tree),
+        ("msd", "Task10_Colon", convert_tree::msd_tree),
+        (
+            "totalsegmentator",
+            "Totalsegmentator_dataset",
+            convert_tree::totalseg_tree,
+        ),
+    ];
+    for (kind, folder, build) in trees {
+        let source = downloads.join(folder);
+        build(&source);
+        let mut args = vec!["dataset", "convert", kind, source.to_str().unwrap()];
+        args.push(data.to_str().unwrap());
+        if kind == "totalsegmentator" {
+            args.extend(["--structures", "liver,spleen"]);
+        }
+        stdout_ok(&args);
+    }
+    let mut collection = String::new();
+    for task in ["AMOS22_CT", "CHAOS_CT", "TotalSegmentator"] {
+        for entry in std::fs::read_dir(data.join(task).join("imagesTr")).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            collection.push_str(&format!("{task}/imagesTr/{name}\n"));
+        }
+    }
+    std::fs::write(data.join("ct-collection.txt"), collection).unwrap();
+    let valid = stdout_ok(&["study", "validate", file]);
+    assert!(valid.contains("valid ("), "{valid}");
 }
