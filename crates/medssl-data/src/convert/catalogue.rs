@@ -168,6 +168,11 @@ pub fn info(name: &str) -> Option<&'static KindInfo> {
     KINDS.iter().find(|k| k.name == name)
 }
 
+/// The catalogue entry of a kind the converters name themselves.
+pub(super) fn known(name: &str) -> &'static KindInfo {
+    info(name).expect("a catalogue kind")
+}
+
 /// BTCV's thirteen organs by label value, background first.
 pub(super) const BTCV_LABELS: [&str; 14] = [
     "background",

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::catalogue::{KindInfo, info};
+use super::catalogue::{KindInfo, known};
 use super::files::{find_nifti, layout_error, name, subdirs};
 use super::{LabelSource, SourceCase, SourceTask};
 use crate::error::{DataError, Result};
@@ -45,10 +45,6 @@ pub(super) const HANSEG_STRUCTURES: [&str; 30] = [
 /// NRRD endings of HaN-Seg's files, segmentation first.
 const NRRD_ENDINGS: [&str; 2] = [".seg.nrrd", ".nrrd"];
 
-fn kind(name: &str) -> &'static KindInfo {
-    info(name).expect("a catalogue kind")
-}
-
 /// `names` as label names with the background first.
 fn with_background(names: &[impl AsRef<str>]) -> Vec<String> {
     std::iter::once("background".to_string())
@@ -59,7 +55,7 @@ fn with_background(names: &[impl AsRef<str>]) -> Vec<String> {
 /// HaN-Seg: `case_NN/case_NN_IMG_CT.nrrd` and `case_NN_OAR_<structure>.seg.nrrd` per
 /// structure present (a structure absent from a case is background there).
 pub(super) fn hanseg(source: &Path) -> Result<SourceTask> {
-    let info = kind("hanseg");
+    let info = known("hanseg");
     let mut case_dirs = Vec::new();
     for dir in subdirs(source)? {
         if name(&dir).starts_with("case_") {
@@ -137,7 +133,7 @@ fn hanseg_case(dir: &Path, info: &KindInfo) -> Result<SourceCase> {
 /// TotalSegmentator: `sNNNN/ct.nii.gz` and `sNNNN/segmentations/<structure>.nii.gz`; the
 /// chosen `structures` (default BTCV's organs) become classes 1, 2, ... in that order.
 pub(super) fn totalsegmentator(source: &Path, structures: Option<&[String]>) -> Result<SourceTask> {
-    let info = kind("totalsegmentator");
+    let info = known("totalsegmentator");
     let structures: Vec<String> = match structures {
         Some(chosen) => chosen.to_vec(),
         None => TOTALSEG_DEFAULT.iter().map(|s| s.to_string()).collect(),

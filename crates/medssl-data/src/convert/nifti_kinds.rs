@@ -5,15 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::catalogue::{BTCV_LABELS, KindInfo, info};
+use super::catalogue::{BTCV_LABELS, known};
 use super::files::{find_nifti, layout_error, name, nifti_files, require_dir, subdirs};
 use super::{LabelSource, SourceCase, SourceTask, ValueMap};
 use crate::dataset::Task;
 use crate::error::{DataError, Result};
-
-fn kind(name: &str) -> &'static KindInfo {
-    info(name).expect("a catalogue kind")
-}
 
 /// Label names by value, background first, as owned strings.
 fn label_names(names: &[&str]) -> Vec<String> {
@@ -42,7 +38,7 @@ fn missing_label(case: &str, expected: &Path) -> DataError {
 /// nnU-Net v2 layout under its folder's name.
 pub(super) fn msd(source: &Path) -> Result<Vec<SourceTask>> {
     if !source.join(crate::dataset::DATASET_JSON).is_file() {
-        return Err(layout_error(source, kind("msd"), "no dataset.json"));
+        return Err(layout_error(source, known("msd"), "no dataset.json"));
     }
     let (task, _report) = Task::open_checked(source)?;
     let classes = task.labels.len();
@@ -63,7 +59,7 @@ pub(super) fn msd(source: &Path) -> Result<Vec<SourceTask>> {
 
 /// BTCV: `RawData/Training/{img,label}` and `RawData/Testing/img`.
 pub(super) fn btcv(source: &Path) -> Result<SourceTask> {
-    let info = kind("btcv");
+    let info = known("btcv");
     let root = if source.join("RawData").is_dir() {
         source.join("RawData")
     } else {
@@ -137,7 +133,7 @@ const AMOS_FIRST_MRI: u32 = 500;
 /// AMOS22: `imagesTr`+`labelsTr`, `imagesVa`+`labelsVa` (both become training cases)
 /// and `imagesTs`, split by case number into a CT and an MRI task.
 pub(super) fn amos(source: &Path) -> Result<Vec<SourceTask>> {
-    let info = kind("amos");
+    let info = known("amos");
     require_dir(source.join("imagesTr"), info)?;
     let mut parts: BTreeMap<bool, (Vec<SourceCase>, Vec<SourceCase>)> = BTreeMap::new();
     for (images, labels) in [
@@ -218,7 +214,7 @@ const FLARE22_LABELS: [&str; 14] = [
 /// FLARE22: the labelled training cases, `images/<case>_0000.nii.gz` with
 /// `labels/<case>.nii.gz`.
 pub(super) fn flare22(source: &Path) -> Result<SourceTask> {
-    let info = kind("flare22");
+    let info = known("flare22");
     let nested = source.join("Training").join("FLARE22_LabeledCase50");
     let root = if nested.is_dir() {
         nested
@@ -255,7 +251,7 @@ pub(super) fn flare22(source: &Path) -> Result<SourceTask> {
 
 /// KiTS23: `case_NNNNN/imaging.nii.gz` with `segmentation.nii.gz`.
 pub(super) fn kits23(source: &Path) -> Result<SourceTask> {
-    let info = kind("kits23");
+    let info = known("kits23");
     let root = if source.join("dataset").is_dir() {
         source.join("dataset")
     } else {
@@ -294,7 +290,7 @@ pub(super) fn kits23(source: &Path) -> Result<SourceTask> {
 /// LiTS: `volume-N` with `segmentation-N`, and `test-volume-N`, in SOURCE or its
 /// subfolders.
 pub(super) fn lits(source: &Path) -> Result<SourceTask> {
-    let info = kind("lits");
+    let info = known("lits");
     let mut folders = vec![source.to_path_buf()];
     folders.extend(subdirs(source)?);
     let mut volumes: BTreeMap<u32, PathBuf> = BTreeMap::new();
@@ -373,7 +369,7 @@ const BRATS_NAMING: [([&str; 4], &str, &str); 2] = [
 /// BraTS: one folder per case, four sequences and the segmentation; 2021 stores
 /// enhancing tumour as 4, 2023 as 3.
 pub(super) fn brats(source: &Path) -> Result<SourceTask> {
-    let info = kind("brats");
+    let info = known("brats");
     let mut candidates = Vec::new();
     for dir in subdirs(source)? {
         candidates.push(dir.clone());
