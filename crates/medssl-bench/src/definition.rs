@@ -300,18 +300,13 @@ impl StudyDefinition {
     pub fn check(path: &Path) -> Result<StudyDefinition> {
         let mut sections = Sections::read(path)?;
         sections.check_structure();
-        let labelled: Vec<TaskSpec> = sections
-            .tasks
-            .iter()
-            .chain(&sections.sources)
-            .cloned()
-            .collect();
         let on_disk = disk_problems(
             &sections.base,
             sections.methods.as_deref().unwrap_or_default(),
             sections.pretraining.as_ref(),
             sections.finetune.as_ref(),
-            &labelled,
+            &sections.tasks,
+            &sections.sources,
         );
         sections.problems.extend(on_disk);
         sections.into_study(path)
@@ -375,13 +370,13 @@ impl StudyDefinition {
     /// Checks every path, task and setting the study's jobs will use; the error lists
     /// every problem, each naming its key, under the file's name.
     pub fn validate(&self, file: &Path) -> Result<()> {
-        let labelled: Vec<TaskSpec> = self.tasks.iter().chain(&self.sources).cloned().collect();
         let problems = disk_problems(
             &self.base,
             &self.methods,
             Some(&self.pretraining),
             Some(&self.finetune),
-            &labelled,
+            &self.tasks,
+            &self.sources,
         );
         if problems.is_empty() {
             Ok(())
@@ -742,16 +737,22 @@ impl Sections {
 }
 
 /// The problems a run would meet on disk: the pretraining collection, the imported
-/// weights, the tasks and sources (`tasks`), and the `set` overrides against the configurations they change.
-/// Rows that are not methods are left out (they are reported on their own).
+/// weights, the tasks and sources, the `set` overrides against the configurations they
+/// change, and tasks whose input channels differ from those of a row's encoder (its
+/// fine-tunes would stop at their start). Rows that are not methods are left out (they
+/// are reported on their own).
 fn disk_problems(
     base: &Path,
     methods: &[String],
     pretraining: Option<&Pretraining>,
     finetune: Option<&Finetuning>,
     tasks: &[TaskSpec],
+    sources: &[TaskSpec],
 ) -> Vec<String> {
     let mut problems = Vec::new();
+    // The rows whose encoders are trained before the fine-tunes, with the input
+    // channels those encoders take.
+    let mut encoders: Vec<(String, usize)> = Vec::new();
     let ssl = ssl_methods(methods);
     if let Some(pretraining) = pretraining.filter(|_| !ssl.is_empty()) {
         let data = base.join(&pretraining.data);
@@ -773,7 +774,7 @@ fn disk_problems(
             match checked {
                 Err(e) => problems.push(e.to_string()),
                 Ok(Err(e)) => problems.push(format!("pretraining of {method}: {e}")),
-                Ok(Ok(())) => {}
+                Ok(Ok(in_channels)) => encoders.push((method.clone(), in_channels)),
             }
         }
     }
@@ -797,9 +798,39 @@ fn disk_problems(
             }
         }
     }
+    let mut channels: BTreeMap<&str, usize> = BTreeMap::new();
+    for task in tasks.iter().chain(sources) {
+        match Task::open(&base.join(&task.path)) {
+            Ok(opened) => {
+                channels.insert(&task.name, opened.channels.len());
+            }
+            Err(e) => problems.push(format!("task {}: {e}", task.name)),
+        }
+    }
+    for method in methods.iter().filter_map(|m| MethodSpec::parse(m).ok()) {
+        if let MethodSpec::Supervised(source) = method
+            && let Some(&n) = channels.get(source.as_str())
+        {
+            encoders.push((format!("supervised:{source}"), n));
+        }
+    }
     for task in tasks {
-        if let Err(e) = Task::open(&base.join(&task.path)) {
-            problems.push(format!("task {}: {e}", task.name));
+        let Some(&n) = channels.get(task.name.as_str()) else {
+            continue;
+        };
+        let other: Vec<String> = encoders
+            .iter()
+            .filter(|(_, c)| *c != n)
+            .map(|(row, c)| format!("{row} ({c})"))
+            .collect();
+        if !other.is_empty() {
+            problems.push(format!(
+                "task {}: {n} input channel(s), but the encoders of {} take the number in \
+                 brackets: their fine-tunes would stop at their start (leave the task out, \
+                 or pretrain on images with as many channels and set encoder.in_channels)",
+                task.name,
+                other.join(", ")
+            ));
         }
     }
     problems
@@ -812,10 +843,12 @@ struct CheckPretraining<'a> {
 }
 
 impl MethodVisitor for CheckPretraining<'_> {
-    type Output = medssl_train::error::Result<()>;
+    /// The input channels of the encoder the configuration trains.
+    type Output = medssl_train::error::Result<usize>;
 
-    fn visit<M: medssl_ssl::Method>(self) -> medssl_train::error::Result<()> {
-        PretrainConfig::load::<M>(self.preset, None, self.overrides).map(|_| ())
+    fn visit<M: medssl_ssl::Method>(self) -> medssl_train::error::Result<usize> {
+        PretrainConfig::load::<M>(self.preset, None, self.overrides)
+            .map(|config| config.encoder.in_channels)
     }
 }
 

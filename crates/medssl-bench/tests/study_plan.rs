@@ -312,6 +312,30 @@ fn validation_checks_paths_tasks_and_settings() {
             "import:",
         ),
     ];
+    // A task of two channels for encoders of one: every encoder row is named.
+    let two = data.join("two-channel");
+    write_task(&task(4, false), &two).unwrap();
+    let json = std::fs::read_to_string(two.join("dataset.json")).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let channel_key = if value.get("channel_names").is_some() {
+        "channel_names"
+    } else {
+        "modality"
+    };
+    value[channel_key]["1"] = "T2".into();
+    std::fs::write(two.join("dataset.json"), value.to_string()).unwrap();
+    let text = example().replace("data/abdomen-mri", "data/two-channel");
+    let path = write(dir.path(), &text);
+    let err = StudyDefinition::load(&path)
+        .unwrap()
+        .validate(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("task abdomen-mri: 2 input channel(s), but the encoders of simclr (1), "),
+        "{err}"
+    );
+    assert!(!err.contains("task abdomen-ct"), "{err}");
     for (text, expected) in broken {
         let path = write(dir.path(), &text);
         let err = StudyDefinition::load(&path)
