@@ -9,6 +9,8 @@ use clap::Subcommand;
 use medssl_data::convert::{self, ConvertOptions, KIND_NAMES, Progress};
 use medssl_data::dataset::Task;
 
+use crate::progress::{Verbosity, verbosity};
+
 /// `medssl dataset ...`.
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
@@ -27,7 +29,7 @@ pub enum DatasetCommand {
     /// (OUT/<Task>/dataset.json, imagesTr/, labelsTr/, imagesTs/). Every case is
     /// checked (channels and label map on one grid, only the dataset's label values);
     /// every problem is listed. The source is only read. An interrupted conversion
-    /// resumes when run again. `medssl dataset list` names the kinds and the layouts
+    /// resumes when run again. A line per case shows the progress (not with --quiet). `medssl dataset list` names the kinds and the layouts
     /// they expect.
     Convert {
         /// The dataset kind.
@@ -70,7 +72,11 @@ pub fn dataset(command: &DatasetCommand) -> Result<()> {
             let options = ConvertOptions {
                 structures: structures.clone(),
             };
+            let quiet = verbosity() == Verbosity::Quiet;
             let progress = |p: Progress<'_>| {
+                if quiet {
+                    return;
+                }
                 let how = if p.resumed {
                     "written by an earlier run"
                 } else {

@@ -371,7 +371,29 @@ fn dataset_convert_writes_a_task_that_checks_and_names_bad_cases() {
     let dir = tempfile::tempdir().unwrap();
     let (src, out) = (dir.path().join("btcv"), dir.path().join("data"));
     btcv_download(&src);
-    let text = stdout_ok(&["dataset", "convert", "btcv", arg(&src), arg(&out)]);
+    let converted = medssl(&["dataset", "convert", "btcv", arg(&src), arg(&out)]);
+    assert!(converted.status.success(), "{}", stderr(&converted));
+    let text = String::from_utf8_lossy(&converted.stdout).into_owned();
+    // A line per case on stderr, none with --quiet.
+    assert!(
+        stderr(&converted).contains("BTCV [3/3] "),
+        "{}",
+        stderr(&converted)
+    );
+    let quiet_out = dir.path().join("quiet");
+    let quiet = medssl(&[
+        "dataset",
+        "convert",
+        "btcv",
+        arg(&src),
+        arg(&quiet_out),
+        "-q",
+    ]);
+    assert!(
+        quiet.status.success() && stderr(&quiet).is_empty(),
+        "{}",
+        stderr(&quiet)
+    );
     assert!(
         text.contains("BTCV: 2 training and 1 test case(s)"),
         "{text}"
