@@ -325,24 +325,24 @@ fn validation_checks_paths_tasks_and_settings() {
     value[channel_key]["1"] = "T2".into();
     std::fs::write(two.join("dataset.json"), value.to_string()).unwrap();
     let text = example().replace("data/abdomen-mri", "data/two-channel");
-    let path = write(dir.path(), &text);
-    let err = StudyDefinition::load(&path)
-        .unwrap()
-        .validate(&path)
-        .unwrap_err()
-        .to_string();
+    let err = validation_error(dir.path(), &text);
     assert!(
         err.contains("task abdomen-mri: 2 input channel(s), but the encoders of simclr (1), "),
         "{err}"
     );
     assert!(!err.contains("task abdomen-ct"), "{err}");
     for (text, expected) in broken {
-        let path = write(dir.path(), &text);
-        let err = StudyDefinition::load(&path)
-            .unwrap()
-            .validate(&path)
-            .unwrap_err()
-            .to_string();
+        let err = validation_error(dir.path(), &text);
         assert!(err.contains(expected), "expected `{expected}` in: {err}");
     }
+}
+
+/// The error of validating the study file `text` written in `dir`, which must fail.
+fn validation_error(dir: &Path, text: &str) -> String {
+    let path = write(dir, text);
+    StudyDefinition::load(&path)
+        .unwrap()
+        .validate(&path)
+        .unwrap_err()
+        .to_string()
 }
