@@ -43,11 +43,9 @@ pub(super) fn tasks(source: &Path) -> Result<Vec<SourceTask>> {
         let training = numbered(&root.join("CT"))?
             .iter()
             .map(|dir| {
-                let series = dir.join("DICOM_anon");
                 labelled(
                     format!("CHAOS_CT_{}", name(dir)),
-                    vec![series.clone()],
-                    series,
+                    vec![dir.join("DICOM_anon")],
                     &dir.join("Ground"),
                     ct_values(),
                 )
@@ -71,17 +69,14 @@ pub(super) fn tasks(source: &Path) -> Result<Vec<SourceTask>> {
             let out_phase = dual.join("DICOM_anon").join("OutPhase");
             t1.push(labelled(
                 format!("CHAOS_MR_{}", name(dir)),
-                vec![in_phase.clone(), out_phase],
-                in_phase,
+                vec![in_phase, out_phase],
                 &dual.join("Ground"),
                 mr_values(),
             )?);
             let spir = dir.join("T2SPIR");
-            let series = spir.join("DICOM_anon");
             t2.push(labelled(
                 format!("CHAOS_MR_{}", name(dir)),
-                vec![series.clone()],
-                series,
+                vec![spir.join("DICOM_anon")],
                 &spir.join("Ground"),
                 mr_values(),
             )?);
@@ -133,11 +128,11 @@ fn numbered(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// A case whose ground truth is the PNG slices in `ground`, laid on `series`.
+/// A case whose ground truth is the PNG slices in `ground`, laid on the series of its
+/// first image.
 fn labelled(
     id: String,
     images: Vec<PathBuf>,
-    series: PathBuf,
     ground: &Path,
     values: ValueMap,
 ) -> Result<SourceCase> {
@@ -156,11 +151,7 @@ fn labelled(
     Ok(SourceCase {
         id,
         images,
-        label: Some(LabelSource::PngSlices {
-            pngs,
-            series,
-            values,
-        }),
+        label: Some(LabelSource::PngSlices { pngs, values }),
     })
 }
 

@@ -150,11 +150,10 @@ pub(crate) enum LabelSource {
     /// One binary mask (0 and 1) per structure with the class it becomes; where masks
     /// overlap, the highest class wins (masks are listed by class).
     Masks(Vec<(PathBuf, u8)>),
-    /// Greyscale PNG slices, one per slice of the DICOM series `series` (the case's
-    /// first image), paired by [`chaos::pair_slices`].
+    /// Greyscale PNG slices, one per slice of the DICOM series that is the case's first
+    /// image, paired by [`chaos::pair_slices`].
     PngSlices {
         pngs: Vec<PathBuf>,
-        series: PathBuf,
         values: ValueMap,
     },
 }

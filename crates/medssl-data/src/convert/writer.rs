@@ -200,7 +200,7 @@ fn write_case(
     let mut notes = Vec::new();
     let label = match &case.label {
         Some(source) => Some(
-            label_volume(task, source, &image, &first, &mut notes)
+            label_volume(task, source, &image, first.as_ref(), &mut notes)
                 .map_err(|e| DataError::case(&case.id, e.to_string()))?,
         ),
         None => None,
@@ -221,17 +221,23 @@ fn write_case(
     })
 }
 
-/// The case's channels stacked on one grid, and the first image file as read (the
-/// reference a PNG slice stack is laid on).
-fn read_channels(task: &SourceTask, case: &SourceCase) -> Result<(Volume, Image)> {
+/// The case's channels stacked on one grid, and, when its ground truth is a PNG slice
+/// stack, the first image file as read (the series the stack is laid on); other cases
+/// do not keep its samples beside the volume.
+fn read_channels(task: &SourceTask, case: &SourceCase) -> Result<(Volume, Option<Image>)> {
+    let keep_first = matches!(case.label, Some(LabelSource::PngSlices { .. }));
     let mut first: Option<Image> = None;
     let mut volumes: Vec<(PathBuf, Volume)> = Vec::new();
     for path in &case.images {
         let image = read_image(path, &ReadOptions::default())?;
         volumes.push((path.clone(), image.to_volume()?));
-        first.get_or_insert(image);
+        if keep_first && first.is_none() {
+            first = Some(image);
+        }
     }
-    let first = first.ok_or_else(|| DataError::case(&case.id, "no image files"))?;
+    if volumes.is_empty() {
+        return Err(DataError::case(&case.id, "no image files"));
+    }
     let channels: usize = volumes.iter().map(|(_, v)| v.channels()).sum();
     if channels != task.channels.len() {
         return Err(DataError::case(
@@ -310,7 +316,7 @@ fn label_volume(
     task: &SourceTask,
     source: &LabelSource,
     image: &Volume,
-    first: &Image,
+    first: Option<&Image>,
     notes: &mut Vec<String>,
 ) -> Result<Volume> {
     let shape = image.spatial_shape();
@@ -352,14 +358,11 @@ fn label_volume(
                 ));
             }
         }
-        LabelSource::PngSlices {
-            pngs,
-            series,
-            values,
-        } => {
-            let ordered = chaos::pair_slices(pngs, series)?;
-            let stack = medssl_io::png_slices::label_stack(&ordered, first)?.to_volume()?;
-            assign_classes(&mut classes, &stack, series, values, &task.name)?;
+        LabelSource::PngSlices { pngs, values } => {
+            let series = first.expect("the first image is kept for a PNG slice stack");
+            let ordered = chaos::pair_slices(pngs, &series.path)?;
+            let stack = medssl_io::png_slices::label_stack(&ordered, series)?.to_volume()?;
+            assign_classes(&mut classes, &stack, &series.path, values, &task.name)?;
         }
     }
     Ok(Volume::new(classes, *image.affine()))
