@@ -39,7 +39,7 @@ pub struct StudyDefinition {
     pub name: String,
     /// Where jobs write their runs and the report go (relative to the file).
     pub out: PathBuf,
-    /// `cpu`, or `cuda[:N]` in a build with the cuda feature.
+    /// `cpu`, or `cuda[:N]` or `wgpu` in a build with that feature.
     pub device: String,
     /// The rows of every table: SSL method names, `scratch`, `import:<file>`,
     /// `supervised:<task>`.
@@ -104,6 +104,12 @@ pub struct Finetuning {
     /// Seeds; each (method, task, budget) is fine-tuned once per seed.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
+    /// Fewer seeds for some budgets, by the budget's name in tables (`2-shots`,
+    /// `fraction-0.25`, `all`): a subset of `seeds`. Fine-tunes on many labels vary
+    /// little between seeds and cost the most, so a study can spend its seeds where
+    /// labels are few.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub budget_seeds: BTreeMap<String, Vec<u64>>,
     /// `key=value` settings for every fine-tune.
     #[serde(default)]
     pub set: Vec<String>,
@@ -112,6 +118,15 @@ pub struct Finetuning {
     /// `supervised:` row's settings also train its encoder.
     #[serde(default)]
     pub method_set: BTreeMap<String, Vec<String>>,
+}
+
+impl Finetuning {
+    /// The seeds `budget` is fine-tuned with: its `budget_seeds` entry, else `seeds`.
+    pub fn seeds_for(&self, budget: BudgetSpec) -> &[u64] {
+        self.budget_seeds
+            .get(&budget.label())
+            .map_or(&self.seeds, |seeds| seeds)
+    }
 }
 
 /// A label budget as written: `2`, `0.25` or `"all"`.
@@ -689,6 +704,25 @@ impl Sections {
             }
             if finetune.seeds.is_empty() {
                 problems.push("finetune.seeds: the list is empty".into());
+            }
+            for (budget, seeds) in &finetune.budget_seeds {
+                if !unique.contains(budget) {
+                    problems.push(format!(
+                        "finetune.budget_seeds.{budget}: no such budget (budgets are named as \
+                         in the tables: {})",
+                        unique.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                if seeds.is_empty() {
+                    problems.push(format!("finetune.budget_seeds.{budget}: the list is empty"));
+                }
+                if let Some(seed) = seeds.iter().find(|s| !finetune.seeds.contains(s)) {
+                    problems.push(format!(
+                        "finetune.budget_seeds.{budget}: seed {seed} is not in finetune.seeds \
+                         {:?}",
+                        finetune.seeds
+                    ));
+                }
             }
         }
         if let Some(slurm) = &self.slurm {

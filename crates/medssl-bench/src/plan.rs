@@ -302,7 +302,7 @@ impl Plan {
                 }
                 let needs: Vec<usize> = encoder_job(&jobs, &method).into_iter().collect();
                 for &budget in &study.finetune.budgets {
-                    for &seed in &study.finetune.seeds {
+                    for &seed in study.finetune.seeds_for(budget) {
                         jobs.push(Job {
                             id: StudyLayout::finetune_job(
                                 &task.name,
@@ -327,12 +327,15 @@ impl Plan {
                 if !fine_tuned_on(&method, &task.name) {
                     continue;
                 }
-                let comparisons = usize::from(method != MethodSpec::Scratch)
-                    + usize::from(study.finetune.budgets.len() > 1);
-                if comparisons == 0 {
-                    continue;
-                }
                 for &seed in &study.finetune.seeds {
+                    // Initial against fine-tuned weights, and few against many labels
+                    // where this seed fine-tunes more than one budget.
+                    let budgets = (study.finetune.budgets.iter())
+                        .filter(|&&b| study.finetune.seeds_for(b).contains(&seed))
+                        .count();
+                    if method == MethodSpec::Scratch && budgets < 2 {
+                        continue;
+                    }
                     let needs = (0..jobs.len())
                         .filter(|&k| {
                             matches!(&jobs[k].kind, JobKind::Finetune { method: m, task: jt, seed: s, .. }

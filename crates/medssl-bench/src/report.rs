@@ -215,12 +215,18 @@ fn setup(study: &StudyDefinition, plan: &Plan) -> String {
         })
         .collect();
     format!(
-        "Pretraining: {} preset, {steps}, on {}. Fine-tuning: {} preset, seeds {:?}, tasks {}. \
+        "Pretraining: {} preset, {steps}, on {}. Fine-tuning: {} preset, seeds {:?}{}, tasks {}. \
          {done} of {finetunes} fine-tunes finished. Fine-tuning strategy by row: {}.",
         preset_name(study.pretraining.preset),
         study.pretraining.data.display(),
         preset_name(study.finetune.preset),
         study.finetune.seeds,
+        study
+            .finetune
+            .budget_seeds
+            .iter()
+            .map(|(budget, seeds)| format!(" ({budget}: {seeds:?})"))
+            .collect::<String>(),
         tasks.join(", "),
         strategies.join("; ")
     )

@@ -58,7 +58,7 @@ const EXAMPLE: &str = r#"# A medssl study: every method below is fine-tuned on e
 name = "my-study"
 # Where runs, results.csv and the report go.
 out = "study"
-# cpu, or cuda / cuda:N in a build with the cuda feature.
+# cpu, or cuda / cuda:N or wgpu in a build with that feature.
 device = "cpu"
 ROWS_BLOCK
 
@@ -80,6 +80,8 @@ preset = "tiny"
 # Labelled training cases per fine-tune: a count, a fraction, or "all".
 budgets = [2, "all"]
 seeds = [0]
+# Fewer seeds for a budget, by its name in the tables (2-shots, fraction-0.25, all).
+# budget_seeds = { all = [0] }
 FINETUNE_SET_BLOCK
 dino = ["train.strategy=\"warmup_decoder\"", "train.decoder_epochs=10"]
 

@@ -105,6 +105,55 @@ fn the_example_plans_every_row_task_budget_and_seed() {
     assert!(err.contains("no job `finetune/nope`"), "{err}");
 }
 
+/// `finetune.budget_seeds` runs a budget on a subset of the seeds: its fine-tunes exist
+/// for those seeds only, and a seed without the many-label fine-tune gets a CKA job only
+/// where there are initial weights to compare with (not for scratch).
+#[test]
+fn budget_seeds_run_a_budget_on_fewer_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = example().replace(
+        "seeds = [0]\n",
+        "seeds = [0, 1, 2]\nbudget_seeds = { all = [1] }\n",
+    );
+    let study = StudyDefinition::load(&write(dir.path(), &text)).unwrap();
+    let plan = Plan::new(&study);
+    let rows = METHODS.len() + 1;
+    let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+    let count = |prefix: &str| ids.iter().filter(|id| id.starts_with(prefix)).count();
+    // Per row and task: 2 shots × 3 seeds, all × 1 seed.
+    assert_eq!(count("finetune/"), rows * 2 * 4);
+    assert!(ids.contains(&"finetune/abdomen-ct/dino.all.seed-1"));
+    assert!(!ids.contains(&"finetune/abdomen-ct/dino.all.seed-0"));
+    assert!(ids.contains(&"finetune/abdomen-ct/dino.2-shots.seed-2"));
+    // Scratch compares few with many labels on seed 1 only; the SSL rows compare their
+    // encoder with every fine-tune, on every seed.
+    assert_eq!(count("cka/abdomen-ct/scratch."), 1);
+    assert_eq!(count("cka/abdomen-ct/dino."), 3);
+    let cka = &plan.jobs[plan.find("cka/abdomen-ct/dino.seed-0").unwrap()];
+    let needs: Vec<&str> = cka.needs.iter().map(|&n| ids[n]).collect();
+    assert_eq!(needs, ["finetune/abdomen-ct/dino.2-shots.seed-0"]);
+    let cka = &plan.jobs[plan.find("cka/abdomen-ct/scratch.seed-1").unwrap()];
+    assert_eq!(cka.needs.len(), 2);
+
+    for (budget_seeds, expected) in [
+        (
+            "{ most = [1] }",
+            "finetune.budget_seeds.most: no such budget",
+        ),
+        (
+            "{ all = [5] }",
+            "finetune.budget_seeds.all: seed 5 is not in finetune.seeds",
+        ),
+        (
+            "{ \"2-shots\" = [] }",
+            "finetune.budget_seeds.2-shots: the list is empty",
+        ),
+    ] {
+        let err = load_error(&text.replace("{ all = [1] }", budget_seeds));
+        assert!(err.contains(expected), "expected `{expected}` in: {err}");
+    }
+}
+
 /// A `supervised:` row: its encoder's fine-tune (every case of the source, the first
 /// seed) comes after the pretrainings; the row's fine-tunes and CKA jobs need it, on
 /// every task but its own source; a source is never fine-tuned on; the row's settings
