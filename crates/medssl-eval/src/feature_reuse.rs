@@ -299,7 +299,7 @@ mod tests {
 
     fn network(seed: u64, device: &Device) -> SwinUnetr {
         let config = SwinUnetrConfig::new(1, 2).with_feature_size(12);
-        medssl_model::seeding::build_seeded(device, seed, || SwinUnetr::new(&config, device))
+        medssl_model::seeding::build_seeded(device, seed, |device| SwinUnetr::new(&config, device))
             .unwrap()
     }
 

@@ -2,13 +2,7 @@
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{DType, Shape};
-use burn::tensor::{Bytes, Device};
-
-/// Whether our CPU kernels take an operation: the device is flex, with or without
-/// autodiff (device equality ignores it), and every operand is `f32`.
-pub fn runs_our_kernels(device: &Device, dtypes: &[DType]) -> bool {
-    *device == Device::flex() && dtypes.iter().all(|d| *d == DType::F32)
-}
+use burn::tensor::Bytes;
 
 /// A contiguous copy (or the tensor itself when already contiguous) to read as a slice.
 pub fn contiguous(t: &FlexTensor) -> FlexTensor {

@@ -13,6 +13,7 @@ mod error;
 mod flex_data;
 pub mod foreign;
 pub mod import;
+pub mod kernel_path;
 pub mod layouts;
 mod regularization;
 pub mod sealed;

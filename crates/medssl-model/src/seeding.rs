@@ -1,4 +1,4 @@
-//! Seeded construction that other threads cannot disturb.
+//! Seeded construction that other threads cannot disturb and devices do not change.
 //!
 //! Burn draws random initial weights from one backend generator shared by the whole
 //! process, and draws them lazily: a parameter's initialiser runs when its value is
@@ -7,6 +7,11 @@
 //! would interleave their draws, so a run's initial weights would depend on what else
 //! was happening. Seeding, building and initialising every parameter under one lock
 //! makes a seeded network a function of its seed alone.
+//!
+//! Each backend has its own generator (flex's and a GPU runtime's draw different numbers
+//! from one seed), so every network is drawn on the CPU and then moved to its device: a
+//! seed gives the same initial weights on `cpu`, `cuda` and `wgpu`, and a run on a GPU
+//! can be checked against the same run on the CPU.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -15,22 +20,36 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 
 static BACKEND_GENERATOR: Mutex<()> = Mutex::new(());
 
-/// Seeds `device`'s generator with `seed`, runs `build` and initialises every parameter
-/// of the module it returns, while no other caller of this function can draw.
+/// Seeds the CPU generator with `seed`, runs `build` on the CPU device it is given (flex,
+/// autodiff when `device` is) and initialises every parameter of the module it returns,
+/// while no other caller of this function can draw; then moves the module to `device`
+/// (for training there, with its own autodiff graph).
 pub fn build_seeded<M: Module, E>(
     device: &Device,
     seed: u64,
-    build: impl FnOnce() -> Result<M, E>,
+    build: impl FnOnce(&Device) -> Result<M, E>,
 ) -> Result<M, E> {
-    // A panic in another build leaves nothing half-done that matters here: the next
-    // caller reseeds before drawing.
-    let _guard = BACKEND_GENERATOR
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    device.seed(seed);
-    let module = build()?;
-    module.visit(&mut Initialise);
-    Ok(module)
+    let host = if device.is_autodiff() {
+        Device::flex().autodiff()
+    } else {
+        Device::flex()
+    };
+    let module = {
+        // A panic in another build leaves nothing half-done that matters here: the
+        // next caller reseeds before drawing.
+        let _guard = BACKEND_GENERATOR
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        host.seed(seed);
+        let module = build(&host)?;
+        module.visit(&mut Initialise);
+        module
+    };
+    Ok(if *device == host {
+        module
+    } else {
+        module.fork(device)
+    })
 }
 
 /// Runs the lazy initialiser of every parameter it visits.
@@ -74,10 +93,10 @@ mod tests {
                 .map(|seed| {
                     let device = device.clone();
                     scope.spawn(move || {
-                        let layers = build_seeded(&device, seed, || {
+                        let layers = build_seeded(&device, seed, |device| {
                             Ok::<_, Infallible>(
                                 (0..100)
-                                    .map(|_| LinearConfig::new(8, 8).init(&device))
+                                    .map(|_| LinearConfig::new(8, 8).init(device))
                                     .collect::<Vec<_>>(),
                             )
                         })

@@ -10,13 +10,13 @@ mod kernel;
 use burn::tensor::Tensor;
 use burn::tensor::module::conv3d;
 
-use crate::flex_data::runs_our_kernels;
+use crate::kernel_path::{KernelPath, choose};
 use backend::{SameConv3d, same_options};
 
 /// `conv(x, weight)` with stride 1, zero padding `k / 2`, no bias: `x` `[B, C, D, H, W]`,
 /// `weight` `[O, C, k, k, k]` with `k` odd; returns `[B, O, D, H, W]`.
 pub fn conv3d_same(x: Tensor<5>, weight: Tensor<5>) -> Tensor<5> {
-    if runs_our_kernels(&x.device(), &[x.dtype(), weight.dtype()]) {
+    if choose(&x.device(), &[x.dtype(), weight.dtype()]) == KernelPath::Ours {
         let y = <burn::backend::Dispatch as SameConv3d>::same_conv3d(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -54,9 +54,10 @@ mod tests {
                 &device,
             );
             let options = same_options(k);
-            assert!(runs_our_kernels(&device, &[x.dtype(), weight.dtype()]));
             let theirs = conv3d(x.clone(), weight.clone(), None, options);
+            let taken = crate::kernel_path::calls(KernelPath::Ours);
             let ours = conv3d_same(x.clone(), weight.clone());
+            assert!(crate::kernel_path::calls(KernelPath::Ours) > taken);
             let theirs_grads = (theirs.clone() * probe.clone()).sum().backward();
             let ours_grads = (ours.clone() * probe).sum().backward();
             assert!(

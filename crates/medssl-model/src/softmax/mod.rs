@@ -11,7 +11,7 @@ mod kernel;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
-use crate::flex_data::runs_our_kernels;
+use crate::kernel_path::{KernelPath, choose};
 use backend::BiasedSoftmax;
 
 /// `softmax(scores + bias + mask)` over the last axis: `scores` `[B, heads, n, n]`,
@@ -19,7 +19,7 @@ use backend::BiasedSoftmax;
 /// `b mod windows` (`B` a multiple of `windows`).
 pub fn biased_softmax(scores: Tensor<4>, bias: Tensor<3>, mask: Tensor<3>) -> Tensor<4> {
     let dtypes = [scores.dtype(), bias.dtype(), mask.dtype()];
-    if runs_our_kernels(&scores.device(), &dtypes) {
+    if choose(&scores.device(), &dtypes) == KernelPath::Ours {
         let probs = <burn::backend::Dispatch as BiasedSoftmax>::biased_softmax(
             scores.into_dispatch(),
             bias.into_dispatch(),
@@ -38,7 +38,7 @@ pub fn biased_softmax(scores: Tensor<4>, bias: Tensor<3>, mask: Tensor<3>) -> Te
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{DType, Device, Distribution, Tensor};
+    use burn::tensor::{Device, Distribution, Tensor};
 
     use super::*;
     use crate::test_values::max_abs_diff_tensors as max_abs_diff;
@@ -58,8 +58,9 @@ mod tests {
                 .mul_scalar(-100.0);
             let probe =
                 Tensor::<4>::random([b, heads, n, n], Distribution::Normal(0.0, 1.0), &device);
-            assert!(runs_our_kernels(&device, &[DType::F32]));
+            let taken = crate::kernel_path::calls(KernelPath::Ours);
             let ours = biased_softmax(scores.clone(), bias.clone(), mask.clone());
+            assert!(crate::kernel_path::calls(KernelPath::Ours) > taken);
             let theirs = {
                 let s = scores.clone() + bias.clone().unsqueeze::<4>();
                 let s = s.reshape([b / windows, windows, heads, n, n])

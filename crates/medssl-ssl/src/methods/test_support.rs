@@ -22,7 +22,7 @@ pub fn encoder() -> SwinUnetrConfig {
 /// `M`'s network for `settings` on [`fast_encoder`], initialised from `seed` (so a
 /// test's values do not change from run to run).
 pub fn seeded<M: Method>(settings: &M::Settings, seed: u64, device: &Device) -> M::Net {
-    medssl_model::seeding::build_seeded(device, seed, || {
+    medssl_model::seeding::build_seeded(device, seed, |device| {
         Ok::<_, std::convert::Infallible>(M::build(settings, &fast_encoder(), device))
     })
     .unwrap_or_else(|never| match never {})

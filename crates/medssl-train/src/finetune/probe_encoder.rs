@@ -131,8 +131,10 @@ pub fn probe_encoder(
     let probe = ProbeTask::open(task_dir, config, part, cache_dir)?;
     let config = &probe.config;
     let network = config.network(probe.channels().len(), probe.task.labels.len());
-    let mut model = build_seeded(device, config.seed, || SwinUnetr::new(&network, device))
-        .map_err(|e| TrainError::context("model", e))?;
+    let mut model = build_seeded(device, config.seed, |device| {
+        SwinUnetr::new(&network, device)
+    })
+    .map_err(|e| TrainError::context("model", e))?;
     let report = match init {
         Init::Scratch => None,
         Init::Weights { path, allow_unused } => Some(load_weights(

@@ -283,8 +283,8 @@ impl Finetune {
         let classes = segmentation_classes(&task)?;
         let train_device = device.clone().autodiff();
         let network = config.network(task.channels.len(), classes);
-        let mut model = build_seeded(&train_device, config.seed, || {
-            SwinUnetr::new(&network, &train_device)
+        let mut model = build_seeded(&train_device, config.seed, |device| {
+            SwinUnetr::new(&network, device)
         })
         .map_err(|e| TrainError::context("model", e))?;
         let optimizer = SegmentationOptimizer::new(config.train.optimizer);

@@ -167,8 +167,8 @@ impl<M: Method> Pretrain<M> {
         let settings = config.pretext::<M>()?;
         let network = config.network();
         let train_device = device.clone().autodiff();
-        let Ok(net) = build_seeded(&train_device, config.seed, || {
-            Ok::<_, std::convert::Infallible>(M::build(&settings, &network, &train_device))
+        let Ok(net) = build_seeded(&train_device, config.seed, |device| {
+            Ok::<_, std::convert::Infallible>(M::build(&settings, &network, device))
         });
         let t = &config.train;
         let optimizer = SegmentationOptimizer::new(OptimizerConfig {
