@@ -33,7 +33,7 @@ pub struct CkaArgs {
     /// Print the comparison as one JSON object.
     #[arg(long)]
     json: bool,
-    /// Device: cpu, or cuda[:N] in a build with the cuda feature.
+    /// Device: cpu, or cuda[:N] or wgpu in a build with that feature.
     #[arg(long, default_value = "cpu")]
     device: String,
 }

@@ -23,7 +23,7 @@ pub struct DemoArgs {
     /// Directory for the data, the runs and the report (resumed when it exists).
     #[arg(long, default_value = "medssl-demo")]
     out: PathBuf,
-    /// Device: cpu, or cuda[:N] in a build with the cuda feature.
+    /// Device: cpu, or cuda[:N] or wgpu in a build with that feature.
     #[arg(long, default_value = "cpu")]
     device: String,
 }

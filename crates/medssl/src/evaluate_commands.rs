@@ -47,7 +47,7 @@ pub struct EvaluateArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
-    /// Device: cpu, or cuda[:N] in a build with the cuda feature.
+    /// Device: cpu, or cuda[:N] or wgpu in a build with that feature.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -124,7 +124,7 @@ pub struct PredictArgs {
     /// or for a folder input a folder that gets CASE.nii.gz per case.
     #[arg(long)]
     probabilities: Option<PathBuf>,
-    /// Device: cpu, or cuda[:N] in a build with the cuda feature.
+    /// Device: cpu, or cuda[:N] or wgpu in a build with that feature.
     #[arg(long, default_value = "cpu")]
     device: String,
 }

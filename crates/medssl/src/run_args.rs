@@ -22,7 +22,7 @@ pub struct RunArgs {
     /// A setting `key=value` (e.g. `train.lr=3e-4`), applied after --config.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Device: cpu, or cuda[:N] in a build with the cuda feature.
+    /// Device: cpu, or cuda[:N] or wgpu in a build with that feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

@@ -33,7 +33,8 @@ pub struct SpeedArgs {
     /// Output classes of the network.
     #[arg(long, default_value_t = 3)]
     pub classes: usize,
-    /// cpu (Burn's flex backend) or cuda[:N] (binary built with the `cuda` feature).
+    /// cpu (Burn's flex backend), or cuda[:N] or wgpu (binaries built with the `cuda` or
+    /// `wgpu` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Print one JSON object.

@@ -20,7 +20,7 @@ use medssl_bench::slurm::{
 use medssl_bench::state::{StudyStatus, record_timing, status};
 use medssl_bench::templates;
 
-use crate::device::{device_model, parse_device};
+use crate::device::{DeviceName, device_model, parse_device};
 
 /// `medssl study` subcommands.
 #[derive(Debug, Subcommand)]
@@ -107,7 +107,7 @@ pub struct StudyRunArgs {
     /// Jobs run at the same time.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
-    /// Device: cpu, or cuda[:N] (default: the study file's `device`).
+    /// Device: cpu, cuda[:N] or wgpu (default: the study file's `device`).
     #[arg(long)]
     device: Option<String>,
 }
@@ -153,8 +153,8 @@ pub struct SlurmArgs {
     /// At most N tasks of each array at once (`--array=A-B%N`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     array_limit: Option<u32>,
-    /// Device of the tasks: cpu, or cuda[:N] (checked now: needs a binary built with
-    /// the cuda feature).
+    /// Device of the tasks: cpu, cuda[:N] or wgpu (checked now: needs a binary built with
+    /// that feature).
     #[arg(long, default_value = "cuda")]
     device: String,
     /// The medssl binary the tasks run (default: this one).
@@ -562,39 +562,21 @@ fn slurm(args: &SlurmArgs) -> Result<()> {
 }
 
 /// Checks `--device` of the Slurm scripts now rather than in every array task: its
-/// syntax (`cpu`, `cuda`, `cuda:N`) and, when the tasks run this binary
+/// syntax (`cpu`, `cuda`, `cuda:N`, `wgpu`) and, when the tasks run this binary
 /// (`this_binary`), that this binary was built with the backend it needs. No device is
 /// opened: the scripts are usually written on a login node without a GPU. Another
 /// binary (`--medssl`) is not run here, so only the syntax is checked for it.
 fn check_device(device: &str, this_binary: bool) -> Result<()> {
-    let index = device.strip_prefix("cuda").map(|rest| match rest {
-        "" => Ok(()),
-        _ => rest
-            .strip_prefix(':')
-            .and_then(|n| n.parse::<usize>().ok())
-            .map(drop)
-            .ok_or(()),
-    });
-    match (device, index) {
-        ("cpu", _) => Ok(()),
-        (_, Some(Ok(()))) if this_binary && !cfg!(feature = "cuda") => bail!(
-            "--device {device}: this medssl was built without the `cuda` feature, so the \
-             array tasks would fail at start; rebuild with \
-             `cargo build --release -p medssl --features cuda` (on a machine with the CUDA \
-             toolkit) and run `medssl study slurm` with that binary, or name it with \
-             --medssl, or use --device cpu"
-        ),
-        (_, Some(Ok(()))) => Ok(()),
-        (_, Some(Err(()))) => bail!("bad device {device}: use cuda or cuda:N"),
-        (_, None) => bail!(
-            "unknown device {device}: use cpu{}",
-            if cfg!(feature = "cuda") || !this_binary {
-                " or cuda[:N]"
-            } else {
-                " (this binary was built without the cuda feature)"
-            }
-        ),
+    let name = DeviceName::parse(device)?;
+    if this_binary {
+        name.check_compiled().map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; the array tasks would fail at start (run `medssl study slurm` with a \
+                 binary that has it, or name one with --medssl)"
+            )
+        })?;
     }
+    Ok(())
 }
 
 /// What `study report` (and the end of `study run`) wrote: the wide and the long results

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
+use burn::tensor::Device;
 use medssl_model::SwinUnetrConfig;
+use medssl_model::kernel_path::{KernelPath, calls};
 use medssl_test_support::le_f32;
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -12,6 +14,51 @@ use serde_json::Value;
 /// the README's claim. The float32-vs-float64 error of MONAI's own computation is
 /// 2-3e-6 on these cases (`float64_vs_float32` in their JSON).
 pub const TOLERANCE: f32 = 1e-5;
+
+/// A device a parity test runs on (each held to [`TOLERANCE`]), with the kernel path its
+/// decoder convolutions and attention softmax must take.
+pub struct TestDevice {
+    pub name: &'static str,
+    pub device: Device,
+    pub path: KernelPath,
+}
+
+impl TestDevice {
+    /// Panics unless `path` took operations while `run` ran: a device whose test passes
+    /// on the wrong path has not tested its own.
+    pub fn on_its_path<T>(&self, what: &str, run: impl FnOnce() -> T) -> T {
+        let before = calls(self.path);
+        let out = run();
+        assert!(
+            calls(self.path) > before,
+            "{what} on {}: no operation took the {:?} path",
+            self.name,
+            self.path
+        );
+        out
+    }
+}
+
+/// flex (our CPU kernels), then wgpu in builds with the `wgpu` feature where an adapter
+/// initialises (`medssl_test_support::wgpu_device`: required where
+/// `MEDSSL_REQUIRE_WGPU` is set).
+pub fn test_devices() -> Vec<TestDevice> {
+    let flex = TestDevice {
+        name: "flex",
+        device: Device::flex(),
+        path: KernelPath::Ours,
+    };
+    #[cfg(feature = "wgpu")]
+    if let Some(device) = medssl_test_support::wgpu_device() {
+        let wgpu = TestDevice {
+            name: "wgpu",
+            device,
+            path: KernelPath::Burn,
+        };
+        return vec![flex, wgpu];
+    }
+    vec![flex]
+}
 
 /// A JSON file.
 pub fn json(path: &Path) -> Value {
