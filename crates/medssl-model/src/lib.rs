@@ -9,6 +9,7 @@
 pub mod arrays;
 pub mod config;
 pub mod conv;
+pub mod device_check;
 mod error;
 mod flex_data;
 pub mod foreign;

@@ -44,9 +44,9 @@ impl ConvLayer {
 /// `[B, C, D, H, W]`.
 ///
 /// Means are taken one axis at a time and the variance from the centred values, so no
-/// reduction sums more than one row of voxels: a single mean over a whole 64 × 32 × 32
-/// volume was off by 7e-3 (for values around 5) on Burn's wgpu backend over lavapipe,
-/// whose reductions add sequentially, and moved SwinUNETR's logits by 2e-3.
+/// reduction sums more than one row of voxels: Burn 0.22's wgpu backend over lavapipe
+/// drops terms from reductions along 2^16 values or more ([`crate::device_check`]), and
+/// a single mean over a whole 64 × 32 × 32 volume moved SwinUNETR's logits by 2e-3 there.
 fn instance_norm(x: Tensor<5>) -> Tensor<5> {
     const EPS: f64 = 1e-5;
     let mean = |t: Tensor<5>| t.mean_dim(4).mean_dim(3).mean_dim(2);

@@ -95,6 +95,7 @@ pub fn parse_device(text: &str) -> Result<Device> {
                      see the error above)"
                 )
             })?;
+            check_numerics(text, &device).map_err(|e| anyhow!(e))?;
             Ok(device)
         }
         #[cfg(feature = "wgpu")]
@@ -112,6 +113,7 @@ pub fn parse_device(text: &str) -> Result<Device> {
                 })?;
                 round_trip(&device)
                     .map_err(|()| "wgpu: the adapter failed its first operation".to_string())?;
+                check_numerics("wgpu", &device)?;
                 Ok(device)
             });
             device.clone().map_err(|e| anyhow!(e))
@@ -129,6 +131,24 @@ fn round_trip(device: &Device) -> std::result::Result<(), ()> {
         Tensor::<1>::zeros([1], device).into_data();
     }))
     .map_err(drop)
+}
+
+/// Refuses a GPU device that fails [`DeviceCheck`]: a device that drops terms from long
+/// sums trains without an error and without learning, so it is named and refused before
+/// any command writes its run directory.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn check_numerics(text: &str, device: &Device) -> std::result::Result<(), String> {
+    use medssl_model::device_check::DeviceCheck;
+    match DeviceCheck::run(device).failure() {
+        None => Ok(()),
+        Some(failure) => Err(format!(
+            "--device {text} ({}) computes wrong values: {failure}, against the exact \
+             values. Runs on it would train and evaluate wrongly without an error, so it is \
+             refused; use --device cpu or another GPU or driver (Mesa's software Vulkan, \
+             lavapipe, fails this with Burn 0.22: README, GPUs)",
+            device_model(text, device)
+        )),
+    }
 }
 
 /// What runs a parsed `--device`, for run records and reports: the processor's name for
