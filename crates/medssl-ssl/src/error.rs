@@ -9,6 +9,9 @@ pub enum SslError {
     /// The data pipeline's error (a view plan that cannot be built).
     #[error(transparent)]
     Data(#[from] medssl_data::DataError),
+    /// A GPU that failed while computing a monitor (out of memory, a failed kernel).
+    #[error(transparent)]
+    Device(#[from] medssl_model::arrays::DeviceReadError),
     /// A method name that no registered method has; the message lists those that do.
     #[error("unknown method `{name}`; known methods: {}", known.join(", "))]
     UnknownMethod {

@@ -4,20 +4,22 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
+use medssl_model::arrays::{DeviceReadError, read_scalar};
+
 use crate::losses::normalize_rows;
 
 /// The spread of a batch of embeddings `[B, C]`: the standard deviation across the
 /// batch of the L2-normalised embeddings, averaged over dimensions, times `√C`. Random
 /// directions give about 1; identical embeddings (a collapsed encoder) give 0. `None`
-/// for a batch of one, which has no spread.
-pub fn embedding_spread(embeddings: Tensor<2>) -> Option<f64> {
+/// for a batch of one, which has no spread; an error when the device fails.
+pub fn embedding_spread(embeddings: Tensor<2>) -> Result<Option<f64>, DeviceReadError> {
     let [batch, channels] = embeddings.dims();
     if batch < 2 {
-        return None;
+        return Ok(None);
     }
     let unit = normalize_rows(embeddings.detach());
-    let std = unit.var(0).sqrt().mean().into_scalar::<f32>();
-    Some(f64::from(std) * (channels as f64).sqrt())
+    let std = read_scalar(unit.var(0).sqrt().mean())?;
+    Ok(Some(std * (channels as f64).sqrt()))
 }
 
 /// The global embedding of a stage output `[B, C, D, H, W]`: its mean over space.
@@ -28,8 +30,12 @@ pub fn pooled(x: Tensor<5>) -> Tensor<2> {
 
 /// Mean entropy (nats) of the teacher's target distribution over a batch: near
 /// `ln(out_dim)` when the teacher is uniform (collapse to uniform), near 0 when one
-/// prototype takes everything (collapse to one).
-pub fn teacher_entropy(teacher: &Tensor<2>, center: &Tensor<1>, temperature: f64) -> f64 {
+/// prototype takes everything (collapse to one); an error when the device fails.
+pub fn teacher_entropy(
+    teacher: &Tensor<2>,
+    center: &Tensor<1>,
+    temperature: f64,
+) -> Result<f64, DeviceReadError> {
     let p = softmax(
         (teacher.clone() - center.clone().unsqueeze_dim::<2>(0)).div_scalar(temperature),
         1,
@@ -38,7 +44,7 @@ pub fn teacher_entropy(teacher: &Tensor<2>, center: &Tensor<1>, temperature: f64
         .sum_dim(1)
         .neg()
         .mean();
-    f64::from(h.into_scalar::<f32>())
+    read_scalar(h)
 }
 
 #[cfg(test)]
@@ -53,13 +59,13 @@ mod tests {
             TensorData::new(vec![0.3f32, -1.0, 2.0, 0.3, -1.0, 2.0], [2, 3]),
             &device,
         );
-        assert!(embedding_spread(same).unwrap() < 1e-6);
+        assert!(embedding_spread(same).unwrap().unwrap() < 1e-6);
         device.seed(3);
         let random = Tensor::<2>::random([256, 64], Distribution::Normal(0.0, 1.0), &device);
-        let spread = embedding_spread(random).unwrap();
+        let spread = embedding_spread(random).unwrap().unwrap();
         assert!((spread - 1.0).abs() < 0.05, "{spread}");
         let one = Tensor::<2>::ones([1, 4], &device);
-        assert_eq!(embedding_spread(one), None);
+        assert_eq!(embedding_spread(one).unwrap(), None);
     }
 
     #[test]
@@ -67,13 +73,13 @@ mod tests {
         let device = Device::flex();
         let center = Tensor::<1>::zeros([8], &device);
         let flat = Tensor::<2>::zeros([3, 8], &device);
-        let uniform = teacher_entropy(&flat, &center, 0.04);
+        let uniform = teacher_entropy(&flat, &center, 0.04).unwrap();
         assert!((uniform - 8f64.ln()).abs() < 1e-5, "{uniform}");
         let mut peaked = vec![0.0f32; 16];
         peaked[3] = 1.0;
         peaked[8 + 5] = 1.0;
         let peaked = Tensor::<2>::from_data(TensorData::new(peaked, [2, 8]), &device);
-        let sharp = teacher_entropy(&peaked, &center, 0.04);
+        let sharp = teacher_entropy(&peaked, &center, 0.04).unwrap();
         assert!(sharp < 1e-6, "{sharp}");
     }
 }

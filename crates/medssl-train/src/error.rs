@@ -33,6 +33,9 @@ pub enum TrainError {
     /// method's own.
     #[error(transparent)]
     Ssl(#[from] medssl_ssl::SslError),
+    /// A GPU that failed during a step (out of memory, a failed kernel).
+    #[error(transparent)]
+    Device(#[from] medssl_model::arrays::DeviceReadError),
     /// Initial weights whose tensors do not give a SwinUNETR architecture.
     #[error("{path}: cannot read a SwinUNETR architecture: {source}")]
     Architecture {

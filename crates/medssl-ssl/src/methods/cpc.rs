@@ -226,7 +226,7 @@ impl Pretext for Cpc {
         let [.., deepest] = self.swin_vit.forward(Tensor::cat(views, 0));
         let embeddings = pooled(deepest);
         let dim = embeddings.dims()[1];
-        let spread = embedding_spread(embeddings.clone().narrow(0, 0, b));
+        let spread = embedding_spread(embeddings.clone().narrow(0, 0, b))?;
         // Rows of the encoder batch are `cell · B + b`; per volume, cells in raster order.
         let grid = embeddings.reshape([cells, b, dim]).swap_dims(0, 1);
         let context = self.settings.context_cells();

@@ -302,12 +302,12 @@ impl Pretext for Dino {
             .into_iter()
             .map(|x| Dino::token(&self.swin_vit, x))
             .collect();
-        let spread = embedding_spread(student_tokens[0].clone());
+        let spread = embedding_spread(student_tokens[0].clone())?;
         let student = self.head.forward_crops(student_tokens);
         let distill = self.sharpening.at(context.epoch);
         let teacher_temp = distill.teacher_temp;
         let center = self.center.val();
-        let entropy = teacher_entropy(&teacher[0], &center, teacher_temp);
+        let entropy = teacher_entropy(&teacher[0], &center, teacher_temp)?;
         let (loss, new_center) = distill.dino(&teacher, &student, center, None);
         let mut monitors = vec![("teacher_temp", teacher_temp), ("teacher_entropy", entropy)];
         monitors.extend(spread.map(|s| ("embedding_spread", s)));

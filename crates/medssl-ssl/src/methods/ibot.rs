@@ -420,7 +420,7 @@ impl Pretext for Ibot {
                 student_global.push(pooled(last));
             }
         }
-        let spread = embedding_spread(student_global[0].clone());
+        let spread = embedding_spread(student_global[0].clone())?;
         let (teacher_global, teacher_patch) = heads_on_crops(
             &self.teacher_head,
             self.teacher_patch.as_ref(),
@@ -437,7 +437,7 @@ impl Pretext for Ibot {
         );
         let global = self.sharpening.at(context.epoch);
         let teacher_temp = global.teacher_temp;
-        let entropy = teacher_entropy(&teacher_global[0], &self.center_global.val(), teacher_temp);
+        let entropy = teacher_entropy(&teacher_global[0], &self.center_global.val(), teacher_temp)?;
         let (global_loss, center_global) = global.dino(
             &teacher_global,
             &student_global,

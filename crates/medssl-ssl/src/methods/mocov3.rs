@@ -161,7 +161,7 @@ impl Pretext for MocoV3 {
         let device = self.swin_vit.patch_embed.proj.weight.val().device();
         let h1 = global_token(&self.swin_vit, batch, 0, &device)?;
         let h2 = global_token(&self.swin_vit, batch, 1, &device)?;
-        let spread = embedding_spread(h1.clone());
+        let spread = embedding_spread(h1.clone())?;
         let query = |h: Tensor<2>| self.predictor.forward(self.projector.forward(h));
         let key = |v: usize| -> Result<Tensor<2>> {
             let h = global_token(&self.momentum_encoder, batch, v, &device)?;

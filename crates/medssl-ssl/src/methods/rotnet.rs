@@ -4,6 +4,7 @@
 //! `axis-planes`, the identity and 90/180/270° about each axis (10 classes, Taleb et
 //! al.), and `tang`, 0/90/180/270° in one plane (4 classes, as SwinUNETR's pretraining).
 
+use medssl_model::arrays::read_count;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -150,12 +151,12 @@ impl Pretext for RotNet {
     fn loss(&self, batch: &ViewBatch, _context: &StepContext) -> Result<StepLoss<()>> {
         let device = self.classifier.weight.val().device();
         let token = global_token(&self.swin_vit, batch, 0, &device)?;
-        let spread = embedding_spread(token.clone());
+        let spread = embedding_spread(token.clone())?;
         let logits = self.classifier.forward(token);
         let accuracy = {
             let predicted = logits.clone().argmax(1).reshape([batch.ids.len()]);
             let labels = rotation_labels(batch, 0, &device)?;
-            let hits = predicted.equal(labels).int().sum().into_scalar::<i64>();
+            let hits = read_count(predicted.equal(labels).int().sum())?;
             hits as f64 / batch.ids.len() as f64
         };
         let loss = cross_entropy(logits, rotation_labels(batch, 0, &device)?);

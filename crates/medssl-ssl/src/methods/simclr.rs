@@ -227,7 +227,7 @@ impl Pretext for SimClr {
         let device = self.swin_vit.patch_embed.proj.weight.val().device();
         let h1 = global_token(&self.swin_vit, batch, 0, &device)?;
         let h2 = global_token(&self.swin_vit, batch, 1, &device)?;
-        let spread = embedding_spread(h1.clone());
+        let spread = embedding_spread(h1.clone())?;
         let loss = ntxent(
             self.projector.forward(h1),
             self.projector.forward(h2),

@@ -144,7 +144,7 @@ impl Pretext for SimMim {
         let [.., bottleneck] =
             self.swin_vit
                 .forward_masked(image.clone(), tokens.clone(), self.mask_token.val());
-        let spread = embedding_spread(pooled(bottleneck.clone()));
+        let spread = embedding_spread(pooled(bottleneck.clone()))?;
         let reconstruction = pixel_shuffle(self.decoder.forward(bottleneck), self.stride);
         let mask = voxel_mask(tokens, self.patch);
         let loss = masked_l1(reconstruction, image, mask, true);

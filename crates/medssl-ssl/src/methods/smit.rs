@@ -325,7 +325,7 @@ impl Pretext for Smit {
                 .forward_masked(image.clone(), mask.clone(), self.mask_token.val());
         let [_, _, _, teacher3, _] = self.teacher_encoder.forward(image.clone());
         let teacher3 = teacher3.detach();
-        let spread = embedding_spread(pooled(student3.clone()));
+        let spread = embedding_spread(pooled(student3.clone()))?;
         let distill = self.sharpening.at(context.epoch);
         let teacher_temp = distill.teacher_temp;
         let teacher_patch_temp = self.patch_sharpening.at(context.epoch).teacher_temp;
@@ -342,7 +342,7 @@ impl Pretext for Smit {
             .teacher_global
             .forward(pooled(teacher3.clone()))
             .detach();
-        let entropy = teacher_entropy(&teacher_cls, &self.center_global.val(), teacher_temp);
+        let entropy = teacher_entropy(&teacher_cls, &self.center_global.val(), teacher_temp)?;
         let out = smit.forward(
             SmitBatch {
                 teacher_cls,

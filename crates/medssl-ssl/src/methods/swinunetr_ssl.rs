@@ -10,6 +10,7 @@
 //! Token 1 exists only when the deepest stage has two tokens, so crops are at least
 //! 64³ (the tiny preset's crop is 64³ for this method).
 
+use medssl_model::arrays::read_count;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
@@ -195,15 +196,11 @@ impl Pretext for SwinUnetrSsl {
         );
         let accuracy = {
             let predicted = rotation_logits.clone().argmax(1).reshape([rows]);
-            let hits = predicted
-                .equal(labels.clone())
-                .int()
-                .sum()
-                .into_scalar::<i64>();
+            let hits = read_count(predicted.equal(labels.clone()).int().sum())?;
             hits as f64 / rows as f64
         };
         let contrastive = self.contrastive_head.forward(token(1));
-        let spread = embedding_spread(contrastive.clone().narrow(0, 0, b));
+        let spread = embedding_spread(contrastive.clone().narrow(0, 0, b))?;
         let settings = &self.settings;
         let rotation = cross_entropy(rotation_logits, labels).mul_scalar(settings.rotation_weight);
         let contrast = ntxent(

@@ -17,7 +17,7 @@ use medssl_data::loader::{Batch, Loader, SampleSource};
 use medssl_data::splits::{Budget, Split, SplitScheme};
 use medssl_eval::validate::validate;
 use medssl_model::SwinUnetr;
-use medssl_model::arrays::to_tensor;
+use medssl_model::arrays::{read_scalar, to_tensor};
 use medssl_model::seeding::build_seeded;
 use medssl_model::weights::export_monai_safetensors;
 use serde::{Deserialize, Serialize};
@@ -596,7 +596,7 @@ impl Objective for FinetuneObjective {
             .forward(image)
             .map_err(|e| TrainError::context(format!("cases {}", batch.ids.join(", ")), e))?;
         let loss = self.config.train.loss.forward(logits, labels);
-        let value = f64::from(loss.clone().into_scalar::<f32>());
+        let value = read_scalar(loss.clone())?;
         let grads = GradientsParams::from_grads(loss.backward(), model);
         Ok(BatchLoss {
             loss: value,

@@ -20,6 +20,7 @@ use medssl_data::manifest::{CollectionSource, Manifest};
 use medssl_data::views::{ViewBatch, ViewPlan};
 use medssl_eval::evaluate::Part;
 use medssl_eval::probe::stages_json;
+use medssl_model::arrays::read_scalar;
 use medssl_model::seeding::build_seeded;
 use medssl_model::weights::export_encoder_safetensors;
 use medssl_ssl::{Method, Pretext, StepContext};
@@ -346,13 +347,12 @@ impl<M: Method> Objective for PretrainObjective<M> {
         let out = net
             .loss(batch, &context)
             .map_err(|e| TrainError::context(format!("cases {}", batch.ids.join(", ")), e))?;
-        let scalar = |t: burn::tensor::Tensor<1>| f64::from(t.into_scalar::<f32>());
-        let loss = scalar(out.total.clone());
+        let loss = read_scalar(out.total.clone())?;
         let components = out
             .components
             .into_iter()
-            .map(|(name, value)| (name, scalar(value.detach())))
-            .collect();
+            .map(|(name, value)| Ok((name, read_scalar(value.detach())?)))
+            .collect::<Result<_>>()?;
         let grads = GradientsParams::from_grads(out.total.backward(), net);
         Ok(BatchLoss {
             loss,
