@@ -139,16 +139,22 @@ fn round_trip(device: &Device) -> std::result::Result<(), ()> {
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 fn check_numerics(text: &str, device: &Device) -> std::result::Result<(), String> {
     use medssl_model::device_check::DeviceCheck;
-    match DeviceCheck::run(device).failure() {
-        None => Ok(()),
-        Some(failure) => Err(format!(
-            "--device {text} ({}) computes wrong values: {failure}, against the exact \
-             values. Runs on it would train and evaluate wrongly without an error, so it is \
-             refused; use --device cpu or another GPU or driver (Mesa's software Vulkan, \
-             lavapipe, fails this with Burn 0.22: README, GPUs)",
-            device_model(text, device)
-        )),
-    }
+    // A backend that fails hard panics in its server thread instead of returning.
+    let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        DeviceCheck::run(device).failure()
+    }));
+    let failure = match check {
+        Ok(None) => return Ok(()),
+        Ok(Some(failure)) => failure,
+        Err(_) => "the check itself failed on it (see the error above)".to_string(),
+    };
+    Err(format!(
+        "--device {text} ({}) computes wrong values: {failure}. Runs on it would train and \
+         evaluate wrongly without an error, so it is refused; use --device cpu or another \
+         GPU or driver (Mesa's software Vulkan, lavapipe, fails this with Burn 0.22: \
+         README, GPUs)",
+        device_model(text, device)
+    ))
 }
 
 /// What runs a parsed `--device`, for run records and reports: the processor's name for
