@@ -86,7 +86,7 @@ pub fn read_values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Device
     tensor
         .try_into_data()
         .map_err(|e| DeviceReadError::from_report(&e.to_string()))?
-        .try_to_vec::<f32>()
+        .try_into_vec::<f32>()
         .map_err(|e| DeviceReadError(format!("its values are not f32: {e:?}")))
 }
 

@@ -19,6 +19,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
 use crate::SwinUnetrConfig;
+use crate::arrays::read_values;
 use crate::conv::conv3d_same;
 use crate::seeding::build_seeded;
 use crate::swin::SwinTransformer;
@@ -177,11 +178,7 @@ fn relative_error(got: &[f32], want: &[f64]) -> f64 {
 
 /// The values of a tensor on the host; a NaN (an error of NaN) when the device fails.
 fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor
-        .try_into_data()
-        .ok()
-        .and_then(|data| data.try_into_vec::<f32>().ok())
-        .unwrap_or_else(|| vec![f32::NAN])
+    read_values(tensor).unwrap_or_else(|_| vec![f32::NAN])
 }
 
 fn row_sum_error(device: &Device) -> f64 {
