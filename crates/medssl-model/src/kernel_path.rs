@@ -29,9 +29,13 @@ fn counter(path: KernelPath) -> &'static AtomicU64 {
     }
 }
 
-/// How many operations `path` has taken in this process so far.
-pub fn calls(path: KernelPath) -> u64 {
-    counter(path).load(Ordering::Relaxed)
+/// Runs `run` and returns its output with how many operations took `path` meanwhile.
+/// The counters are per process, so operations of other threads count too: a test reads
+/// a count above zero as "this path was taken", not as an exact number.
+pub fn taken<T>(path: KernelPath, run: impl FnOnce() -> T) -> (T, u64) {
+    let before = counter(path).load(Ordering::Relaxed);
+    let out = run();
+    (out, counter(path).load(Ordering::Relaxed) - before)
 }
 
 /// The path an operation on `device` with operands of `dtypes` takes, counted: ours on

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use medssl_model::SwinUnetrConfig;
-use medssl_model::kernel_path::{KernelPath, calls};
+use medssl_model::kernel_path::{KernelPath, taken};
 use medssl_test_support::le_f32;
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -27,10 +27,9 @@ impl TestDevice {
     /// Panics unless `path` took operations while `run` ran: a device whose test passes
     /// on the wrong path has not tested its own.
     pub fn on_its_path<T>(&self, what: &str, run: impl FnOnce() -> T) -> T {
-        let before = calls(self.path);
-        let out = run();
+        let (out, taken) = taken(self.path, run);
         assert!(
-            calls(self.path) > before,
+            taken > 0,
             "{what} on {}: no operation took the {:?} path",
             self.name,
             self.path
