@@ -5,8 +5,8 @@
 //! Burn 0.22's wgpu backend on Mesa's lavapipe (software Vulkan, subgroups of 8) drops
 //! terms from long reductions: `sum_dim` over a contiguous axis of 48³ values comes out
 //! more than half off, and the weight gradient of a convolution over a 32³ volume a
-//! third to three quarters off, while whole-tensor sums, matrix products, input gradients and
-//! every forward pass of SwinUNETR agree with the CPU to 1e-6. Losses then agree and the
+//! third to three quarters off, while whole-tensor sums, matrix products, input
+//! gradients and every forward pass of SwinUNETR agree with the CPU to 1e-6. Losses then agree and the
 //! weights move the wrong way. Its gradients of a Swin encoder are also wrong where every
 //! stage output takes part in the loss (3% to 200% per tensor), though right, to 4e-4,
 //! where only one or two do: the gradient is not even linear in the outputs' gradients
@@ -94,8 +94,8 @@ impl DeviceCheck {
         })
     }
 
-    /// `None` when both errors are within [`TOLERANCE`] (NaN fails), else what went wrong
-    /// in words.
+    /// `None` when the two operations are within [`TOLERANCE`] and the encoder (when
+    /// computed) within [`ENCODER_TOLERANCE`] (NaN fails), else what went wrong in words.
     pub fn failure(&self) -> Option<String> {
         let mut wrong = Vec::new();
         let encoder = format!(
@@ -227,10 +227,10 @@ fn conv_weight_grad_error(device: &Device) -> f64 {
     }
 }
 
-/// The parameter gradients, in module order and concatenated, of the encoder drawn from
-/// seed 0 on `device`, for the loss `Σ_i sum(stage_i · probe_i)` over the stage outputs
-/// `stages` (0 to 4) of one 32³ input; zeros for a parameter without a gradient (no
-/// output in the loss depends on it), a NaN where the device fails.
+/// The parameter gradients, one vector per parameter in module order, of the encoder
+/// drawn from seed 0 on `device`, for the loss `Σ_i sum(stage_i · probe_i)` over the
+/// stage outputs `stages` (0 to 4) of one 32³ input; zeros for a parameter without a
+/// gradient (no output in the loss depends on it), a NaN where the device fails.
 fn encoder_grads(device: &Device, stages: &[usize]) -> Vec<Vec<f32>> {
     let device = device.clone().autodiff();
     let config = SwinUnetrConfig::new(1, 2).with_feature_size(12);

@@ -14,11 +14,12 @@
 #![cfg(feature = "wgpu")]
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use burn::tensor::Device;
 use medssl_data::splits::Budget;
 use medssl_model::device_check::DeviceCheck;
-use medssl_model::kernel_path::{KernelPath, calls};
+use medssl_model::kernel_path::{KernelPath, taken};
 use medssl_ssl::methods::{METHODS, MethodVisitor, visit};
 use medssl_ssl::{Method, Preset};
 use medssl_synth::{Grid, Kind, Task, write_task};
@@ -73,6 +74,19 @@ fn step_loss(run: &Path) -> f64 {
     steps[0]
 }
 
+/// The wgpu device, `None` where no adapter initialises; checked once per process.
+///
+/// # Panics
+/// When the device fails the device check.
+fn checked_wgpu() -> Option<Device> {
+    static FAILURE: OnceLock<Option<String>> = OnceLock::new();
+    let wgpu = wgpu_device()?;
+    if let Some(failure) = FAILURE.get_or_init(|| DeviceCheck::run(&wgpu).failure()) {
+        panic!("this wgpu device fails the device check: {failure}");
+    }
+    Some(wgpu)
+}
+
 /// Runs one step, `train(run, device, lr)`, on flex at the rate `lr` and twice that,
 /// and on wgpu at `lr` (each run in its own directory under `dir`), checking that each
 /// device took its own kernel path. Compares the step's loss and the update of every
@@ -80,22 +94,15 @@ fn step_loss(run: &Path) -> f64 {
 /// update, so `flex(lr) - flex(2 lr)` is flex's update and `flex(lr) - wgpu(lr)` the
 /// difference of the two devices' updates.
 fn compare(dir: &Path, what: &str, weights: &str, train: impl Fn(&Path, Device, f64)) {
-    let Some(wgpu) = wgpu_device() else { return };
-    if let Some(failure) = DeviceCheck::run(&wgpu).failure() {
-        panic!("this wgpu device fails the device check: {failure}");
-    }
+    let Some(wgpu) = checked_wgpu() else { return };
     let lr = RATE_OVER_EPSILON * EPSILON;
     for (name, device, rate, path) in [
         ("flex", Device::flex(), lr, KernelPath::Ours),
         ("flex-2lr", Device::flex(), 2.0 * lr, KernelPath::Ours),
         ("wgpu", wgpu, lr, KernelPath::Burn),
     ] {
-        let before = calls(path);
-        train(&dir.join(name), device, rate);
-        assert!(
-            calls(path) > before,
-            "{what} on {name}: no {path:?} operation"
-        );
+        let ((), ops) = taken(path, || train(&dir.join(name), device, rate));
+        assert!(ops > 0, "{what} on {name}: no {path:?} operation");
     }
     let (flex, wgpu) = (dir.join("flex"), dir.join("wgpu"));
     let (a, b) = (step_loss(&flex), step_loss(&wgpu));
@@ -106,16 +113,13 @@ fn compare(dir: &Path, what: &str, weights: &str, train: impl Fn(&Path, Device, 
     let [once, twice, other] =
         ["flex", "flex-2lr", "wgpu"].map(|name| tensors(&dir.join(name).join(weights)));
     let names = |t: &[(String, Vec<f32>)]| t.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
-    assert_eq!(
-        names(&once),
-        names(&other),
-        "{what}: the files hold other tensors"
-    );
-    assert_eq!(
-        names(&once),
-        names(&twice),
-        "{what}: the files hold other tensors"
-    );
+    for run in [&twice, &other] {
+        assert_eq!(
+            names(&once),
+            names(run),
+            "{what}: the files hold other tensors"
+        );
+    }
     // Squared L2 norms of flex's update and of the devices' difference, per tensor.
     let norms: Vec<(&str, f64, f64)> = once
         .iter()
